@@ -1,0 +1,336 @@
+"""The branched model of the paper: f(x) = R(x) + Σ_k v_k(x).
+
+A :class:`Branched` module holds M identical sub-networks ("branches") built
+by one factory and independently initialised (paper §1, eq. 1, Fig. 1); an
+optional residual R(x) is added to their sum (App. E, eq. 15). Every analysis
+in branchspec reads the branch outputs through this class, as one tensor
+shaped ``(M, B, ...)`` — the branch axis first.
+
+Two execution engines compute the same thing:
+
+* ``"loop"``  — a Python loop over the branch modules (the reference);
+* ``"fused"`` — the branch parameters are stacked and the branch function is
+  vectorised with :func:`torch.func.vmap` (convolutions become grouped
+  convolutions under vmap's batching rules), one kernel launch per layer
+  instead of M.
+
+The parameters always live in the per-branch modules (``branches.0.…``,
+``branches.1.…``), so state dicts are identical between engines and a model
+trained with one can be analysed with the other. BatchNorm running
+statistics are updated per branch by both engines.
+
+Example:
+    >>> import torch, torch.nn as nn
+    >>> from branchspec import Branched
+    >>> model = Branched(lambda: nn.Linear(3, 2), num_branches=4, seed=0)
+    >>> f, v = model(torch.randn(5, 3), return_branches=True)
+    >>> v.shape, torch.allclose(f, v.sum(0), atol=1e-6)
+    (torch.Size([4, 5, 2]), True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+ENGINES = ("auto", "loop", "fused")
+
+
+class ResidualSplit(NamedTuple):
+    """What a residual may return instead of a plain tensor.
+
+    ``residual``: R(x), shaped like f(x). ``branch_inputs``: a ``(M, B, ...)``
+    tensor whose slice k is the input of branch k — the learnt-diffusion
+    pre-processing of App. E feeds φ_k to branch k, f = R + Σ_k v_k(φ_k).
+    """
+
+    residual: Tensor
+    branch_inputs: Tensor
+
+
+def _seeded(seed: int | None):
+    """Fork the global RNG and seed it, or do nothing when seed is None."""
+    if seed is None:
+        return contextlib.nullcontext()
+    ctx = torch.random.fork_rng(devices=[])
+
+    class _Ctx:
+        def __enter__(self):
+            ctx.__enter__()
+            torch.manual_seed(seed)
+
+        def __exit__(self, *exc):
+            return ctx.__exit__(*exc)
+
+    return _Ctx()
+
+
+class Branched(nn.Module):
+    """M identical branches summed, plus an optional residual (eq. 1, eq. 15).
+
+    Args:
+        make_branch: factory returning a fresh ``nn.Module``; called M times,
+            so every branch has the same architecture and its own random
+            initialisation — the only difference between branches (§1).
+        num_branches: M ≥ 1.
+        residual: optional R. An ``nn.Module`` (registered, trained with the
+            model) or any callable of the branch input x. It returns R(x), or
+            a :class:`ResidualSplit` giving R and per-branch inputs.
+        engine: ``"loop"``, ``"fused"`` or ``"auto"`` (see :meth:`resolve_engine`).
+        seed: if given, branch initialisation is reproducible (the global RNG
+            is forked, seeded once, and the M branches are built in order).
+
+    Extra positional / keyword arguments of :meth:`forward` are passed
+    unchanged to every branch (e.g. a target-domain label of a generator).
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> m = Branched(lambda: nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1)), 3, seed=1)
+        >>> m.branch_outputs(torch.zeros(7, 2)).shape
+        torch.Size([3, 7, 1])
+    """
+
+    def __init__(
+        self,
+        make_branch: Callable[[], nn.Module],
+        num_branches: int,
+        residual: nn.Module | Callable[[Tensor], Any] | None = None,
+        engine: str = "auto",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(num_branches, int) or num_branches < 1:
+            raise ValueError(f"num_branches must be an integer >= 1, got {num_branches!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        with _seeded(seed):
+            self.branches = nn.ModuleList([make_branch() for _ in range(num_branches)])
+        if isinstance(residual, nn.Module):
+            self.residual = residual
+        else:
+            self.residual = None
+            self._residual_fn = residual
+        self.engine = engine
+        # (M,) multiplier on each branch's contribution; 0 silences a branch.
+        self.register_buffer("branch_gain", torch.ones(num_branches), persistent=False)
+        self._auto_choice: dict[tuple, str] = {}
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def num_branches(self) -> int:
+        """M, the number of branches."""
+        return len(self.branches)
+
+    def extra_repr(self) -> str:
+        return f"num_branches={self.num_branches}, engine={self.engine!r}"
+
+    def _residual(self, x: Tensor) -> Any:
+        if self.residual is not None:
+            return self.residual(x)
+        if self._residual_fn is not None:
+            return self._residual_fn(x)
+        return None
+
+    # ----------------------------------------------------------------- engines
+    def resolve_engine(self, x: Tensor, args: tuple = (), kwargs: dict | None = None, per_branch: bool = False) -> str:
+        """The engine used for input ``x``.
+
+        ``"auto"`` measures both engines once per (device, shape, dtype,
+        grad-mode, train-mode) and keeps the faster — the same idea as
+        cuDNN's benchmark mode — with the buffers and RNG state restored
+        after the measurement, so it has no side effect on the model. On the
+        2-core CPU of this project the loop engine wins for conv branches
+        and vmap is ~3x slower; on a GPU the fused engine wins (see
+        ``benchmarks/`` and the README).
+        """
+        if self.engine != "auto":
+            return self.engine
+        if self.num_branches == 1:
+            return "loop"
+        key = (x.device.type, tuple(x.shape), x.dtype, torch.is_grad_enabled(), self.training, per_branch)
+        if key not in self._auto_choice:
+            self._auto_choice[key] = self._measure_engines(x, args, kwargs or {}, per_branch)
+        return self._auto_choice[key]
+
+    def _measure_engines(self, x: Tensor, args: tuple, kwargs: dict, per_branch: bool) -> str:
+        saved = {n: b.detach().clone() for n, b in self.named_buffers()}
+        cpu_rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state_all() if x.is_cuda else None
+        timings = {}
+        try:
+            with torch.no_grad():
+                for engine in ("loop", "fused"):
+                    try:
+                        self._outputs(engine, x, args, kwargs, per_branch)  # warm-up
+                        _sync(x)
+                        t0 = time.perf_counter()
+                        for _ in range(2):
+                            self._outputs(engine, x, args, kwargs, per_branch)
+                        _sync(x)
+                        timings[engine] = time.perf_counter() - t0
+                    except RuntimeError:  # an op without a vmap rule: loop only
+                        timings[engine] = float("inf")
+        finally:
+            with torch.no_grad():
+                for n, b in self.named_buffers():
+                    b.copy_(saved[n])
+            torch.set_rng_state(cpu_rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state_all(cuda_rng)
+        return min(timings, key=timings.get)
+
+    def _loop_outputs(self, x: Tensor, per_branch: bool, args, kwargs) -> Tensor:
+        outs = [
+            branch(x[k] if per_branch else x, *args, **kwargs)
+            for k, branch in enumerate(self.branches)
+        ]
+        return torch.stack(outs)  # (M, B, ...)
+
+    def stacked_state(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Parameters and buffers of all branches stacked on a leading M axis.
+
+        The stack is differentiable: gradients reach every branch's own
+        parameters. Returns ``(params, buffers)``, each ``{name: (M, ...)}``.
+        """
+        names = [n for n, _ in self.branches[0].named_parameters()]
+        per = [dict(b.named_parameters()) for b in self.branches]
+        params = {n: torch.stack([p[n] for p in per]) for n in names}  # (M, ...)
+        bnames = [n for n, _ in self.branches[0].named_buffers()]
+        perb = [dict(b.named_buffers()) for b in self.branches]
+        buffers = {n: torch.stack([b[n] for b in perb]) for n in bnames}  # (M, ...)
+        return params, buffers
+
+    def _fused_outputs(self, x: Tensor, per_branch: bool, args, kwargs) -> Tensor:
+        params, buffers = self.stacked_state()
+        template = self.branches[0]
+
+        def one(p, b, xin):
+            return functional_call(template, (p, b), (xin, *args), kwargs)
+
+        out = vmap(one, in_dims=(0, 0, 0 if per_branch else None), randomness="different")(
+            params, buffers, x
+        )  # (M, B, ...)
+        if buffers and self.training:
+            # BatchNorm updated the stacked running statistics in place:
+            # write them back to each branch so the engines stay interchangeable.
+            with torch.no_grad():
+                for k, branch in enumerate(self.branches):
+                    for n, buf in branch.named_buffers():
+                        buf.copy_(buffers[n][k])
+        return out
+
+    def _outputs(self, engine: str, x: Tensor, args, kwargs, per_branch: bool = False) -> Tensor:
+        if engine == "fused":
+            return self._fused_outputs(x, per_branch, args, kwargs)
+        return self._loop_outputs(x, per_branch, args, kwargs)
+
+    # ----------------------------------------------------------------- forward
+    def forward_all(self, x: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One pass returning ``(f, branch_outputs, R)``.
+
+        ``branch_outputs`` is ``(M, B, ...)`` *before* the silencing gains
+        are applied; ``f = R + Σ_k g_k · v_k`` with g the gains (1 by
+        default). ``R`` is ``None`` when the model has no residual.
+        """
+        res = self._residual(x)
+        per_branch = False
+        branch_in = x
+        if isinstance(res, ResidualSplit):
+            res, branch_in = res.residual, res.branch_inputs
+            if branch_in.shape[0] != self.num_branches:
+                raise ValueError(
+                    f"residual returned inputs for {branch_in.shape[0]} branches, model has {self.num_branches}"
+                )
+            per_branch = True
+        engine = self.resolve_engine(branch_in, args, kwargs, per_branch)
+        outs = self._outputs(engine, branch_in, args, kwargs, per_branch)  # (M, B, ...)
+        gain = self.branch_gain.to(outs.dtype).view(-1, *([1] * (outs.dim() - 1)))  # (M, 1, ...)
+        f = (gain * outs).sum(0)  # (B, ...)
+        if res is not None:
+            f = f + res
+        return f, outs, res
+
+    def forward(self, x: Tensor, *args: Any, return_branches: bool = False, **kwargs: Any):
+        """f(x) = R(x) + Σ_k v_k(x) (eq. 1 / eq. 15).
+
+        With ``return_branches=True`` returns ``(f, v)`` where v is the
+        ``(M, B, ...)`` tensor of branch outputs from the same pass.
+        """
+        f, outs, _ = self.forward_all(x, *args, **kwargs)
+        return (f, outs) if return_branches else f
+
+    def branch_outputs(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        """Every branch's output before summation, shaped ``(M, B, ...)``.
+
+        This is v_k(x) of eq. 1 for all k at once — the input of every
+        specialisation metric (response matrix F of §4.1).
+        """
+        return self.forward_all(x, *args, **kwargs)[1]
+
+    def residual_output(self, x: Tensor) -> Tensor | None:
+        """R(x) alone (``None`` without a residual)."""
+        res = self._residual(x)
+        return res.residual if isinstance(res, ResidualSplit) else res
+
+    # ----------------------------------------------------------------- helpers
+    def silence(self, branches: int | Iterable[int], value: float = 0.0) -> None:
+        """Silence branches: their contribution to f is multiplied by ``value`` (0).
+
+        Used for ablations. :meth:`branch_outputs` still reports them unscaled.
+        """
+        idx = [branches] if isinstance(branches, int) else list(branches)
+        for k in idx:
+            if not 0 <= k < self.num_branches:
+                raise IndexError(f"branch index {k} out of range 0..{self.num_branches - 1}")
+            self.branch_gain[k] = value
+
+    def unsilence(self) -> None:
+        """Give every branch its full contribution again."""
+        self.branch_gain.fill_(1.0)
+
+    @contextlib.contextmanager
+    def silenced(self, branches: int | Iterable[int]) -> Iterator["Branched"]:
+        """Context manager: silence ``branches`` inside the block, restore after.
+
+        Example:
+            >>> import torch, torch.nn as nn
+            >>> m = Branched(lambda: nn.Linear(1, 1), 3, seed=0)
+            >>> x = torch.ones(2, 1)
+            >>> with m.silenced([0, 1]):
+            ...     torch.allclose(m(x), m.branch_outputs(x)[2])
+            True
+        """
+        saved = self.branch_gain.clone()
+        try:
+            self.silence(branches)
+            yield self
+        finally:
+            self.branch_gain.copy_(saved)
+
+    def keep_only(self, branches: Iterable[int]) -> None:
+        """Silence every branch not in ``branches``."""
+        keep = set(branches)
+        self.silence([k for k in range(self.num_branches) if k not in keep])
+
+    def branch_parameters(self, k: int) -> dict[str, nn.Parameter]:
+        """θ_k: the parameters of branch k, ``{name: parameter}`` (§3)."""
+        return dict(self.branches[k].named_parameters())
+
+    def parameters_per_branch(self) -> list[int]:
+        """|θ_k| for every k (number of scalar parameters)."""
+        return [sum(p.numel() for p in b.parameters()) for b in self.branches]
+
+    def num_parameters(self) -> int:
+        """|θ|, all parameters including the residual's."""
+        return sum(p.numel() for p in self.parameters())
+
+
+def _sync(x: Tensor) -> None:
+    if x.is_cuda:
+        torch.cuda.synchronize(x.device)

@@ -1,0 +1,23 @@
+"""``branchspec report``: rebuild report.html from the saved sections of a folder."""
+
+from __future__ import annotations
+
+from branchspec.commands._common import existing_dir
+from branchspec.errors import UsageError
+from branchspec.report import collect_sections, write_report
+
+NAME = "report"
+HELP = "rebuild DIR/report.html from the results saved in DIR (no retraining)"
+
+
+def add_arguments(p):
+    p.add_argument("--out", required=True, help="a folder written by 'branchspec demo' (or holding */section.json)")
+
+
+def run(args) -> int:
+    out = existing_dir(args.out, "--out")
+    sections = collect_sections(out)
+    if not sections:
+        raise UsageError(f"--out: no */section.json under {out}; run 'branchspec demo --out {out}' first")
+    print(write_report(out, sections))
+    return 0

@@ -1,0 +1,230 @@
+"""Specialisation metrics (paper §4.1, §5.1) as pure tensor functions.
+
+Everything here takes branch outputs shaped ``(M, N, ...)`` — branch axis
+first, as returned by :meth:`branchspec.Branched.branch_outputs` — or the
+response matrix F derived from them, and returns tensors. No model
+attributes are read: the only door between model and analysis is the
+``Branched`` API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.func import functional_call, jacrev, vmap
+
+REDUCTIONS = ("auto", "identity", "norm", "sum", "mean", "flatten")
+
+
+def response_matrix(outputs: Tensor, reduction: str = "auto") -> Tensor:
+    """The response matrix F of §4.1: F[i, j] = response of branch i on sample j.
+
+    Args:
+        outputs: ``(M, N, ...)`` branch outputs v_i(x_j).
+        reduction: how a vector / image output becomes F's entries:
+
+            * ``"identity"`` — scalar outputs only: F[i, j] = v_i(x_j) exactly
+              as the paper (``(M, N)`` or ``(M, N, 1)`` inputs);
+            * ``"norm"`` — F[i, j] = ‖v_i(x_j)‖₂ over the trailing dims;
+            * ``"sum"`` / ``"mean"`` — signed sum / mean over trailing dims;
+            * ``"flatten"`` — the full response: F is ``(M, N·D)``, each
+              sample's D output values laid side by side, so F·Fᵀ sums the
+              inner products ⟨v_i(x_j), v_k(x_j)⟩ over samples;
+            * ``"auto"`` — ``"identity"`` for scalar outputs, else ``"flatten"``.
+
+    Returns:
+        F, ``(M, N)`` (or ``(M, N·D)`` for ``"flatten"``).
+
+    Example:
+        >>> response_matrix(torch.tensor([[1., 2.], [0., 0.]])).tolist()
+        [[1.0, 2.0], [0.0, 0.0]]
+    """
+    if outputs.dim() < 2:
+        raise ValueError(f"outputs must be (M, N, ...), got shape {tuple(outputs.shape)}")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    m, n = outputs.shape[:2]
+    flat = outputs.reshape(m, n, -1)  # (M, N, D)
+    scalar = flat.shape[2] == 1
+    if reduction == "auto":
+        reduction = "identity" if scalar else "flatten"
+    if reduction == "identity":
+        if not scalar:
+            raise ValueError("reduction='identity' needs scalar branch outputs; use 'norm' or 'flatten'")
+        return flat[..., 0]
+    if reduction == "norm":
+        return flat.norm(dim=2)
+    if reduction == "sum":
+        return flat.sum(dim=2)
+    if reduction == "mean":
+        return flat.mean(dim=2)
+    return flat.reshape(m, -1)  # (M, N·D)
+
+
+def covariance(F: Tensor) -> Tensor:
+    """Cov = F·Fᵀ exactly as §4.1 defines it (uncentred; Fig. 3 right, Fig. 5 panel 2).
+
+    Example:
+        >>> covariance(torch.tensor([[1., 0.], [0., 2.]])).tolist()
+        [[1.0, 0.0], [0.0, 4.0]]
+    """
+    return F @ F.T  # (M, M)
+
+
+def correlation(F: Tensor, eps: float = 1e-12) -> Tensor:
+    """Normalised covariance: Cov_ik / sqrt(Cov_ii · Cov_kk), in [−1, 1].
+
+    A silent branch (zero response) has zero correlation with everything,
+    and 0 on its own diagonal entry.
+    """
+    cov = covariance(F)
+    d = cov.diagonal().clamp_min(0).sqrt()  # (M,)
+    denom = d[:, None] * d[None, :]
+    return torch.where(denom > eps, cov / denom.clamp_min(eps), torch.zeros_like(cov))
+
+
+def mean_abs_offdiag(C: Tensor) -> float:
+    """Mean |C_ik| over k ≠ i — a one-number summary of a correlation matrix."""
+    m = C.shape[0]
+    if m < 2:
+        return 0.0
+    mask = ~torch.eye(m, dtype=torch.bool, device=C.device)
+    return C.abs()[mask].mean().item()
+
+
+def branch_norms(F: Tensor) -> Tensor:
+    """‖F_i‖₂, the norm of each branch's response over all samples, ``(M,)``."""
+    return F.reshape(F.shape[0], -1).norm(dim=1)
+
+
+def active_mask(F: Tensor, fraction: float = 0.1) -> Tensor:
+    """Active branches (§4.1, Fig. 4): ‖F_i‖ ≥ fraction · max_k ‖F_k‖.
+
+    Silent branches are the complement. If every branch is zero, none is active.
+
+    Example:
+        >>> active_mask(torch.tensor([[1., 1.], [0.05, 0.], [0.5, 0.]])).tolist()
+        [True, False, True]
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
+    norms = branch_norms(F)
+    top = norms.max()
+    if top <= 0:
+        return torch.zeros_like(norms, dtype=torch.bool)
+    return norms >= fraction * top
+
+
+@dataclass(frozen=True)
+class ActivityCounts:
+    """Active / silent counts and masks of one response matrix."""
+
+    active: int
+    silent: int
+    mask: Tensor  # (M,) bool, True = active
+
+
+def activity(F: Tensor, fraction: float = 0.1) -> ActivityCounts:
+    """Counts of active and silent branches (Fig. 4 right, Fig. 5 panel 1)."""
+    mask = active_mask(F, fraction)
+    a = int(mask.sum())
+    return ActivityCounts(active=a, silent=mask.numel() - a, mask=mask)
+
+
+# --------------------------------------------------------------------------
+# Gradient factorisation (eq. 5–6, 10–11)
+
+
+@dataclass(frozen=True)
+class GradientFactors:
+    """Per-sample factors of ∂L/∂w_k (eq. 10–11).
+
+    ``distributive[k][name]``: ∂v_k(x_j)/∂w_k, shaped ``(N, C, *param_shape)``
+    with C the flattened output size. ``collaborative``: dL/df(x_j),
+    ``(N, C)`` — one vector shared by every branch. Their contraction over C,
+    summed over samples, is autograd's gradient of the batch loss.
+    """
+
+    distributive: list[dict[str, Tensor]]
+    collaborative: Tensor
+
+    def per_sample_gradient(self, k: int, name: str) -> Tensor:
+        """(∂v_k/∂w)ᵀ · dL/df for each sample, ``(N, *param_shape)``."""
+        d = self.distributive[k][name]  # (N, C, *P)
+        return torch.einsum("nc...,nc->n...", d, self.collaborative)
+
+    def gradient(self, k: int, name: str) -> Tensor:
+        """Σ_j (∂v_k(x_j)/∂w)ᵀ · dL/df(x_j): the batch gradient via eq. 10."""
+        return self.per_sample_gradient(k, name).sum(0)
+
+
+def gradient_factors(
+    model,
+    x: Tensor,
+    y: Tensor,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    param_names: Sequence[str] | None = None,
+    branches: Sequence[int] | None = None,
+    *args,
+    **kwargs,
+) -> GradientFactors:
+    """Split the gradient of every chosen branch parameter into its factors.
+
+    Eq. 10: ∇_{θ_k} L(x) = (∇_{θ_k} v_k(x))ᵀ · dL/df(x) — the distributive
+    part (a Jacobian of branch k alone) times the collaborative part (the
+    loss gradient at the summed output, the same for every branch). For
+    L = ½‖f − y‖² the collaborative part is f − y (eq. 2, whose sign the
+    paper writes as y − f); for cross-entropy against a target p it is
+    softmax(f) − p (eq. 3, likewise).
+
+    Args:
+        model: a :class:`~branchspec.Branched` model.
+        x: ``(N, ...)`` inputs; y: targets for ``loss_fn``.
+        loss_fn: ``loss_fn(f, y)`` returning the scalar loss, a *sum* over
+            samples (per-sample factors then add up to the batch gradient).
+        param_names: names inside one branch (``"0.weight"``); default all.
+        branches: which k; default all.
+        *args, **kwargs: extra branch inputs, as for ``model.forward``.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> from branchspec import Branched
+        >>> m = Branched(lambda: nn.Linear(1, 1), 2, seed=0)
+        >>> x, y = torch.randn(4, 1), torch.randn(4, 1)
+        >>> gf = gradient_factors(m, x, y, lambda f, t: 0.5 * ((f - t) ** 2).sum())
+        >>> gf.collaborative.shape, gf.distributive[0]["weight"].shape
+        (torch.Size([4, 1]), torch.Size([4, 1, 1, 1]))
+    """
+    if branches is None:
+        branches = range(model.num_branches)
+    f = model(x, *args, **kwargs).detach().requires_grad_(True)
+    (collab,) = torch.autograd.grad(loss_fn(f, y), f)
+    collab = collab.reshape(f.shape[0], -1)  # (N, C)
+    res = model._residual(x)
+    from branchspec.branched import ResidualSplit
+
+    per_branch_in = res.branch_inputs if isinstance(res, ResidualSplit) else None
+    dist: list[dict[str, Tensor]] = []
+    for k in branches:
+        branch = model.branches[k]
+        params = dict(branch.named_parameters())
+        names = list(param_names) if param_names is not None else list(params)
+        missing = [n for n in names if n not in params]
+        if missing:
+            raise KeyError(f"no parameter(s) {missing} in a branch; have {list(params)}")
+        gain = model.branch_gain[k]
+        fixed = {n: p.detach() for n, p in params.items() if n not in names}
+        buffers = dict(branch.named_buffers())
+        xin = x if per_branch_in is None else per_branch_in[k]
+
+        def v_single(chosen, xj, _fixed=fixed, _buf=buffers, _branch=branch, _gain=gain):
+            out = functional_call(_branch, ({**_fixed, **chosen}, _buf), (xj[None], *args), kwargs)
+            return (_gain * out).reshape(-1)  # (C,)
+
+        chosen = {n: params[n].detach() for n in names}
+        jac = vmap(jacrev(v_single), in_dims=(None, 0))(chosen, xin)  # {name: (N, C, *P)}
+        dist.append(jac)
+    return GradientFactors(distributive=dist, collaborative=collab)

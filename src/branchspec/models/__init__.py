@@ -1,0 +1,1 @@
+"""Branch architectures and the registry that rebuilds models from checkpoints."""

@@ -1,0 +1,123 @@
+"""The offline HTML report: one self-contained page, every figure inlined.
+
+Each part of the package contributes a :class:`Section` (figures, key
+numbers, and a line saying how each was produced). Sections are saved as
+``DIR/<key>/section.json`` next to the results they describe, so
+``branchspec report --out DIR`` rebuilds the page from saved files alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One image of the report: ``path`` relative to the report folder."""
+
+    path: str
+    caption: str  # what it shows, citing the paper's figure
+    command: str = ""  # how it was produced
+
+
+@dataclass(frozen=True)
+class Section:
+    """A part of the report (toy, Hessian, classifier, decomposition, …)."""
+
+    key: str  # folder name under the report folder, e.g. "toy"
+    title: str
+    intro: str = ""
+    numbers: dict = field(default_factory=dict)  # name -> value (number or short text)
+    figures: list = field(default_factory=list)  # list[Figure]
+    notes: list = field(default_factory=list)  # how-produced lines, caveats
+
+    def save(self, out_dir: Path) -> Path:
+        """Write ``out_dir/<key>/section.json``."""
+        d = Path(out_dir) / self.key
+        d.mkdir(parents=True, exist_ok=True)
+        doc = asdict(self)
+        p = d / "section.json"
+        p.write_text(json.dumps(doc, indent=2, default=str))
+        return p
+
+    @staticmethod
+    def load(path: Path) -> "Section":
+        doc = json.loads(Path(path).read_text())
+        doc["figures"] = [Figure(**f) for f in doc.get("figures", [])]
+        return Section(**doc)
+
+
+ORDER = ["toy", "hessian", "classifier", "decomposition", "apps"]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return html.escape(str(v))
+
+
+def _img(out_dir: Path, fig: Figure) -> str:
+    p = out_dir / fig.path
+    if not p.is_file():
+        return f'<p class="missing">missing figure: {html.escape(fig.path)}</p>'
+    mime = "image/gif" if p.suffix.lower() == ".gif" else "image/png"
+    data = base64.b64encode(p.read_bytes()).decode()
+    return f'<img alt="{html.escape(fig.caption)}" src="data:{mime};base64,{data}">'
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+h1{margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:2em}
+table{border-collapse:collapse;margin:.5em 0} td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+figure{margin:1.2em 0} figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.92em;color:#333} code{background:#f4f4f4;padding:0 .2em}
+.cmd{font-size:.85em;color:#555} .missing{color:#b00} nav a{margin-right:1em}
+"""
+
+
+def render(out_dir: Path, sections: list[Section], title: str = "branchspec report") -> str:
+    out_dir = Path(out_dir)
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             f"<style>{_CSS}</style></head><body>",
+             f"<h1>{html.escape(title)}</h1>",
+             "<p>Brokman &amp; Gilboa, <i>Analysis of Branch Specialization and its Application in Image "
+             f"Decomposition</i>. Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by branchspec.</p>",
+             "<nav>" + "".join(f"<a href='#{s.key}'>{html.escape(s.title)}</a>" for s in sections) + "</nav>"]
+    for s in sections:
+        parts.append(f"<h2 id='{s.key}'>{html.escape(s.title)}</h2>")
+        if s.intro:
+            parts.append(f"<p>{html.escape(s.intro)}</p>")
+        if s.numbers:
+            rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_fmt(v)}</td></tr>" for k, v in s.numbers.items())
+            parts.append(f"<table>{rows}</table>")
+        for f in s.figures:
+            cmd = f"<div class='cmd'>produced by <code>{html.escape(f.command)}</code></div>" if f.command else ""
+            parts.append(f"<figure>{_img(out_dir, f)}<figcaption>{html.escape(f.caption)}</figcaption>{cmd}</figure>")
+        for n in s.notes:
+            parts.append(f"<p class='cmd'>{html.escape(n)}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def collect_sections(out_dir: Path) -> list[Section]:
+    """All ``*/section.json`` under ``out_dir``, in the report's order."""
+    found = {p.parent.name: Section.load(p) for p in Path(out_dir).glob("*/section.json")}
+    keys = [k for k in ORDER if k in found] + sorted(k for k in found if k not in ORDER)
+    return [found[k] for k in keys]
+
+
+def write_report(out_dir: Path, sections: list[Section] | None = None, title: str = "branchspec report") -> Path:
+    """Write ``out_dir/report.html`` from ``sections`` (default: the saved ones)."""
+    out_dir = Path(out_dir)
+    if sections is None:
+        sections = collect_sections(out_dir)
+    p = out_dir / "report.html"
+    tmp = p.with_suffix(".html.tmp")
+    tmp.write_text(render(out_dir, sections, title))
+    tmp.replace(p)
+    return p

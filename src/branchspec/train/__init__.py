@@ -1,0 +1,1 @@
+"""Training: losses as free functions, loops, atomic checkpoints and resume."""
