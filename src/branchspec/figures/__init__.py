@@ -1,0 +1,7 @@
+"""Figures like the paper's, drawn from saved result files only (STYLE habit 7).
+
+One module per part (toy, hessian, classifier, decomposition, apps); shared
+helpers in :mod:`branchspec.figures.common`. Split from the single
+``figures.py`` of the starting layout because each part's plots alone pass
+a few hundred lines.
+"""
