@@ -1,0 +1,155 @@
+"""One Hessian analysis of a checkpoint, saved as JSON + NPZ (used by the CLI and the demo).
+
+:func:`analyze` picks the exact method (direct forward-over-reverse for small
+subsets, the eq. 13–14 blockwise assembly otherwise), checks it (symmetry,
+eq. 14 products, a few Hessian columns against direct Hessian-vector
+products), adds probe estimates on request, and falls back to probes alone
+when the exact Hessian is over the memory budget. :func:`save_results`
+writes ``hessian.json`` / ``hessian.npz``; figures are drawn from those files
+by :mod:`branchspec.figures.hessian`.
+
+Example:
+    >>> import torch
+    >>> from branchspec.toy import toy_model
+    >>> from branchspec.hessian_data import toy_data
+    >>> res, H = analyze(toy_model(3, seed=0), toy_data({}, 4))
+    >>> res["num_params"], H.shape
+    (6, torch.Size([6, 6]))
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import vmap
+
+from branchspec.errors import BranchspecError
+from branchspec.hessian import (
+    DEFAULT_BUDGET_BYTES,
+    analysis_mode,
+    as_branched,
+    block_summary,
+    check_budget,
+    estimate_bytes,
+    exact_hessian,
+    hvp_fn,
+    select_params,
+    subset_loss,
+)
+from branchspec.hessian_data import HessianData
+from branchspec.hessian_factors import blockwise_hessian, eq14_report, hessian_factors
+from branchspec.hessian_probes import exact_stderr, probe_block_norms
+
+DIRECT_MAX_PARAMS = 256  # "auto" uses the direct method up to this many parameters
+
+
+def column_check(model, subset, data: HessianData, H: Tensor, columns: int = 3, seed: int = 0) -> float:
+    """Max relative error of ``columns`` random columns of H against direct Hessian-vector products."""
+    model = as_branched(model)
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(subset.num_params, generator=gen)[:columns]
+    with torch.no_grad(), analysis_mode(model):
+        theta = subset.flat(model)
+        hvp = hvp_fn(subset_loss(model, subset, data.x, data.y, data.loss_fn), theta)
+        eye = torch.zeros(len(idx), subset.num_params, dtype=theta.dtype)
+        eye[torch.arange(len(idx)), idx] = 1
+        cols = vmap(hvp)(eye)  # (columns, P)
+    scale = H.abs().max().item() or 1.0
+    return (cols - H[idx]).abs().max().item() / scale
+
+
+def analyze(model, data: HessianData, params: str = "first-layer", *, method: str = "auto",
+            probes: int = 0, budget_bytes: float = DEFAULT_BUDGET_BYTES, seed: int = 0,
+            zero_tol: float = 1e-6) -> tuple[dict, Tensor | None]:
+    """The Hessian block structure of ``model`` on ``data``: ``(result dict, H or None)``.
+
+    ``method``: ``"direct"`` (:func:`~branchspec.hessian.exact_hessian`),
+    ``"blockwise"`` (:func:`~branchspec.hessian_factors.blockwise_hessian`) or
+    ``"auto"`` (direct up to :data:`DIRECT_MAX_PARAMS` parameters).
+    ``probes`` > 0 adds the random-probe estimate (and, with H known, its
+    error against the exact block norms). When the exact Hessian is over
+    ``budget_bytes``: with probes, the result holds the probe estimate only
+    (H is None); without, a one-line :class:`BranchspecError`.
+    """
+    branched = as_branched(model)
+    subset = select_params(branched, params)
+    itemsize = next(branched.parameters()).element_size()
+    with torch.no_grad(), analysis_mode(branched):
+        nc = branched(data.x).numel()
+    if method == "auto":
+        method = "direct" if subset.num_params <= DIRECT_MAX_PARAMS else "blockwise"
+    if method not in ("direct", "blockwise"):
+        raise BranchspecError(f"unknown Hessian method {method!r} (direct, blockwise, auto)")
+    need = estimate_bytes(subset, nc, itemsize, method)
+    res = {
+        "params": params, "param_names": list(subset.names), "num_branches": subset.num_branches,
+        "num_params": subset.num_params, "params_per_branch": subset.per_branch,
+        "boundaries": list(subset.boundaries), "batch": int(data.x.shape[0]), "loss": data.loss, "data": data.data,
+        "memory": {"estimated_bytes": need, "budget_bytes": int(budget_bytes), "method": method},
+    }
+    H = None
+    try:
+        check_budget(need, budget_bytes, f"the exact Hessian of {subset.num_params} parameters ({params})",
+                     "use --probes K for an estimate, a smaller --params subset or --batch, or raise --max-memory-gb")
+    except BranchspecError:
+        if probes <= 0:
+            raise
+        res["method"] = "probes"
+    else:
+        t0 = time.perf_counter()
+        if method == "direct":
+            H = exact_hessian(branched, subset, data.x, data.y, data.loss_fn, budget_bytes=budget_bytes)
+            factors = hessian_factors(branched, subset, data.x, data.y, data.loss_fn)
+        else:
+            H, factors = blockwise_hessian(branched, subset, data.x, data.y, data.loss_fn, budget_bytes=budget_bytes)
+        res["seconds_exact"] = round(time.perf_counter() - t0, 3)
+        res["method"] = method
+        res.update(block_summary(H, subset.boundaries))
+        res["eq14"] = eq14_report(H, factors, subset.boundaries, zero_tol)
+        res["column_check_max_rel_error"] = column_check(branched, subset, data, H, seed=seed)
+    if probes > 0:
+        t0 = time.perf_counter()
+        est = probe_block_norms(branched, subset, data.x, data.y, data.loss_fn, probes=probes, seed=seed)
+        pr = est.summary()
+        pr["seconds"] = round(time.perf_counter() - t0, 3)
+        if H is not None:
+            exact_sq = torch.tensor(res["block_norms"], dtype=torch.float64) ** 2
+            pr["abs_error_vs_exact"] = (est.squared - exact_sq).abs().tolist()
+            pr["exact_stderr"] = exact_stderr(H, subset.boundaries, probes).tolist()
+        res["probes"] = pr
+        if H is None:
+            for key in ("block_norms", "block_diagonality", "scale_free_block_norms"):
+                res[key] = pr[key]
+    return res, H
+
+
+def save_results(out_dir: Path, result: dict, H: Tensor | None, compare: dict | None = None,
+                 H_compare: Tensor | None = None) -> tuple[Path, Path | None]:
+    """Write ``hessian.json`` (result, with ``compare`` under its key) and ``hessian.npz`` (H, H_compare)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    doc = dict(result)
+    if compare is not None:
+        doc["compare"] = compare
+    jp = out_dir / "hessian.json"
+    tmp = jp.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(jp)
+    arrays = {}
+    if H is not None:
+        arrays["H"] = H.detach().cpu().numpy()
+        arrays["boundaries"] = np.asarray(result["boundaries"])
+    if H_compare is not None:
+        arrays["H_compare"] = H_compare.detach().cpu().numpy()
+    npz = None
+    if arrays:
+        npz = out_dir / "hessian.npz"
+        tmpn = out_dir / ".hessian.tmp.npz"
+        np.savez_compressed(tmpn, **arrays)
+        tmpn.replace(npz)
+    return jp, npz
