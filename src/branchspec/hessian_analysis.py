@@ -45,7 +45,7 @@ from branchspec.hessian_data import HessianData
 from branchspec.hessian_factors import blockwise_hessian, eq14_report, hessian_factors
 from branchspec.hessian_probes import exact_stderr, probe_block_norms
 
-DIRECT_MAX_PARAMS = 256  # "auto" uses the direct method up to this many parameters
+DIRECT_MAX_PARAMS = 32  # "auto" uses the direct method up to this many parameters (blockwise is faster beyond)
 
 
 def column_check(model, subset, data: HessianData, H: Tensor, columns: int = 3, seed: int = 0) -> float:

@@ -116,9 +116,20 @@ def hessian_factors(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: L
     return HessianFactors(dist, coll, gf.collaborative.detach(), h_ff)
 
 
+def auto_chunk(batch: int, images: int = 2048) -> int:
+    """Tangents per vmapped pass so that one pass sees about ``images`` samples."""
+    return max(1, images // max(1, batch))
+
+
 def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: Tensor, k: int,
-                            args: tuple = (), chunk_size: int | None = 32) -> Tensor:
-    """∇²_{w_k} ⟨dL/df, v_k(x)⟩ with dL/df held fixed: the extra term of eq. 13, ``(|w_k|, |w_k|)``."""
+                            args: tuple = (), chunk_size: int | None = None) -> Tensor:
+    """∇²_{w_k} ⟨dL/df, v_k(x)⟩ with dL/df held fixed: the extra term of eq. 13, ``(|w_k|, |w_k|)``.
+
+    |w_k| forward-over-reverse products of branch k alone, ``chunk_size`` at
+    a time (default :func:`auto_chunk`). It vanishes for piecewise-linear
+    branches (ReLU / LeakyReLU, convs, eval-mode BatchNorm) away from kinks.
+    """
+    chunk_size = chunk_size or auto_chunk(x.shape[0])
     model = as_branched(model)
     branch = model.branches[k]
     gain = model.branch_gain[k]
@@ -142,7 +153,7 @@ def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: 
 
 
 def blockwise_hessian(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn, *,
-                      args: tuple = (), chunk_size: int | None = 32,
+                      args: tuple = (), chunk_size: int | None = None,
                       budget_bytes: float = DEFAULT_BUDGET_BYTES,
                       factors: HessianFactors | None = None) -> tuple[Tensor, HessianFactors]:
     """The exact ``(P, P)`` Hessian assembled from eq. 13–14: ``(H, factors)``.
