@@ -21,7 +21,7 @@ from branchspec.hessian import (
     scale_free,
     select_params,
 )
-from branchspec.hessian_factors import blockwise_hessian, eq14_report, hessian_factors
+from branchspec.hessian_factors import blockwise_hessian, eq14_report, hessian_factors, within_branch_curvature
 from branchspec.hessian_probes import exact_stderr, probe_block_norms, rademacher_variance
 
 
@@ -339,3 +339,22 @@ def test_demo_quick_and_with_toy_checkpoints(tmp_path):
     ck = {"init": _toy_checkpoint(tmp_path / "i", 0, 10), "trained": _toy_checkpoint(tmp_path / "t", 1, 10)}
     sec2 = demo.run(tmp_path / "second", {"toy_checkpoints": ck}, quick=True)
     assert "toy part" in sec2.intro
+
+
+def test_blockwise_on_a_relu_conv_model_skips_a_zero_curvature_exactly():
+    model = Branched(lambda: nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3)),
+                     2, seed=0).double()
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    labels = torch.tensor([0, 2, 1])
+
+    def ce(f, t):
+        return nn.functional.cross_entropy(f, t, reduction="sum")
+
+    sub = select_params(model, "first-layer")
+    Hb, fac = blockwise_hessian(model, sub, x, labels, ce)
+    ref = reference_hessian(model, sub, x, labels, ce)
+    torch.testing.assert_close(Hb, ref, rtol=1e-9, atol=1e-12)
+    for k in range(2):  # the curvature term of eq. 13 is certified zero: exact zeros
+        assert within_branch_curvature(model, sub, x, fac.output_grad, k).abs().max().item() == 0.0
+    gn = torch.cat([torch.cat([fac.offblock(k, l) for l in range(2)], 1) for k in range(2)], 0)
+    torch.testing.assert_close(gn, ref, rtol=1e-9, atol=1e-12)

@@ -126,8 +126,11 @@ def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: 
     """∇²_{w_k} ⟨dL/df, v_k(x)⟩ with dL/df held fixed: the extra term of eq. 13, ``(|w_k|, |w_k|)``.
 
     |w_k| forward-over-reverse products of branch k alone, ``chunk_size`` at
-    a time (default :func:`auto_chunk`). It vanishes for piecewise-linear
-    branches (ReLU / LeakyReLU, convs, eval-mode BatchNorm) away from kinks.
+    a time (default :func:`auto_chunk`). The term vanishes for piecewise-linear
+    branches (ReLU / LeakyReLU, convs, eval-mode BatchNorm): autograd then
+    returns exact zeros. So one product with a Gaussian vector z is taken
+    first; if A z is exactly 0 the block A is 0 (a nonzero A has A z ≠ 0 with
+    probability 1) and the |w_k| products are skipped.
     """
     chunk_size = chunk_size or auto_chunk(x.shape[0])
     model = as_branched(model)
@@ -148,7 +151,10 @@ def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: 
 
     g = grad(s)
     eye = torch.eye(theta.numel(), dtype=theta.dtype, device=theta.device)
+    z = torch.randn(theta.numel(), generator=torch.Generator().manual_seed(k), dtype=theta.dtype).to(theta.device)
     with torch.no_grad(), analysis_mode(model):
+        if not jvp(g, (theta,), (z,))[1].any():
+            return torch.zeros_like(eye)  # certified zero block
         return vmap(lambda t: jvp(g, (theta,), (t,))[1], chunk_size=chunk_size)(eye)
 
 
