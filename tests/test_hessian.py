@@ -137,6 +137,9 @@ def test_eq14_product_equals_entry_including_a_sample_mixing_loss():
             torch.testing.assert_close(fac.terms(k, l).sum(0), blk, rtol=1e-9, atol=1e-10)
         rep = eq14_report(ref, fac, b)
         assert rep["product_max_error"] < 1e-10
+        chunked = hessian_factors(model, sub, x, y, loss, sample_chunk=2)  # 3 chunks of samples
+        torch.testing.assert_close(chunked.distributive, fac.distributive, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(chunked.collaborative, fac.collaborative, rtol=1e-12, atol=1e-14)
 
 
 def test_zero_distributive_factors_remove_their_terms():

@@ -56,7 +56,7 @@ def column_check(model, subset, data: HessianData, H: Tensor, columns: int = 3, 
     with torch.no_grad(), analysis_mode(model):
         theta = subset.flat(model)
         hvp = hvp_fn(subset_loss(model, subset, data.x, data.y, data.loss_fn), theta)
-        eye = torch.zeros(len(idx), subset.num_params, dtype=theta.dtype)
+        eye = torch.zeros(len(idx), subset.num_params, dtype=theta.dtype, device=theta.device)
         eye[torch.arange(len(idx)), idx] = 1
         cols = vmap(hvp)(eye)  # (columns, P)
     scale = H.abs().max().item() or 1.0

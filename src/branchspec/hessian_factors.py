@@ -84,36 +84,41 @@ def _branch_inputs(model, x: Tensor) -> Tensor | None:
 
 
 def hessian_factors(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn,
-                    args: tuple = ()) -> HessianFactors:
+                    args: tuple = (), sample_chunk: int = 16) -> HessianFactors:
     """Distributive and collaborative factors of eq. 14 for every branch (loss of f only).
 
     ``loss_fn(f, y)`` must be the batch loss (a sum or mean over samples of
     any form: the output Hessian d²L/df² is taken in full, so losses that mix
-    samples are handled too). Uses :func:`branchspec.metrics.gradient_factors`
-    for D_k (eq. 11), in eval mode.
+    samples are handled too). D_k comes from
+    :func:`branchspec.metrics.gradient_factors` (eq. 11), ``sample_chunk``
+    samples at a time to bound memory, in eval mode; dL/df from the whole batch.
     """
     model = as_branched(model)
+    names = list(subset.names)
+    n = x.shape[0]
+    parts = []  # per chunk: (M, n_c, C, |w_k|)
     with analysis_mode(model):
-        gf = gradient_factors(model, x, y, loss_fn, list(subset.names), None, *args)
+        for i in range(0, n, sample_chunk):
+            sl = slice(i, i + sample_chunk)
+            gf = gradient_factors(model, x[sl], y[sl], loss_fn, names, None, *args)
+            parts.append(torch.stack([
+                torch.cat([gf.distributive[k][nm].reshape(*gf.distributive[k][nm].shape[:2], -1) for nm in names], 2)
+                for k in range(subset.num_branches)]))
         with torch.no_grad():
             f = model(x, *args)
-    n = f.shape[0]
-    dist = torch.stack([
-        torch.cat([gf.distributive[k][name].reshape(*gf.distributive[k][name].shape[:2], -1)
-                   for name in subset.names], dim=2)
-        for k in range(subset.num_branches)
-    ])  # (M, N, C, |w_k|)
+    dist = torch.cat(parts, dim=1)  # (M, N, C, |w_k|)
     c = dist.shape[2]
     flat_f = f.detach().reshape(-1)  # (N·C,)
 
     def loss_flat(ff: Tensor) -> Tensor:
         return loss_fn(ff.reshape(f.shape), y)
 
+    g = grad(loss_flat)(flat_f).reshape(n, c)  # (N, C): dL/df, eq. 10's collaborative part
     with torch.no_grad():
         h_ff = hessian(loss_flat)(flat_f)  # (N·C, N·C)
         coll = torch.einsum("pq,mqa->mpa", h_ff, dist.reshape(subset.num_branches, n * c, -1))
     coll = coll.reshape(dist.shape)  # (M, N, C, |w_k|)
-    return HessianFactors(dist, coll, gf.collaborative.detach(), h_ff)
+    return HessianFactors(dist, coll, g.detach(), h_ff)
 
 
 def auto_chunk(batch: int, images: int = 2048) -> int:
