@@ -245,6 +245,7 @@ def test_cli_toy_writes_json_npz_and_figures(tmp_path, capsys):
     assert doc["num_params"] == 8 and np.asarray(doc["block_norms"]).shape == (4, 4)
     assert 0 < doc["block_diagonality"] <= 1 and doc["boundaries"] == [0, 2, 4, 6, 8]
     assert "toy2" in doc["data"] and doc["compare"]["num_params"] == 8
+    assert doc["config"]["params"] == "all" and doc["config"]["probes"] == 4
     assert doc["column_check_max_rel_error"] < 1e-5 and doc["eq14"]["product_max_error"] < 1e-5
     with np.load(out / "hessian.npz") as z:
         assert z["H"].shape == (8, 8) and z["H_compare"].shape == (8, 8)

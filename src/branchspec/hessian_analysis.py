@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,38 @@ from branchspec.hessian import (
 from branchspec.hessian_data import HessianData
 from branchspec.hessian_factors import blockwise_hessian, eq14_report, hessian_factors
 from branchspec.hessian_probes import exact_stderr, probe_block_norms
+
+@dataclass(frozen=True)
+class HessianConfig:
+    """One Hessian analysis, written as ``"config"`` into ``hessian.json``."""
+
+    params: str = "first-layer"  # parameter subset of every branch (see select_params)
+    batch: int = 128  # samples the loss is taken on
+    method: str = "auto"  # exact method: auto, direct, blockwise
+    probes: int = 0  # K random probes per block; 0 = none
+    max_memory_gb: float = 2.0  # memory budget of the exact Hessian
+    seed: int = 0  # probes and column checks
+    zero_tol: float = 1e-6  # "zero" distributive factor, relative to the largest
+
+    def __post_init__(self):
+        if self.batch < 1:
+            raise BranchspecError(f"batch must be >= 1, got {self.batch}")
+        if self.method not in ("auto", "direct", "blockwise"):
+            raise BranchspecError(f"unknown Hessian method {self.method!r} (auto, direct, blockwise)")
+        if self.probes < 0:
+            raise BranchspecError(f"probes must be >= 0, got {self.probes}")
+        if not self.max_memory_gb > 0:
+            raise BranchspecError(f"max_memory_gb must be > 0, got {self.max_memory_gb}")
+        if not 0 <= self.zero_tol < 1:
+            raise BranchspecError(f"zero_tol must lie in [0, 1), got {self.zero_tol}")
+
+    def run(self, model, data: HessianData) -> tuple[dict, Tensor | None]:
+        """:func:`analyze` with this configuration; the config is stored in the result."""
+        res, H = analyze(model, data, self.params, method=self.method, probes=self.probes,
+                         budget_bytes=self.max_memory_gb * 1024**3, seed=self.seed, zero_tol=self.zero_tol)
+        res["config"] = asdict(self)
+        return res, H
+
 
 DIRECT_MAX_PARAMS = 32  # "auto" uses the direct method up to this many parameters (blockwise is faster beyond)
 

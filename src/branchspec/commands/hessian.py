@@ -55,7 +55,7 @@ def _load(path: str, arg: str):
 
 def _analyze_one(path: str, arg: str, args, label: str):
     from branchspec.hessian import as_branched, select_params
-    from branchspec.hessian_analysis import analyze
+    from branchspec.hessian_analysis import HessianConfig
     from branchspec.hessian_data import data_for
 
     model, state = _load(path, arg)
@@ -69,8 +69,9 @@ def _analyze_one(path: str, arg: str, args, label: str):
         raise UsageError(f"--params: {exc}") from None
     kind = state["model"]["kind"]
     data = data_for(kind, branched, state, args.batch, args.data)
-    res, H = analyze(branched, data, args.params, method=args.method, probes=args.probes,
-                     budget_bytes=args.max_memory_gb * 1024**3, seed=args.seed)
+    cfg = HessianConfig(params=args.params, batch=args.batch, method=args.method, probes=args.probes,
+                        max_memory_gb=args.max_memory_gb, seed=args.seed)
+    res, H = cfg.run(branched, data)
     res.update(checkpoint=str(path), model_kind=kind, label=label)
     return res, H
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from branchspec.figures.hessian import draw
-from branchspec.hessian_analysis import analyze, save_results
+from branchspec.hessian_analysis import HessianConfig, save_results
 from branchspec.hessian_data import TOY_SETS, data_for, l2_sum
 from branchspec.models.registry import load_model, model_spec
 from branchspec.report import Figure, Section
@@ -53,7 +53,7 @@ def train_toy(folder: Path, steps: int, seed: int = SEED) -> dict[str, Path]:
 def _one(path, label: str, probes: int):
     model, state = load_model(path)
     data = data_for("toy", model, state, 4)
-    res, H = analyze(model, data, "all", probes=probes)
+    res, H = HessianConfig(params="all", batch=4, probes=probes).run(model, data)
     with torch.no_grad():
         res["loss_value"] = data.loss_fn(model(data.x), data.y).item()
     res.update(checkpoint=str(path), model_kind="toy", label=label)
