@@ -215,10 +215,15 @@ def initial_parameters(config: ToyConfig) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train_toy(config: ToyConfig, w0: torch.Tensor | None = None, b0: torch.Tensor | None = None,
-              progress: bool = False) -> ToyRun:
+              progress: bool = False, threads: int | None = 1) -> ToyRun:
     """Train every (M, trial) network of ``config`` together by full-batch GD (§4.1).
 
     ``w0, b0`` (``(P,)``, network order) override :func:`initial_parameters`.
+    ``threads``: torch threads while training (``None``: leave the setting
+    alone). The default 1 is deliberate: every op is a memory-bound pass
+    over the table, and on the shared 2-core machine two OpenMP threads
+    were up to 10× *slower* whenever other jobs ran (a barrier per op waits
+    for a descheduled thread); see docs/toy.md.
 
     Example:
         >>> run = train_toy(ToyConfig(branches=(10,), trials=8, steps=2000))
@@ -232,9 +237,15 @@ def train_toy(config: ToyConfig, w0: torch.Tensor | None = None, b0: torch.Tenso
     t0 = time.perf_counter()
     if w0 is None or b0 is None:
         w0, b0 = initial_parameters(config)
-    sweep = PackedSweep(config, w0, b0)
-    trace_steps, snaps = sweep.run(config.resolved_steps, progress=progress)
-    w, b, F, loss = sweep.result()
+    prev = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        sweep = PackedSweep(config, w0, b0)
+        trace_steps, snaps = sweep.run(config.resolved_steps, progress=progress)
+        w, b, F, loss = sweep.result()
+    finally:
+        torch.set_num_threads(prev)
     # Active / silent (§4.1, Fig. 4): per-branch response norms via metrics.branch_norms,
     # compared with the largest norm of the same network (vectorised segment max).
     norms = metrics.branch_norms(F)  # (P,)
