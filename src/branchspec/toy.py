@@ -106,7 +106,7 @@ class ToyConfig:
     dtype: str = "float32"  # "float32" or "float64"
     trace_m: tuple[int, ...] = (2,)  # record training dynamics of these M (Fig. 2) …
     trace_trials: int = 6  # … for their first trials …
-    trace_every: int = 10  # … every this many steps
+    trace_every: int = 10  # … every this many steps (every step before 2·trace_every)
     keep_responses: int = 10  # final response matrices F kept per M (first trials)
 
     def __post_init__(self):

@@ -185,7 +185,7 @@ class PackedSweep:
         steps_at, snaps = [], []
         for t in it:  # the only loop: over GD steps
             self.forward()
-            if rec and t % every == 0:
+            if rec and (t % every == 0 or t < 2 * every):  # dense at the start, where the dynamics are fast
                 steps_at.append(t)
                 snaps.append(self.snapshot())
             self.step()

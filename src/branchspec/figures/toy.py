@@ -49,6 +49,7 @@ def dynamics(doc: dict, arrays: dict, path: Path, m: int = 2, seeds: tuple[int, 
         ax.set_title(f"{doc['problem']}, M={m}, seed {key.rsplit('_t', 1)[1]}: final loss "
                      f"{_loss_of(arrays, m, int(key.rsplit('_t', 1)[1])):.1e}")
         ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(0, steps[-1])
         ax.set_xlabel("GD step (symlog)")
         ax.set_ylabel("branch output v_k(x)")
     axes[0][-1].legend(fontsize=7, loc="best")
