@@ -9,9 +9,10 @@ training points; training is plain full-batch gradient descent, and a run
 * Toy2: X = {−1, 0, 1, 2}, Y = {1, .25, .5, .75} (a regression, Fig. 4).
 
 :func:`train_toy` trains every (M, trial) pair of a sweep *at once*: all
-neurons of all networks live in one dense ``(R, L)`` parameter table (two
-networks share a row of length L = M_max + M_min, so a contiguous sweep
-2…30 wastes no slot), and the closed-form gradient of eq. 5,
+neurons of all networks live in one dense parameter table of R rows × L
+slots (two networks share a row of length L = M_max + M_min, so a
+contiguous sweep 2…30 wastes no slot; see :mod:`branchspec.toy_engine`),
+and the closed-form gradient of eq. 5,
 ∂L/∂w_k = Σ_j (f(x_j) − y_j) · σ'(w_k x_j + b_k) · x_j, is evaluated for
 all of them with a handful of tensor operations per step — no Python loop
 over trials or over M. ``tests/test_toy.py`` checks it against a plain
@@ -25,6 +26,7 @@ default), learning rate 0.03, 2000 steps for Toy1 and 4000 for Toy2.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -230,8 +232,6 @@ def train_toy(config: ToyConfig, w0: torch.Tensor | None = None, b0: torch.Tenso
         >>> run.per_m()[0]["success_rate"]
         1.0
     """
-    import time
-
     from branchspec.toy_engine import PackedSweep
 
     t0 = time.perf_counter()
