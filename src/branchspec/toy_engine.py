@@ -94,7 +94,7 @@ class PackedSweep:
         self.inv = inv  # (N,) column of each original x
         self.N = N = len(ux)  # distinct inputs: the table's leading axis
         self.x3 = ux.to(dt).view(N, 1, 1)
-        self.x1 = ux.to(dt).view(1, N)
+        self.x1 = torch.stack([ux, torch.ones_like(ux)]).to(dt)  # (2, N): rows give ∂L/∂w and ∂L/∂b
         self.y3 = ybar.to(dt).view(N, 1, 1)
         self.c3 = cnt.to(dt).view(N, 1, 1)  # multiplicities c_u
         self.alpha = float(config.negative_slope)
@@ -108,8 +108,7 @@ class PackedSweep:
         self.r1 = torch.empty(N, 1, R, dtype=dt)  # f − y of the first network of each row
         self.r2 = torch.empty(N, 1, R, dtype=dt)  # f − y of the second network
         self.d = torch.empty(N, 1, R, dtype=dt)
-        self.gw = torch.empty(1, L * R, dtype=dt)
-        self.gb = torch.empty(L, R, dtype=dt)
+        self.gwb = torch.empty(2, L * R, dtype=dt)  # (∂L/∂w, ∂L/∂b) of every slot
         # networks whose dynamics are recorded (Fig. 2)
         self.traced: dict[str, tuple[int, int]] = {}
         q = []
@@ -164,10 +163,9 @@ class PackedSweep:
         torch.sub(self.r1, self.r2, out=self.d)
         torch.addcmul(self.r2, self.d, self.m1, out=g)  # (N, L, R) ∂L/∂f of each neuron's network
         torch.ops.aten.leaky_relu_backward.grad_input(g, self.z, self.alpha, False, grad_input=g)  # ∂L/∂z (eq. 5)
-        torch.mm(self.x1, g.view(self.N, -1), out=self.gw)  # (1, L·R) ∂L/∂w = Σ_j ∂L/∂z_j · x_j
-        torch.sum(g, 0, out=self.gb)  # (L, R) ∂L/∂b
-        self.W.addcmul_(self.gw.view(self.L, self.R), self.live, value=-self.lr)
-        self.B.addcmul_(self.gb, self.live, value=-self.lr)
+        torch.mm(self.x1, g.view(self.N, -1), out=self.gwb)  # (2, L·R): Σ_j ∂L/∂z_j · (x_j, 1), one pass
+        self.W.addcmul_(self.gwb[0].view(self.L, self.R), self.live, value=-self.lr)
+        self.B.addcmul_(self.gwb[1].view(self.L, self.R), self.live, value=-self.lr)
 
     def snapshot(self) -> np.ndarray:
         """Branch outputs of the traced networks, ``(N, Q)`` (after :meth:`forward`)."""
