@@ -1,0 +1,71 @@
+"""Branched engines: forward + backward of M = 16 small conv branches (issue 2, "engine=auto").
+
+Each branch: conv3x3(3→16)-BN-ReLU, conv3x3(16→16)-BN-ReLU, global average
+pool, linear(16→10); input 32×32 RGB, batch 128, train mode. Engines: the
+Python loop, the loop with channels_last model and input, and the fused
+(torch.func.vmap) engine — on the CPU, and on CUDA when available.
+``quick``: M = 4, batch 8, one repetition.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+from branchspec import Branched
+
+
+def _branch() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    )
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _time(engine: str, channels_last: bool, device: str, m: int, batch: int, reps: int) -> float:
+    torch.manual_seed(0)
+    model = Branched(_branch, m, engine=engine).to(device).train()
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def once():
+        model.zero_grad(set_to_none=True)
+        model(x).square().mean().backward()
+
+    once()  # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        once()
+    _sync(device)
+    return (time.perf_counter() - t0) / reps
+
+
+def rows(quick: bool) -> list[dict]:
+    m, batch, reps = (4, 8, 1) if quick else (16, 128, 5)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    out = []
+    for device in devices:
+        r = reps * (4 if device == "cuda" else 1)
+        res = {}
+        for label, engine, cl in (("loop", "loop", False), ("loop + channels_last", "loop", True),
+                                  ("fused (vmap)", "fused", False)):
+            res[label] = _time(engine, cl, device, m, batch, r)
+            out.append({"name": f"{device}: M={m} conv branches, batch {batch}, fwd+bwd, {label}",
+                        "value": round(1e3 * res[label], 2), "unit": "ms",
+                        "note": f"{torch.get_num_threads()} threads" if device == "cpu"
+                        else torch.cuda.get_device_name(0)})
+        best = min(res, key=res.get)
+        out.append({"name": f"{device}: fastest engine", "value": best, "unit": "",
+                    "note": f"fused / loop time ratio {res['fused (vmap)'] / res['loop']:.2f}"})
+    return out
