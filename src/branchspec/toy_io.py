@@ -148,10 +148,11 @@ def save_models(run: ToyRun, out_dir: str | os.PathLike, ms=None, trial: int = 0
             for k in range(m):
                 sd[f"branches.{k}.weight"] = torch.tensor(float(w[k]))
                 sd[f"branches.{k}.bias"] = torch.tensor(float(b[k]))
-            state = {"model": spec, "problem": cfg.problem, "trial": trial,
+            # "data" / "loss" tell `branchspec hessian` which batch and loss to use.
+            state = {"model": spec, "problem": cfg.problem, "data": cfg.problem, "loss": "l2", "trial": trial,
                      "step": 0 if initial else cfg.resolved_steps, "settings": cfg.to_dict()}
             if not initial:
-                state["loss"] = float(run.loss[g])
+                state["final_loss"] = float(run.loss[g])
             save_checkpoint(out / f"m{m}_{tag}", prefixed("model", sd), state)
             paths[int(m)][tag] = out / f"m{m}_{tag}"
     return paths
