@@ -241,6 +241,9 @@ class GeneratorBranch(nn.Module):
         self.decode = nn.ModuleList(decode)
         self.out_norm = InstanceNorm(cfg.base_width)
         self.to_rgb = nn.Conv2d(cfg.base_width, cfg.channels, 1)
+        with torch.no_grad():  # small outputs at initialisation, so f ≈ R when training starts
+            self.to_rgb.weight.mul_(0.1)
+            self.to_rgb.bias.zero_()
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         s = self.style(y)  # (B, S)
