@@ -387,7 +387,7 @@ def run_training(trainer: GanTrainer) -> Path:
 
         bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train-gan", unit="step")
     t0 = time.perf_counter()
-    saved_at = -1
+    saved_at = sampled_at = -1
     log = open(out / "log.jsonl", "a") if trainer.main else None
     try:
         while trainer.step < cfg.steps:
@@ -401,10 +401,12 @@ def run_training(trainer: GanTrainer) -> Path:
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items() if k in ("d/loss", "g/adv")})
             if trainer.main and cfg.sample_every and s % cfg.sample_every == 0:
                 trainer.save_samples()
+                sampled_at = s
             if trainer.main and cfg.ckpt_every and s % cfg.ckpt_every == 0:
                 last, saved_at = trainer.save(), s
-        if trainer.main and saved_at != trainer.step:
+        if trainer.main and sampled_at != trainer.step:
             trainer.save_samples()
+        if trainer.main and saved_at != trainer.step:
             last = trainer.save()
     finally:
         if bar:
