@@ -39,6 +39,12 @@ def test_folders_read_resize_and_skip_corrupt(tmp_path):
     assert data.skipped == 1 and data.skipped_files[0].endswith("broken.jpg")
     x, y = data.batch(torch.tensor([0, 4]))
     assert x.min() >= -1 and x.max() <= 1 and y.tolist() == [0, 1]
+    train, held = data.split_holdout(1)
+    assert len(train) == 3 and held.labels.tolist() == [0, 1]
+    assert [f.rsplit("/", 1)[1] for f in held.files] == ["2.jpg", "1.png"]  # last in file-name order
+    assert torch.equal(held.images[1], data.images[4])
+    with pytest.raises(BranchspecError, match="hold out 2"):
+        data.split_holdout(2)
 
 
 def test_folders_centre_crop_reference(tmp_path):

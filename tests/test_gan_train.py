@@ -35,8 +35,9 @@ def data():
 
 
 def test_checkpoint_is_sampling_ready(tmp_path, data):
-    last = train_gan(GanTrainConfig(**TINY, steps=2), tmp_path, progress=False, data=data)
+    last = train_gan(GanTrainConfig(**TINY, steps=2, holdout=1), tmp_path, progress=False, data=data)
     model, state = load_model(last)
+    assert state["held_out"]["labels"] == [0, 1] and state["data"]["images"] == 4
     assert state["step"] == 2 and state["domains"] == ["cat", "other"] and state["img_size"] == 16
     tensors, _ = load_checkpoint(last)
     assert {k.split(".")[0] for k in tensors} >= {"model", "gen", "disc", "opt_g", "opt_d"}
