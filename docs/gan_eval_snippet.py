@@ -1,4 +1,9 @@
-"""PSNR/SSIM of EMA re-generation (own domain) and of R alone vs the input, on held-out and training images."""
+"""PSNR/SSIM of EMA re-generation (own domain) and of R alone vs the input, on held-out and training images.
+
+Used for the tables in docs/gan.md (image-folder runs trained with --holdout):
+    PYTHONPATH=src python docs/gan_eval_snippet.py RUN/checkpoints/step-001000
+The package's own evaluation is in the decomposition part.
+"""
 import sys, json, torch, numpy as np
 torch.set_num_threads(1)
 from skimage.metrics import peak_signal_noise_ratio as psnr, structural_similarity as ssim
