@@ -212,3 +212,18 @@ def test_cli_segment(tmp_path, capsys):
         assert main(["segment", str(p), "--out", str(out), *extra]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and needle in err, err
+
+
+# ---------------------------------------------------------------- demo part
+def test_demo_apps_quick(tmp_path):
+    from branchspec.demos import apps
+
+    with pytest.raises(Exception, match="decomposition"):
+        apps.run(tmp_path, {}, quick=True)
+    cat_face().save(tmp_path / "decomposition" / "cat0.npz")
+    ctx: dict = {}
+    sec = apps.run(tmp_path, ctx, quick=True)
+    assert sec.key == "apps" and "apps" in ctx
+    for f in sec.figures:
+        assert (tmp_path / f.path).is_file(), f.path
+    sec.save(tmp_path)
