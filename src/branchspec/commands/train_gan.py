@@ -1,0 +1,95 @@
+"""``branchspec train-gan``: train the branched class-transfer GAN (paper §7, App. E)."""
+
+from __future__ import annotations
+
+import os
+
+from branchspec.commands._common import at_least, writable_dir
+from branchspec.errors import UsageError
+
+NAME = "train-gan"
+HELP = "train the branched class-transfer GAN whose branch outputs decompose images (§7)"
+DESCRIPTION = (
+    "Train f(x, y) = R(x) + sum_k v_k(x, y): M slim StarGAN-v2 generator branches, a multi-task "
+    "discriminator, non-saturating adversarial loss + R1 only (paper §7, App. E). Writes RUN/config.json, "
+    "RUN/log.jsonl, RUN/samples/*.png (input | re-generation | R) and RUN/checkpoints/{last,step-N} "
+    "(safetensors; model.* = EMA generator). Runs under torchrun (DistributedDataParallel; "
+    "--batch-size is per process)."
+)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--data", default="embedded",
+                   help="ROOT with ROOT/train/<domain>/*.jpg|*.png (AFHQ / CelebA-HQ layout), a CIFAR-10 python "
+                        "folder (optionally FOLDER:cat,dog), or 'embedded' (scikit-image photographs; default)")
+    p.add_argument("--img-size", type=int, default=32, help="image side, power of two (paper 256; CPU 32-64; default 32)")
+    p.add_argument("--branches", type=int, default=9, help="number of branches M (default 9)")
+    p.add_argument("--steps", type=int, default=1000, help="training steps (default 1000)")
+    p.add_argument("--out", required=True, help="run folder RUN")
+    p.add_argument("--batch-size", type=int, default=8, help="images per step per process (default 8)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--r1", type=float, default=1.0, help="weight of the R1 penalty (default 1)")
+    p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the sampled generator (default 0.999)")
+    p.add_argument("--residual", choices=["gaussian", "diffusion", "none"], default="gaussian",
+                   help="R: Gaussian smoothing or the learnt nonlinear diffusion of App. E (default gaussian)")
+    p.add_argument("--sigma", type=float, default=None, help="Gaussian sigma in pixels (default max(1, img_size/32))")
+    p.add_argument("--base-width", type=int, default=32, help="generator branch base width (default 32)")
+    p.add_argument("--max-width", type=int, default=128, help="generator branch widest layer (default 128)")
+    p.add_argument("--engine", choices=["auto", "loop", "fused"], default="auto",
+                   help="branch engine: python loop, fused vmap, or auto (timed once; default)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue RUN/checkpoints/last exactly")
+    p.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (0: at the end)")
+    p.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (0: at the end)")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only; ignored on CPU)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="device (default auto)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    import torch
+
+    from branchspec.train.gan import GanTrainConfig, train_gan
+
+    at_least(args.img_size, 8, "--img-size")
+    if args.img_size & (args.img_size - 1):
+        raise UsageError(f"--img-size must be a power of two, got {args.img_size}")
+    at_least(args.branches, 1, "--branches")
+    at_least(args.steps, 1, "--steps")
+    at_least(args.batch_size, 1, "--batch-size")
+    at_least(args.sample_every, 0, "--sample-every")
+    at_least(args.ckpt_every, 0, "--ckpt-every")
+    if args.lr <= 0:
+        raise UsageError(f"--lr must be > 0, got {args.lr}")
+    if args.r1 < 0:
+        raise UsageError(f"--r1 must be >= 0, got {args.r1}")
+    if not 0 <= args.ema < 1:
+        raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
+    if args.sigma is not None and args.sigma <= 0:
+        raise UsageError(f"--sigma must be > 0, got {args.sigma}")
+    if args.data != "embedded" and not os.path.exists(args.data.partition(":")[0] if not os.path.exists(args.data) else args.data):
+        raise UsageError(f"--data: no such folder: {args.data}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device available")
+    out = writable_dir(args.out, "--out")
+    if args.resume and not (out / "checkpoints" / "last.json").is_file():
+        raise UsageError(f"--resume: no checkpoint {out / 'checkpoints' / 'last.json'}")
+    if args.threads:
+        torch.set_num_threads(at_least(args.threads, 1, "--threads"))
+    if args.amp and not torch.cuda.is_available():
+        print("train-gan: --amp ignored (CUDA only)")
+    try:
+        cfg = GanTrainConfig(
+            data=args.data, img_size=args.img_size, num_branches=args.branches, steps=args.steps,
+            batch_size=args.batch_size, lr=args.lr, r1=args.r1, ema=args.ema, residual=args.residual,
+            sigma=args.sigma, base_width=args.base_width, max_width=args.max_width, engine=args.engine,
+            seed=args.seed, sample_every=args.sample_every, ckpt_every=args.ckpt_every, amp=args.amp,
+            device=args.device,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    last = train_gan(cfg, out, progress=not args.no_progress, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"train-gan: checkpoint {last}")
+    return 0

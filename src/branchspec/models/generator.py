@@ -1,0 +1,310 @@
+"""The branched class-transfer generator of paper §7 and App. D-E.
+
+f(x, y) = R(x) + Σ_{k=1}^{M} v_k(x, y)   (eq. 15), M = 9 by default.
+
+Each branch v_k is a *slim* StarGAN-v2 generator (Choi et al. 2020): an
+encoder of residual down-sampling blocks with instance normalisation, a
+decoder of AdaIN residual up-sampling blocks conditioned on a style code of
+the target domain y. The style code comes from the domain alone (class
+transfer, no latent diversity, §7): every branch holds a learnt code per
+domain, passed through a small mapping MLP. R is Gaussian smoothing of x, or
+the learnt nonlinear diffusion of App. E, which also hands branch k its own
+input φ_k (f = R + Σ_k v_k(φ_k, y)); see :mod:`branchspec.models.diffusion`.
+
+Layout (StarGAN-v2, without its high-pass / face-mask path): ``from_rgb``
+3×3 conv → ``num_down`` ResBlk(normalize, downsample) doubling the width up to
+``max_width`` → ``num_bottleneck`` ResBlk at constant width → the mirror
+image of AdaIN ResBlks (nearest up-sampling) → instance norm, LeakyReLU, 1×1
+conv to the image channels. Blocks divide by √2 after the skip sum.
+``num_down`` defaults to log2(img_size) − 4 (bottleneck at 16², as in
+StarGAN-v2), at least 1.
+
+Instance norm and AdaIN are written with plain tensor ops, so a branch runs
+under ``torch.func.vmap`` and the fused engine equals the loop engine
+(``tests/test_architectures.py``).
+
+Example:
+    >>> import torch
+    >>> cfg = GeneratorConfig(img_size=32, num_domains=2, num_branches=3, base_width=8, max_width=16, style_dim=8)
+    >>> g = build_generator(cfg)
+    >>> x, y = torch.randn(2, 3, 32, 32), torch.tensor([0, 1])
+    >>> f, v = g(x, y, return_branches=True)
+    >>> f.shape, v.shape
+    (torch.Size([2, 3, 32, 32]), torch.Size([3, 2, 3, 32, 32]))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from branchspec.branched import ENGINES, Branched
+from branchspec.models.diffusion import GaussianSmoothing, LearntDiffusion
+from branchspec.models.registry import register
+
+RESIDUALS = ("gaussian", "diffusion", "none")
+
+
+def instance_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """Per-sample, per-channel normalisation over H, W (vmap-safe; float32 inside)."""
+    xf = x.float()
+    mean = xf.mean(dim=(-2, -1), keepdim=True)  # (B, C, 1, 1)
+    var = xf.var(dim=(-2, -1), keepdim=True, unbiased=False)  # (B, C, 1, 1)
+    return ((xf - mean) * torch.rsqrt(var + eps)).to(x.dtype)
+
+
+class InstanceNorm(nn.Module):
+    """Instance normalisation with a learnt per-channel affine map (no running stats)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W)
+        return instance_norm(x) * self.weight.view(-1, 1, 1) + self.bias.view(-1, 1, 1)
+
+
+class AdaIN(nn.Module):
+    """Adaptive instance norm: (1 + γ(s)) · IN(x) + β(s), γ, β from a linear map of s."""
+
+    def __init__(self, style_dim: int, channels: int) -> None:
+        super().__init__()
+        self.fc = nn.Linear(style_dim, 2 * channels)
+
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:  # x (B, C, H, W), s (B, S)
+        h = self.fc(s)[..., None, None]  # (B, 2C, 1, 1)
+        gamma, beta = h.chunk(2, dim=1)  # (B, C, 1, 1) each
+        return (1 + gamma) * instance_norm(x) + beta
+
+
+class ResBlock(nn.Module):
+    """StarGAN-v2 ResBlk: pre-activation residual block, optional IN and 2× average-pool down-sampling."""
+
+    def __init__(self, dim_in: int, dim_out: int, normalize: bool = False, downsample: bool = False) -> None:
+        super().__init__()
+        self.normalize, self.downsample = normalize, downsample
+        self.conv1 = nn.Conv2d(dim_in, dim_in, 3, 1, 1)
+        self.conv2 = nn.Conv2d(dim_in, dim_out, 3, 1, 1)
+        if normalize:
+            self.norm1, self.norm2 = InstanceNorm(dim_in), InstanceNorm(dim_in)
+        self.skip = nn.Conv2d(dim_in, dim_out, 1, bias=False) if dim_in != dim_out else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        sc = self.skip(x) if self.skip is not None else x
+        h = self.norm1(x) if self.normalize else x
+        h = self.conv1(F.leaky_relu(h, 0.2))
+        if self.downsample:
+            sc, h = F.avg_pool2d(sc, 2), F.avg_pool2d(h, 2)
+        h = self.norm2(h) if self.normalize else h
+        h = self.conv2(F.leaky_relu(h, 0.2))
+        return (sc + h) / math.sqrt(2)  # unit variance
+
+
+class AdaINResBlock(nn.Module):
+    """StarGAN-v2 AdainResBlk: AdaIN-conditioned residual block, optional 2× nearest up-sampling."""
+
+    def __init__(self, dim_in: int, dim_out: int, style_dim: int, upsample: bool = False) -> None:
+        super().__init__()
+        self.upsample = upsample
+        self.norm1 = AdaIN(style_dim, dim_in)
+        self.conv1 = nn.Conv2d(dim_in, dim_out, 3, 1, 1)
+        self.norm2 = AdaIN(style_dim, dim_out)
+        self.conv2 = nn.Conv2d(dim_out, dim_out, 3, 1, 1)
+        self.skip = nn.Conv2d(dim_in, dim_out, 1, bias=False) if dim_in != dim_out else None
+
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:
+        h = F.leaky_relu(self.norm1(x, s), 0.2)
+        sc = x
+        if self.upsample:
+            h = F.interpolate(h, scale_factor=2, mode="nearest")
+            sc = F.interpolate(sc, scale_factor=2, mode="nearest")
+        if self.skip is not None:
+            sc = self.skip(sc)
+        h = self.conv2(F.leaky_relu(self.norm2(self.conv1(h), s), 0.2))
+        return (h + sc) / math.sqrt(2)
+
+
+class DomainStyle(nn.Module):
+    """Style code from the domain alone: a learnt code per domain through a small MLP (§7).
+
+    StarGAN-v2's mapping network turns a random latent into a per-domain
+    style; class transfer needs no diversity, so the latent is replaced by a
+    learnt per-domain code: s = MLP(c_y).
+    """
+
+    def __init__(self, num_domains: int, style_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.codes = nn.Parameter(torch.randn(num_domains, style_dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(style_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, style_dim)
+        )
+
+    def forward(self, y: Tensor) -> Tensor:  # y (B,) int64 -> (B, S)
+        return self.mlp(F.embedding(y, self.codes))
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Every choice of the branched generator (§7, App. D-E); JSON round-trips via ``asdict``."""
+
+    img_size: int = 64  # side of the square images (power of two)
+    num_domains: int = 2  # number of domains (classes) y
+    num_branches: int = 9  # M (§7: 9)
+    channels: int = 3  # image channels
+    base_width: int = 32  # width after from_rgb (StarGAN-v2: 2^14 / img_size = 64 at 256²)
+    max_width: int = 128  # widest layer (StarGAN-v2: 512)
+    style_dim: int = 64  # style code size (StarGAN-v2: 64)
+    mapping_width: int = 64  # hidden width of the per-domain style MLP
+    num_down: int | None = None  # down-sampling blocks; None = max(1, log2(img_size) - 4)
+    num_bottleneck: int = 2  # constant-width blocks at the bottleneck (StarGAN-v2: 2)
+    residual: str = "gaussian"  # R: "gaussian" smoothing, learnt "diffusion" (App. E) or "none"
+    sigma: float | None = None  # Gaussian σ (pixels); None = max(1, img_size/32); diffusion: heat σ at init
+    diffusion_time: float = 1.0  # stopping time T of u_t = -p(u)
+    diffusion_width: int = 36  # width of the CNN p (≈ 4·10⁴ parameters at 3 channels)
+    engine: str = "auto"  # Branched engine: "loop", "fused" (vmap) or "auto"
+    seed: int | None = 0  # initialisation seed of the branches and R (None = global RNG)
+
+    def __post_init__(self) -> None:
+        s = self.img_size
+        if not isinstance(s, int) or s < 8 or s & (s - 1):
+            raise ValueError(f"img_size must be a power of two >= 8, got {s!r}")
+        for name in ("num_domains", "num_branches", "channels", "base_width", "max_width", "style_dim", "mapping_width"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if self.max_width < self.base_width:
+            raise ValueError(f"max_width ({self.max_width}) must be >= base_width ({self.base_width})")
+        if self.num_bottleneck < 0:
+            raise ValueError(f"num_bottleneck must be >= 0, got {self.num_bottleneck}")
+        if self.num_down is not None and not 1 <= self.num_down <= int(math.log2(s)) - 1:
+            raise ValueError(f"num_down must be in 1..{int(math.log2(s)) - 1} for img_size {s}, got {self.num_down}")
+        if self.residual not in RESIDUALS:
+            raise ValueError(f"residual must be one of {RESIDUALS}, got {self.residual!r}")
+        if self.sigma is not None and self.sigma <= 0:
+            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        if self.diffusion_time <= 0:
+            raise ValueError(f"diffusion_time must be > 0, got {self.diffusion_time}")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.residual == "diffusion" and self.kappa * self.diffusion_time / self.num_branches > 0.25:
+            limit = math.sqrt(self.num_branches / 2)
+            raise ValueError(f"sigma={self.sigma} too large for the explicit diffusion with M={self.num_branches} (max {limit:.2f})")
+
+    @property
+    def down_blocks(self) -> int:
+        """Number of down-sampling (and up-sampling) blocks."""
+        return self.num_down if self.num_down is not None else max(1, int(math.log2(self.img_size)) - 4)
+
+    @property
+    def resolved_sigma(self) -> float:
+        """σ in pixels (the default grows with the image: max(1, img_size/32))."""
+        if self.sigma is not None:
+            return float(self.sigma)
+        sigma = max(1.0, self.img_size / 32)
+        if self.residual == "diffusion":  # keep the explicit heat step stable
+            sigma = min(sigma, 0.95 * math.sqrt(self.num_branches / 2))
+        return sigma
+
+    @property
+    def kappa(self) -> float:
+        """Heat coefficient κ of the diffusion's initial p: σ² = 2κT."""
+        return self.resolved_sigma**2 / (2 * self.diffusion_time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class GeneratorBranch(nn.Module):
+    """One slim StarGAN-v2 generator: ``branch(x, y)``, x (B, C, H, W), y (B,) int64 → (B, C, H, W)."""
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        w = cfg.base_width
+        self.from_rgb = nn.Conv2d(cfg.channels, w, 3, 1, 1)
+        self.style = DomainStyle(cfg.num_domains, cfg.style_dim, cfg.mapping_width)
+        self.encode = nn.ModuleList()
+        decode = []
+        for _ in range(cfg.down_blocks):
+            w_out = min(2 * w, cfg.max_width)
+            self.encode.append(ResBlock(w, w_out, normalize=True, downsample=True))
+            decode.insert(0, AdaINResBlock(w_out, w, cfg.style_dim, upsample=True))
+            w = w_out
+        for _ in range(cfg.num_bottleneck):
+            self.encode.append(ResBlock(w, w, normalize=True))
+            decode.insert(0, AdaINResBlock(w, w, cfg.style_dim))
+        self.decode = nn.ModuleList(decode)
+        self.out_norm = InstanceNorm(cfg.base_width)
+        self.to_rgb = nn.Conv2d(cfg.base_width, cfg.channels, 1)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        s = self.style(y)  # (B, S)
+        h = self.from_rgb(x)  # (B, w, H, W)
+        for block in self.encode:
+            h = block(h)  # (B, w', H/2^i, W/2^i)
+        for block in self.decode:
+            h = block(h, s)
+        return self.to_rgb(F.leaky_relu(self.out_norm(h), 0.2))  # (B, C, H, W)
+
+
+def make_residual(cfg: GeneratorConfig) -> nn.Module | None:
+    """R of eq. 15 for ``cfg``: Gaussian smoothing, learnt diffusion, or None."""
+    if cfg.residual == "gaussian":
+        return GaussianSmoothing(cfg.resolved_sigma, cfg.channels)
+    if cfg.residual == "diffusion":
+        return LearntDiffusion(cfg.channels, cfg.num_branches, cfg.diffusion_time, cfg.diffusion_width, cfg.kappa)
+    return None
+
+
+def build_generator(cfg: GeneratorConfig) -> Branched:
+    """f(x, y) = R(x) + Σ_k v_k(x, y) (eq. 15) as a :class:`~branchspec.Branched` of M slim generators."""
+    residual = None
+    if cfg.residual != "none":
+        with torch.random.fork_rng(devices=[]):
+            if cfg.seed is not None:
+                torch.manual_seed(cfg.seed + 1_000_003)
+            residual = make_residual(cfg)
+    return Branched(lambda: GeneratorBranch(cfg), cfg.num_branches, residual=residual, engine=cfg.engine, seed=cfg.seed)
+
+
+@register("generator")
+def _build_from_dict(config: dict[str, Any]) -> Branched:
+    return build_generator(GeneratorConfig(**config))
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def zoo_specs() -> dict:
+    """Tiny generator branches for the architecture test (fused == loop, with y as extra arg)."""
+    from branchspec.models.zoo import ArchSpec
+
+    tiny = dict(img_size=16, num_domains=3, base_width=8, max_width=16, style_dim=8, mapping_width=8, num_down=1,
+                num_bottleneck=1, engine="loop")
+    cfg_g = GeneratorConfig(**tiny, residual="gaussian", sigma=1.0)
+    # the architecture test builds 3 branches, so the diffusion residual makes 3 inputs
+    cfg_d = GeneratorConfig(**tiny, num_branches=3, residual="diffusion", sigma=1.0, diffusion_width=8)
+
+    def inp(b):
+        return torch.randn(b, 3, 16, 16)
+
+    def labels(b):
+        return (torch.arange(b) % 3,)
+
+    def diffusion_residual():
+        r = make_residual(cfg_d)
+        with torch.no_grad():  # make q non-zero so the test exercises it
+            for p in r.q.convs[-1].parameters():
+                p.normal_(0, 0.05)
+        return r
+
+    return {
+        "generator-gaussian": ArchSpec(lambda: GeneratorBranch(cfg_g), inp, labels, lambda: make_residual(cfg_g)),
+        "generator-diffusion": ArchSpec(lambda: GeneratorBranch(cfg_d), inp, labels, diffusion_residual),
+    }

@@ -1,0 +1,416 @@
+"""Training the branched class-transfer GAN (paper §7, App. E).
+
+One step, as in StarGAN-v2 with only the adversarial and R1 terms (App. E):
+
+1. a batch (x, y) of real images and their domains, a random target domain ỹ;
+2. D step: ``discriminator_loss(D(x, y), D(G(x, ỹ), ỹ), x, λ_R1)``;
+3. G step: ``generator_loss(D(G(x, ỹ), ỹ))`` with G = R + Σ_k v_k (eq. 15);
+4. EMA of G (the sampled generator).
+
+Everything random in a step (batch, flips, ỹ) comes from a generator seeded
+by (seed, rank, step), so ``resume`` continues exactly. Under ``torchrun``
+(WORLD_SIZE > 1) G and D are wrapped in DistributedDataParallel (gloo on
+CPU, nccl on GPU), batches come from a :class:`DistributedSampler`, and only
+rank 0 writes. ``--batch-size`` is per process.
+
+Outputs in RUN/: ``config.json``, ``log.jsonl``, ``samples/step-NNNNNN.png``
+(input | re-generation | R) and ``checkpoints/last`` + ``checkpoints/step-NNNNNN``
+(safetensors + JSON, atomic). The weights under ``model.*`` are the EMA
+generator and the JSON holds ``registry.model_spec("generator", ...)``, so
+``registry.load_model(RUN/checkpoints/last)`` returns a sampling-ready model;
+``gen.*``, ``disc.*``, ``opt_g.*``, ``opt_d.*`` hold the full training state.
+
+Example:
+    >>> import tempfile
+    >>> cfg = GanTrainConfig(img_size=16, num_branches=2, steps=1, batch_size=2, base_width=4, max_width=8,
+    ...                      style_dim=4, d_base_width=4, d_max_width=8, n_per_domain=2, engine="loop")
+    >>> path = train_gan(cfg, tempfile.mkdtemp(), progress=False)
+    >>> path.name
+    'last.json'
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from branchspec.data.folders import DomainImages, load_domains
+from branchspec.errors import BranchspecError
+from branchspec.models.discriminator import Discriminator, DiscriminatorConfig
+from branchspec.models.generator import GeneratorConfig, build_generator
+from branchspec.models.registry import model_spec
+from branchspec.train import gan_losses
+from branchspec.train.checkpoint import (
+    CheckpointError, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, prefixed, rng_state_tensors,
+    save_checkpoint, unprefixed,
+)
+
+# Config fields that may change when resuming (they do not change the trajectory).
+RESUMABLE_CHANGES = {"steps", "sample_every", "ckpt_every", "log_every", "device"}
+
+
+class NonFiniteLossError(BranchspecError):
+    """A loss became NaN/inf; the run stopped and the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class GanTrainConfig:
+    """One GAN training run (App. E). Written to RUN/config.json and into every checkpoint."""
+
+    data: str = "embedded"  # "embedded", an image-folder ROOT (ROOT/train/<domain>/) or a CIFAR-10 folder
+    img_size: int = 32  # image side (power of two; paper 256, CPU 32-64)
+    num_branches: int = 9  # M (§7)
+    steps: int = 1000  # optimisation steps (D step + G step each)
+    batch_size: int = 8  # images per step and per process
+    lr: float = 1e-4  # Adam learning rate for G and D (StarGAN-v2: 1e-4)
+    beta1: float = 0.0  # Adam β1 (StarGAN-v2: 0)
+    beta2: float = 0.99  # Adam β2 (StarGAN-v2: 0.99)
+    weight_decay: float = 1e-4  # Adam weight decay (StarGAN-v2: 1e-4)
+    r1: float = 1.0  # λ of the R1 penalty on real images
+    ema: float = 0.999  # EMA decay of the sampled generator (warm-up: min(ema, (1+t)/(10+t)))
+    residual: str = "gaussian"  # R: "gaussian" or learnt "diffusion" (App. E) or "none"
+    sigma: float | None = None  # Gaussian σ in pixels (None: max(1, img_size/32))
+    base_width: int = 32  # generator branch width after from_rgb
+    max_width: int = 128  # generator branch widest layer
+    style_dim: int = 64  # style code size
+    d_base_width: int = 32  # discriminator width after from_rgb
+    d_max_width: int = 256  # discriminator widest layer
+    engine: str = "auto"  # Branched engine: "loop", "fused" or "auto"
+    seed: int = 0  # initialisation and data-order seed
+    flip: bool = True  # random horizontal flips
+    n_per_domain: int = 64  # crops per domain of the embedded data
+    sample_every: int = 500  # write a sample grid every N steps (0: only at the end)
+    ckpt_every: int = 1000  # write a checkpoint every N steps (0: only at the end)
+    log_every: int = 10  # append losses to log.jsonl every N steps
+    amp: bool = False  # bfloat16 autocast, CUDA only
+    device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
+
+    def __post_init__(self) -> None:
+        for name in ("num_branches", "steps", "batch_size", "base_width", "max_width", "style_dim",
+                     "d_base_width", "d_max_width", "n_per_domain", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("sample_every", "ckpt_every"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lr <= 0 or self.r1 < 0 or not 0 <= self.ema < 1:
+            raise ValueError(f"need lr > 0, r1 >= 0, 0 <= ema < 1; got lr={self.lr}, r1={self.r1}, ema={self.ema}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        self.generator_config(2)  # validates img_size, residual, sigma, engine
+
+    def generator_config(self, num_domains: int) -> GeneratorConfig:
+        return GeneratorConfig(
+            img_size=self.img_size, num_domains=num_domains, num_branches=self.num_branches,
+            base_width=self.base_width, max_width=self.max_width, style_dim=self.style_dim,
+            residual=self.residual, sigma=self.sigma, engine=self.engine, seed=self.seed,
+        )
+
+    def discriminator_config(self, num_domains: int) -> DiscriminatorConfig:
+        return DiscriminatorConfig(self.img_size, num_domains, 3, self.d_base_width, self.d_max_width)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    s = int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
+    return torch.Generator().manual_seed(s)
+
+
+class GanTrainer:
+    """The training state of one process; :func:`train_gan` drives it."""
+
+    def __init__(self, cfg: GanTrainConfig, out_dir: str | os.PathLike, progress: bool = True,
+                 resume: bool = False, data: DomainImages | None = None) -> None:
+        self.cfg, self.out = cfg, Path(out_dir)
+        self._own_pg = False
+        if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            dist.init_process_group("nccl" if cfg.device != "cpu" and torch.cuda.is_available() else "gloo")
+            self._own_pg = True
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+        if use_cuda and not torch.cuda.is_available():
+            raise BranchspecError("--device cuda: no CUDA device available")
+        local = int(os.environ.get("LOCAL_RANK", self.rank)) if use_cuda else 0
+        self.device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
+        if use_cuda:
+            torch.cuda.set_device(self.device)
+        self.amp = cfg.amp and use_cuda
+        self.main = self.rank == 0
+        self.progress = progress and self.main
+        self.data = data if data is not None else load_domains(cfg.data, cfg.img_size, self.progress, cfg.seed)
+        if len(self.data) < self.world:
+            raise BranchspecError(f"{len(self.data)} images cannot be shared by {self.world} processes")
+        nd = len(self.data.domains)
+        self.gcfg = cfg.generator_config(nd)
+        self.G = build_generator(self.gcfg).to(self.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 2)
+            self.D = Discriminator(cfg.discriminator_config(nd)).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), **adam)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), **adam)
+        self.step = 0
+        self.last_logs: dict[str, float] = {}
+        self.ckpt_dir = self.out / "checkpoints"
+        if resume:
+            self.load(self.ckpt_dir / "last")
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if use_cuda else None
+            self.G_train = DDP(self.G, device_ids=ids)
+            self.D_train = DDP(self.D, device_ids=ids)
+        else:
+            self.G_train, self.D_train = self.G, self.D
+        self._epoch_cache: tuple[int, list[int]] | None = None
+        self.sample_idx = self._sample_indices()
+
+    # ----------------------------------------------------------------- data
+    def _epoch_indices(self, epoch: int) -> list[int]:
+        from torch.utils.data import DistributedSampler
+
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            sampler = DistributedSampler(range(len(self.data)), num_replicas=self.world, rank=self.rank,
+                                         shuffle=True, seed=self.cfg.seed, drop_last=True)
+            sampler.set_epoch(epoch)
+            self._epoch_cache = (epoch, list(sampler))
+        return self._epoch_cache[1]
+
+    def batch_indices(self, step: int) -> Tensor:
+        """The indices of this process's batch at ``step``: consecutive slices of sampler epochs."""
+        b = self.cfg.batch_size
+        per_epoch = len(self._epoch_indices(0))
+        out = []
+        for pos in range(step * b, step * b + b):
+            out.append(self._epoch_indices(pos // per_epoch)[pos % per_epoch])
+        return torch.tensor(out, dtype=torch.int64)
+
+    def _sample_indices(self, per_domain: int = 3) -> Tensor:
+        idx = [torch.nonzero(self.data.labels == d).flatten()[:per_domain] for d in range(len(self.data.domains))]
+        return torch.cat(idx)
+
+    # ----------------------------------------------------------------- step
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+
+    def _reduced(self, logs: dict[str, float]) -> dict[str, float]:
+        if self.world == 1:
+            return logs
+        keys = sorted(logs)
+        t = torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return {k: v / self.world for k, v in zip(keys, t.tolist())}
+
+    def _check_finite(self, logs: dict[str, float]) -> None:
+        bad = {k: v for k, v in logs.items() if not np.isfinite(v)}
+        if bad:
+            last = self.ckpt_dir / "last.json"
+            kept = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint written yet"
+            name, val = next(iter(bad.items()))
+            raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} ({name}={val}); stopped, {kept}")
+
+    def train_step(self) -> dict[str, float]:
+        """One D step and one G step (App. E), then the EMA update."""
+        cfg, dev = self.cfg, self.device
+        gen = _step_generator(cfg.seed, self.rank, self.step)
+        idx = self.batch_indices(self.step)
+        x, y = self.data.batch(idx, dev)  # (B, C, S, S), (B,)
+        b = x.shape[0]
+        if cfg.flip:
+            flip = (torch.rand(b, generator=gen) < 0.5).to(dev).view(-1, 1, 1, 1)
+            x = torch.where(flip, x.flip(-1), x)
+        y_trg = torch.randint(len(self.data.domains), (b,), generator=gen).to(dev)  # ỹ
+
+        # D step: real (x, y) vs fake (G(x, ỹ), ỹ), R1 on reals
+        with torch.no_grad(), self._autocast():
+            x_fake = self.G(x, y_trg)
+        x_real = x.detach().requires_grad_(True)
+        with self._autocast():
+            logits = self.D_train(torch.cat([x_real, x_fake.float()]), torch.cat([y, y_trg]))  # (2B,)
+        d_loss, d_logs = gan_losses.discriminator_loss(logits[:b], logits[b:], x_real, cfg.r1)
+        d_logs = self._reduced(d_logs)
+        self._check_finite(d_logs)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+
+        # G step: non-saturating adversarial loss through a frozen D
+        self.D.requires_grad_(False)
+        try:
+            with self._autocast():
+                x_fake = self.G_train(x, y_trg)
+                fake_logits = self.D(x_fake.float(), y_trg)  # (B,)
+            g_loss, g_logs = gan_losses.generator_loss(fake_logits)
+            g_logs = self._reduced(g_logs)
+            self._check_finite(g_logs)
+            self.opt_g.zero_grad(set_to_none=True)
+            g_loss.backward()
+            self.opt_g.step()
+        finally:
+            self.D.requires_grad_(True)
+        beta = min(cfg.ema, (1 + self.step) / (10 + self.step))
+        gan_losses.ema_update(self.G_ema, self.G, beta)
+        self.step += 1
+        self.last_logs = {**d_logs, **g_logs}
+        return self.last_logs
+
+    # ----------------------------------------------------------- checkpoints
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        og, og_meta = optimizer_to_tensors(self.opt_g)
+        od, od_meta = optimizer_to_tensors(self.opt_d)
+        tensors = {
+            **prefixed("model", self.G_ema.state_dict()),
+            **prefixed("gen", self.G.state_dict()),
+            **prefixed("disc", self.D.state_dict()),
+            **prefixed("opt_g", og), **prefixed("opt_d", od),
+            **rng_state_tensors(),
+        }
+        state = {
+            "model": model_spec("generator", self.gcfg.to_dict()),
+            "domains": list(self.data.domains),
+            "img_size": self.cfg.img_size,
+            "step": self.step,
+            "train_config": self.cfg.to_dict(),
+            "discriminator": self.cfg.discriminator_config(len(self.data.domains)).to_dict(),
+            "opt_g": og_meta, "opt_d": od_meta,
+            "data": {"source": self.data.source, "images": len(self.data), "skipped": self.data.skipped,
+                     "per_domain": self.data.counts()},
+            "world_size": self.world,
+            "losses": self.last_logs,
+        }
+        return tensors, state
+
+    def save(self) -> Path:
+        """Write checkpoints/last and checkpoints/step-NNNNNN (rank 0 only); returns last.json."""
+        tensors, state = self.state()
+        save_checkpoint(self.ckpt_dir / f"step-{self.step:06d}", tensors, state)
+        return save_checkpoint(self.ckpt_dir / "last", tensors, state)
+
+    def load(self, path: str | os.PathLike) -> None:
+        """Restore the full training state of a checkpoint written by :meth:`save`."""
+        tensors, state = load_checkpoint(path, device=self.device)
+        saved = state.get("train_config")
+        if not isinstance(saved, dict) or "opt_g" not in state:
+            raise CheckpointError(f"{path} is not a train-gan checkpoint")
+        diff = {k for k in set(saved) | set(self.cfg.to_dict())
+                if saved.get(k) != self.cfg.to_dict().get(k) and k not in RESUMABLE_CHANGES}
+        if diff:
+            k = sorted(diff)[0]
+            raise BranchspecError(f"--resume: the run was trained with {k}={saved.get(k)!r}, now {getattr(self.cfg, k, None)!r}")
+        if state.get("domains") != list(self.data.domains):
+            raise BranchspecError(f"--resume: domains changed ({state.get('domains')} -> {self.data.domains})")
+        self.G.load_state_dict(unprefixed("gen", tensors))
+        self.G_ema.load_state_dict(unprefixed("model", tensors))
+        self.D.load_state_dict(unprefixed("disc", tensors))
+        optimizer_from_tensors(self.opt_g, unprefixed("opt_g", tensors), state["opt_g"])
+        optimizer_from_tensors(self.opt_d, unprefixed("opt_d", tensors), state["opt_d"])
+        self.step = int(state["step"])
+        self.last_logs = dict(state.get("losses", {}))
+
+    # ---------------------------------------------------------------- samples
+    @torch.no_grad()
+    def save_samples(self) -> Path:
+        """A PNG grid, one row per sample image: input | re-generation (own domain) | R."""
+        x, y = self.data.batch(self.sample_idx, self.device)
+        f, _, r = self.G_ema.forward_all(x, y)
+        cols = [x, f] + ([r] if r is not None else [])
+        grid = torch.stack(cols, 1)  # (N, 3 cols, C, S, S)
+        path = self.out / "samples" / f"step-{self.step:06d}.png"
+        save_image_grid(grid, path)
+        return path
+
+
+def save_image_grid(grid: Tensor, path: Path, pad: int = 2) -> None:
+    """Save ``(rows, cols, C, S, S)`` images in [-1, 1] as one PNG with white gutters."""
+    from PIL import Image
+
+    n, m, c, s, _ = grid.shape
+    img = np.full((n * (s + pad) + pad, m * (s + pad) + pad, 3), 255, dtype=np.uint8)
+    arr = ((grid.float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()  # (N, M, C, S, S)
+    for i in range(n):
+        for j in range(m):
+            tile = arr[i, j].transpose(1, 2, 0)
+            img[pad + i * (s + pad): pad + i * (s + pad) + s, pad + j * (s + pad): pad + j * (s + pad) + s] = (
+                tile if c == 3 else np.repeat(tile, 3, axis=2)
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(img).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def train_gan(cfg: GanTrainConfig, out_dir: str | os.PathLike, progress: bool = True, resume: bool = False,
+              data: DomainImages | None = None) -> Path:
+    """Train (or, with ``resume``, continue) a branched GAN; returns the last checkpoint's JSON path.
+
+    ``data`` overrides ``cfg.data`` with images already in memory (demo, tests).
+    Raises :class:`NonFiniteLossError` (last good checkpoint kept) on NaN/inf.
+    """
+    trainer = GanTrainer(cfg, out_dir, progress=progress, resume=resume, data=data)
+    try:
+        return run_training(trainer)
+    finally:
+        if trainer._own_pg and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def run_training(trainer: GanTrainer) -> Path:
+    """Drive ``trainer`` from its current step to ``cfg.steps``; rank 0 writes. Returns last.json."""
+    cfg, out = trainer.cfg, trainer.out
+    last = out / "checkpoints" / "last.json"
+    if trainer.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(
+            {"train": cfg.to_dict(), "generator": trainer.gcfg.to_dict(), "domains": trainer.data.domains,
+             "data": {"source": trainer.data.source, "images": len(trainer.data), "skipped": trainer.data.skipped},
+             "world_size": trainer.world, "device": str(trainer.device)}, indent=2))
+        if trainer.data.skipped:
+            print(f"train-gan: skipped {trainer.data.skipped} unreadable image(s)", flush=True)
+    bar = None
+    if trainer.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train-gan", unit="step")
+    t0 = time.perf_counter()
+    saved_at = -1
+    log = open(out / "log.jsonl", "a") if trainer.main else None
+    try:
+        while trainer.step < cfg.steps:
+            logs = trainer.train_step()
+            s = trainer.step
+            if log and (s % cfg.log_every == 0 or s == cfg.steps):
+                log.write(json.dumps({"step": s, "time_s": round(time.perf_counter() - t0, 3), **logs}) + "\n")
+                log.flush()
+            if bar:
+                bar.update(1)
+                bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items() if k in ("d/loss", "g/adv")})
+            if trainer.main and cfg.sample_every and s % cfg.sample_every == 0:
+                trainer.save_samples()
+            if trainer.main and cfg.ckpt_every and s % cfg.ckpt_every == 0:
+                last, saved_at = trainer.save(), s
+        if trainer.main and saved_at != trainer.step:
+            trainer.save_samples()
+            last = trainer.save()
+    finally:
+        if bar:
+            bar.close()
+        if log:
+            log.close()
+    if trainer.world > 1:
+        dist.barrier()
+    return last

@@ -1,0 +1,61 @@
+"""Losses of the class-transfer GAN: adversarial + R1, and nothing else (App. E).
+
+StarGAN-v2's style-reconstruction, diversity and cycle losses are dropped;
+fidelity to the input comes from the residual R of eq. 15 instead. Each loss
+is a free function returning ``(loss, {name: float})``; the training step in
+:mod:`branchspec.train.gan` reads like the algorithm:
+
+    d_loss = softplus(−D(x, y)) + softplus(D(G(x, ỹ), ỹ)) + λ_R1 · ½ E‖∇ₓD(x, y)‖²
+    g_loss = softplus(−D(G(x, ỹ), ỹ))                      (non-saturating)
+
+Example:
+    >>> import torch
+    >>> loss, logs = generator_loss(torch.zeros(4))
+    >>> round(loss.item(), 4), sorted(logs)
+    (0.6931, ['g/adv'])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def r1_penalty(real_logits: Tensor, x_real: Tensor) -> Tensor:
+    """R1 = ½ E_x ‖∇ₓ D(x)‖² on real images (Mescheder et al. 2018); ``x_real`` must require grad."""
+    (grad,) = torch.autograd.grad(real_logits.sum(), x_real, create_graph=True)  # (B, C, H, W)
+    return 0.5 * grad.float().pow(2).flatten(1).sum(1).mean()
+
+
+def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, x_real: Tensor, r1_weight: float) -> tuple[Tensor, dict[str, float]]:
+    """Non-saturating D loss on real (label 1) and fake (label 0) logits, plus λ·R1 on reals.
+
+    ``real_logits`` (B,) = D(x_real, y_real) computed from ``x_real`` with
+    ``requires_grad``; ``fake_logits`` (B,) = D(G(x, ỹ), ỹ) with G detached.
+    """
+    real = F.softplus(-real_logits.float()).mean()
+    fake = F.softplus(fake_logits.float()).mean()
+    loss = real + fake
+    logs = {"d/real": real.item(), "d/fake": fake.item()}
+    if r1_weight > 0:
+        r1 = r1_penalty(real_logits, x_real)
+        loss = loss + r1_weight * r1
+        logs["d/r1"] = r1.item()
+    logs["d/loss"] = loss.item()
+    return loss, logs
+
+
+def generator_loss(fake_logits: Tensor) -> tuple[Tensor, dict[str, float]]:
+    """Non-saturating G loss −log σ(D(G(x, ỹ), ỹ)) = softplus(−logit)."""
+    loss = F.softplus(-fake_logits.float()).mean()
+    return loss, {"g/adv": loss.item()}
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
+    """θ_ema ← β θ_ema + (1 − β) θ; buffers copied. The EMA generator is the one sampled."""
+    for pe, p in zip(ema.parameters(), model.parameters()):
+        pe.lerp_(p.detach(), 1.0 - beta)
+    for be, b in zip(ema.buffers(), model.buffers()):
+        be.copy_(b)
