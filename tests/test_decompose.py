@@ -140,3 +140,18 @@ def test_cli_errors_one_line(setup, tmp_path, capsys, argv, needle):
     code = main(["decompose", *argv, "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert code in (1, 2) and err.count("\n") == 0 and needle in err, err
+
+
+def test_demo_decomposition_quick(tmp_path):
+    from branchspec.demos import decomposition
+
+    ctx: dict = {}
+    sec = decomposition.run(tmp_path, ctx, quick=True)
+    assert sec.key == "decomposition" and len(ctx["decompositions"]) == 4
+    for f in sec.figures:
+        assert (tmp_path / f.path).is_file(), f.path
+    doc = json.loads((tmp_path / "decomposition" / "decomposition.json").read_text())
+    assert doc["images"] == 4 and doc["max_reconstruction_error"] < 1e-4
+    assert doc["psnr"] is not None and doc["ssim"] is not None
+    for p in ctx["decompositions"]:
+        assert Decomposition.load(p).reconstruction_error() < 1e-4

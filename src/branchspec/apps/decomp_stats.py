@@ -14,7 +14,8 @@ holds every pixel of v_k on every image, F = [v_k(x_1) … v_k(x_N)] of shape
 Cov is accumulated image by image (Cov = Σ_j F_j F_jᵀ), so F never has to be
 held in memory. Faithfulness of the re-generation: PSNR and SSIM
 (``skimage.metrics``) of the clipped output against the input, both mapped
-to [0, 1].
+to [0, 1]; the same for R alone (``psnr_residual_only``), the baseline that
+the branches have to improve on.
 
 Example:
     >>> import numpy as np
@@ -63,6 +64,8 @@ class DecompositionStats:
         self.count = 0
         self.psnr: list[float] = []
         self.ssim: list[float] = []
+        self.psnr_r: list[float] = []  # R alone vs input: the baseline the branches improve on
+        self.ssim_r: list[float] = []
         self.max_reconstruction_error = 0.0
 
     def add(self, dec: Decomposition) -> None:
@@ -82,6 +85,10 @@ class DecompositionStats:
             self.psnr.append(p)
             if s is not None:
                 self.ssim.append(s)
+            p, s = psnr_ssim(to_unit(dec.input, dec.value_range), to_unit(dec.R, dec.value_range))
+            self.psnr_r.append(p)
+            if s is not None:
+                self.ssim_r.append(s)
 
     def result(self) -> dict:
         """Everything as plain JSON-able numbers and lists."""
@@ -96,6 +103,7 @@ class DecompositionStats:
         sub = corr[active][:, active]
         energy = cov.diagonal() / cov.diagonal().sum().clamp_min(1e-30)  # (M,)
         finite = [p for p in self.psnr if np.isfinite(p)]
+        finite_r = [p for p in self.psnr_r if np.isfinite(p)]
         return {
             "images": self.count,
             "branches": int(cov.shape[0]),
@@ -111,6 +119,8 @@ class DecompositionStats:
             "energy_share": energy.tolist(),
             "psnr": float(np.mean(finite)) if finite else None,
             "ssim": float(np.mean(self.ssim)) if self.ssim else None,
+            "psnr_residual_only": float(np.mean(finite_r)) if finite_r else None,
+            "ssim_residual_only": float(np.mean(self.ssim_r)) if self.ssim_r else None,
             "psnr_per_image": [p if np.isfinite(p) else None for p in self.psnr],
             "ssim_per_image": self.ssim,
             "max_reconstruction_error": self.max_reconstruction_error,

@@ -72,14 +72,11 @@ def load_image(path: str | os.PathLike, img_size: int, value_range=DEFAULT_RANGE
     """
     from PIL import Image
 
+    from branchspec.data.folders import to_square_array  # the training pre-processing
+
     with Image.open(path) as im:
         im.load()
-        im = im.convert("RGB")
-    w, h = im.size
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    im = im.crop((left, top, left + s, top + s)).resize((img_size, img_size), Image.BICUBIC)
-    a = torch.from_numpy(np.asarray(im, np.float32) / 255.0).permute(2, 0, 1)  # (3, S, S) in [0, 1]
+        a = torch.from_numpy(to_square_array(im, img_size)).float() / 255.0  # (3, S, S) in [0, 1]
     lo, hi = value_range
     return a * (hi - lo) + lo
 
