@@ -38,6 +38,8 @@ def add_arguments(p) -> None:
     p.add_argument("--engine", choices=["auto", "loop", "fused"], default="auto",
                    help="branch engine: python loop, fused vmap, or auto (timed once; default)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
+    p.add_argument("--holdout", type=int, default=0,
+                   help="hold the last N images of every domain out of training (listed in the checkpoint; default 0)")
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoints/last exactly")
     p.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (0: at the end)")
     p.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (0: at the end)")
@@ -60,6 +62,7 @@ def run(args) -> int:
     at_least(args.batch_size, 1, "--batch-size")
     at_least(args.sample_every, 0, "--sample-every")
     at_least(args.ckpt_every, 0, "--ckpt-every")
+    at_least(args.holdout, 0, "--holdout")
     if args.lr <= 0:
         raise UsageError(f"--lr must be > 0, got {args.lr}")
     if args.r1 < 0:
@@ -85,7 +88,7 @@ def run(args) -> int:
             batch_size=args.batch_size, lr=args.lr, r1=args.r1, ema=args.ema, residual=args.residual,
             sigma=args.sigma, base_width=args.base_width, max_width=args.max_width, engine=args.engine,
             seed=args.seed, sample_every=args.sample_every, ckpt_every=args.ckpt_every, amp=args.amp,
-            device=args.device,
+            device=args.device, holdout=args.holdout,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

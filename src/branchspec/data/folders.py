@@ -47,7 +47,8 @@ class DomainImages:
 
     ``images`` uint8 (N, C, S, S); ``labels`` int64 (N,) indexing ``domains``;
     ``skipped`` the number of unreadable files left out; ``skipped_files``
-    their paths; ``source`` where the data came from (for run records).
+    their paths; ``source`` where the data came from (for run records);
+    ``files`` the source file of every image (folders only, else empty).
     """
 
     images: Tensor
@@ -56,6 +57,7 @@ class DomainImages:
     source: str
     skipped: int = 0
     skipped_files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.labels.numel())
@@ -68,6 +70,25 @@ class DomainImages:
         """Images in [-1, 1] as float (B, C, S, S) and labels (B,) for indices ``idx``."""
         x = self.images[idx].to(device).float() / 127.5 - 1.0  # (B, C, S, S)
         return x, self.labels[idx].to(device)
+
+    def subset(self, idx: Tensor) -> "DomainImages":
+        """The images at ``idx`` (same domains)."""
+        files = [self.files[i] for i in idx.tolist()] if self.files else []
+        return DomainImages(self.images[idx], self.labels[idx], self.domains, self.source, 0, [], files)
+
+    def split_holdout(self, per_domain: int) -> tuple["DomainImages", "DomainImages"]:
+        """``(train, held_out)``: the last ``per_domain`` images of every domain are held out."""
+        keep, out = [], []
+        for d in range(len(self.domains)):
+            idx = torch.nonzero(self.labels == d).flatten()
+            if per_domain >= len(idx):
+                raise BranchspecError(f"cannot hold out {per_domain} of the {len(idx)} images of domain '{self.domains[d]}'")
+            cut = len(idx) - per_domain
+            keep.append(idx[:cut])
+            out.append(idx[cut:])
+        train, held = self.subset(torch.cat(keep)), self.subset(torch.cat(out))
+        train.skipped, train.skipped_files = self.skipped, self.skipped_files
+        return train, held
 
     def counts(self) -> dict[str, int]:
         """Images per domain."""
@@ -117,7 +138,7 @@ def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "tra
         if not fs:
             raise BranchspecError(f"domain '{d}' is empty: no .jpg/.png images in {base / d}")
         files += [(f, i) for f in fs]
-    images, labels, skipped = [], [], []
+    images, labels, skipped, read = [], [], [], []
     it = files
     if progress:
         from tqdm import tqdm
@@ -130,12 +151,13 @@ def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "tra
             continue
         images.append(arr)
         labels.append(label)
+        read.append(str(path))
     labels_t = torch.tensor(labels, dtype=torch.int64)
     for i, d in enumerate(domains):
         if not (labels_t == i).any():
             raise BranchspecError(f"domain '{d}' is empty: none of its {sum(1 for _, l in files if l == i)} images could be read")
     return DomainImages(
-        torch.from_numpy(np.stack(images)), labels_t, domains, f"folders:{root}", len(skipped), skipped
+        torch.from_numpy(np.stack(images)), labels_t, domains, f"folders:{root}", len(skipped), skipped, read
     )
 
 

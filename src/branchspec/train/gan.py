@@ -90,6 +90,7 @@ class GanTrainConfig:
     seed: int = 0  # initialisation and data-order seed
     flip: bool = True  # random horizontal flips
     n_per_domain: int = 64  # crops per domain of the embedded data
+    holdout: int = 0  # per domain, the last N images (file-name order) are held out of training
     sample_every: int = 500  # write a sample grid every N steps (0: only at the end)
     ckpt_every: int = 1000  # write a checkpoint every N steps (0: only at the end)
     log_every: int = 10  # append losses to log.jsonl every N steps
@@ -101,7 +102,7 @@ class GanTrainConfig:
                      "d_base_width", "d_max_width", "n_per_domain", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("sample_every", "ckpt_every"):
+        for name in ("sample_every", "ckpt_every", "holdout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lr <= 0 or self.r1 < 0 or not 0 <= self.ema < 1:
@@ -151,7 +152,11 @@ class GanTrainer:
         self.amp = cfg.amp and use_cuda
         self.main = self.rank == 0
         self.progress = progress and self.main
-        self.data = data if data is not None else load_domains(cfg.data, cfg.img_size, self.progress, cfg.seed)
+        data = data if data is not None else load_domains(cfg.data, cfg.img_size, self.progress, cfg.seed)
+        self.held_out: DomainImages | None = None
+        if cfg.holdout:
+            data, self.held_out = data.split_holdout(cfg.holdout)
+        self.data = data
         if len(self.data) < self.world:
             raise BranchspecError(f"{len(self.data)} images cannot be shared by {self.world} processes")
         nd = len(self.data.domains)
@@ -291,9 +296,16 @@ class GanTrainer:
             "data": {"source": self.data.source, "images": len(self.data), "skipped": self.data.skipped,
                      "per_domain": self.data.counts()},
             "world_size": self.world,
+            "held_out": self._held_out_record(),
             "losses": self.last_logs,
         }
         return tensors, state
+
+    def _held_out_record(self) -> dict[str, Any] | None:
+        if self.held_out is None:
+            return None
+        return {"per_domain": self.cfg.holdout, "files": self.held_out.files,
+                "labels": self.held_out.labels.tolist()}
 
     def save(self) -> Path:
         """Write checkpoints/last and checkpoints/step-NNNNNN (rank 0 only); returns last.json."""
@@ -377,7 +389,9 @@ def run_training(trainer: GanTrainer) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(
             {"train": cfg.to_dict(), "generator": trainer.gcfg.to_dict(), "domains": trainer.data.domains,
-             "data": {"source": trainer.data.source, "images": len(trainer.data), "skipped": trainer.data.skipped},
+             "data": {"source": trainer.data.source, "images": len(trainer.data), "skipped": trainer.data.skipped,
+                      "skipped_files": trainer.data.skipped_files},
+             "held_out": trainer._held_out_record(),
              "world_size": trainer.world, "device": str(trainer.device)}, indent=2))
         if trainer.data.skipped:
             print(f"train-gan: skipped {trainer.data.skipped} unreadable image(s)", flush=True)
@@ -387,7 +401,7 @@ def run_training(trainer: GanTrainer) -> Path:
 
         bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train-gan", unit="step")
     t0 = time.perf_counter()
-    saved_at = -1
+    saved_at = sampled_at = -1
     log = open(out / "log.jsonl", "a") if trainer.main else None
     try:
         while trainer.step < cfg.steps:
@@ -401,10 +415,12 @@ def run_training(trainer: GanTrainer) -> Path:
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items() if k in ("d/loss", "g/adv")})
             if trainer.main and cfg.sample_every and s % cfg.sample_every == 0:
                 trainer.save_samples()
+                sampled_at = s
             if trainer.main and cfg.ckpt_every and s % cfg.ckpt_every == 0:
                 last, saved_at = trainer.save(), s
-        if trainer.main and saved_at != trainer.step:
+        if trainer.main and sampled_at != trainer.step:
             trainer.save_samples()
+        if trainer.main and saved_at != trainer.step:
             last = trainer.save()
     finally:
         if bar:

@@ -1,0 +1,154 @@
+"""train-gan: checkpoints, exact resume, non-finite stop, DDP on gloo, CLI errors."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from branchspec.cli import main
+from branchspec.data.embedded import embedded_domains
+from branchspec.models.registry import load_model
+from branchspec.train import gan_losses
+from branchspec.train.checkpoint import load_checkpoint
+from branchspec.train.gan import GanTrainConfig, GanTrainer, NonFiniteLossError, run_training, train_gan
+
+TINY = dict(img_size=16, num_branches=2, batch_size=3, base_width=4, max_width=8, style_dim=4, d_base_width=4,
+            d_max_width=8, n_per_domain=3, engine="loop", sample_every=0, ckpt_every=2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread avoids oversubscription on the shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return embedded_domains(16, n_per_domain=3)
+
+
+def test_checkpoint_is_sampling_ready(tmp_path, data):
+    last = train_gan(GanTrainConfig(**TINY, steps=2, holdout=1), tmp_path, progress=False, data=data)
+    model, state = load_model(last)
+    assert state["held_out"]["labels"] == [0, 1] and state["data"]["images"] == 4
+    assert state["step"] == 2 and state["domains"] == ["cat", "other"] and state["img_size"] == 16
+    tensors, _ = load_checkpoint(last)
+    assert {k.split(".")[0] for k in tensors} >= {"model", "gen", "disc", "opt_g", "opt_d"}
+    x, y = data.batch(torch.arange(2))
+    f, v = model(x, y, return_branches=True)
+    assert v.shape == (2, 2, 3, 16, 16) and torch.isfinite(f).all()
+    assert (tmp_path / "samples" / "step-000002.png").is_file()
+    assert (tmp_path / "checkpoints" / "step-000002.json").is_file()
+    logs = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert logs[-1]["step"] == 2 and {"d/loss", "d/r1", "g/adv"} <= set(logs[-1])
+
+
+def test_resume_equals_uninterrupted(tmp_path, data):
+    full = train_gan(GanTrainConfig(**TINY, steps=4), tmp_path / "a", progress=False, data=data)
+    train_gan(GanTrainConfig(**TINY, steps=2), tmp_path / "b", progress=False, data=data)
+    resumed = train_gan(GanTrainConfig(**TINY, steps=4), tmp_path / "b", progress=False, resume=True, data=data)
+    ta, sa = load_checkpoint(full)
+    tb, sb = load_checkpoint(resumed)
+    assert sa["step"] == sb["step"] == 4
+    for k in ta:
+        if k.startswith("rng."):
+            continue
+        assert torch.equal(ta[k], tb[k]), k
+    # and training did move the weights
+    t0, _ = load_checkpoint(tmp_path / "b" / "checkpoints" / "step-000002")
+    assert not torch.equal(t0["gen.branches.0.to_rgb.weight"], ta["gen.branches.0.to_rgb.weight"])
+
+
+def test_resume_rejects_changed_config(tmp_path, data):
+    train_gan(GanTrainConfig(**TINY, steps=2), tmp_path, progress=False, data=data)
+    with pytest.raises(Exception, match="lr"):
+        train_gan(GanTrainConfig(**TINY, steps=3, lr=1e-3), tmp_path, progress=False, resume=True, data=data)
+
+
+def test_non_finite_loss_stops_keeping_last_good(tmp_path, data, monkeypatch):
+    cfg = GanTrainConfig(**TINY, steps=6)
+    trainer = GanTrainer(cfg, tmp_path, progress=False, data=data)
+    real = gan_losses.generator_loss
+
+    def poisoned(logits):
+        loss, logs = real(logits)
+        if trainer.step >= 3:  # the 4th step goes wrong
+            return loss * float("nan"), {"g/adv": float("nan")}
+        return loss, logs
+
+    monkeypatch.setattr(gan_losses, "generator_loss", poisoned)
+    good = (tmp_path / "checkpoints" / "last.safetensors")
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 4") as e:
+        run_training(trainer)
+    assert "\n" not in str(e.value) and "last.json" in str(e.value)
+    _, state = load_checkpoint(tmp_path / "checkpoints" / "last")
+    assert state["step"] == 2 and good.is_file()
+    tensors, _ = load_checkpoint(tmp_path / "checkpoints" / "last")
+    assert all(torch.isfinite(t).all() for k, t in tensors.items() if t.is_floating_point())
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out, result_dir):
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        cfg = GanTrainConfig(**{**TINY, "batch_size": 2}, steps=2)
+        trainer = GanTrainer(cfg, out, progress=False, data=embedded_domains(16, n_per_domain=3))
+        first = trainer.batch_indices(0).tolist()
+        run_training(trainer)
+        flat = torch.cat([p.detach().flatten() for p in trainer.G.parameters()])
+        torch.save({"flat": flat, "first": first}, os.path.join(result_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    """DistributedDataParallel on gloo: ranks see different batches, keep identical weights."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))  # our own files from this test
+    assert set(r0["first"]).isdisjoint(r1["first"])
+    torch.testing.assert_close(r0["flat"], r1["flat"], rtol=0, atol=0)
+    _, state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last")
+    assert state["world_size"] == 2 and state["step"] == 2
+
+
+@pytest.mark.slow
+def test_torchrun_cli(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "branchspec", "train-gan", "--out", str(tmp_path), "--steps", "2", "--img-size", "16",
+           "--branches", "2", "--base-width", "4", "--max-width", "8", "--batch-size", "2", "--engine", "loop",
+           "--no-progress"]
+    subprocess.run(cmd, check=True, env=env, timeout=300)
+    _, state = load_checkpoint(tmp_path / "checkpoints" / "last")
+    assert state["world_size"] == 2
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["train-gan", "--out", str(tmp_path), "--img-size", "24"]) == 2
+    assert "--img-size" in capsys.readouterr().err
+    assert main(["train-gan", "--out", str(tmp_path), "--data", str(tmp_path / "nope")]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["train-gan", "--out", str(tmp_path / "new"), "--resume"]) == 2
+    assert "--resume" in capsys.readouterr().err
+    (tmp_path / "d" / "train").mkdir(parents=True)
+    assert main(["train-gan", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "d"), "--img-size", "16"]) == 1
+    err = capsys.readouterr().err
+    assert "no domain" in err and err.count("\n") == 1
