@@ -52,9 +52,9 @@ def build(config: dict) -> Branched:
                     engine="loop", seed=config.get("seed", 0))
 
 
-def make_checkpoint(path, domains=("cat", "dog"), branches=3, img_size=16):
+def make_checkpoint(path, domains=("cat", "dog"), branches=3, img_size=16, **extra_state):
     cfg = {"domains": len(domains), "branches": branches, "seed": 0}
     gen = build(cfg)
     save_checkpoint(path, prefixed("model", gen.state_dict()),
-                    {"model": model_spec(KIND, cfg), "domains": list(domains), "img_size": img_size})
+                    {"model": model_spec(KIND, cfg), "domains": list(domains), "img_size": img_size, **extra_state})
     return gen

@@ -155,3 +155,21 @@ def test_demo_decomposition_quick(tmp_path):
     assert doc["psnr"] is not None and doc["ssim"] is not None
     for p in ctx["decompositions"]:
         assert Decomposition.load(p).reconstruction_error() < 1e-4
+
+
+def test_cli_held_out(tmp_path, capsys):
+    data = _write_images(tmp_path / "data")
+    files = [str(data / "dog" / "dog1.png"), str(data / "cat" / "cat1.png")]
+    ckpt = tmp_path / "ck"
+    make_checkpoint(ckpt, held_out={"per_domain": 1, "files": files, "labels": [1, 0]})
+    out = tmp_path / "o"
+    assert main(["decompose", "--checkpoint", str(ckpt), "--held-out", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.npz")) == ["cat1.npz", "dog1.npz"]
+    assert Decomposition.load(out / "dog1.npz").domain == "dog"
+    bare = tmp_path / "bare"
+    make_checkpoint(bare)
+    capsys.readouterr()
+    for argv, needle in ((["--held-out"], "--held-out"), ([], "IMAGE_OR_FOLDER")):
+        assert main(["decompose", "--checkpoint", str(bare), *argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and needle in err, err

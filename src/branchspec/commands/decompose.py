@@ -18,18 +18,20 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
-    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and/or folders (searched recursively)")
+    p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="image files and/or folders (searched recursively)")
     p.add_argument("--checkpoint", required=True, metavar="CKPT", help="generator checkpoint (NAME, NAME.json or NAME.safetensors)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--domain", default=None, metavar="NAME", help="target domain for every image (default: the image's folder name)")
     p.add_argument("--img-size", type=int, default=None, metavar="S", help="resize to S×S (default: the checkpoint's img_size)")
     p.add_argument("--batch-size", type=int, default=8, help="images per generator pass (default 8)")
     p.add_argument("--grid-rows", type=int, default=8, help="images shown in grid.png (default 8)")
+    p.add_argument("--held-out", action="store_true",
+                   help="also decompose the images the checkpoint's training run held out (train-gan --holdout)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
 def load_generator(ckpt: str, device: str = "cpu"):
-    """(generator, domains, img_size, value_range) from a train-gan checkpoint; one-line errors."""
+    """(generator, domains, img_size, value_range, state) from a train-gan checkpoint; one-line errors."""
     from branchspec.apps.decompose import as_branched
     from branchspec.models.registry import load_model
     from branchspec.train.checkpoint import checkpoint_paths
@@ -43,7 +45,21 @@ def load_generator(ckpt: str, device: str = "cpu"):
     if not isinstance(domains, list) or not domains:
         raise BranchspecError(f"--checkpoint: {ckpt} does not list its domains (no 'domains' in its state)")
     vr = tuple(state.get("value_range", (-1.0, 1.0)))
-    return gen, [str(d) for d in domains], state.get("img_size"), vr
+    return gen, [str(d) for d in domains], state.get("img_size"), vr, state
+
+
+def held_out_files(state: dict, ckpt: str) -> list:
+    """The held-out image files recorded by ``train-gan --holdout`` (that still exist)."""
+    from pathlib import Path
+
+    rec = state.get("held_out") or {}
+    files = [Path(f) for f in rec.get("files", [])]
+    if not files:
+        raise UsageError(f"--held-out: checkpoint {ckpt} records no held-out images (train-gan --holdout N)")
+    missing = [f for f in files if not f.is_file()]
+    if len(missing) == len(files):
+        raise UsageError(f"--held-out: none of the {len(files)} held-out files exists any more (first: {files[0]})")
+    return [f for f in files if f.is_file()]
 
 
 def run(args) -> int:
@@ -51,8 +67,12 @@ def run(args) -> int:
 
     at_least(args.batch_size, 1, "--batch-size")
     at_least(args.grid_rows, 1, "--grid-rows")
-    paths = find_images(args.images)
-    gen, domains, ckpt_size, vr = load_generator(args.checkpoint, args.device)
+    if not args.images and not args.held_out:
+        raise UsageError("IMAGE_OR_FOLDER: give images or folders to decompose (or --held-out)")
+    paths = find_images(args.images) if args.images else []
+    gen, domains, ckpt_size, vr, state = load_generator(args.checkpoint, args.device)
+    if args.held_out:
+        paths += held_out_files(state, args.checkpoint)
     size = args.img_size if args.img_size is not None else ckpt_size
     if size is None:
         raise UsageError("--img-size: the checkpoint does not record img_size; give --img-size S")

@@ -107,7 +107,7 @@ def run(out_dir, ctx: dict, quick: bool = False) -> Section:
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "demo_config.json").write_text(json.dumps(cfg.__dict__, indent=2))
     ckpt, steps, train_s = train(cfg, dest / "gan-run", progress=not quick)
-    gen, domains, img_size, vr = load_generator(str(ckpt))
+    gen, domains, img_size, vr, _ = load_generator(str(ckpt))
     heldout = write_heldout(cfg, dest / "heldout")
     t0 = time.perf_counter()
     res = decompose_images(gen, heldout, dest, domains, img_size=img_size, value_range=vr, grid=False,
