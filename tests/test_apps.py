@@ -31,12 +31,14 @@ EYES = _disc(24, 18, 6) | _disc(24, 46, 6)
 NOSE = _disc(47, 32, 5)
 
 
-def cat_face(seed=0, locator=2, target=4, m=6) -> Decomposition:
-    """Locator: bright bumps at both eyes and the nose; target: flat patches there, texture elsewhere."""
+def cat_face(seed=0, locator=2, target=4, m=6, hard_discs=False) -> Decomposition:
+    """Locator: bright bumps (or hard discs) at both eyes and the nose; target: flat patches there, texture elsewhere."""
     rng = np.random.default_rng(seed)
     comps = rng.normal(0, 0.05, (m, 3, H, W))  # weak noise components
     comps[1] = 0.3 * (XX / W)[None] * np.ones((3, 1, 1))  # a smooth shading component
     loc = _bump(24, 18, 4) + _bump(24, 46, 4) + _bump(47, 32, 3.5)
+    if hard_discs:
+        loc = (EYES | NOSE).astype(float)
     comps[locator] = loc[None] * np.array([1.0, 0.8, 0.6])[:, None, None]
     tex = rng.normal(0, 0.3, (H, W))
     tex[EYES | NOSE] = 1.0
@@ -161,8 +163,9 @@ def test_decomposition_dataset(tmp_path):
 
 
 # ---------------------------------------------------------------- segmentation
-def test_segment_eyes_drops_nose():
-    d = cat_face()
+@pytest.mark.parametrize("hard", [False, True])
+def test_segment_eyes_drops_nose(hard):
+    d = cat_face(hard_discs=hard)
     res = segment(d)
     assert res.automatic == {"locators": True, "target": True}
     assert res.locators == [2] and res.target == 4  # the heuristic finds them

@@ -30,7 +30,9 @@ Automatic choice (when no index is given), a heuristic:
 * target = among the others, the component with the highest *Fisher
   contrast* between the initial region and a ring around it,
   (mean_in − mean_ring)² / (var_in + var_ring): flat inside the eyes and
-  different from their surroundings.
+  different from their surroundings;
+* the three best locators are tried in that order, and the first that
+  yields exactly one pair of regions wins (else the best-scored one).
 
 Example:
     >>> # res = segment(Decomposition.load("cat.npz"))                   # doctest: +SKIP
@@ -182,18 +184,11 @@ class SegmentResult:
     kept: int = 0  # after the pair filter
 
 
-def segment(dec: Decomposition, locators: Sequence[int] | None = None, target: int | None = None,
-            cfg: SegmentConfig = SegmentConfig()) -> SegmentResult:
-    """App. F on one decomposition; ``locators`` / ``target`` override the automatic choice."""
-    lscores = locator_scores(dec, cfg.peak_fraction)
-    auto_loc = locators is None
-    if auto_loc:
-        locators = [int(np.argmax(lscores))]
-    locators = [dec.check_index(k, "locator component") for k in locators]
+def _segment_once(dec: Decomposition, locators: list[int], target: int | None, cfg: SegmentConfig,
+                  lscores: np.ndarray, automatic: dict) -> SegmentResult:
     init = initial_mask(dec, locators, cfg.init_quantile)
     tscores = target_scores(dec, init, exclude=locators)
-    auto_t = target is None
-    if auto_t:
+    if target is None:
         if not np.isfinite(tscores).any():
             tscores = target_scores(dec, init)  # every component is a locator: allow them
         target = int(np.argmax(tscores))
@@ -209,11 +204,34 @@ def segment(dec: Decomposition, locators: Sequence[int] | None = None, target: i
     regions = len(np.unique(lab)) - 1
     keep = row_pairs(lab, cfg.pair_row_fraction)
     mask = ndi.binary_fill_holes(np.isin(lab, keep)) if keep else np.zeros_like(raw)
-    return SegmentResult(mask=mask, raw=raw, init=init, locators=locators, target=target,
-                         automatic={"locators": auto_loc, "target": auto_t},
+    return SegmentResult(mask=mask, raw=raw, init=init, locators=locators, target=target, automatic=automatic,
                          locator_scores=lscores.tolist(),
                          target_scores=[s if np.isfinite(s) else None for s in tscores.tolist()],
                          regions=regions, kept=len(keep))
+
+
+def segment(dec: Decomposition, locators: Sequence[int] | None = None, target: int | None = None,
+            cfg: SegmentConfig = SegmentConfig(), candidates: int = 3) -> SegmentResult:
+    """App. F on one decomposition; ``locators`` / ``target`` override the automatic choice.
+
+    With the automatic choice, the ``candidates`` best-scored locators are
+    tried in score order (each with its best target) and the first result
+    that keeps exactly one pair of regions is returned; if none does, the
+    result of the best-scored locator.
+    """
+    lscores = locator_scores(dec, cfg.peak_fraction)
+    automatic = {"locators": locators is None, "target": target is None}
+    if locators is not None:
+        locs = [[dec.check_index(k, "locator component") for k in locators]]
+    else:
+        locs = [[int(k)] for k in np.argsort(-lscores)[:max(1, candidates)]]
+    first = None
+    for loc in locs:
+        res = _segment_once(dec, loc, target, cfg, lscores, automatic)
+        if res.kept == 2:
+            return res
+        first = first or res
+    return first
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
