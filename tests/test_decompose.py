@@ -84,6 +84,7 @@ def test_stats_match_brute_force(setup, tmp_path):
     np.testing.assert_allclose(doc["correlation"], corr.numpy(), rtol=1e-6, atol=1e-9)
     assert doc["mean_abs_correlation"] == pytest.approx(metrics.mean_abs_offdiag(corr))
     assert doc["active"] == metrics.activity(F).active
+    np.testing.assert_allclose(doc["pearson"], np.corrcoef(F.numpy()), atol=1e-6)
     # PSNR by hand, first image
     d = decs[0]
     a, b = (d.input + 1) / 2, np.clip((d.output + 1) / 2, 0, 1)

@@ -9,6 +9,8 @@ holds every pixel of v_k on every image, F = [v_k(x_1) … v_k(x_N)] of shape
   two branches' outputs over all images; its mean |·| off the diagonal is
   the "mean absolute correlation between branch outputs" (low = the
   components differ from one another);
+* the same after removing each branch's mean (Pearson correlation,
+  ``mean_abs_pearson``), which ignores constant colour offsets;
 * active / silent branches: ‖F_k‖ ≥ 10 % of the largest (Fig. 4, Fig. 5).
 
 Cov is accumulated image by image (Cov = Σ_j F_j F_jᵀ), so F never has to be
@@ -61,6 +63,8 @@ class DecompositionStats:
     def __init__(self, active_fraction: float = 0.1) -> None:
         self.active_fraction = active_fraction
         self.cov: torch.Tensor | None = None  # (M, M) float64
+        self.total: torch.Tensor | None = None  # (M,) Σ of every branch's values, for the centred version
+        self.values = 0  # number of values per branch so far (N·C·H·W)
         self.count = 0
         self.psnr: list[float] = []
         self.ssim: list[float] = []
@@ -72,6 +76,8 @@ class DecompositionStats:
         v = torch.from_numpy(np.asarray(dec.components, np.float64))  # (M, C, H, W)
         F = metrics.response_matrix(v[:, None], "flatten")  # (M, 1·C·H·W)
         cov = metrics.covariance(F)  # (M, M)
+        self.total = F.sum(1) if self.total is None else self.total + F.sum(1)  # (M,)
+        self.values += F.shape[1]
         if self.cov is None:
             self.cov = cov
         elif cov.shape != self.cov.shape:
@@ -101,6 +107,8 @@ class DecompositionStats:
         act = metrics.activity(torch.diag(norms), self.active_fraction)
         active = act.mask
         sub = corr[active][:, active]
+        mu = self.total / self.values  # (M,)
+        pearson = correlation_from_covariance(cov - self.values * mu[:, None] * mu[None, :])  # centred, (M, M)
         energy = cov.diagonal() / cov.diagonal().sum().clamp_min(1e-30)  # (M,)
         finite = [p for p in self.psnr if np.isfinite(p)]
         finite_r = [p for p in self.psnr_r if np.isfinite(p)]
@@ -111,6 +119,8 @@ class DecompositionStats:
             "correlation": corr.tolist(),
             "mean_abs_correlation": metrics.mean_abs_offdiag(corr),
             "mean_abs_correlation_active": metrics.mean_abs_offdiag(sub) if int(active.sum()) > 1 else None,
+            "pearson": pearson.tolist(),
+            "mean_abs_pearson": metrics.mean_abs_offdiag(pearson),
             "active_fraction": self.active_fraction,
             "active": act.active,
             "silent": act.silent,

@@ -89,6 +89,6 @@ def run(args) -> int:
     ssim = f"{s['ssim']:.3f}" if s.get("ssim") is not None else "n/a"
     psnr = f"{s['psnr']:.2f} dB" if s.get("psnr") is not None else "n/a"
     print(f"decomposed {s['images']} image(s), skipped {s['skipped']}; PSNR {psnr}, SSIM {ssim}, "
-          f"mean |corr| {s['mean_abs_correlation']:.3f}, active {s['active']}/{s['branches']}")
+          f"mean |corr| {s['mean_abs_correlation']:.3f} (centred {s['mean_abs_pearson']:.3f}), active {s['active']}/{s['branches']}")
     print(f"wrote {out}/*.npz, {out}/grid.png, {res.json_path}")
     return 0

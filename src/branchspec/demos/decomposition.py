@@ -140,6 +140,7 @@ def run(out_dir, ctx: dict, quick: bool = False) -> Section:
         "PSNR of R alone (dB)": fmt(s.get("psnr_residual_only"), ".2f"),
         "SSIM of R alone": fmt(s.get("ssim_residual_only"), ".3f"),
         "mean |correlation| between branch outputs": round(s["mean_abs_correlation"], 3),
+        "mean |Pearson correlation| (centred)": round(s["mean_abs_pearson"], 3),
         "active / silent branches": f"{s['active']} / {s['silent']}",
         "max |R + Σ v_k − output|": f"{s['max_reconstruction_error']:.2e}",
         "decomposition time (s)": round(dec_s, 1),
