@@ -40,6 +40,9 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
     p.add_argument("--holdout", type=int, default=0,
                    help="hold the last N images of every domain out of training (listed in the checkpoint; default 0)")
+    p.add_argument("--same-domain", type=float, default=0.0,
+                   help="probability that the target domain is the image's own (default 0: uniform target, "
+                        "class transfer as in the paper; 1: re-generation only)")
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoints/last exactly")
     p.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (0: at the end)")
     p.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (0: at the end)")
@@ -69,6 +72,8 @@ def run(args) -> int:
         raise UsageError(f"--r1 must be >= 0, got {args.r1}")
     if not 0 <= args.ema < 1:
         raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
+    if not 0 <= args.same_domain <= 1:
+        raise UsageError(f"--same-domain must be in [0, 1], got {args.same_domain}")
     if args.sigma is not None and args.sigma <= 0:
         raise UsageError(f"--sigma must be > 0, got {args.sigma}")
     if args.data != "embedded" and not os.path.exists(args.data.partition(":")[0] if not os.path.exists(args.data) else args.data):
@@ -88,7 +93,7 @@ def run(args) -> int:
             batch_size=args.batch_size, lr=args.lr, r1=args.r1, ema=args.ema, residual=args.residual,
             sigma=args.sigma, base_width=args.base_width, max_width=args.max_width, engine=args.engine,
             seed=args.seed, sample_every=args.sample_every, ckpt_every=args.ckpt_every, amp=args.amp,
-            device=args.device, holdout=args.holdout,
+            device=args.device, holdout=args.holdout, same_domain=args.same_domain,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -91,6 +91,7 @@ class GanTrainConfig:
     flip: bool = True  # random horizontal flips
     n_per_domain: int = 64  # crops per domain of the embedded data
     holdout: int = 0  # per domain, the last N images (file-name order) are held out of training
+    same_domain: float = 0.0  # probability that the target ỹ is the source domain y (0: uniform ỹ, the paper)
     sample_every: int = 500  # write a sample grid every N steps (0: only at the end)
     ckpt_every: int = 1000  # write a checkpoint every N steps (0: only at the end)
     log_every: int = 10  # append losses to log.jsonl every N steps
@@ -105,6 +106,8 @@ class GanTrainConfig:
         for name in ("sample_every", "ckpt_every", "holdout"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.same_domain <= 1:
+            raise ValueError(f"same_domain must be in [0, 1], got {self.same_domain}")
         if self.lr <= 0 or self.r1 < 0 or not 0 <= self.ema < 1:
             raise ValueError(f"need lr > 0, r1 >= 0, 0 <= ema < 1; got lr={self.lr}, r1={self.r1}, ema={self.ema}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -240,6 +243,9 @@ class GanTrainer:
             flip = (torch.rand(b, generator=gen) < 0.5).to(dev).view(-1, 1, 1, 1)
             x = torch.where(flip, x.flip(-1), x)
         y_trg = torch.randint(len(self.data.domains), (b,), generator=gen).to(dev)  # ỹ
+        if cfg.same_domain:
+            keep = (torch.rand(b, generator=gen) < cfg.same_domain).to(dev)
+            y_trg = torch.where(keep, y, y_trg)
 
         # D step: real (x, y) vs fake (G(x, ỹ), ỹ), R1 on reals
         with torch.no_grad(), self._autocast():
@@ -319,8 +325,10 @@ class GanTrainer:
         saved = state.get("train_config")
         if not isinstance(saved, dict) or "opt_g" not in state:
             raise CheckpointError(f"{path} is not a train-gan checkpoint")
-        diff = {k for k in set(saved) | set(self.cfg.to_dict())
-                if saved.get(k) != self.cfg.to_dict().get(k) and k not in RESUMABLE_CHANGES}
+        now = self.cfg.to_dict()
+        defaults = GanTrainConfig.__dataclass_fields__
+        saved = {k: saved.get(k, defaults[k].default) for k in now}  # fields added since: their defaults
+        diff = {k for k in now if saved[k] != now[k] and k not in RESUMABLE_CHANGES}
         if diff:
             k = sorted(diff)[0]
             raise BranchspecError(f"--resume: the run was trained with {k}={saved.get(k)!r}, now {getattr(self.cfg, k, None)!r}")
