@@ -91,7 +91,7 @@ class DecompositionDataset(torch.utils.data.Dataset):
     """Augmented images from saved decompositions: item i = ``transform(R_i, v_i)``.
 
     Example:
-        >>> # ds = DecompositionDataset(sorted(Path("out").glob("*.npz")), ComponentAugment(0.3, seed=0))  # doctest: +SKIP
+        >>> ds = DecompositionDataset(["a.npz", "b.npz"], ComponentAugment(0.3, seed=0))  # doctest: +SKIP
     """
 
     def __init__(self, paths, transform: ComponentAugment) -> None:

@@ -19,8 +19,9 @@ is in, when that is one of the generator's domains — unless ``domain`` is
 given. Corrupt or unreadable images are skipped and counted.
 
 Example:
-    >>> # gen, state = registry.load_model("run/ckpt/last")          # doctest: +SKIP
-    >>> # res = decompose_images(gen, ["cat.jpg"], "out", state["domains"], img_size=64)
+    >>> from branchspec.models.registry import load_model
+    >>> gen, state = load_model("run/checkpoints/last")  # doctest: +SKIP
+    >>> res = decompose_images(gen, ["cat.jpg"], "out", state["domains"], img_size=64)  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ Automatic choice (when no index is given), a heuristic:
   yields exactly one pair of regions wins (else the best-scored one).
 
 Example:
-    >>> # res = segment(Decomposition.load("cat.npz"))                   # doctest: +SKIP
-    >>> # res.mask.shape, res.locators, res.target
+    >>> res = segment(Decomposition.load("cat.npz"))  # doctest: +SKIP
+    >>> res.mask.shape, res.locators, res.target  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Figures of the applications, drawn from the saved ``.npz`` results (App. A, App. F; Figs. 12–15, 21).
 
 Example:
-    >>> # sweep_strip("manip/sweeps.npz", "manip/strip.png")               # doctest: +SKIP
+    >>> sweep_strip("manip/sweeps.npz", "manip/strip.png")  # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Figures of decompositions, drawn from saved ``.npz`` files only (Figs. 10–11, 18–20).
 
 Example:
-    >>> # decomposition_grid(sorted(Path("out").glob("*.npz")), "out/grid.png")   # doctest: +SKIP
+    >>> decomposition_grid(sorted(Path("out").glob("*.npz")), "out/grid.png")  # doctest: +SKIP
 """
 
 from __future__ import annotations
