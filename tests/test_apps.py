@@ -230,3 +230,20 @@ def test_demo_apps_quick(tmp_path):
     for f in sec.figures:
         assert (tmp_path / f.path).is_file(), f.path
     sec.save(tmp_path)
+
+
+def test_decomposition_file_validation(tmp_path):
+    from branchspec.errors import BranchspecError
+
+    ok = random_dec()
+    with pytest.raises(BranchspecError, match="components"):
+        Decomposition(R=ok.R, components=ok.components[:, :2], output=ok.output)
+    with pytest.raises(BranchspecError, match="output"):
+        Decomposition(R=ok.R, components=ok.components, output=ok.output[:2])
+    bad = ok.components.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(BranchspecError, match="non-finite"):
+        Decomposition(R=ok.R, components=bad, output=ok.output)
+    p = ok.save(tmp_path / "d.npz")
+    back = Decomposition.load(p)
+    assert np.array_equal(back.components, ok.components) and back.value_range == (-1.0, 1.0)
