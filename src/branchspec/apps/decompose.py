@@ -1,0 +1,237 @@
+"""Decompose images with a trained branched generator (paper §7, App. D; Figs. 9–11, 18–20).
+
+One pass of the generator per batch, ``f, v, R = gen.forward_all(x, y)``,
+gives the re-generated image f = R + Σ_k v_k(x, y) (eq. 15) and its M
+ambient-space components v_k. For every image this module writes
+
+* ``NAME.npz`` — ``R`` (C, H, W), ``components`` (M, C, H, W), ``output``
+  (C, H, W) before clipping, ``input``, ``value_range``, ``domain`` (see
+  :mod:`branchspec.apps.components`);
+* ``NAME/regen.png``, ``NAME/R.png`` — re-generation and residual;
+* ``NAME/branch_K.png`` — each component, contrast-stretched (Fig. 10 top);
+* ``NAME/added_K.png`` — the re-generation plus that component, without
+  amplification (Fig. 10 bottom);
+
+and, over all images, ``decomposition.json`` (the §4 metrics of
+:mod:`branchspec.apps.decomp_stats` on the components) and ``grid.png`` (Figs.
+10–11). The target domain of an image is its own — the name of the folder it
+is in, when that is one of the generator's domains — unless ``domain`` is
+given. Corrupt or unreadable images are skipped and counted.
+
+Example:
+    >>> from branchspec.models.registry import load_model
+    >>> gen, state = load_model("run/checkpoints/last")  # doctest: +SKIP
+    >>> res = decompose_images(gen, ["cat.jpg"], "out", state["domains"], img_size=64)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from branchspec.apps.components import DEFAULT_RANGE, Decomposition, save_png, stretch, to_unit
+from branchspec.apps.decomp_stats import DecompositionStats
+from branchspec.branched import Branched
+from branchspec.errors import BranchspecError, UsageError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+def find_images(paths: Iterable[str | os.PathLike], arg: str = "IMAGE_OR_FOLDER") -> list[Path]:
+    """Files given as such, plus every image file under each folder (sorted, recursive).
+
+    A path that does not exist, or a folder without any image, is a one-line
+    :class:`UsageError` naming ``arg``.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_file():
+            out.append(p)
+        elif p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
+            if not found:
+                raise UsageError(f"{arg}: no image files ({', '.join(IMAGE_EXTS)}) under {p}")
+            out.extend(found)
+        else:
+            raise UsageError(f"{arg}: no such file or folder: {p}")
+    if not out:
+        raise UsageError(f"{arg}: no images given")
+    return out
+
+
+def load_image(path: str | os.PathLike, img_size: int, value_range=DEFAULT_RANGE) -> Tensor:
+    """RGB image → centre square crop → ``img_size``² (bicubic) → (3, S, S) in ``value_range``.
+
+    Raises ``OSError`` / ``ValueError`` for a corrupt or unreadable file.
+    """
+    from PIL import Image
+
+    from branchspec.data.folders import to_square_array  # the training pre-processing
+
+    with Image.open(path) as im:
+        im.load()
+        a = torch.from_numpy(to_square_array(im, img_size)).float() / 255.0  # (3, S, S) in [0, 1]
+    lo, hi = value_range
+    return a * (hi - lo) + lo
+
+
+def image_domain(path: Path, domains: Sequence[str], override: str | None = None) -> str:
+    """Target domain: ``override`` if given, else the image's folder name if it is a domain.
+
+    Raises a :class:`UsageError` naming ``--domain`` when neither applies.
+    """
+    if override is not None:
+        if override not in domains:
+            raise UsageError(f"--domain: unknown domain {override!r}; the generator knows {', '.join(domains)}")
+        return override
+    if path.parent.name in domains:
+        return path.parent.name
+    raise UsageError(
+        f"--domain: {path} is not in a folder named after a domain ({', '.join(domains)}); give --domain NAME"
+    )
+
+
+def as_branched(model) -> Branched:
+    """The :class:`Branched` inside ``model`` (itself, or its ``.branched`` / ``.generator``)."""
+    for cand in (model, getattr(model, "branched", None), getattr(model, "generator", None)):
+        if isinstance(cand, Branched):
+            return cand
+    raise BranchspecError(f"the checkpoint holds a {type(model).__name__}, not a branched generator")
+
+
+@torch.no_grad()
+def decompose_batch(gen: Branched, x: Tensor, y: Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One pass ``f, v, R = gen.forward_all(x, y)`` → numpy ``(output, components, R)``.
+
+    Shapes: output ``(B, C, H, W)``, components ``(M, B, C, H, W)`` (branch
+    axis first), R ``(B, C, H, W)`` (zeros when the generator has no
+    residual). ``output == R + Σ_k components[k]`` up to float rounding, as
+    the silencing gains are 1 in a freshly loaded generator.
+    """
+    f, v, r = gen.forward_all(x, y)  # (B, C, H, W), (M, B, C, H, W), (B, C, H, W) | None
+    if r is None:
+        r = torch.zeros_like(f)
+    gain = gen.branch_gain.to(v.dtype).view(-1, *([1] * (v.dim() - 1)))  # (M, 1, 1, 1, 1)
+    v = gain * v  # what f actually sums (identity unless branches are silenced)
+    return f.float().cpu().numpy(), v.float().cpu().numpy(), r.float().cpu().numpy()
+
+
+@dataclass
+class DecomposeResult:
+    """What :func:`decompose_images` wrote."""
+
+    npz: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "path (reason)"
+    summary: dict = field(default_factory=dict)  # the content of decomposition.json
+    json_path: Path | None = None
+
+
+def _unique_name(stem: str, used: set[str]) -> str:
+    name, i = stem, 2
+    while name in used:
+        name, i = f"{stem}_{i}", i + 1
+    used.add(name)
+    return name
+
+
+def write_pngs(dec: Decomposition, folder: Path, min_size: int = 0) -> list[Path]:
+    """regen.png, R.png, branch_K.png (stretched) and added_K.png (Fig. 10 rows) for one image."""
+    vr = dec.value_range
+    out = [save_png(to_unit(dec.output, vr), folder / "regen.png", min_size),
+           save_png(to_unit(dec.R, vr), folder / "R.png", min_size)]
+    if dec.input is not None:
+        out.append(save_png(to_unit(dec.input, vr), folder / "input.png", min_size))
+    for k, v in enumerate(dec.components):
+        out.append(save_png(stretch(v), folder / f"branch_{k}.png", min_size))
+        out.append(save_png(to_unit(dec.output + v, vr), folder / f"added_{k}.png", min_size))
+    return out
+
+
+def decompose_images(
+    gen,
+    paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    domains: Sequence[str],
+    img_size: int,
+    domain: str | None = None,
+    batch_size: int = 8,
+    value_range=DEFAULT_RANGE,
+    png_min_size: int = 0,
+    grid: bool = True,
+    grid_rows: int = 8,
+    progress: bool = False,
+    device: str | torch.device = "cpu",
+) -> DecomposeResult:
+    """Decompose every image of ``paths`` (files) and write the results to ``out_dir``.
+
+    Domains are resolved (and bad ones reported) before any image is
+    processed. Returns a :class:`DecomposeResult`; ``decomposition.json``
+    holds the statistics over all images (see :class:`DecompositionStats`)
+    plus the list of skipped files.
+    """
+    gen = as_branched(gen).to(device).eval()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    targets = [(Path(p), image_domain(Path(p), domains, domain)) for p in paths]
+    res = DecomposeResult()
+    stats = DecompositionStats()
+    used: set[str] = set()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(targets), desc="decompose", unit="img")
+    for start in range(0, len(targets), batch_size):
+        chunk = targets[start:start + batch_size]
+        xs, ys, names = [], [], []
+        for p, d in chunk:
+            try:
+                xs.append(load_image(p, img_size, value_range))
+            except (OSError, ValueError, SyntaxError) as exc:
+                res.skipped.append(f"{p} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+                continue
+            ys.append(domains.index(d))
+            names.append((p, d))
+        if xs:
+            x = torch.stack(xs).to(device)  # (B, C, H, W)
+            y = torch.tensor(ys, dtype=torch.long, device=device)  # (B,)
+            f, v, r = decompose_batch(gen, x, y)  # (B,C,H,W), (M,B,C,H,W), (B,C,H,W)
+            xin = x.float().cpu().numpy()
+            for b, (p, d) in enumerate(names):
+                dec = Decomposition(R=r[b], components=v[:, b], output=f[b], input=xin[b],
+                                    value_range=tuple(value_range), domain=d)
+                name = _unique_name(p.stem, used)
+                res.npz.append(dec.save(out_dir / f"{name}.npz"))
+                write_pngs(dec, out_dir / name, png_min_size)
+                stats.add(dec)
+        if bar is not None:
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
+    summary = stats.result() if stats.count else {"images": 0}
+    summary.update({
+        "skipped": len(res.skipped),
+        "skipped_files": res.skipped,
+        "img_size": img_size,
+        "value_range": list(value_range),
+        "files": [p.name for p in res.npz],
+        "domains": list(domains),
+        "target_domain": domain or "own (folder name)",
+    })
+    res.summary = summary
+    res.json_path = out_dir / "decomposition.json"
+    tmp = res.json_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2))
+    tmp.replace(res.json_path)
+    if grid and res.npz:
+        from branchspec.figures.decomposition import decomposition_grid
+
+        decomposition_grid(res.npz[:grid_rows], out_dir / "grid.png")
+    return res

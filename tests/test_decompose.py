@@ -1,0 +1,176 @@
+"""Decomposition with a stand-in branched generator: identities, files, statistics, CLI errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from branchspec import metrics
+from branchspec.apps.components import Decomposition, stretch
+from branchspec.apps.decomp_stats import DecompositionStats, summarize
+from branchspec.apps.decompose import decompose_batch, decompose_images, find_images, load_image
+from branchspec.cli import main
+
+from _standin_gen import make_checkpoint
+
+
+def _write_images(root, n_per=2, size=20, domains=("cat", "dog")):
+    rng = np.random.default_rng(0)
+    for d in domains:
+        (root / d).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per):
+            a = (rng.random((size, size + 4, 3)) * 255).astype(np.uint8)
+            Image.fromarray(a).save(root / d / f"{d}{i}.png")
+    return root
+
+
+@pytest.fixture()
+def setup(tmp_path):
+    ckpt = tmp_path / "ckpt" / "last"
+    gen = make_checkpoint(ckpt)
+    data = _write_images(tmp_path / "data")
+    return gen, ckpt, data
+
+
+def test_decompose_batch_sums_to_output(setup):
+    gen, _, _ = setup
+    x = torch.rand(2, 3, 12, 12) * 2 - 1
+    y = torch.tensor([0, 1])
+    f, v, r = decompose_batch(gen, x, y)
+    assert v.shape == (3, 2, 3, 12, 12) and f.shape == r.shape == (2, 3, 12, 12)
+    np.testing.assert_allclose(r + v.sum(0), f, atol=1e-5)
+    # branch k alone, by an explicit loop, is component k
+    for k, branch in enumerate(gen.branches):
+        np.testing.assert_allclose(branch(x, y).detach().numpy(), v[k], atol=1e-6)
+
+
+def test_decompose_images_files_and_identity(setup, tmp_path):
+    gen, _, data = setup
+    (data / "cat" / "broken.png").write_bytes(b"not a png at all")
+    paths = find_images([data])
+    res = decompose_images(gen, paths, tmp_path / "out", ["cat", "dog"], img_size=16, batch_size=3)
+    assert len(res.npz) == 4 and len(res.skipped) == 1 and "broken.png" in res.skipped[0]
+    for p in res.npz:
+        d = Decomposition.load(p)
+        assert d.components.shape == (3, 3, 16, 16) and d.R.shape == (3, 16, 16)
+        assert d.reconstruction_error() < 1e-5  # R + Σ components = output (before clipping)
+        assert d.domain == p.stem.rstrip("0123456789")  # own domain from the folder name
+        folder = p.with_suffix("")
+        for name in ["regen", "R", "input"] + [f"branch_{k}" for k in range(3)] + [f"added_{k}" for k in range(3)]:
+            assert (folder / f"{name}.png").is_file(), name
+    doc = json.loads((tmp_path / "out" / "decomposition.json").read_text())
+    assert doc["images"] == 4 and doc["skipped"] == 1 and doc["branches"] == 3
+    assert (tmp_path / "out" / "grid.png").is_file()
+    # the target domain is the image's own: the output for a cat image used y = 0
+    d = Decomposition.load(tmp_path / "out" / "cat0.npz")
+    x = torch.from_numpy(d.input)[None]
+    f, _, _ = decompose_batch(gen, x, torch.tensor([0]))
+    np.testing.assert_allclose(f[0], d.output, atol=1e-5)
+
+
+def test_stats_match_brute_force(setup, tmp_path):
+    gen, _, data = setup
+    res = decompose_images(gen, find_images([data]), tmp_path / "out", ["cat", "dog"], img_size=16, grid=False)
+    doc = summarize(res.npz)
+    decs = [Decomposition.load(p) for p in res.npz]
+    V = torch.from_numpy(np.stack([d.components for d in decs], axis=1)).double()  # (M, N, C, H, W)
+    F = metrics.response_matrix(V, "flatten")  # (M, N·D)
+    np.testing.assert_allclose(doc["covariance"], metrics.covariance(F).numpy(), rtol=1e-6)
+    corr = metrics.correlation(F)
+    np.testing.assert_allclose(doc["correlation"], corr.numpy(), rtol=1e-6, atol=1e-9)
+    assert doc["mean_abs_correlation"] == pytest.approx(metrics.mean_abs_offdiag(corr))
+    assert doc["active"] == metrics.activity(F).active
+    np.testing.assert_allclose(doc["pearson"], np.corrcoef(F.numpy()), atol=1e-6)
+    # PSNR by hand, first image
+    d = decs[0]
+    a, b = (d.input + 1) / 2, np.clip((d.output + 1) / 2, 0, 1)
+    psnr = 10 * np.log10(1.0 / np.mean((a.astype(np.float64) - b) ** 2))
+    assert doc["psnr_per_image"][0] == pytest.approx(psnr, rel=1e-5)
+
+
+def test_stats_silent_branch_and_perfect_correlation():
+    s = DecompositionStats()
+    base = np.random.default_rng(1).normal(size=(3, 8, 8))
+    comps = np.stack([base, 2 * base, np.zeros_like(base)])  # v1 = 2 v0, v2 silent
+    s.add(Decomposition(R=np.zeros_like(base), components=comps, output=comps.sum(0), input=comps.sum(0)))
+    r = s.result()
+    assert r["active"] == 2 and r["silent"] == 1
+    assert r["correlation"][0][1] == pytest.approx(1.0)
+    assert r["psnr"] is None and r["ssim"] == pytest.approx(1.0)  # identical images: infinite PSNR not averaged
+
+
+def test_stretch_and_load_image(tmp_path):
+    v = np.array([[[-4.0, 0.0, 4.0]]])
+    out = stretch(v, percentile=100)
+    np.testing.assert_allclose(out, [[[0.0, 0.5, 1.0]]])
+    assert np.all(stretch(np.zeros((1, 2, 2))) == 0.5)
+    Image.fromarray(np.full((10, 30, 3), 255, np.uint8)).save(tmp_path / "w.png")
+    x = load_image(tmp_path / "w.png", 8)
+    assert x.shape == (3, 8, 8) and torch.allclose(x, torch.ones_like(x))
+
+
+def test_cli_decompose(setup, tmp_path, capsys):
+    _, ckpt, data = setup
+    out = tmp_path / "cli"
+    assert main(["decompose", "--checkpoint", str(ckpt), str(data), "--out", str(out)]) == 0
+    assert len(list(out.glob("*.npz"))) == 4
+    # a loose image needs --domain
+    loose = tmp_path / "loose.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(loose)
+    capsys.readouterr()
+    assert main(["decompose", "--checkpoint", str(ckpt), str(loose), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--domain" in err
+    assert main(["decompose", "--checkpoint", str(ckpt), str(loose), "--out", str(out), "--domain", "dog"]) == 0
+    assert Decomposition.load(out / "loose.npz").domain == "dog"
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--checkpoint", "{tmp}/nope", "{data}"], "--checkpoint"),
+    (["--checkpoint", "{ckpt}", "{tmp}/missing.png"], "IMAGE_OR_FOLDER"),
+    (["--checkpoint", "{ckpt}", "{data}", "--domain", "horse"], "--domain"),
+    (["--checkpoint", "{ckpt}", "{data}", "--img-size", "0"], "--img-size"),
+])
+def test_cli_errors_one_line(setup, tmp_path, capsys, argv, needle):
+    _, ckpt, data = setup
+    argv = [a.format(tmp=tmp_path, data=data, ckpt=ckpt) for a in argv]
+    code = main(["decompose", *argv, "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code in (1, 2) and err.count("\n") == 0 and needle in err, err
+
+
+def test_demo_decomposition_quick(tmp_path):
+    from branchspec.demos import decomposition
+
+    ctx: dict = {}
+    sec = decomposition.run(tmp_path, ctx, quick=True)
+    assert sec.key == "decomposition" and len(ctx["decompositions"]) == 4
+    for f in sec.figures:
+        assert (tmp_path / f.path).is_file(), f.path
+    doc = json.loads((tmp_path / "decomposition" / "decomposition.json").read_text())
+    assert doc["images"] == 4 and doc["max_reconstruction_error"] < 1e-4
+    assert doc["psnr"] is not None and doc["ssim"] is not None
+    for p in ctx["decompositions"]:
+        assert Decomposition.load(p).reconstruction_error() < 1e-4
+
+
+def test_cli_held_out(tmp_path, capsys):
+    data = _write_images(tmp_path / "data")
+    files = [str(data / "dog" / "dog1.png"), str(data / "cat" / "cat1.png")]
+    ckpt = tmp_path / "ck"
+    make_checkpoint(ckpt, held_out={"per_domain": 1, "files": files, "labels": [1, 0]})
+    out = tmp_path / "o"
+    assert main(["decompose", "--checkpoint", str(ckpt), "--held-out", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.glob("*.npz")) == ["cat1.npz", "dog1.npz"]
+    assert Decomposition.load(out / "dog1.npz").domain == "dog"
+    bare = tmp_path / "bare"
+    make_checkpoint(bare)
+    capsys.readouterr()
+    for argv, needle in ((["--held-out"], "--held-out"), ([], "IMAGE_OR_FOLDER")):
+        assert main(["decompose", "--checkpoint", str(bare), *argv, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and needle in err, err
