@@ -69,7 +69,7 @@ def run(args) -> int:
         augment=not args.no_augment, subset=args.subset, seed=args.seed, save_every=args.save_every,
     )
     if args.sweep:
-        from branchspec.analysis.classifier import run_sweep
+        from branchspec.analysis.classifier_run import run_sweep
 
         ms = int_range(args.sweep, "--sweep")
         if ms[0] < 1:

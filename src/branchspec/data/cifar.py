@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -161,4 +162,26 @@ def write_batch(path: str | os.PathLike, images: np.ndarray, labels, meta_names:
     else:
         data = np.ascontiguousarray(np.asarray(images, np.uint8).transpose(0, 3, 1, 2).reshape(len(images), 3072))
         doc = {b"batch_label": b"generated", b"labels": [int(v) for v in labels], b"data": data}
-    Path(path).write_bytes(pickle.dumps(doc, protocol=2))
+    buf = io.BytesIO()
+    _Py2Pickler(buf, protocol=2).dump(doc)
+    Path(path).write_bytes(buf.getvalue())
+
+
+class _Py2Pickler(pickle._Pickler):
+    """Protocol-2 pickler writing ``bytes`` as Python-2 ``str`` (SHORT_BINSTRING / BINSTRING).
+
+    That is how the original Python-2 CIFAR files store keys and the array
+    data; Python 3's own protocol 2 would instead call ``_codecs.encode``.
+    """
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def _save_py2_str(self, obj: bytes) -> None:
+        n = len(obj)
+        if n < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([n]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", n) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = _save_py2_str

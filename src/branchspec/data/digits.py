@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -23,6 +25,12 @@ SPLIT_SEED = 0
 
 def load_digits_images(train: bool = True, size: int = 32) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``(images uint8 (N, size, size, 3), labels int64 (N,), class_names)`` of the digits split."""
+    x, y, names = _cached(train, size)
+    return x.copy(), y.copy(), list(names)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached(train: bool, size: int):
     from sklearn.datasets import load_digits
 
     d = load_digits()
