@@ -94,6 +94,7 @@ class ClassifierConfig:
     clamp: bool = True  # clamp f to [-1, 1] and train on the ±1 soft target (§6); False = plain one-hot CE
     engine: str = "auto"  # Branched engine: "loop", "fused" (vmap) or "auto" (fastest measured)
     seed: int | None = None  # branch initialisation seed (None: global RNG)
+    head_init_scale: float | None = None  # multiply each head's initial weights by this; None -> 1/sqrt(M)
 
     def __post_init__(self) -> None:
         if not isinstance(self.num_branches, int) or self.num_branches < 1:
@@ -124,9 +125,23 @@ def build_classifier(cfg: ClassifierConfig) -> Branched:
 
     The returned :class:`Branched` outputs the *unclamped* sum; clamp with
     :func:`clamp_logits` (the loss functions and :func:`predict` do).
+    The initial head weights of every branch are scaled by
+    ``head_init_scale`` (default 1/√M) so that the initial sum f stays mostly
+    inside the clamp range: with PyTorch's default init, M = 16 branches give
+    std(f) ≈ 2.3 and ~58 % of the logits clamped, where the clamp passes no
+    gradient (measured on CIFAR-10); with 1/√M, std(f) ≈ 0.6.
     """
     w, c, cin = cfg.width, cfg.num_classes, cfg.in_channels
-    return Branched(lambda: SlimResNet18(w, c, cin), cfg.num_branches, engine=cfg.engine, seed=cfg.seed)
+    scale = cfg.head_init_scale if cfg.head_init_scale is not None else cfg.num_branches ** -0.5
+
+    def make():
+        branch = SlimResNet18(w, c, cin)
+        with torch.no_grad():
+            branch.head.weight.mul_(scale)
+            branch.head.bias.mul_(scale)
+        return branch
+
+    return Branched(make, cfg.num_branches, engine=cfg.engine, seed=cfg.seed)
 
 
 def predict(model: Branched, x: Tensor, clamp: bool = True) -> Tensor:
