@@ -41,8 +41,8 @@ def test_resume_after_n_steps_equals_uninterrupted_run(tmp_path):
 
 def test_lr_schedules():
     cfg = T.TrainConfig(out="x", data="digits", epochs=2)
-    assert T.lr_at(cfg, 0, 10) == pytest.approx(0.01)  # warm-up over one epoch
-    assert T.lr_at(cfg, 10, 10) == pytest.approx(0.1)
+    assert T.lr_at(cfg, 0, 10) == pytest.approx(0.002)  # warm-up over one epoch
+    assert T.lr_at(cfg, 10, 10) == pytest.approx(0.02)
     assert T.lr_at(cfg, 20, 10) == pytest.approx(0.0, abs=1e-12)
     one = T.TrainConfig(out="x", data="digits", epochs=2, schedule="onecycle", optimizer="adamw")
     assert T.lr_at(one, 0, 10) == pytest.approx(2e-3 / 25)

@@ -27,7 +27,7 @@ def add_arguments(p):
     p.add_argument("--width", type=float, default=None, help="branch base width (default 5.4: ≈0.08 M parameters per branch)")
     p.add_argument("--subset", type=int, default=None, help="train on the first N training images")
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd", help="default sgd (momentum 0.9, Nesterov)")
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.1 sgd / 2e-3 adamw)")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.02 sgd / 2e-3 adamw)")
     p.add_argument("--weight-decay", type=float, default=None, help="default 5e-4 sgd / 0.05 adamw")
     p.add_argument("--schedule", choices=["cosine", "onecycle", "constant"], default="cosine", help="default cosine (1 warm-up epoch)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128")
