@@ -25,12 +25,14 @@ def run(out_dir: Path, ctx: dict, quick: bool = False) -> Section:
     out = Path(out_dir) / "classifier"
     out.mkdir(parents=True, exist_ok=True)
     ms = [2, 4] if quick else [2, 4, 8, 16]
-    epochs = 1 if quick else 8
+    epochs = 1 if quick else 4
+    subset = 128 if quick else 1024
+    # AdamW: on digits it reaches ~0.89 test accuracy for M = 16 in 4 epochs (SGD at 0.02 needs many more).
     cfg = TrainConfig(data="digits", out=str(out), width=1 if quick else 2, epochs=epochs, batch_size=64,
-                      engine="loop", subset=128 if quick else None, seed=0)
+                      optimizer="adamw", lr=3e-3, engine="loop", subset=subset, seed=0)
     sweep_cmd = (f"branchspec train-classifier --data digits --out {out} --sweep {','.join(map(str, ms))} "
-                 f"--width {cfg.width:g} --epochs {epochs} --batch-size 64 --engine loop"
-                 + (" --subset 128" if quick else ""))
+                 f"--width {cfg.width:g} --epochs {epochs} --batch-size 64 --optimizer adamw --lr 0.003 "
+                 f"--engine loop --subset {subset}")
     sweep = run_sweep(cfg, ms, out, resume=True, progress=True)
     m = ms[-1]
     run_dir = out / f"M{m}"
@@ -60,7 +62,7 @@ def run(out_dir: Path, ctx: dict, quick: bool = False) -> Section:
                            "(paper Fig. 5 panels 3–4).", an_cmd))
     ab = res["ablation"]
     numbers = {
-        f"test accuracy, M = {m} (digits, {epochs} epochs)": round(res["accuracy"], 4),
+        f"test accuracy, M = {m} (digits, {subset} training images, {epochs} epochs)": round(res["accuracy"], 4),
         f"active / silent branches, M = {m}": f"{res['num_active']} / {res['num_silent']}",
         "active per M": json.dumps(dict(zip(map(str, sweep["M"]), sweep["active"]))),
         "test accuracy per M": json.dumps({str(k): round(v, 3) for k, v in zip(sweep["M"], sweep["test_acc"])}),
