@@ -134,7 +134,7 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
     finished runs and continues unfinished ones. Writes ``out/sweep.json``
     and ``out/sweep.png``.
     """
-    from branchspec.train.classifier import train
+    from branchspec.train.classifier import _check_resume, train
 
     out = Path(out)
     rows = {"M": [], "active": [], "silent": [], "test_acc": [], "covariance": [], "class_means": [], "class_names": None}
@@ -144,6 +144,7 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
         done = False
         if (run / "last.json").exists():
             st = json.loads((run / "last.json").read_text())
+            _check_resume(st.get("train_config", {}), c)
             done = st.get("epoch", 0) >= c.epochs
             if not resume and not done:
                 raise BranchspecError(f"--out: {run} holds an unfinished run; pass --resume to continue it")
