@@ -238,7 +238,8 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
         raise BranchspecError(f"--out: {out} already holds a run; pass --resume to continue it or choose another folder")
     else:
         torch.manual_seed(cfg.seed)
-    (out / "config.json").write_text(json.dumps({**asdict(cfg), "model": mcfg.to_dict(),
+    (out / "config.json").write_text(json.dumps({**asdict(cfg), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd,
+                                                 "model": mcfg.to_dict(),
                                                  "train_images": len(train_set), "test_images": len(test_set)}, indent=2))
     rows = [r for r in _read_rows(out / "metrics.csv") if int(r["epoch"]) <= epoch]
     last_row: dict = rows[-1] if rows else {}
