@@ -117,3 +117,17 @@ def test_analyze_command_writes_json_and_figures(tmp_path, capsys):
                "--pairs", "9:1"])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "out of range" in err and len(err.splitlines()) == 1
+
+
+def test_sweep_records_activity_per_m(tmp_path):
+    from branchspec.analysis.classifier_run import run_sweep
+    from branchspec.train.classifier import TrainConfig
+
+    cfg = TrainConfig(data="digits", out=str(tmp_path), width=1, epochs=1, batch_size=32, subset=32, engine="loop")
+    res = run_sweep(cfg, [1, 2], tmp_path, progress=False, log=lambda s: None)
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    assert saved["M"] == [1, 2] and res["M"] == [1, 2]
+    assert [a + s for a, s in zip(saved["active"], saved["silent"])] == [1, 2]
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+    again = run_sweep(cfg, [1, 2], tmp_path, progress=False, log=lambda s: None)  # finished runs are reused
+    assert again["test_acc"] == saved["test_acc"]
