@@ -1,0 +1,1 @@
+"""Analyses of trained branched models: pure functions over branch outputs (M, N, ...)."""

@@ -1,0 +1,169 @@
+"""Run the §6 analysis on a checkpoint, and the M sweep (Figs. 5–8, 16, 17).
+
+:func:`analyze` reads a classifier checkpoint, computes the branch outputs
+``(M, N, C)`` on the test split, applies the pure functions of
+:mod:`branchspec.analysis.classifier` and writes ``analysis.json`` (numbers),
+``analysis.npz`` (branch outputs, labels, gallery images) and the figures,
+drawn from those two files by :mod:`branchspec.figures.classifier`.
+:func:`run_sweep` trains one model per M and records #active / #silent.
+
+Example:
+    >>> res = analyze("RUN/last.json", "digits", "RUN/analysis")  # doctest: +SKIP
+    >>> res["accuracy"], res["num_active"]                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from branchspec.analysis import classifier as A
+from branchspec.data.imageset import ImageSet, load_source
+from branchspec.errors import BranchspecError
+from branchspec.models.registry import build_model, load_model
+
+
+@torch.no_grad()
+def collect_outputs(model, data: ImageSet, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """Branch outputs v_k(x_j) on the whole set in eval mode: ``(V (M, N, C), labels (N,))``."""
+    model.eval()
+    outs, labels = [], []
+    for x, y in data.batches(batch_size, augment=False, prefetch=False):
+        outs.append(model.branch_outputs(x))  # (M, B, C)
+        labels.append(y)
+    return torch.cat(outs, dim=1), torch.cat(labels)  # (M, N, C), (N,)
+
+
+def _test_set(state: dict, data: str) -> ImageSet:
+    test = load_source(data, train=False)
+    d = state.get("data", {})
+    return ImageSet(test.images_hwc, test.labels_np, test.class_names, d.get("mean"), d.get("std"))
+
+
+def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples: int) -> dict:
+    """First-layer Hessian at initialisation and at convergence (Fig. 5 panels 3–4) via ``branchspec.hessian``.
+
+    Optional: when that module is not importable (or its API differs) the
+    result says so and carries no matrices.
+    """
+    if samples <= 0:
+        return {"available": False, "note": "skipped (--hessian-samples 0)"}
+    try:
+        from branchspec import hessian as H
+    except ImportError:
+        return {"available": False, "note": "branchspec.hessian is not importable in this version; Fig. 5 panels 3-4 skipped"}
+    from branchspec.train.losses import soft_targets
+
+    x, y = next(iter(data.batches(samples, augment=False, prefetch=False)))
+
+    def loss_sum(f, labels):  # summed clamped soft cross-entropy (§6)
+        fc = f.clamp(-1, 1) if clamp else f
+        p = soft_targets(labels, f.shape[1]) if clamp else torch.nn.functional.one_hot(labels, f.shape[1]).to(f.dtype)
+        return -(p * fc.log_softmax(1)).sum()
+
+    out = {"available": True, "samples": int(len(y))}
+    try:
+        for tag, m in (("init", init_model), ("trained", model)):
+            m.eval()
+            subset = H.select_params(m, "first-layer")
+            mat = H.exact_hessian(m, subset, x, y, loss_sum)
+            out[tag] = {"matrix": mat.tolist(), "boundaries": list(subset.boundaries),
+                        "summary": H.block_summary(mat, subset.boundaries)}
+        out["params"] = list(subset.names)
+    except (AttributeError, TypeError, BranchspecError, RuntimeError) as exc:
+        return {"available": False, "note": f"branchspec.hessian call failed: {str(exc).splitlines()[0]}"}
+    return out
+
+
+def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: float = 0.07, gallery_max: int = 16,
+            pairs: list[tuple[int, int]] | None = None, hessian_samples: int = 32, seed: int = 0, figures: bool = True) -> dict:
+    """The full analysis of one checkpoint; returns the dict saved as ``analysis.json``."""
+    model, state = load_model(checkpoint)
+    spec = state["model"]
+    clamp = bool(spec["config"].get("clamp", True))
+    test = _test_set(state, data)
+    V, labels = collect_outputs(model, test)  # (M, N, C), (N,)
+    M, N, C = V.shape
+    K = test.num_classes
+    res: dict = {"checkpoint": str(checkpoint), "data": data, "num_branches": M, "num_test": N, "clamp": clamp,
+                 "class_names": test.class_names, "step": state.get("step"), "epoch": state.get("epoch")}
+    res["accuracy"] = A.accuracy(V, labels, clamp=clamp)
+    res.update(A.covariance_summary(V))
+    res["class_means"] = A.class_means(V, labels, K).tolist()  # (M, K, C), Fig. 6
+    res["confidence_definition"] = "conf_k(x) = v_k(x)[y] - mean_{c != y} v_k(x)[c]"
+    sample_idx = A.sample_per_class(labels, per_class, seed)
+    conf = A.branch_confidence(V, labels)  # (M, N)
+    res["confidence_samples"] = {"indices": sample_idx, "labels": labels[sample_idx].tolist(),
+                                 "values": conf[:, sample_idx].tolist()}  # (M, S), Fig. 7
+    chosen = pairs if pairs else A.informative_pairs(V, labels, K)
+    galleries, images = [], []
+    for k, c in chosen:
+        if not (0 <= k < M and 0 <= c < K):
+            raise BranchspecError(f"gallery pair branch {k}, class {c} out of range (M={M}, classes={K})")
+        idx = A.top_confident(V, labels, k, c, top_fraction)
+        galleries.append({"branch": k, "class": c, "indices": idx,
+                          "confidence": conf[k, idx].tolist(), "shown": idx[:gallery_max]})
+        images.append(test.images_hwc[idx[:gallery_max]])
+    res["galleries"] = {"top_fraction": top_fraction, "pairs": galleries}
+    res["ablation"] = A.ablation(V, labels, clamp)
+    init = build_model(spec["kind"], spec["config"])
+    res["hessian"] = first_layer_hessians(model, init, test, clamp, hessian_samples)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    gallery_arrays = {f"gallery_{i}": im for i, im in enumerate(images)}
+    np.savez_compressed(out / "analysis.npz", outputs=V.numpy().astype(np.float32), labels=labels.numpy(), **gallery_arrays)
+    tmp = out / "analysis.json.tmp"
+    tmp.write_text(json.dumps(res))
+    tmp.replace(out / "analysis.json")
+    if figures:
+        from branchspec.figures.classifier import draw_analysis
+
+        res["figures"] = [str(p) for p in draw_analysis(out)]
+    return res
+
+
+def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: bool = True, log=print) -> dict:
+    """Train one run per M (``out/M<m>/``) and record #active, #silent and accuracy (Figs. 5 panel 1, 17).
+
+    ``cfg`` is a :class:`~branchspec.train.classifier.TrainConfig`; its
+    ``num_branches`` and ``out`` are replaced per M. ``resume=True`` skips
+    finished runs and continues unfinished ones. Writes ``out/sweep.json``
+    and ``out/sweep.png``.
+    """
+    from branchspec.train.classifier import _check_resume, train
+
+    out = Path(out)
+    rows = {"M": [], "active": [], "silent": [], "test_acc": [], "covariance": [], "class_means": [], "class_names": None}
+    for m in ms:
+        run = out / f"M{m}"
+        c = replace(cfg, num_branches=m, out=str(run))
+        done = False
+        if (run / "last.json").exists():
+            st = json.loads((run / "last.json").read_text())
+            _check_resume(st.get("train_config", {}), c)
+            done = st.get("epoch", 0) >= c.epochs
+            if not resume and not done:
+                raise BranchspecError(f"--out: {run} holds an unfinished run; pass --resume to continue it")
+        if not done:
+            log(f"sweep: training M={m}")
+            train(c, resume=(run / "last.json").exists(), progress=progress, log=log)
+        model, state = load_model(run / "last.json")
+        test = _test_set(state, cfg.data)
+        V, labels = collect_outputs(model, test)
+        summ = A.covariance_summary(V)
+        rows["M"].append(m)
+        rows["active"].append(summ["num_active"])
+        rows["silent"].append(summ["num_silent"])
+        rows["test_acc"].append(A.accuracy(V, labels, clamp=cfg.clamp))
+        rows["covariance"].append(summ["covariance"])
+        rows["class_means"].append(A.class_means(V, labels, test.num_classes).tolist())
+        rows["class_names"] = test.class_names
+    (out / "sweep.json").write_text(json.dumps(rows))
+    from branchspec.figures.classifier import draw_sweep
+
+    draw_sweep(out / "sweep.json", out / "sweep.png")
+    return rows

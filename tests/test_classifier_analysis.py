@@ -1,0 +1,133 @@
+"""Classifier analysis functions against explicit loops (STYLE habit 4), and the analysis command."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from branchspec import metrics
+from branchspec.analysis import classifier as A
+from branchspec.analysis.classifier_run import collect_outputs
+from branchspec.cli import main
+from branchspec.data.imageset import ImageSet
+from branchspec.models.resnet import ClassifierConfig, build_classifier
+
+
+@pytest.fixture
+def outputs():
+    g = torch.Generator().manual_seed(0)
+    V = torch.randn(5, 40, 4, generator=g)  # (M, N, C)
+    V[3] *= 0.01  # a nearly silent branch
+    labels = torch.randint(0, 4, (40,), generator=g)
+    return V, labels
+
+
+def test_class_means_loop(outputs):
+    V, labels = outputs
+    cm = A.class_means(V, labels, 4)
+    for k in range(5):
+        for c in range(4):
+            rows = [V[k, j] for j in range(40) if labels[j] == c]
+            torch.testing.assert_close(cm[k, c], torch.stack(rows).mean(0))
+
+
+def test_confidence_loop_and_sum_is_margin(outputs):
+    V, labels = outputs
+    conf = A.branch_confidence(V, labels)
+    for k in range(5):
+        for j in range(40):
+            y = int(labels[j])
+            others = [float(V[k, j, c]) for c in range(4) if c != y]
+            assert conf[k, j].item() == pytest.approx(float(V[k, j, y]) - sum(others) / 3, abs=1e-5)
+    f = V.sum(0)
+    margin = torch.stack([f[j, labels[j]] - (f[j].sum() - f[j, labels[j]]) / 3 for j in range(40)])
+    torch.testing.assert_close(conf.sum(0), margin, atol=1e-5, rtol=0)
+
+
+def test_covariance_and_activity_loop(outputs):
+    V, labels = outputs
+    s = A.covariance_summary(V)
+    for i in range(5):
+        for k in range(5):
+            ref = sum(float(V[i, j] @ V[k, j]) for j in range(40))
+            assert s["covariance"][i][k] == pytest.approx(ref, rel=1e-4)
+    norms = [float(V[k].pow(2).sum().sqrt()) for k in range(5)]
+    active = [k for k in range(5) if norms[k] >= 0.1 * max(norms)]
+    assert s["active_branches"] == active and s["silent_branches"] == [3]
+    assert s["num_active"] + s["num_silent"] == 5
+
+
+def test_ablation_loop_and_matches_model_silenced():
+    torch.manual_seed(0)
+    model = build_classifier(ClassifierConfig(num_branches=3, width=1, engine="loop", seed=0))
+    imgs = np.random.RandomState(0).randint(0, 256, (24, 16, 16, 3)).astype(np.uint8)
+    data = ImageSet(imgs, np.arange(24) % 10, [str(i) for i in range(10)])
+    V, labels = collect_outputs(model, data, batch_size=10)
+    assert V.shape == (3, 24, 10)
+    ab = A.ablation(V, labels)
+    x, y = next(iter(data.batches(24, augment=False)))
+    with torch.no_grad():
+        assert ab["full"] == pytest.approx(float((model(x).clamp(-1, 1).argmax(1) == y).float().mean()))
+        for k in range(3):
+            with model.silenced(k):
+                acc = float((model(x).clamp(-1, 1).argmax(1) == y).float().mean())
+            assert ab["without_branch"][k] == pytest.approx(acc)
+        for top, acc_top in ab["keep_top"].items():
+            silence = [k for k in range(3) if k not in ab["ranking"][:top]]
+            with model.silenced(silence):
+                acc = float((model(x).clamp(-1, 1).argmax(1) == y).float().mean())
+            assert acc_top == pytest.approx(acc)
+    norms = [float(V[k].norm()) for k in range(3)]
+    assert ab["ranking"] == sorted(range(3), key=lambda k: -norms[k])
+
+
+def test_top_confident_and_pairs_loop(outputs):
+    V, labels = outputs
+    conf = A.branch_confidence(V, labels)
+    idx = A.top_confident(V, labels, 1, 2, 0.5)
+    members = [j for j in range(40) if labels[j] == 2]
+    ref = sorted(members, key=lambda j: -float(conf[1, j]))[: max(1, round(0.5 * len(members)))]
+    assert idx == ref
+    pairs = A.informative_pairs(V, labels, 4, branches=2, classes=1)
+    per = [[np.mean([float(conf[k, j]) for j in range(40) if labels[j] == c]) for c in range(4)] for k in range(5)]
+    best = sorted(range(5), key=lambda k: -max(per[k]))[:2]
+    assert pairs == [(k, int(np.argmax(per[k]))) for k in best]
+    picks = A.sample_per_class(labels, 3, seed=1)
+    assert all(sum(1 for j in picks if labels[j] == c) == min(3, int((labels == c).sum())) for c in range(4))
+
+
+def test_analyze_command_writes_json_and_figures(tmp_path, capsys):
+    run = tmp_path / "r"
+    assert main(["train-classifier", "--data", "digits", "--out", str(run), "--branches", "3", "--width", "1",
+                 "--subset", "64", "--batch-size", "32", "--epochs", "1", "--engine", "loop", "--quiet"]) == 0
+    out = tmp_path / "a"
+    assert main(["analyze-classifier", "--checkpoint", str(run / "last.json"), "--data", "digits",
+                 "--out", str(out), "--per-class", "3", "--hessian-samples", "0"]) == 0
+    res = json.loads((out / "analysis.json").read_text())
+    for key in ("accuracy", "active_branches", "silent_branches", "covariance", "ablation", "class_means", "galleries"):
+        assert key in res
+    assert len(res["covariance"]) == 3 and np.asarray(res["class_means"]).shape == (3, 10, 10)
+    assert len(res["confidence_samples"]["indices"]) == 30
+    with np.load(out / "analysis.npz") as z:
+        assert z["outputs"].shape[0] == 3
+    for name in ("fig5_covariance.png", "fig6_class_means.png", "fig7_confidence.png", "fig8_galleries.png", "ablation.png"):
+        assert (out / name).stat().st_size > 1000
+    rc = main(["analyze-classifier", "--checkpoint", str(run / "last.json"), "--data", "digits", "--out", str(out),
+               "--pairs", "9:1"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "out of range" in err and len(err.splitlines()) == 1
+
+
+def test_sweep_records_activity_per_m(tmp_path):
+    from branchspec.analysis.classifier_run import run_sweep
+    from branchspec.train.classifier import TrainConfig
+
+    cfg = TrainConfig(data="digits", out=str(tmp_path), width=1, epochs=1, batch_size=32, subset=32, engine="loop")
+    res = run_sweep(cfg, [1, 2], tmp_path, progress=False, log=lambda s: None)
+    saved = json.loads((tmp_path / "sweep.json").read_text())
+    assert saved["M"] == [1, 2] and res["M"] == [1, 2]
+    assert [a + s for a, s in zip(saved["active"], saved["silent"])] == [1, 2]
+    assert (tmp_path / "sweep.png").stat().st_size > 1000
+    again = run_sweep(cfg, [1, 2], tmp_path, progress=False, log=lambda s: None)  # finished runs are reused
+    assert again["test_acc"] == saved["test_acc"]
