@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from branchspec.analysis import classifier as A
-from branchspec.data.imageset import ImageSet, load_source
+from branchspec.data.imageset import ImageSet, test_set_for
 from branchspec.errors import BranchspecError
 from branchspec.models.registry import build_model, load_model
 
@@ -38,10 +38,7 @@ def collect_outputs(model, data: ImageSet, batch_size: int = 500) -> tuple[torch
     return torch.cat(outs, dim=1), torch.cat(labels)  # (M, N, C), (N,)
 
 
-def _test_set(state: dict, data: str) -> ImageSet:
-    test = load_source(data, train=False)
-    d = state.get("data", {})
-    return ImageSet(test.images_hwc, test.labels_np, test.class_names, d.get("mean"), d.get("std"))
+_test_set = test_set_for
 
 
 def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples: int) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import time
-from pathlib import Path
 
 from branchspec.commands._common import writable_dir
 from branchspec.demos import PARTS

@@ -157,3 +157,12 @@ def load_source(data: str, train: bool = True) -> ImageSet:
     from branchspec.data.cifar import load_cifar10
 
     return ImageSet(*load_cifar10(data, train))
+
+
+def test_set_for(state: dict, data: str) -> ImageSet:
+    """The test split of ``data`` normalised with the training statistics a
+    classifier checkpoint recorded (``state["data"]["mean" / "std"]``);
+    without them, with the test split's own statistics."""
+    test = load_source(data, train=False)
+    d = state.get("data", {}) if isinstance(state.get("data"), dict) else {}
+    return ImageSet(test.images_hwc, test.labels_np, test.class_names, d.get("mean"), d.get("std"))

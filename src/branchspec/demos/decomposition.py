@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+
 
 from branchspec.report import Figure, Section
 

@@ -15,7 +15,8 @@ import torch
 
 from branchspec.figures.hessian import draw
 from branchspec.hessian_analysis import HessianConfig, save_results
-from branchspec.hessian_data import TOY_SETS, data_for, l2_sum
+from branchspec.hessian_data import data_for, l2_sum
+from branchspec.toy import PROBLEMS
 from branchspec.models.registry import load_model, model_spec
 from branchspec.report import Figure, Section
 from branchspec.toy import toy_model
@@ -28,7 +29,7 @@ LR = 0.05  # full-batch GD step
 
 def train_toy(folder: Path, steps: int, seed: int = SEED) -> dict[str, Path]:
     """Train an M=10 toy model on Toy1 by full-batch GD; save init and trained checkpoints."""
-    xs, ys = TOY_SETS["toy1"]
+    xs, ys = PROBLEMS["toy1"]
     x = torch.tensor(xs).reshape(-1, 1)  # (N, 1)
     y = torch.tensor(ys).reshape(-1, 1)  # (N, 1)
     model = toy_model(M, seed=seed)
