@@ -70,7 +70,7 @@ def train(cfg: DemoConfig, run_dir: Path, progress: bool = True) -> tuple[Path, 
                 d_base_width=cfg.d_base_width, d_max_width=cfg.d_max_width, n_per_domain=cfg.n_per_domain,
                 ema=cfg.ema, same_domain=cfg.same_domain, seed=cfg.seed, engine="loop", sample_every=0, ckpt_every=0, device="cpu")
     t0 = time.perf_counter()
-    steps, ckpt, n = 0, None, max(1, cfg.chunk // 2)  # a short first chunk measures the speed
+    steps, ckpt, n = 0, None, min(5, cfg.chunk)  # a short first chunk measures the speed, so a slow machine stops near the budget
     while steps < cfg.max_steps and n >= 1:
         steps = min(cfg.max_steps, steps + n)
         ckpt = train_gan(GanTrainConfig(steps=steps, **base), run_dir, progress=progress, resume=ckpt is not None,
