@@ -1,6 +1,5 @@
 """Classifier model, losses and CIFAR-10 / digits data (paper §6)."""
 
-import io
 import os
 import pickle
 

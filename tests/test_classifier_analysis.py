@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from branchspec import metrics
 from branchspec.analysis import classifier as A
 from branchspec.analysis.classifier_run import collect_outputs
 from branchspec.cli import main

@@ -11,13 +11,6 @@ from branchspec.errors import BranchspecError
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids oversubscription on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def _folders(root, counts, size=(20, 14)):
     rng = np.random.default_rng(0)

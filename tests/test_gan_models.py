@@ -18,13 +18,6 @@ TINY = dict(img_size=16, num_domains=3, num_branches=3, base_width=8, max_width=
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids oversubscription on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def test_generator_shapes_and_sum():
     g = build_generator(GeneratorConfig(**TINY))

@@ -20,13 +20,6 @@ TINY = dict(img_size=16, num_branches=2, batch_size=3, base_width=4, max_width=8
             d_max_width=8, n_per_domain=3, engine="loop", sample_every=0, ckpt_every=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids oversubscription on the shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
