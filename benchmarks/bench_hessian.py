@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -78,6 +77,29 @@ def _model(m: int):
                 f"stand-in conv branch (branchspec.models.resnet unavailable: {type(exc).__name__})")
 
 
+def _vm_kib(key: str) -> float:
+    """A field of /proc/self/status in KiB (Linux), e.g. VmRSS or VmHWM (the peak RSS)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return float(line.split()[1])
+    raise KeyError(key)
+
+
+def _reset_peak_rss() -> float | None:
+    """Reset the kernel's peak-RSS mark (write 5 to /proc/self/clear_refs) and return the RSS in MiB.
+
+    ru_maxrss cannot be reset, so it would report the import-time peak if that
+    was higher than the computation's; with the mark reset, VmHWM − RSS is
+    the memory the computation itself added at its peak.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _vm_kib("VmRSS") / 1024
+    except (OSError, KeyError):
+        return None
+
+
 def _measure(m: int, n: int, device: str) -> dict:
     from branchspec.hessian import as_branched, block_diagonality, block_norms, select_params
     from branchspec.hessian_data import clamped_ce_sum
@@ -93,7 +115,7 @@ def _measure(m: int, n: int, device: str) -> dict:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss0 = _reset_peak_rss()
     t0 = time.perf_counter()
     H, _ = blockwise_hessian(model, sub, x, y, clamped_ce_sum, budget_bytes=8 * 1024**3)
     if device == "cuda":
@@ -102,7 +124,7 @@ def _measure(m: int, n: int, device: str) -> dict:
     if device == "cuda":
         peak = (torch.cuda.max_memory_allocated() - base) / 2**20
     else:
-        peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024  # KiB -> MiB
+        peak = _vm_kib("VmHWM") / 1024 - rss0 if rss0 is not None else float("nan")  # MiB above the start
     t0 = time.perf_counter()  # second call, same shapes: kernels / primitives already built
     blockwise_hessian(model, sub, x, y, clamped_ce_sum, budget_bytes=8 * 1024**3)
     if device == "cuda":
@@ -134,7 +156,7 @@ def rows(quick: bool) -> list[dict]:
         r = _run(m, n, dev)
         note = (f"{r['what']}; M={m}, batch {n} of 3x32x32, first layer {'+'.join(r['names'])}, "
                 f"P={r['P']}, blockwise eq.13-14 method, clamped CE (6)")
-        mem = "max RSS growth" if dev == "cpu" else "torch.cuda.max_memory_allocated"
+        mem = "peak RSS (VmHWM, reset before the call) above the RSS at its start" if dev == "cpu" else "torch.cuda.max_memory_allocated"
         out += [
             {"name": f"first-layer Hessian time, first call ({dev})", "value": round(r["warmup_seconds"], 3),
              "unit": "s", "note": note},
