@@ -331,6 +331,20 @@ class Branched(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def as_branched(model: nn.Module, what: str = "branched model") -> Branched:
+    """The :class:`Branched` inside ``model``: itself, or its ``.branched`` / ``.generator``.
+
+    Lets analysis code accept a wrapper around a branched model. Raises a
+    one-line :class:`~branchspec.errors.BranchspecError` naming ``what`` otherwise.
+    """
+    from branchspec.errors import BranchspecError
+
+    for cand in (model, getattr(model, "branched", None), getattr(model, "generator", None)):
+        if isinstance(cand, Branched):
+            return cand
+    raise BranchspecError(f"{type(model).__name__} is not a {what} (no Branched inside)")
+
+
 def _sync(x: Tensor) -> None:
     if x.is_cuda:
         torch.cuda.synchronize(x.device)

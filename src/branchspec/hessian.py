@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vmap
 
-from branchspec.branched import Branched
+from branchspec.branched import Branched, as_branched
 from branchspec.errors import BranchspecError
 
 GiB = 1024**3
@@ -122,16 +122,6 @@ class ParamSubset:
     def labels(self) -> list[str]:
         """One row label per branch/name block, for figures."""
         return [f"{k}:{n}" for k in range(self.num_branches) for n in self.names]
-
-
-def as_branched(model: nn.Module) -> Branched:
-    """The :class:`Branched` inside ``model`` (itself, or ``model.branched``)."""
-    if isinstance(model, Branched):
-        return model
-    inner = getattr(model, "branched", None)
-    if isinstance(inner, Branched):
-        return inner
-    raise BranchspecError(f"{type(model).__name__} is not a branched model (no Branched inside)")
 
 
 def _modules_with_params(branch: nn.Module) -> list[tuple[str, nn.Module]]:

@@ -38,8 +38,8 @@ from torch import Tensor
 
 from branchspec.apps.components import DEFAULT_RANGE, Decomposition, save_png, stretch, to_unit
 from branchspec.apps.decomp_stats import DecompositionStats
-from branchspec.branched import Branched
-from branchspec.errors import BranchspecError, UsageError
+from branchspec.branched import Branched, as_branched
+from branchspec.errors import UsageError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
@@ -96,14 +96,6 @@ def image_domain(path: Path, domains: Sequence[str], override: str | None = None
     raise UsageError(
         f"--domain: {path} is not in a folder named after a domain ({', '.join(domains)}); give --domain NAME"
     )
-
-
-def as_branched(model) -> Branched:
-    """The :class:`Branched` inside ``model`` (itself, or its ``.branched`` / ``.generator``)."""
-    for cand in (model, getattr(model, "branched", None), getattr(model, "generator", None)):
-        if isinstance(cand, Branched):
-            return cand
-    raise BranchspecError(f"the checkpoint holds a {type(model).__name__}, not a branched generator")
 
 
 @torch.no_grad()
@@ -176,7 +168,7 @@ def decompose_images(
     holds the statistics over all images (see :class:`DecompositionStats`)
     plus the list of skipped files.
     """
-    gen = as_branched(gen).to(device).eval()
+    gen = as_branched(gen, "branched generator").to(device).eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = [(Path(p), image_domain(Path(p), domains, domain)) for p in paths]

@@ -32,7 +32,7 @@ def add_arguments(p):
 
 def load_generator(ckpt: str, device: str = "cpu"):
     """(generator, domains, img_size, value_range, state) from a train-gan checkpoint; one-line errors."""
-    from branchspec.apps.decompose import as_branched
+    from branchspec.branched import as_branched
     from branchspec.models.registry import load_model
     from branchspec.train.checkpoint import checkpoint_paths
 
@@ -40,7 +40,7 @@ def load_generator(ckpt: str, device: str = "cpu"):
     if not spath.is_file():
         raise UsageError(f"--checkpoint: no such checkpoint: {ckpt} (looked for {spath})")
     model, state = load_model(ckpt, device=device)
-    gen = as_branched(model)
+    gen = as_branched(model, "branched generator")
     domains = state.get("domains")
     if not isinstance(domains, list) or not domains:
         raise BranchspecError(f"--checkpoint: {ckpt} does not list its domains (no 'domains' in its state)")
