@@ -2,8 +2,10 @@
 
 Each branch: conv3x3(3→16)-BN-ReLU, conv3x3(16→16)-BN-ReLU, global average
 pool, linear(16→10); input 32×32 RGB, batch 128, train mode. Engines: the
-Python loop, the loop with channels_last model and input, and the fused
-(torch.func.vmap) engine — on the CPU, and on CUDA when available.
+Python loop, the loop with channels_last model and input, the fused
+(torch.func.vmap) engine and the packed engine (one grouped network over
+(B, M·C, H, W), NCHW and channels_last, fp32 and bf16 autocast) — on the CPU,
+and on CUDA when available.
 ``quick``: M = 4, batch 8, one repetition.
 """
 
@@ -30,17 +32,21 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _time(engine: str, channels_last: bool, device: str, m: int, batch: int, reps: int) -> float:
+def _time(engine: str, channels_last: bool, device: str, m: int, batch: int, reps: int, bf16: bool = False) -> float:
     torch.manual_seed(0)
     model = Branched(_branch, m, engine=engine).to(device).train()
     x = torch.randn(batch, 3, 32, 32, device=device)
-    if channels_last:
+    if engine == "packed":
+        model.channels_last = channels_last  # the packed engine converts its own activations
+    elif channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
 
     def once():
         model.zero_grad(set_to_none=True)
-        model(x).square().mean().backward()
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+            f = model(x)
+        f.float().square().mean().backward()
 
     once()  # warm-up
     _sync(device)
@@ -58,14 +64,19 @@ def rows(quick: bool) -> list[dict]:
     for device in devices:
         r = reps * (4 if device == "cuda" else 1)
         res = {}
-        for label, engine, cl in (("loop", "loop", False), ("loop + channels_last", "loop", True),
-                                  ("fused (vmap)", "fused", False)):
-            res[label] = _time(engine, cl, device, m, batch, r)
+        for label, engine, cl, bf16 in (
+            ("loop", "loop", False, False), ("loop + channels_last", "loop", True, False),
+            ("fused (vmap)", "fused", False, False), ("packed NCHW", "packed", False, False),
+            ("packed channels_last", "packed", True, False), ("packed NCHW bf16", "packed", False, True),
+            ("packed channels_last bf16", "packed", True, True),
+        ):
+            res[label] = _time(engine, cl, device, m, batch, r, bf16)
             out.append({"name": f"{device}: M={m} conv branches, batch {batch}, fwd+bwd, {label}",
                         "value": round(1e3 * res[label], 2), "unit": "ms",
                         "note": f"{torch.get_num_threads()} threads" if device == "cpu"
                         else torch.cuda.get_device_name(0)})
         best = min(res, key=res.get)
         out.append({"name": f"{device}: fastest engine", "value": best, "unit": "",
-                    "note": f"fused / loop time ratio {res['fused (vmap)'] / res['loop']:.2f}"})
+                    "note": f"loop / packed channels_last time ratio {res['loop'] / res['packed channels_last']:.2f}, "
+                            f"loop / packed bf16 {res['loop'] / res['packed channels_last bf16']:.2f}"})
     return out

@@ -6,13 +6,16 @@ optional residual R(x) is added to their sum (App. E, eq. 15). Every analysis
 in branchspec reads the branch outputs through this class, as one tensor
 shaped ``(M, B, ...)`` — the branch axis first.
 
-Two execution engines compute the same thing:
+Three execution engines compute the same thing:
 
-* ``"loop"``  — a Python loop over the branch modules (the reference);
-* ``"fused"`` — the branch parameters are stacked and the branch function is
+* ``"loop"``   — a Python loop over the branch modules (the reference);
+* ``"fused"``  — the branch parameters are stacked and the branch function is
   vectorised with :func:`torch.func.vmap` (convolutions become grouped
-  convolutions under vmap's batching rules), one kernel launch per layer
-  instead of M.
+  convolutions under vmap's batching rules);
+* ``"packed"`` — the branch is converted once into one block-diagonal network
+  over ``(B, M·C, …)`` activations (:mod:`branchspec.packed`): grouped
+  convolutions, per-channel normalisation, one kernel per layer and no
+  stacking or transposes between layers — the fastest on CPU and GPU.
 
 The parameters always live in the per-branch modules (``branches.0.…``,
 ``branches.1.…``), so state dicts are identical between engines and a model
@@ -39,7 +42,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
-ENGINES = ("auto", "loop", "fused")
+from branchspec import packed as packing
+
+ENGINES = ("auto", "loop", "fused", "packed")
 
 
 class ResidualSplit(NamedTuple):
@@ -82,7 +87,8 @@ class Branched(nn.Module):
         residual: optional R. An ``nn.Module`` (registered, trained with the
             model) or any callable of the branch input x. It returns R(x), or
             a :class:`ResidualSplit` giving R and per-branch inputs.
-        engine: ``"loop"``, ``"fused"`` or ``"auto"`` (see :meth:`resolve_engine`).
+        engine: ``"loop"``, ``"fused"``, ``"packed"`` or ``"auto"`` (see
+            :meth:`resolve_engine`); :meth:`engine_report` says which runs and why.
         seed: if given, branch initialisation is reproducible (the global RNG
             is forked, seeded once, and the M branches are built in order).
 
@@ -120,6 +126,12 @@ class Branched(nn.Module):
         # (M,) multiplier on each branch's contribution; 0 silences a branch.
         self.register_buffer("branch_gain", torch.ones(num_branches), persistent=False)
         self._auto_choice: dict[tuple, str] = {}
+        # packed network per input kind (shared / per-branch), built on first use; not registered,
+        # so it never enters the state dict. Values: (network or None, reason).
+        self._packed: dict[bool, tuple[nn.Module | None, str]] = {}
+        # channels_last for 4-D packed activations: None = yes (faster for grouped convs, measured in
+        # benchmarks/bench_engine.py), False = keep the input's memory format.
+        self.channels_last: bool | None = None
 
     # ------------------------------------------------------------------ basics
     @property
@@ -141,7 +153,7 @@ class Branched(nn.Module):
     def resolve_engine(self, x: Tensor, args: tuple = (), kwargs: dict | None = None, per_branch: bool = False) -> str:
         """The engine used for input ``x``.
 
-        ``"auto"`` measures both engines once per (device, shape, dtype,
+        ``"auto"`` measures the three engines once per (device, shape, dtype,
         grad-mode, train-mode) and keeps the faster — the same idea as
         cuDNN's benchmark mode — with the buffers and RNG state restored
         after the measurement, so it has no side effect on the model. On the
@@ -165,7 +177,7 @@ class Branched(nn.Module):
         timings = {}
         try:
             with torch.no_grad():
-                for engine in ("loop", "fused"):
+                for engine in ("loop", "fused", "packed"):
                     try:
                         self._outputs(engine, x, args, kwargs, per_branch)  # warm-up
                         _sync(x)
@@ -225,7 +237,77 @@ class Branched(nn.Module):
                         buf.copy_(buffers[n][k])
         return out
 
+    # ------------------------------------------------------------ packed engine
+    def _packed_net(self, x: Tensor, per_branch: bool, args, kwargs) -> nn.Module | None:
+        """The packed network for this input kind, built and checked against the loop once."""
+        if per_branch not in self._packed:
+            try:
+                net = packing.pack(list(self.branches))
+                reason = self._check_packed(net, x, per_branch, args, kwargs)
+            except (packing.NotPackable, RuntimeError, ValueError, TypeError, AttributeError) as err:
+                net, reason = None, f"not packable: {err}"
+            if reason:
+                net = None
+            self._packed[per_branch] = (net, reason or "packed")
+        return self._packed[per_branch][0]
+
+    def _check_packed(self, net: nn.Module, x: Tensor, per_branch: bool, args, kwargs) -> str:
+        """'' if the packed network matches the loop engine on a few samples (fp32, eval), else why not."""
+        n = min(x.shape[1] if per_branch else x.shape[0], 4)
+        full = x.shape[1] if per_branch else x.shape[0]
+
+        def cut(a):
+            return a[:n] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == full else a
+
+        xs = x[:, :n] if per_branch else x[:n]
+        a_s = tuple(cut(a) for a in args)
+        k_s = {k: cut(v) for k, v in kwargs.items()}
+        was = self.training
+        try:
+            self.train(False)
+            with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+                ref = self._loop_outputs(xs.float() if xs.is_floating_point() else xs, per_branch, a_s, k_s)
+                got = self._run_packed(net, xs.float() if xs.is_floating_point() else xs, per_branch, a_s, k_s)
+        finally:
+            self.train(was)
+        if got.shape != ref.shape:
+            return f"packed output shape {tuple(got.shape)} != loop {tuple(ref.shape)}"
+        err = (got - ref).norm() / ref.norm().clamp_min(1e-12)
+        if not err <= 1e-3:
+            return f"packed output differs from the loop engine (relative error {float(err):.2g}): a layer mixes channels"
+        return ""
+
+    def _run_packed(self, net: nn.Module, x: Tensor, per_branch: bool, args, kwargs) -> Tensor:
+        net.train(self.training)  # the packed layers are not registered children: set their mode here
+        xin = packing.pack_input(x) if per_branch else x  # (B, M·C, …) or shared (B, C, …)
+        if xin.dim() == 4 and self.channels_last is not False:
+            xin = xin.contiguous(memory_format=torch.channels_last)
+        return packing.unpack_output(net(xin, *args, **kwargs), self.num_branches)  # (M, B, …)
+
+    def _packed_outputs(self, x: Tensor, per_branch: bool, args, kwargs) -> Tensor:
+        net = self._packed_net(x, per_branch, args, kwargs)
+        if net is None:  # fall back, the reason is in engine_report()
+            return self._fused_outputs(x, per_branch, args, kwargs)
+        return self._run_packed(net, x, per_branch, args, kwargs)
+
+    def engine_report(self) -> dict[str, str]:
+        """Which engine runs for each input kind seen so far, and why.
+
+        Keys are ``"shared"`` / ``"per-branch"`` inputs (and the ``auto``
+        choices by input shape); values say e.g. ``"packed"``,
+        ``"fused (not packable: AdaIN owns 'w' and has no packing rule)"``.
+        """
+        report = {"engine": self.engine}
+        for per_branch, (net, reason) in self._packed.items():
+            key = "per-branch" if per_branch else "shared"
+            report[key] = "packed" if net is not None else f"fused ({reason})"
+        for key, choice in self._auto_choice.items():
+            report[f"auto {key[0]} {key[1]} {'train' if key[4] else 'eval'}"] = choice
+        return report
+
     def _outputs(self, engine: str, x: Tensor, args, kwargs, per_branch: bool = False) -> Tensor:
+        if engine == "packed":
+            return self._packed_outputs(x, per_branch, args, kwargs)
         if engine == "fused":
             return self._fused_outputs(x, per_branch, args, kwargs)
         return self._loop_outputs(x, per_branch, args, kwargs)

@@ -36,6 +36,7 @@ from torch import nn
 from branchspec import metrics
 from branchspec.branched import Branched
 from branchspec.models.registry import register
+from branchspec.packed import PerChannel, register_packer
 
 # The training sets of §4.1: name -> (X, Y).
 PROBLEMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
@@ -65,6 +66,10 @@ class ToyNeuron(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.leaky_relu(self.weight * x + self.bias, self.negative_slope)
+
+
+# Packed engine: the M scalar weights and biases stacked into (M,) vectors; v (B, M) (branchspec.packed).
+register_packer(ToyNeuron)(PerChannel)
 
 
 def toy_model(num_branches: int, negative_slope: float = 0.01, init_scale: float = 1.0, seed: int | None = None) -> Branched:

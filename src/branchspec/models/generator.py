@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from branchspec.branched import ENGINES, Branched
+from branchspec.packed import PackedLayer, PerChannel, pack, register_packer
 from branchspec.models.diffusion import GaussianSmoothing, LearntDiffusion
 from branchspec.models.registry import register
 
@@ -148,6 +149,38 @@ class DomainStyle(nn.Module):
 
     def forward(self, y: Tensor) -> Tensor:  # y (B,) int64 -> (B, S)
         return self.mlp(F.embedding(y, self.codes))
+
+
+# Packing rules (branchspec.packed): the M branches' layers as one block-diagonal layer.
+register_packer(InstanceNorm)(PerChannel)  # per-channel affine map: parameters concatenated
+
+
+@register_packer(AdaIN)
+class PackedAdaIN(PackedLayer):
+    """M AdaIN layers at once: γ, β of branch k scale and shift that branch's channels."""
+
+    def __init__(self, sources) -> None:
+        super().__init__(sources)
+        self.fc = pack([s.fc for s in sources])
+
+    def forward(self, x: Tensor, s: Tensor) -> Tensor:  # x (B, M·C, H, W), s (B, M·S)
+        c = x.shape[1] // self.m
+        h = self.fc(s).unflatten(1, (self.m, 2, c))  # (B, M, 2, C)
+        gamma = h[:, :, 0].flatten(1)[..., None, None]  # (B, M·C, 1, 1)
+        beta = h[:, :, 1].flatten(1)[..., None, None]
+        return (1 + gamma) * instance_norm(x) + beta
+
+
+@register_packer(DomainStyle)
+class PackedDomainStyle(PackedLayer):
+    """M style codes side by side: the code table is (D, M·S), the MLP block diagonal."""
+
+    def __init__(self, sources) -> None:
+        super().__init__(sources)
+        self.mlp = pack([s.mlp for s in sources])
+
+    def forward(self, y: Tensor) -> Tensor:  # y (B,) -> (B, M·S)
+        return self.mlp(F.embedding(y, self.cat("codes", dim=1)))
 
 
 @dataclass(frozen=True)
