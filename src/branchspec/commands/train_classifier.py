@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from branchspec.branched import ENGINES
 from branchspec.commands._common import at_least, existing_dir, int_range, writable_dir
 from branchspec.errors import UsageError
 
@@ -31,7 +32,7 @@ def add_arguments(p):
     p.add_argument("--weight-decay", type=float, default=None, help="default 5e-4 sgd / 0.05 adamw")
     p.add_argument("--schedule", choices=["cosine", "onecycle", "constant"], default="cosine", help="default cosine (1 warm-up epoch)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128")
-    p.add_argument("--engine", choices=["auto", "loop", "fused"], default="auto", help="Branched engine (default auto: fastest measured)")
+    p.add_argument("--engine", choices=list(ENGINES), default="auto", help="Branched engine (default auto: fastest measured)")
     p.add_argument("--no-clamp", action="store_true", help="plain one-hot cross-entropy on unclamped logits (comparison)")
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and augmentation")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from branchspec.branched import ENGINES
 from branchspec.commands._common import at_least, writable_dir
 from branchspec.errors import UsageError
 
@@ -35,7 +36,7 @@ def add_arguments(p) -> None:
     p.add_argument("--sigma", type=float, default=None, help="Gaussian sigma in pixels (default max(1, img_size/32))")
     p.add_argument("--base-width", type=int, default=32, help="generator branch base width (default 32)")
     p.add_argument("--max-width", type=int, default=128, help="generator branch widest layer (default 128)")
-    p.add_argument("--engine", choices=["auto", "loop", "fused"], default="auto",
+    p.add_argument("--engine", choices=list(ENGINES), default="auto",
                    help="branch engine: python loop, fused vmap, or auto (timed once; default)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
     p.add_argument("--holdout", type=int, default=0,
