@@ -9,7 +9,7 @@ import torch
 from branchspec import metrics
 from branchspec.cli import main
 from branchspec.toy import ToyConfig, initial_parameters, reference_train, toy_data, train_toy
-from branchspec.toy_engine import _pair_rows
+from branchspec.toy.engine import _pair_rows
 
 
 def _reference_all(run, steps, lr):

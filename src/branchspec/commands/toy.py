@@ -59,7 +59,7 @@ def run(args) -> int:
     cfg = config_from_args(args)
     out = writable_dir(args.out)
     from branchspec.toy import train_toy
-    from branchspec.toy_io import save_models, write_results
+    from branchspec.toy.io import save_models, write_results
 
     t0 = time.perf_counter()
     run_ = train_toy(cfg, progress=True)

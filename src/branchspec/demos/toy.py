@@ -29,7 +29,7 @@ def _cmd(problem: str, sub: str, quick: bool) -> str:
 def run(out_dir: Path, ctx: dict, quick: bool) -> Section:
     from branchspec.figures.toy import draw_all
     from branchspec.toy import ToyConfig, train_toy
-    from branchspec.toy_io import save_models, write_results
+    from branchspec.toy.io import save_models, write_results
 
     out_dir = Path(out_dir)
     base = out_dir / "toy"

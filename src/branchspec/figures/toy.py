@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.figures.common import new_figure, plt, save
-from branchspec.toy_io import load_results
+from branchspec.toy.io import load_results
 
 _XCOLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
 _STYLES = ["-", "--", ":", "-."]

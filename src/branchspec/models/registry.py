@@ -20,7 +20,7 @@ from branchspec.train.checkpoint import CheckpointError, load_checkpoint, unpref
 _BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
 # Modules imported on demand so that each kind registers itself.
 _PROVIDERS = {
-    "toy": "branchspec.toy",
+    "toy": "branchspec.models.toy_neuron",
     "classifier": "branchspec.models.resnet",
     "generator": "branchspec.models.generator",
 }

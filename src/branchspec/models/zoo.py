@@ -48,7 +48,7 @@ def architectures() -> dict[str, ArchSpec]:
 
 
 def _toy_specs():
-    from branchspec.toy import ToyNeuron
+    from branchspec.models.toy_neuron import ToyNeuron
 
     return {"toy-neuron": ArchSpec(ToyNeuron, lambda b: torch.randn(b, 1))}
 

@@ -11,7 +11,7 @@ training points; training is plain full-batch gradient descent, and a run
 :func:`train_toy` trains every (M, trial) pair of a sweep *at once*: all
 neurons of all networks live in one dense parameter table of R rows × L
 slots (two networks share a row of length L = M_max + M_min, so a
-contiguous sweep 2…30 wastes no slot; see :mod:`branchspec.toy_engine`),
+contiguous sweep 2…30 wastes no slot; see :mod:`branchspec.toy.engine`),
 and the closed-form gradient of eq. 5,
 ∂L/∂w_k = Σ_j (f(x_j) − y_j) · σ'(w_k x_j + b_k) · x_j, is evaluated for
 all of them with a handful of tensor operations per step — no Python loop
@@ -34,62 +34,9 @@ import torch
 from torch import nn
 
 from branchspec import metrics
-from branchspec.branched import Branched
-from branchspec.models.registry import register
-from branchspec.packed import PerChannel, register_packer
-
-# The training sets of §4.1: name -> (X, Y).
-PROBLEMS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "toy1": ((-1.0, 0.0, 0.0, 1.0), (1.0, 0.5, 0.5, 1.0)),
-    "toy2": ((-1.0, 0.0, 1.0, 2.0), (1.0, 0.25, 0.5, 0.75)),
-}
-# Default number of gradient-descent steps per problem (Toy2 converges slower).
-DEFAULT_STEPS = {"toy1": 2000, "toy2": 4000}
-
-
-class ToyNeuron(nn.Module):
-    """One branch of the toy problems: v(x) = LeakyReLU(w·x + b) (eq. 4).
-
-    ``w`` and ``b`` are scalars; inputs are ``(B, 1)``, outputs ``(B, 1)``.
-
-    Example:
-        >>> n = ToyNeuron()
-        >>> n(torch.zeros(3, 1)).shape
-        torch.Size([3, 1])
-    """
-
-    def __init__(self, negative_slope: float = 0.01, init_scale: float = 1.0) -> None:
-        super().__init__()
-        self.negative_slope = negative_slope
-        self.weight = nn.Parameter(torch.empty(()).uniform_(-init_scale, init_scale))
-        self.bias = nn.Parameter(torch.empty(()).uniform_(-init_scale, init_scale))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.leaky_relu(self.weight * x + self.bias, self.negative_slope)
-
-
-# Packed engine: the M scalar weights and biases stacked into (M,) vectors; v (B, M) (branchspec.packed).
-register_packer(ToyNeuron)(PerChannel)
-
-
-def toy_model(num_branches: int, negative_slope: float = 0.01, init_scale: float = 1.0, seed: int | None = None) -> Branched:
-    """A :class:`Branched` sum of ``num_branches`` toy neurons (eq. 1 with eq. 4)."""
-    return Branched(lambda: ToyNeuron(negative_slope, init_scale), num_branches, engine="loop", seed=seed)
-
-
-@register("toy")
-def _build(config: dict) -> Branched:
-    return toy_model(int(config["num_branches"]), float(config.get("negative_slope", 0.01)),
-                     float(config.get("init_scale", 1.0)))
-
-
-def toy_data(problem: str, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(X, Y)`` of a toy problem as 1-D tensors of length N = 4 (§4.1)."""
-    if problem not in PROBLEMS:
-        raise ValueError(f"problem must be one of {sorted(PROBLEMS)}, got {problem!r}")
-    x, y = PROBLEMS[problem]
-    return torch.tensor(x, dtype=dtype), torch.tensor(y, dtype=dtype)
-
+from branchspec.models.toy_neuron import toy_model
+from branchspec.toy.engine import PackedSweep
+from branchspec.toy.problems import DEFAULT_STEPS, PROBLEMS, toy_data
 
 @dataclass(frozen=True)
 class ToyConfig:
@@ -237,7 +184,6 @@ def train_toy(config: ToyConfig, w0: torch.Tensor | None = None, b0: torch.Tenso
         >>> run.per_m()[0]["success_rate"]
         1.0
     """
-    from branchspec.toy_engine import PackedSweep
 
     t0 = time.perf_counter()
     if w0 is None or b0 is None:

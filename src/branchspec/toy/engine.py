@@ -24,6 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+from branchspec.toy.problems import toy_data
 
 DIVERGED = 1e4  # |f(x_j) − y_j| beyond this: the network diverged and is frozen (loss = inf)
 
@@ -49,8 +52,6 @@ class PackedSweep:
     """All networks of a :class:`~branchspec.toy.ToyConfig` sweep, packed for GD."""
 
     def __init__(self, config, w0: torch.Tensor, b0: torch.Tensor) -> None:
-        from branchspec.toy import toy_data
-
         self.config = config
         dt = torch.float32 if config.dtype == "float32" else torch.float64
         T = config.trials
@@ -104,6 +105,7 @@ class PackedSweep:
         # per-network values (N, 1, R) broadcast along L at full vector speed
         self.z = torch.empty(N, L, R, dtype=dt)  # pre-activations w·x_j + b
         self.v = torch.empty(N, L, R, dtype=dt)  # branch outputs σ(z)
+        self.slope = torch.empty(N, L, R, dtype=dt)  # σ'(z) of the last forward
         self.tmp = torch.empty(N, L, R, dtype=dt)
         self.r1 = torch.empty(N, 1, R, dtype=dt)  # f − y of the first network of each row
         self.r2 = torch.empty(N, 1, R, dtype=dt)  # f − y of the second network
@@ -124,7 +126,9 @@ class PackedSweep:
     def forward(self) -> None:
         """Pre-activations ``z``, outputs ``v`` and residuals f − y of every network (``r1``, ``r2``)."""
         torch.addcmul(self.B, self.x3, self.W, out=self.z)  # (N, L, R) w·x_j + b
-        torch._C._nn.leaky_relu(self.z, self.alpha, out=self.v)  # (N, L, R) v = σ(z), eq. 4
+        torch.gt(self.z, 0, out=self.slope)  # (N, L, R) σ'(z) = 1 if z > 0 else α, kept for step()
+        self.slope.mul_(1.0 - self.alpha).add_(self.alpha)
+        torch.mul(self.z, self.slope, out=self.v)  # (N, L, R) v = σ(z) = σ'(z)·z, eq. 4
         torch.sum(self.v, 1, keepdim=True, out=self.r2)  # (N, 1, R) row totals
         torch.mul(self.v, self.m1, out=self.tmp)
         torch.sum(self.tmp, 1, keepdim=True, out=self.r1)  # (N, 1, R) f of the first network
@@ -144,7 +148,7 @@ class PackedSweep:
             for g in nets:
                 s = self.idx[self.offsets[g]:self.offsets[g + 1]]
                 w, b = self.W.view(-1)[s], self.B.view(-1)[s]
-                f = torch._C._nn.leaky_relu(self.x3.view(-1, 1) * w + b, self.alpha).sum(1)
+                f = F.leaky_relu(self.x3.view(-1, 1) * w + b, self.alpha).sum(1)
                 if not bool(torch.isfinite(f).all()) or bool(((f - self.y3.view(-1)).abs() > DIVERGED).any()):
                     culprits.append(g)
             for g in culprits or nets:
@@ -162,7 +166,7 @@ class PackedSweep:
         self.r2.mul_(self.c3)
         torch.sub(self.r1, self.r2, out=self.d)
         torch.addcmul(self.r2, self.d, self.m1, out=g)  # (N, L, R) ∂L/∂f of each neuron's network
-        torch.ops.aten.leaky_relu_backward.grad_input(g, self.z, self.alpha, False, grad_input=g)  # ∂L/∂z (eq. 5)
+        g.mul_(self.slope)  # (N, L, R) ∂L/∂z = ∂L/∂v · σ'(z) (eq. 5)
         torch.mm(self.x1, g.view(self.N, -1), out=self.gwb)  # (2, L·R): Σ_j ∂L/∂z_j · (x_j, 1), one pass
         self.W.addcmul_(self.gwb[0].view(self.L, self.R), self.live, value=-self.lr)
         self.B.addcmul_(self.gwb[1].view(self.L, self.R), self.live, value=-self.lr)

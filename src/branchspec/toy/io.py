@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from branchspec import metrics
-from branchspec.toy import PROBLEMS, ToyRun
+from branchspec.toy.problems import PROBLEMS
+from branchspec.toy.train import ToyRun
 
 COV_M = 10  # covariance examples for this M (Fig. 3 right) …
 COV_EXAMPLES = 10  # … this many of them
