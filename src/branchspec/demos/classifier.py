@@ -29,10 +29,10 @@ def run(out_dir: Path, ctx: dict, quick: bool = False) -> Section:
     subset = 128 if quick else 768
     # AdamW: on digits it reaches ~0.89 test accuracy for M = 16 in 4 epochs (SGD at 0.02 needs many more).
     cfg = TrainConfig(data="digits", out=str(out), width=1 if quick else 2, epochs=epochs, batch_size=64,
-                      optimizer="adamw", lr=3e-3, engine="loop", subset=subset, seed=0)
+                      optimizer="adamw", lr=3e-3, engine="packed", subset=subset, seed=0)
     sweep_cmd = (f"branchspec train-classifier --data digits --out {out} --sweep {','.join(map(str, ms))} "
                  f"--width {cfg.width:g} --epochs {epochs} --batch-size 64 --optimizer adamw --lr 0.003 "
-                 f"--engine loop --subset {subset}")
+                 f"--engine packed --subset {subset}")
     sweep = run_sweep(cfg, ms, out, resume=True, progress=True)
     m = ms[-1]
     run_dir = out / f"M{m}"
