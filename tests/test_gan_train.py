@@ -210,3 +210,16 @@ def test_cli_engine_precision_keep_last(tmp_path, capsys):
     assert main(common + ["--steps", "2", "--resume", "--engine", "loop", "--keep-last", "1"]) == 0
     _, state = load_checkpoint(tmp_path / "checkpoints" / "last")
     assert state["step"] == 2 and state["train_config"]["precision"] == "bf16"
+
+
+def test_training_curves_from_log(tmp_path):
+    from branchspec.figures.gan import read_log, training_curves
+
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": s, "d/real": 0.6, "d/fake": 0.7, "d/acc_real": 0.6, "d/acc_fake": 0.55, "d/r1": 0.02,
+             "g/adv": 0.8} for s in (10, 20, 20, 30)]
+    rows[2]["d/real"] = 0.5  # a resumed run rewrote step 20: the last line wins
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    got = read_log(log)
+    assert [r["step"] for r in got] == [10, 20, 30] and got[1]["d/real"] == 0.5
+    assert training_curves(log, tmp_path / "c.png").stat().st_size > 1000
