@@ -174,3 +174,39 @@ def test_cli_held_out(tmp_path, capsys):
         assert main(["decompose", "--checkpoint", str(bare), *argv, "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and needle in err, err
+
+
+def _classifier_checkpoint(path, class_names):
+    from branchspec.models.registry import model_spec
+    from branchspec.models.resnet import ClassifierConfig, build_classifier
+    from branchspec.train.checkpoint import prefixed, save_checkpoint
+
+    cfg = ClassifierConfig(num_branches=1, width=2, num_classes=len(class_names))
+    state = {"model": model_spec("classifier", cfg.to_dict()), "train_config": {"clamp": True},
+             "data": {"mean": [0.5] * 3, "std": [0.25] * 3, "class_names": list(class_names)}}
+    save_checkpoint(path, prefixed("model", build_classifier(cfg).state_dict()), state)
+    return path
+
+
+def test_cli_judge_and_profiles(setup, tmp_path, capsys):
+    """--judge adds the class-transfer scores to decomposition.json; profiles.png is drawn from it."""
+    _, ckpt, data = setup
+    clf = _classifier_checkpoint(tmp_path / "clf", ["ship", "dog", "cat"])
+    out = tmp_path / "judged"
+    assert main(["decompose", "--checkpoint", str(ckpt), str(data), "--out", str(out), "--judge", str(clf)]) == 0
+    doc = json.loads((out / "decomposition.json").read_text())
+    j = doc["judge"]
+    assert j["images"] == 4 and j["domains"] == 2 and j["chance"] == 0.5
+    for key in ("transfer_accuracy", "source_retention", "judge_accuracy_inputs"):
+        assert 0 <= j[key] <= 1
+    assert len(j["transfer_matrix"]) == 2 and len(j["transfer_change_share"]) == 3
+    assert sum(j["transfer_change_share"]) == pytest.approx(1.0)
+    assert j["psnr_residual_only"] == pytest.approx(doc["psnr_residual_only"], abs=1e-4)  # same images, same R
+    assert set(doc["profiles"]) == {"energy_share", "frequency_centroid", "chroma_fraction", "spatial_entropy"}
+    assert doc["profiles"]["energy_share"] == pytest.approx(doc["energy_share"])
+    assert (out / "profiles.png").is_file() and "transfer accuracy" in capsys.readouterr().out
+    # a classifier without the generator's classes is a one-line error naming --judge
+    bad = _classifier_checkpoint(tmp_path / "bad", ["ship", "truck"])
+    assert main(["decompose", "--checkpoint", str(ckpt), str(data), "--out", str(out), "--judge", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--judge" in err

@@ -145,3 +145,81 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["train-gan", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "d"), "--img-size", "16"]) == 1
     err = capsys.readouterr().err
     assert "no domain" in err and err.count("\n") == 1
+
+
+def test_bf16_precision_runs_and_resumes(tmp_path, data):
+    """--precision bf16: autocast on CPU, fp32 weights and Adam state, recorded; resume keeps it."""
+    cfg = GanTrainConfig(**TINY, steps=2, precision="bf16")
+    last = train_gan(cfg, tmp_path, progress=False, data=data)
+    tensors, state = load_checkpoint(last)
+    assert state["train_config"]["precision"] == "bf16"
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["precision"] == "bf16"
+    assert all(t.dtype == torch.float32 for k, t in tensors.items() if k.split(".")[0] in ("gen", "disc", "opt_g"))
+    assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+    with pytest.raises(Exception, match="precision"):
+        train_gan(GanTrainConfig(**TINY, steps=3), tmp_path, progress=False, resume=True, data=data)
+    # the CLI without --precision keeps the run's bf16
+    from branchspec.train.gan_config import saved_precision
+    assert saved_precision(last) == "bf16"
+    assert GanTrainConfig(**TINY, amp=True).precision == "bf16"
+
+
+def test_bf16_autocast_is_used(data, monkeypatch):
+    """The D and G passes run in bfloat16 under precision=bf16, and in fp32 otherwise."""
+    seen = []
+    orig = torch.nn.Conv2d.forward
+
+    def spy(self, x):
+        out = orig(self, x)
+        seen.append(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", spy)
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32)):
+        seen.clear()
+        GanTrainer(GanTrainConfig(**TINY, steps=1, precision=precision), "unused", progress=False, data=data).train_step()
+        assert seen and all(d == dtype for d in seen), (precision, set(seen))
+
+
+def test_keep_last_rotates_step_checkpoints(tmp_path, data):
+    train_gan(GanTrainConfig(**{**TINY, "ckpt_every": 1}, steps=4, keep_last=2), tmp_path, progress=False, data=data)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["last.json", "last.safetensors", "step-000003.json", "step-000003.safetensors",
+                     "step-000004.json", "step-000004.safetensors"]
+    # keep_last may change on resume
+    train_gan(GanTrainConfig(**{**TINY, "ckpt_every": 1}, steps=5, keep_last=1), tmp_path, progress=False,
+              resume=True, data=data)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith("step")) == [
+        "step-000005.json", "step-000005.safetensors"]
+
+
+def test_cli_engine_precision_keep_last(tmp_path, capsys):
+    from branchspec.branched import ENGINES
+
+    common = ["train-gan", "--out", str(tmp_path), "--img-size", "16", "--branches", "2", "--base-width", "4",
+              "--max-width", "8", "--batch-size", "2", "--no-progress", "--threads", "1"]
+    with pytest.raises(SystemExit) as e:
+        main(common + ["--engine", "warp"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and all(repr(x) in err for x in ENGINES), err
+    assert main(common + ["--keep-last", "-1"]) == 2
+    assert "--keep-last" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(common + ["--precision", "fp16"])
+    assert main(common + ["--steps", "1", "--precision", "bf16", "--keep-last", "1", "--engine", "loop"]) == 0
+    assert main(common + ["--steps", "2", "--resume", "--engine", "loop", "--keep-last", "1"]) == 0
+    _, state = load_checkpoint(tmp_path / "checkpoints" / "last")
+    assert state["step"] == 2 and state["train_config"]["precision"] == "bf16"
+
+
+def test_training_curves_from_log(tmp_path):
+    from branchspec.figures.gan import read_log, training_curves
+
+    log = tmp_path / "log.jsonl"
+    rows = [{"step": s, "d/real": 0.6, "d/fake": 0.7, "d/acc_real": 0.6, "d/acc_fake": 0.55, "d/r1": 0.02,
+             "g/adv": 0.8} for s in (10, 20, 20, 30)]
+    rows[2]["d/real"] = 0.5  # a resumed run rewrote step 20: the last line wins
+    log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    got = read_log(log)
+    assert [r["step"] for r in got] == [10, 20, 30] and got[1]["d/real"] == 0.5
+    assert training_curves(log, tmp_path / "c.png").stat().st_size > 1000

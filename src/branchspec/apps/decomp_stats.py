@@ -13,7 +13,9 @@ holds every pixel of v_k on every image, F = [v_k(x_1) … v_k(x_N)] of shape
   ``mean_abs_pearson``), which ignores constant colour offsets;
 * active / silent branches: ‖F_k‖ ≥ 10 % of the largest (Fig. 4, Fig. 5).
 
-Cov is accumulated image by image (Cov = Σ_j F_j F_jᵀ), so F never has to be
+Per-branch profiles (:mod:`branchspec.apps.profiles`: energy share,
+radial-frequency centroid, chroma fraction, spatial entropy) go under
+``profiles``. Cov is accumulated image by image (Cov = Σ_j F_j F_jᵀ), so F never has to be
 held in memory. Faithfulness of the re-generation: PSNR and SSIM
 (``skimage.metrics``) of the clipped output against the input, both mapped
 to [0, 1]; the same for R alone (``psnr_residual_only``), the baseline that
@@ -36,6 +38,7 @@ import torch
 
 from branchspec import metrics
 from branchspec.apps.components import Decomposition, to_unit
+from branchspec.apps.profiles import ProfileStats
 
 
 def correlation_from_covariance(cov: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -71,6 +74,7 @@ class DecompositionStats:
         self.psnr_r: list[float] = []  # R alone vs input: the baseline the branches improve on
         self.ssim_r: list[float] = []
         self.max_reconstruction_error = 0.0
+        self.profiles = ProfileStats()  # per-branch energy / frequency / chroma / spatial profiles
 
     def add(self, dec: Decomposition) -> None:
         v = torch.from_numpy(np.asarray(dec.components, np.float64))  # (M, C, H, W)
@@ -85,6 +89,7 @@ class DecompositionStats:
         else:
             self.cov = self.cov + cov
         self.count += 1
+        self.profiles.add(dec.components)
         self.max_reconstruction_error = max(self.max_reconstruction_error, dec.reconstruction_error())
         if dec.input is not None:
             p, s = psnr_ssim(to_unit(dec.input, dec.value_range), to_unit(dec.output, dec.value_range))
@@ -134,6 +139,7 @@ class DecompositionStats:
             "psnr_per_image": [p if np.isfinite(p) else None for p in self.psnr],
             "ssim_per_image": self.ssim,
             "max_reconstruction_error": self.max_reconstruction_error,
+            "profiles": self.profiles.result(),  # per branch, see branchspec.apps.profiles
         }
 
 

@@ -13,8 +13,9 @@ ambient-space components v_k. For every image this module writes
   amplification (Fig. 10 bottom);
 
 and, over all images, ``decomposition.json`` (the §4 metrics of
-:mod:`branchspec.apps.decomp_stats` on the components) and ``grid.png`` (Figs.
-10–11). The target domain of an image is its own — the name of the folder it
+:mod:`branchspec.apps.decomp_stats` on the components, with the per-branch
+profiles of :mod:`branchspec.apps.profiles`), ``grid.png`` (Figs. 10–11) and
+``profiles.png``. The target domain of an image is its own — the name of the folder it
 is in, when that is one of the generator's domains — unless ``domain`` is
 given. Corrupt or unreadable images are skipped and counted.
 
@@ -223,7 +224,19 @@ def decompose_images(
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(res.json_path)
     if grid and res.npz:
-        from branchspec.figures.decomposition import decomposition_grid
+        from branchspec.figures.decomposition import decomposition_grid, profile_figure
 
         decomposition_grid(res.npz[:grid_rows], out_dir / "grid.png")
+        profile_figure(res.json_path, out_dir / "profiles.png")
     return res
+
+
+def add_to_summary(json_path: str | os.PathLike, key: str, value) -> dict:
+    """Add ``{key: value}`` to a written decomposition.json (atomically); returns the new content."""
+    path = Path(json_path)
+    doc = json.loads(path.read_text())
+    doc[key] = value
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.replace(path)
+    return doc

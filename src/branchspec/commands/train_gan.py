@@ -7,6 +7,8 @@ import os
 from branchspec.branched import ENGINES
 from branchspec.commands._common import at_least, writable_dir
 from branchspec.errors import UsageError
+from branchspec.models.generator import INITS
+from branchspec.train.gan_config import PRECISIONS
 
 NAME = "train-gan"
 HELP = "train the branched class-transfer GAN whose branch outputs decompose images (§7)"
@@ -37,7 +39,12 @@ def add_arguments(p) -> None:
     p.add_argument("--base-width", type=int, default=32, help="generator branch base width (default 32)")
     p.add_argument("--max-width", type=int, default=128, help="generator branch widest layer (default 128)")
     p.add_argument("--engine", choices=list(ENGINES), default="auto",
-                   help="branch engine: python loop, fused vmap, or auto (timed once; default)")
+                   help="branch engine of branchspec.Branched (auto: timed once; default)")
+    p.add_argument("--precision", choices=list(PRECISIONS), default=None,
+                   help="fp32, or bf16 autocast on CPU/CUDA with fp32 weights, optimiser state and losses "
+                        "(default fp32; kept by --resume)")
+    p.add_argument("--init", choices=list(INITS), default="he",
+                   help="initialisation of G's branches and D: StarGAN-v2's he_init (default) or torch's defaults")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
     p.add_argument("--holdout", type=int, default=0,
                    help="hold the last N images of every domain out of training (listed in the checkpoint; default 0)")
@@ -47,7 +54,9 @@ def add_arguments(p) -> None:
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoints/last exactly")
     p.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (0: at the end)")
     p.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (0: at the end)")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only; ignored on CPU)")
+    p.add_argument("--keep-last", type=int, default=0,
+                   help="keep only the newest N step checkpoints (checkpoints/last is always kept; default 0: all)")
+    p.add_argument("--amp", action="store_true", help="same as --precision bf16 (kept for old scripts)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="device (default auto)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,6 +66,7 @@ def run(args) -> int:
     import torch
 
     from branchspec.train.gan import GanTrainConfig, train_gan
+    from branchspec.train.gan_config import saved_precision
 
     at_least(args.img_size, 8, "--img-size")
     if args.img_size & (args.img_size - 1):
@@ -67,6 +77,7 @@ def run(args) -> int:
     at_least(args.sample_every, 0, "--sample-every")
     at_least(args.ckpt_every, 0, "--ckpt-every")
     at_least(args.holdout, 0, "--holdout")
+    at_least(args.keep_last, 0, "--keep-last")
     if args.lr <= 0:
         raise UsageError(f"--lr must be > 0, got {args.lr}")
     if args.r1 < 0:
@@ -86,15 +97,19 @@ def run(args) -> int:
         raise UsageError(f"--resume: no checkpoint {out / 'checkpoints' / 'last.json'}")
     if args.threads:
         torch.set_num_threads(at_least(args.threads, 1, "--threads"))
-    if args.amp and not torch.cuda.is_available():
-        print("train-gan: --amp ignored (CUDA only)")
+    if args.amp and args.precision not in (None, "bf16"):
+        raise UsageError(f"--amp means --precision bf16, but --precision {args.precision} was given")
+    precision = "bf16" if args.amp else args.precision
+    if precision is None:  # a resumed run keeps the precision it was trained with
+        precision = saved_precision(out / "checkpoints" / "last.json") if args.resume else "fp32"
     try:
         cfg = GanTrainConfig(
             data=args.data, img_size=args.img_size, num_branches=args.branches, steps=args.steps,
             batch_size=args.batch_size, lr=args.lr, r1=args.r1, ema=args.ema, residual=args.residual,
             sigma=args.sigma, base_width=args.base_width, max_width=args.max_width, engine=args.engine,
-            seed=args.seed, sample_every=args.sample_every, ckpt_every=args.ckpt_every, amp=args.amp,
-            device=args.device, holdout=args.holdout, same_domain=args.same_domain,
+            seed=args.seed, sample_every=args.sample_every, ckpt_every=args.ckpt_every, precision=precision,
+            device=args.device, holdout=args.holdout, same_domain=args.same_domain, keep_last=args.keep_last,
+            init=args.init,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -87,3 +87,33 @@ def correlation_figure(json_path, out_png) -> Path:
     b.set_title(f"energy share ‖v_k‖² (active {doc['active']}, silent {doc['silent']})", fontsize=9)
     b.set_xlabel("branch")
     return save(fig, out_png)
+
+
+PROFILE_PANELS = (
+    ("energy_share", "energy share ‖v_k‖² / Σ‖v‖²", (0, None)),
+    ("frequency_centroid", "radial-frequency centroid (cycles/px)", (0, 0.71)),
+    ("chroma_fraction", "chroma fraction (energy off grey)", (0, 1)),
+    ("spatial_entropy", "spatial entropy of |v_k|² (1 = spread)", (0, 1)),
+    ("transfer_change_share", "share of change under class transfer", (0, None)),
+)
+
+
+def profile_figure(json_path, out_png) -> Path:
+    """One bar panel per profile, one bar per branch, from decomposition.json (``profiles`` and,
+    when the judge ran, ``judge.transfer_change_share``); see :mod:`branchspec.apps.profiles`."""
+    doc = json.loads(Path(json_path).read_text())
+    prof = dict(doc["profiles"])
+    judge = doc.get("judge") or {}
+    if judge.get("transfer_change_share") is not None:
+        prof["transfer_change_share"] = judge["transfer_change_share"]
+    panels = [p for p in PROFILE_PANELS if prof.get(p[0]) is not None]
+    fig, axes = new_figure(1, len(panels), figsize=(2.6 * len(panels), 2.6), squeeze=False)
+    for ax, (key, title, (lo, hi)) in zip(axes[0], panels):
+        vals = np.asarray(prof[key], float)
+        ax.bar(np.arange(len(vals)), vals, color="tab:blue")
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("branch k", fontsize=8)
+        ax.set_xticks(np.arange(len(vals)))
+        ax.tick_params(labelsize=7)
+        ax.set_ylim(lo, hi if hi is not None else max(1e-9, 1.1 * float(vals.max())))
+    return save(fig, out_png)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from branchspec.models.generator import ResBlock
+from branchspec.models.generator import INITS, ResBlock, he_init
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class DiscriminatorConfig:
     channels: int = 3  # image channels
     base_width: int = 32  # width after from_rgb
     max_width: int = 256  # widest layer
+    init: str = "he"  # StarGAN-v2's "he" init (kaiming-normal, zero bias) or PyTorch's "torch" defaults
 
     def __post_init__(self) -> None:
         s = self.img_size
@@ -44,6 +45,8 @@ class DiscriminatorConfig:
         for name in ("num_domains", "channels", "base_width", "max_width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -64,6 +67,8 @@ class Discriminator(nn.Module):
         self.trunk = nn.Sequential(*blocks)
         self.conv4 = nn.Conv2d(w, w, 4, 1, 0)  # 4x4 -> 1x1
         self.head = nn.Conv2d(w, cfg.num_domains, 1)
+        if cfg.init == "he":  # StarGAN-v2 initialises D this way; PyTorch's default leaves D at chance
+            he_init(self)
 
     def logits(self, x: Tensor) -> Tensor:
         """All domains' logits, (B, num_domains)."""

@@ -50,6 +50,31 @@ from branchspec.models.diffusion import GaussianSmoothing, LearntDiffusion
 from branchspec.models.registry import register
 
 RESIDUALS = ("gaussian", "diffusion", "none")
+INITS = ("he", "torch")  # weight initialisation: StarGAN-v2's he_init, or PyTorch's layer defaults
+
+
+@torch.no_grad()
+def he_init(module: nn.Module) -> nn.Module:
+    """StarGAN-v2's ``he_init`` on every conv and linear layer of ``module``: kaiming-normal
+    weights (fan_in, ReLU gain, std = √(2 / fan_in)) and zero biases (Choi et al. 2020,
+    ``core/utils.py``; the initialisation behind the GAN of paper §7 / App. E).
+
+    PyTorch's default (kaiming-uniform with a = √5, std = √(1 / (3 fan_in))) shrinks the
+    signal by about √6 per conv; through the ~10 layers of the discriminator its logits start
+    at ≈ 0.01–0.04 and its input gradient at ≈ 10⁻³ (R1 ≈ 10⁻⁶), and in the GAN game it
+    stays at chance (docs/gan.md, "Why D sat at chance").
+
+    Example:
+        >>> m = he_init(nn.Conv2d(8, 4, 3))  # fan_in 72: weight std √(2/72) ≈ 0.17
+        >>> float(m.bias.abs().sum())
+        0.0
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return module
 
 
 def instance_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
@@ -201,8 +226,9 @@ class GeneratorConfig:
     sigma: float | None = None  # Gaussian σ (pixels); None = max(1, img_size/32); diffusion: heat σ at init
     diffusion_time: float = 1.0  # stopping time T of u_t = -p(u)
     diffusion_width: int = 36  # width of the CNN p (≈ 4·10⁴ parameters at 3 channels)
-    engine: str = "auto"  # Branched engine: "loop", "fused" (vmap) or "auto"
+    engine: str = "auto"  # Branched engine, one of branchspec.branched.ENGINES
     seed: int | None = 0  # initialisation seed of the branches and R (None = global RNG)
+    init: str = "he"  # branch weights: StarGAN-v2's "he" init, or "torch" defaults (before 2026-11-26)
 
     def __post_init__(self) -> None:
         s = self.img_size
@@ -225,6 +251,8 @@ class GeneratorConfig:
             raise ValueError(f"diffusion_time must be > 0, got {self.diffusion_time}")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.residual == "diffusion" and self.kappa * self.diffusion_time / self.num_branches > 0.25:
             limit = math.sqrt(self.num_branches / 2)
             raise ValueError(f"sigma={self.sigma} too large for the explicit diffusion with M={self.num_branches} (max {limit:.2f})")
@@ -274,6 +302,8 @@ class GeneratorBranch(nn.Module):
         self.decode = nn.ModuleList(decode)
         self.out_norm = InstanceNorm(cfg.base_width)
         self.to_rgb = nn.Conv2d(cfg.base_width, cfg.channels, 1)
+        if cfg.init == "he":
+            he_init(self)
         with torch.no_grad():  # small outputs at initialisation, so f ≈ R when training starts
             self.to_rgb.weight.mul_(0.1)
             self.to_rgb.bias.zero_()

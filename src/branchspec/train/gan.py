@@ -7,6 +7,12 @@ One step, as in StarGAN-v2 with only the adversarial and R1 terms (App. E):
 3. G step: ``generator_loss(D(G(x, ỹ), ỹ))`` with G = R + Σ_k v_k (eq. 15);
 4. EMA of G (the sampled generator).
 
+G's branches and D start from StarGAN-v2's ``he_init`` (``init="he"``): under
+PyTorch's default initialisation D's logits start at ≈ 0.01–0.04 and D stayed at
+chance (d/real = d/fake = log 2) in every run (docs/gan.md). ``precision="bf16"``
+runs both passes under ``torch.autocast(bfloat16)`` on CPU or CUDA with fp32
+weights, Adam state and losses.
+
 Everything random in a step (batch, flips, ỹ) comes from a generator seeded
 by (seed, rank, step), so ``resume`` continues exactly. Under ``torchrun``
 (WORLD_SIZE > 1) G and D are wrapped in DistributedDataParallel (gloo on
@@ -32,11 +38,9 @@ Example:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,85 +51,22 @@ from torch import Tensor
 
 from branchspec.data.folders import DomainImages, load_domains
 from branchspec.errors import BranchspecError
-from branchspec.models.discriminator import Discriminator, DiscriminatorConfig
-from branchspec.models.generator import GeneratorConfig, build_generator
+from branchspec.models.discriminator import Discriminator
+from branchspec.models.generator import build_generator
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
 from branchspec.train.checkpoint import (
     CheckpointError, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, prefixed, rng_state_tensors,
     save_checkpoint, unprefixed,
 )
+from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig, resume_mismatch
+from branchspec.train.gan_io import rotate_checkpoints, save_image_grid
 
-# Config fields that may change when resuming (they do not change the trajectory).
-RESUMABLE_CHANGES = {"steps", "sample_every", "ckpt_every", "log_every", "device"}
-
+__all__ = ["GanTrainConfig", "GanTrainer", "NonFiniteLossError", "PRECISIONS", "RESUMABLE_CHANGES", "run_training",
+           "save_image_grid", "train_gan"]
 
 class NonFiniteLossError(BranchspecError):
     """A loss became NaN/inf; the run stopped and the last good checkpoint is kept."""
-
-
-@dataclass(frozen=True)
-class GanTrainConfig:
-    """One GAN training run (App. E). Written to RUN/config.json and into every checkpoint."""
-
-    data: str = "embedded"  # "embedded", an image-folder ROOT (ROOT/train/<domain>/) or a CIFAR-10 folder
-    img_size: int = 32  # image side (power of two; paper 256, CPU 32-64)
-    num_branches: int = 9  # M (§7)
-    steps: int = 1000  # optimisation steps (D step + G step each)
-    batch_size: int = 8  # images per step and per process
-    lr: float = 1e-4  # Adam learning rate for G and D (StarGAN-v2: 1e-4)
-    beta1: float = 0.0  # Adam β1 (StarGAN-v2: 0)
-    beta2: float = 0.99  # Adam β2 (StarGAN-v2: 0.99)
-    weight_decay: float = 1e-4  # Adam weight decay (StarGAN-v2: 1e-4)
-    r1: float = 1.0  # λ of the R1 penalty on real images
-    ema: float = 0.999  # EMA decay of the sampled generator (warm-up: min(ema, (1+t)/(10+t)))
-    residual: str = "gaussian"  # R: "gaussian" or learnt "diffusion" (App. E) or "none"
-    sigma: float | None = None  # Gaussian σ in pixels (None: max(1, img_size/32))
-    base_width: int = 32  # generator branch width after from_rgb
-    max_width: int = 128  # generator branch widest layer
-    style_dim: int = 64  # style code size
-    d_base_width: int = 32  # discriminator width after from_rgb
-    d_max_width: int = 256  # discriminator widest layer
-    engine: str = "auto"  # Branched engine: "loop", "fused" or "auto"
-    seed: int = 0  # initialisation and data-order seed
-    flip: bool = True  # random horizontal flips
-    n_per_domain: int = 64  # crops per domain of the embedded data
-    holdout: int = 0  # per domain, the last N images (file-name order) are held out of training
-    same_domain: float = 0.0  # probability that the target ỹ is the source domain y (0: uniform ỹ, the paper)
-    sample_every: int = 500  # write a sample grid every N steps (0: only at the end)
-    ckpt_every: int = 1000  # write a checkpoint every N steps (0: only at the end)
-    log_every: int = 10  # append losses to log.jsonl every N steps
-    amp: bool = False  # bfloat16 autocast, CUDA only
-    device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
-
-    def __post_init__(self) -> None:
-        for name in ("num_branches", "steps", "batch_size", "base_width", "max_width", "style_dim",
-                     "d_base_width", "d_max_width", "n_per_domain", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("sample_every", "ckpt_every", "holdout"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.same_domain <= 1:
-            raise ValueError(f"same_domain must be in [0, 1], got {self.same_domain}")
-        if self.lr <= 0 or self.r1 < 0 or not 0 <= self.ema < 1:
-            raise ValueError(f"need lr > 0, r1 >= 0, 0 <= ema < 1; got lr={self.lr}, r1={self.r1}, ema={self.ema}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        self.generator_config(2)  # validates img_size, residual, sigma, engine
-
-    def generator_config(self, num_domains: int) -> GeneratorConfig:
-        return GeneratorConfig(
-            img_size=self.img_size, num_domains=num_domains, num_branches=self.num_branches,
-            base_width=self.base_width, max_width=self.max_width, style_dim=self.style_dim,
-            residual=self.residual, sigma=self.sigma, engine=self.engine, seed=self.seed,
-        )
-
-    def discriminator_config(self, num_domains: int) -> DiscriminatorConfig:
-        return DiscriminatorConfig(self.img_size, num_domains, 3, self.d_base_width, self.d_max_width)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -152,7 +93,7 @@ class GanTrainer:
         self.device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
         if use_cuda:
             torch.cuda.set_device(self.device)
-        self.amp = cfg.amp and use_cuda
+        self.bf16 = cfg.precision == "bf16"  # autocast on CPU and CUDA; weights, Adam state, losses stay fp32
         self.main = self.rank == 0
         self.progress = progress and self.main
         data = data if data is not None else load_domains(cfg.data, cfg.img_size, self.progress, cfg.seed)
@@ -214,7 +155,7 @@ class GanTrainer:
 
     # ----------------------------------------------------------------- step
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def _reduced(self, logs: dict[str, float]) -> dict[str, float]:
         if self.world == 1:
@@ -253,6 +194,7 @@ class GanTrainer:
         x_real = x.detach().requires_grad_(True)
         with self._autocast():
             logits = self.D_train(torch.cat([x_real, x_fake.float()]), torch.cat([y, y_trg]))  # (2B,)
+        logits = logits.float()  # losses in fp32 (the R1 gradient too, see gan_losses)
         d_loss, d_logs = gan_losses.discriminator_loss(logits[:b], logits[b:], x_real, cfg.r1)
         d_logs = self._reduced(d_logs)
         self._check_finite(d_logs)
@@ -266,7 +208,7 @@ class GanTrainer:
             with self._autocast():
                 x_fake = self.G_train(x, y_trg)
                 fake_logits = self.D(x_fake.float(), y_trg)  # (B,)
-            g_loss, g_logs = gan_losses.generator_loss(fake_logits)
+            g_loss, g_logs = gan_losses.generator_loss(fake_logits.float())
             g_logs = self._reduced(g_logs)
             self._check_finite(g_logs)
             self.opt_g.zero_grad(set_to_none=True)
@@ -317,7 +259,9 @@ class GanTrainer:
         """Write checkpoints/last and checkpoints/step-NNNNNN (rank 0 only); returns last.json."""
         tensors, state = self.state()
         save_checkpoint(self.ckpt_dir / f"step-{self.step:06d}", tensors, state)
-        return save_checkpoint(self.ckpt_dir / "last", tensors, state)
+        last = save_checkpoint(self.ckpt_dir / "last", tensors, state)
+        rotate_checkpoints(self.ckpt_dir, self.cfg.keep_last)
+        return last
 
     def load(self, path: str | os.PathLike) -> None:
         """Restore the full training state of a checkpoint written by :meth:`save`."""
@@ -325,13 +269,10 @@ class GanTrainer:
         saved = state.get("train_config")
         if not isinstance(saved, dict) or "opt_g" not in state:
             raise CheckpointError(f"{path} is not a train-gan checkpoint")
-        now = self.cfg.to_dict()
-        defaults = GanTrainConfig.__dataclass_fields__
-        saved = {k: saved.get(k, defaults[k].default) for k in now}  # fields added since: their defaults
-        diff = {k for k in now if saved[k] != now[k] and k not in RESUMABLE_CHANGES}
-        if diff:
-            k = sorted(diff)[0]
-            raise BranchspecError(f"--resume: the run was trained with {k}={saved.get(k)!r}, now {getattr(self.cfg, k, None)!r}")
+        bad = resume_mismatch(saved, self.cfg)
+        if bad:
+            k, old, new = bad
+            raise BranchspecError(f"--resume: the run was trained with {k}={old!r}, now {new!r}")
         if state.get("domains") != list(self.data.domains):
             raise BranchspecError(f"--resume: domains changed ({state.get('domains')} -> {self.data.domains})")
         self.G.load_state_dict(unprefixed("gen", tensors))
@@ -353,25 +294,6 @@ class GanTrainer:
         path = self.out / "samples" / f"step-{self.step:06d}.png"
         save_image_grid(grid, path)
         return path
-
-
-def save_image_grid(grid: Tensor, path: Path, pad: int = 2) -> None:
-    """Save ``(rows, cols, C, S, S)`` images in [-1, 1] as one PNG with white gutters."""
-    from PIL import Image
-
-    n, m, c, s, _ = grid.shape
-    img = np.full((n * (s + pad) + pad, m * (s + pad) + pad, 3), 255, dtype=np.uint8)
-    arr = ((grid.float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()  # (N, M, C, S, S)
-    for i in range(n):
-        for j in range(m):
-            tile = arr[i, j].transpose(1, 2, 0)
-            img[pad + i * (s + pad): pad + i * (s + pad) + s, pad + j * (s + pad): pad + j * (s + pad) + s] = (
-                tile if c == 3 else np.repeat(tile, 3, axis=2)
-            )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(img).save(tmp, format="PNG")
-    os.replace(tmp, path)
 
 
 def train_gan(cfg: GanTrainConfig, out_dir: str | os.PathLike, progress: bool = True, resume: bool = False,
@@ -411,13 +333,18 @@ def run_training(trainer: GanTrainer) -> Path:
     t0 = time.perf_counter()
     saved_at = sampled_at = -1
     log = open(out / "log.jsonl", "a") if trainer.main else None
+    window: dict[str, list[float]] = {}  # losses since the last log line; the line holds their means
     try:
         while trainer.step < cfg.steps:
             logs = trainer.train_step()
             s = trainer.step
+            for k, v in logs.items():
+                window.setdefault(k, []).append(v)
             if log and (s % cfg.log_every == 0 or s == cfg.steps):
-                log.write(json.dumps({"step": s, "time_s": round(time.perf_counter() - t0, 3), **logs}) + "\n")
+                means = {k: float(np.mean(v)) for k, v in window.items()}
+                log.write(json.dumps({"step": s, "time_s": round(time.perf_counter() - t0, 3), **means}) + "\n")
                 log.flush()
+                window = {}
             if bar:
                 bar.update(1)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items() if k in ("d/loss", "g/adv")})

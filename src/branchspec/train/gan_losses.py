@@ -37,7 +37,9 @@ def discriminator_loss(real_logits: Tensor, fake_logits: Tensor, x_real: Tensor,
     real = F.softplus(-real_logits.float()).mean()
     fake = F.softplus(fake_logits.float()).mean()
     loss = real + fake
-    logs = {"d/real": real.item(), "d/fake": fake.item()}
+    logs = {"d/real": real.item(), "d/fake": fake.item(),
+            # fraction of reals D calls real and of fakes it calls fake (0.5 each: chance)
+            "d/acc_real": (real_logits > 0).float().mean().item(), "d/acc_fake": (fake_logits < 0).float().mean().item()}
     if r1_weight > 0:
         r1 = r1_penalty(real_logits, x_real)
         loss = loss + r1_weight * r1

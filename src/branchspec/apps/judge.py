@@ -1,0 +1,168 @@
+"""A classifier as judge of class transfer (beyond the paper; §7 claims class transfer, this measures it).
+
+For held-out images x of source domain y and every target domain ỹ, one
+generator pass gives f = G(x, ỹ) = R(x) + Σ_k v_k(x, ỹ) (eq. 15). A classifier
+trained by branchspec on the same classes (``branchspec train-classifier``)
+then scores the outputs, its decision restricted to the generator's domains
+(chance = 1 / number of domains):
+
+* **transfer accuracy** — fraction of G(x, ỹ), ỹ ≠ y, classified as ỹ;
+* **source retention** — fraction of G(x, y) classified as y;
+* the judge's own accuracy on the inputs x and on R(x) alone (the ceilings and
+  the baseline the branches start from); the full source × target matrix;
+* **own-domain fidelity** — PSNR and SSIM of G(x, y) vs x, and of R(x) vs x
+  (the branches must add detail, not remove it);
+* **transfer change per branch** — the share of Σ_k ‖v_k(x, ỹ) − v_k(x, y)‖²
+  each branch carries (:func:`branchspec.apps.profiles.transfer_change`).
+
+Example:
+    >>> import torch
+    >>> from branchspec import Branched
+    >>> class Paint(torch.nn.Module):                      # v(x, y) paints channel y
+    ...     def forward(self, x, y):
+    ...         return torch.nn.functional.one_hot(y, 3).float()[:, :, None, None].expand_as(x) * 4
+    >>> gen = Branched(Paint, 1, residual=torch.nn.Identity(), engine="loop")
+    >>> judge = ClassifierJudge(lambda x: x.mean(dim=(2, 3)), [0, 1, 2])   # class = brightest channel
+    >>> res = judge_generator(gen, judge, torch.zeros(6, 3, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
+    >>> res["transfer_accuracy"], res["source_retention"]
+    (1.0, 1.0)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from branchspec.apps.components import DEFAULT_RANGE, to_unit
+from branchspec.apps.decomp_stats import psnr_ssim
+from branchspec.apps.profiles import transfer_change
+from branchspec.branched import as_branched
+from branchspec.errors import UsageError
+
+
+@dataclass
+class ClassifierJudge:
+    """``classify(x) -> logits (B, K)`` for images x in ``value_range``; ``class_of_domain[d]`` is
+    the classifier class of generator domain d. Predictions are the argmax over those classes only."""
+
+    classify: Callable[[Tensor], Tensor]
+    class_of_domain: Sequence[int]
+    value_range: tuple[float, float] = DEFAULT_RANGE
+
+    @torch.no_grad()
+    def predict_domain(self, x: Tensor) -> Tensor:
+        """Index into the generator's domains of each image's predicted class, (B,)."""
+        logits = self.classify(x)  # (B, K)
+        return logits[:, list(self.class_of_domain)].argmax(dim=1)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, domains: Sequence[str], device="cpu",
+                        value_range=DEFAULT_RANGE) -> "ClassifierJudge":
+        """A ``branchspec train-classifier`` checkpoint as judge; its class names must include ``domains``.
+
+        Inputs are mapped from ``value_range`` to [0, 1] and normalised with the
+        per-channel mean / std the checkpoint recorded, as in training (§6).
+        """
+        from branchspec.models.registry import load_model
+        from branchspec.models.resnet import clamp_logits
+        from branchspec.train.checkpoint import checkpoint_paths
+
+        if not checkpoint_paths(path)[1].is_file():
+            raise UsageError(f"--judge: no such checkpoint: {path}")
+        model, state = load_model(path, device=device)
+        data = state.get("data") or {}
+        names = list(data.get("class_names") or [])
+        missing = [d for d in domains if d not in names]
+        if state.get("model", {}).get("kind") != "classifier" or missing:
+            raise UsageError(f"--judge: {path} is not a classifier of the generator's domains "
+                             f"(missing {missing or domains}; it knows {names})")
+        mean = torch.tensor(data.get("mean", [0.5] * 3), device=device).view(1, -1, 1, 1)
+        std = torch.tensor(data.get("std", [0.5] * 3), device=device).view(1, -1, 1, 1)
+        clamp = bool((state.get("train_config") or {}).get("clamp", True))
+        lo, hi = value_range
+
+        def classify(x: Tensor) -> Tensor:
+            x01 = ((x.float() - lo) / (hi - lo)).clamp(0, 1)  # (B, C, H, W) in [0, 1]
+            return clamp_logits(model((x01 - mean) / std), clamp)
+
+        return cls(classify, [names.index(d) for d in domains], tuple(value_range))
+
+
+def transfer_scores(pred: np.ndarray, y: np.ndarray) -> dict:
+    """Scores from ``pred[i, t]`` = predicted domain of G(x_i, t), shape (N, D), and sources ``y`` (N,).
+
+    Returns transfer accuracy (t ≠ y_i), source retention (t = y_i) and the
+    (D, D) matrix ``[s][t]`` = fraction of source-s images whose G(x, t) is classified t.
+    """
+    pred, y = np.asarray(pred), np.asarray(y)
+    n, d = pred.shape
+    hit = pred == np.arange(d)[None, :]  # (N, D): G(x_i, t) classified as t
+    own = np.zeros_like(hit)
+    own[np.arange(n), y] = True
+    matrix = [[float(hit[y == s, t].mean()) if (y == s).any() else None for t in range(d)] for s in range(d)]
+    return {
+        "transfer_accuracy": float(hit[~own].mean()) if (~own).any() else None,
+        "source_retention": float(hit[own].mean()),
+        "transfer_matrix": matrix,
+    }
+
+
+@torch.no_grad()
+def judge_generator(gen, judge: ClassifierJudge, x: Tensor, y: Tensor, batch_size: int = 64,
+                    value_range=DEFAULT_RANGE) -> dict:
+    """Transfer accuracy, source retention, fidelity and per-branch transfer change on images ``x`` (N, C, H, W)
+    of source domains ``y`` (N,); the generator's domains are ``range(len(judge.class_of_domain))``."""
+    gen = as_branched(gen, "branched generator").eval()
+    dev = next(iter(gen.parameters()), torch.zeros(())).device
+    nd = len(judge.class_of_domain)
+    preds, pred_in, pred_r, change = [], [], [], None
+    psnr_f, ssim_f, psnr_r, ssim_r = [], [], [], []
+    for s in range(0, len(x), batch_size):
+        xb, yb = x[s:s + batch_size].to(dev), y[s:s + batch_size].to(dev)
+        cols, vs = [], []
+        for t in range(nd):
+            f, v, r = gen.forward_all(xb, torch.full_like(yb, t))  # (B,C,H,W), (M,B,C,H,W), (B,C,H,W)|None
+            cols.append(judge.predict_domain(f.clamp(*value_range)))
+            vs.append(v.float().cpu().numpy())
+        preds.append(torch.stack(cols, 1).cpu())  # (B, D)
+        pred_in.append(judge.predict_domain(xb).cpu())
+        r = torch.zeros_like(xb) if r is None else r
+        pred_r.append(judge.predict_domain(r.clamp(*value_range)).cpu())
+        ybn = yb.cpu().numpy()
+        v_all = np.stack(vs)  # (D, M, B, C, H, W)
+        v_own = v_all[ybn, :, np.arange(len(ybn))]  # (B, M, C, H, W)
+        for t in range(nd):
+            other = ybn != t
+            if other.any():
+                c = transfer_change(np.moveaxis(v_own[other], 0, 1), v_all[t][:, other])  # (M,)
+                change = c if change is None else change + c
+        for i in range(len(ybn)):
+            xi = to_unit(xb[i].float().cpu().numpy(), value_range)
+            f_own = v_own[i].sum(0) + r[i].float().cpu().numpy()  # R + Σ_k v_k(x, y): f in its own domain
+            p, q = psnr_ssim(xi, to_unit(f_own, value_range))
+            psnr_f.append(p), ssim_f.append(q)
+            p, q = psnr_ssim(xi, to_unit(r[i].float().cpu().numpy(), value_range))
+            psnr_r.append(p), ssim_r.append(q)
+    y_np = y.cpu().numpy()
+    out = transfer_scores(torch.cat(preds).numpy(), y_np)
+    out.update({
+        "images": int(len(y_np)),
+        "domains": nd,
+        "chance": 1.0 / nd,
+        "judge_accuracy_inputs": float((torch.cat(pred_in).numpy() == y_np).mean()),
+        "judge_accuracy_residual": float((torch.cat(pred_r).numpy() == y_np).mean()),
+        "psnr_own": _mean(psnr_f), "ssim_own": _mean(ssim_f),
+        "psnr_residual_only": _mean(psnr_r), "ssim_residual_only": _mean(ssim_r),
+        "transfer_change_share": (change / change.sum()).tolist() if change is not None and change.sum() > 0 else None,
+    })
+    return out
+
+
+def _mean(vals) -> float | None:
+    vals = [v for v in vals if v is not None and np.isfinite(v)]
+    return float(np.mean(vals)) if vals else None

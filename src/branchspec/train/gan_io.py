@@ -1,0 +1,68 @@
+"""Files of a GAN run (paper §7): sample grids and checkpoint rotation.
+
+Example:
+    >>> import tempfile, pathlib, torch
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> save_image_grid(torch.zeros(2, 3, 3, 8, 8), d / "grid.png")  # 2 rows × 3 columns
+    >>> (d / "grid.png").is_file()
+    True
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+from torch import Tensor
+
+from branchspec.train.checkpoint import checkpoint_paths
+
+_STEP = re.compile(r"^step-(\d+)$")
+
+
+def save_image_grid(grid: Tensor, path: Path, pad: int = 2) -> None:
+    """Save ``(rows, cols, C, S, S)`` images in [-1, 1] as one PNG with white gutters (atomic)."""
+    from PIL import Image
+
+    n, m, c, s, _ = grid.shape
+    img = np.full((n * (s + pad) + pad, m * (s + pad) + pad, 3), 255, dtype=np.uint8)
+    arr = ((grid.float().clamp(-1, 1) + 1) * 127.5).round().byte().cpu().numpy()  # (N, M, C, S, S)
+    for i in range(n):
+        for j in range(m):
+            tile = arr[i, j].transpose(1, 2, 0)
+            img[pad + i * (s + pad): pad + i * (s + pad) + s, pad + j * (s + pad): pad + j * (s + pad) + s] = (
+                tile if c == 3 else np.repeat(tile, 3, axis=2)
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(img).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def step_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
+    """``(step, base path)`` of every ``step-N`` checkpoint in ``ckpt_dir``, oldest first."""
+    found: dict[int, Path] = {}
+    if ckpt_dir.is_dir():
+        for p in ckpt_dir.iterdir():
+            m = _STEP.match(p.name.split(".")[0])
+            if m and not p.name.startswith("."):
+                found[int(m.group(1))] = ckpt_dir / m.group(0)
+    return sorted(found.items())
+
+
+def rotate_checkpoints(ckpt_dir: Path, keep_last: int) -> list[Path]:
+    """Delete all but the newest ``keep_last`` ``step-N`` checkpoints (0: keep all); returns the removed bases.
+
+    ``last`` is never touched: it is a separate copy of the newest step.
+    """
+    if keep_last <= 0:
+        return []
+    ckpts = step_checkpoints(ckpt_dir)
+    removed = []
+    for _, base in ckpts[:-keep_last]:
+        for f in checkpoint_paths(base):
+            f.unlink(missing_ok=True)
+        removed.append(base)
+    return removed
