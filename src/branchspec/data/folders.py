@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import BranchspecError, DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -82,7 +82,7 @@ class DomainImages:
         for d in range(len(self.domains)):
             idx = torch.nonzero(self.labels == d).flatten()
             if per_domain >= len(idx):
-                raise BranchspecError(f"cannot hold out {per_domain} of the {len(idx)} images of domain '{self.domains[d]}'")
+                raise DataError(f"cannot hold out {per_domain} of the {len(idx)} images of domain '{self.domains[d]}'")
             cut = len(idx) - per_domain
             keep.append(idx[:cut])
             out.append(idx[cut:])
@@ -128,15 +128,15 @@ def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "tra
     root = Path(root)
     base = root / split
     if not base.is_dir():
-        raise BranchspecError(f"{root}: no '{split}/' folder (expected {root}/{split}/<domain>/*.jpg|*.png)")
+        raise DataError(f"{root}: no '{split}/' folder (expected {root}/{split}/<domain>/*.jpg|*.png)")
     domains = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not domains:
-        raise BranchspecError(f"{base}: no domain sub-folders (expected {base}/<domain>/*.jpg|*.png)")
+        raise DataError(f"{base}: no domain sub-folders (expected {base}/<domain>/*.jpg|*.png)")
     files = []
     for i, d in enumerate(domains):
         fs = sorted(p for p in (base / d).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not fs:
-            raise BranchspecError(f"domain '{d}' is empty: no .jpg/.png images in {base / d}")
+            raise DataError(f"domain '{d}' is empty: no .jpg/.png images in {base / d}")
         files += [(f, i) for f in fs]
     images, labels, skipped, read = [], [], [], []
     it = files
@@ -155,7 +155,7 @@ def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "tra
     labels_t = torch.tensor(labels, dtype=torch.int64)
     for i, d in enumerate(domains):
         if not (labels_t == i).any():
-            raise BranchspecError(f"domain '{d}' is empty: none of its {sum(1 for _, l in files if l == i)} images could be read")
+            raise DataError(f"domain '{d}' is empty: none of its {sum(1 for _, l in files if l == i)} images could be read")
     return DomainImages(
         torch.from_numpy(np.stack(images)), labels_t, domains, f"folders:{root}", len(skipped), skipped, read
     )
@@ -176,7 +176,7 @@ def cifar_domains(root: str | os.PathLike, train: bool = True, classes: list[str
     if classes:
         unknown = [c for c in classes if c not in names]
         if unknown:
-            raise BranchspecError(f"unknown CIFAR-10 class(es) {unknown}; known: {names}")
+            raise DataError(f"unknown CIFAR-10 class(es) {unknown}; known: {names}")
         keep = torch.zeros_like(labels, dtype=torch.bool)
         new = torch.full_like(labels, -1)
         for j, c in enumerate(classes):
@@ -213,5 +213,5 @@ def load_domains(spec: str, img_size: int, progress: bool = True, seed: int = 0)
             data.images = x.round().clamp(0, 255).to(torch.uint8)
         return data
     if not p.is_dir():
-        raise BranchspecError(f"--data: no such folder: {p} (give an image-folder ROOT, a CIFAR-10 folder or 'embedded')")
+        raise DataError(f"--data: no such folder: {p} (give an image-folder ROOT, a CIFAR-10 folder or 'embedded')")
     return load_image_folders(p, img_size, progress=progress)
