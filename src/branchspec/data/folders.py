@@ -95,11 +95,35 @@ class DomainImages:
         return {d: int((self.labels == i).sum()) for i, d in enumerate(self.domains)}
 
 
-def to_square_array(img, size: int) -> np.ndarray:
-    """PIL image → centre square crop → RGB → bicubic resize → uint8 (3, size, size)."""
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # larger images are refused before decoding (decompression bombs)
+
+
+def check_image_size(img, path) -> None:
+    """Refuse (DataError) an opened-but-not-decoded image whose header claims > MAX_IMAGE_PIXELS."""
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path}: image of {w}x{h} pixels is larger than the limit of {MAX_IMAGE_PIXELS} pixels; refused")
+
+
+def to_8bit_rgb(img):
+    """RGB uint8 view of any PIL mode; 16-bit grey ("I;16*", "I") is scaled by 255/65535, not clipped at 255."""
     from PIL import Image
 
-    img = img.convert("RGB")
+    if img.mode.startswith("I;16") or img.mode == "I":
+        a = np.asarray(img).astype(np.float64)  # (H, W), 0..65535
+        a8 = np.clip(np.round(a * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return Image.fromarray(a8, mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
+def to_square_array(img, size: int) -> np.ndarray:
+    """PIL image → centre square crop → RGB → bicubic resize → uint8 (3, size, size).
+
+    16-bit greyscale is scaled to 8 bits (a 16-bit PNG of mean 32768 gives mean ≈ 128).
+    """
+    from PIL import Image
+
+    img = to_8bit_rgb(img)
     w, h = img.size
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2
@@ -112,10 +136,11 @@ def _read_image(path: Path, size: int) -> np.ndarray | None:
 
     try:
         with Image.open(path) as im:
+            check_image_size(im, path)
             im.load()
             return to_square_array(im, size)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
-        return None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, DataError, Image.DecompressionBombError):
+        return None  # counted as skipped by the caller
 
 
 def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "train", progress: bool = True) -> DomainImages:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from branchspec.errors import BranchspecError, DataError
+from branchspec.errors import DataError
 
 
 def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
