@@ -130,10 +130,18 @@ class Decomposition:
             components=data["components"].astype(np.float32),
             output=data["output"].astype(np.float32),
             input=data["input"].astype(np.float32) if "input" in data else None,
-            value_range=data["value_range"] if "value_range" in data else DEFAULT_RANGE,
+            value_range=_value_range(data.get("value_range"), path),
             domain=str(dom) if dom is not None and dom.dtype.kind in "US" and dom.ndim == 0 else "",
             source=str(path),
         )
+
+
+def _value_range(a: np.ndarray | None, path: Path) -> tuple[float, float]:
+    if a is None:
+        return DEFAULT_RANGE
+    if a.shape != (2,) or a.dtype.kind not in "iuf":
+        raise DataError(f"{path}: value_range must be two numbers (low, high), got {a.dtype} {a.shape}")
+    return float(a[0]), float(a[1])
 
 
 MAX_NPZ_BYTES = 2 * 1024**3  # a decomposition is a few MB; a larger uncompressed archive is refused (zip bombs)

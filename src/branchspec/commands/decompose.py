@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from branchspec.commands._common import at_least, writable_dir
+from branchspec.commands._common import MAX_IMG_SIZE, at_most, device_arg, at_least, writable_dir
 from branchspec.errors import BranchspecError, UsageError
 
 NAME = "decompose"
@@ -34,11 +34,12 @@ def load_generator(ckpt: str, device: str = "cpu"):
     """(generator, domains, img_size, value_range, state) from a train-gan checkpoint; one-line errors."""
     from branchspec.branched import as_branched
     from branchspec.models.registry import load_model
-    from branchspec.train.checkpoint import checkpoint_paths
+    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
 
     _, spath = checkpoint_paths(ckpt)
-    if not spath.is_file():
+    if not checkpoint_exists(ckpt):
         raise UsageError(f"--checkpoint: no such checkpoint: {ckpt} (looked for {spath})")
+    device_arg(device)
     model, state = load_model(ckpt, device=device)
     gen = as_branched(model, "branched generator")
     domains = state.get("domains")
@@ -76,7 +77,10 @@ def run(args) -> int:
     size = args.img_size if args.img_size is not None else ckpt_size
     if size is None:
         raise UsageError("--img-size: the checkpoint does not record img_size; give --img-size S")
-    at_least(size, 4, "--img-size")
+    at_least(size, 8, "--img-size")
+    at_most(size, MAX_IMG_SIZE, "--img-size")
+    if int(size) & (int(size) - 1):
+        raise UsageError(f"--img-size must be a power of two (the generator halves it), got {size}")
     for p in paths:  # every domain problem before any work
         image_domain(p, domains, args.domain)
     out = writable_dir(args.out)

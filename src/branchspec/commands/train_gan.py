@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from branchspec.commands._common import at_least, writable_dir
+from branchspec.commands._common import MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, writable_dir
 from branchspec.errors import UsageError
 
 NAME = "train-gan"
@@ -58,9 +58,14 @@ def run(args) -> int:
     from branchspec.train.gan import GanTrainConfig, train_gan
 
     at_least(args.img_size, 8, "--img-size")
+    at_most(args.img_size, MAX_IMG_SIZE, "--img-size")
     if args.img_size & (args.img_size - 1):
         raise UsageError(f"--img-size must be a power of two, got {args.img_size}")
     at_least(args.branches, 1, "--branches")
+    at_most(args.branches, MAX_BRANCHES, "--branches")
+    for arg, v in (("--base-width", args.base_width), ("--max-width", args.max_width)):
+        at_least(v, 1, arg)
+        at_most(v, 4096, arg)
     at_least(args.steps, 1, "--steps")
     at_least(args.batch_size, 1, "--batch-size")
     at_least(args.sample_every, 0, "--sample-every")
@@ -81,10 +86,16 @@ def run(args) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device available")
     out = writable_dir(args.out, "--out")
-    if args.resume and not (out / "checkpoints" / "last.json").is_file():
+    from branchspec.train.checkpoint import checkpoint_exists
+
+    if args.resume and not checkpoint_exists(out / "checkpoints" / "last"):
         raise UsageError(f"--resume: no checkpoint {out / 'checkpoints' / 'last.json'}")
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(at_least(args.threads, 1, "--threads"))
+    elif args.resume:
+        from branchspec.train.checkpoint import restore_runtime
+
+        restore_runtime(out / "checkpoints" / "last")  # the thread count the run was saved with: exact resume
     if args.amp and not torch.cuda.is_available():
         print("train-gan: --amp ignored (CUDA only)")
     try:
