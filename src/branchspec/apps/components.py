@@ -147,10 +147,11 @@ def _value_range(a: np.ndarray | None, path: Path) -> tuple[float, float]:
 MAX_NPZ_BYTES = 2 * 1024**3  # a decomposition is a few MB; a larger uncompressed archive is refused (zip bombs)
 
 
-def _read_npz(path: Path, limit: int = MAX_NPZ_BYTES) -> dict[str, np.ndarray]:
+def _read_npz(path: Path, limit: int | None = None) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz``, sizes checked in the zip directory *before* anything is inflated."""
     import zipfile
 
+    limit = MAX_NPZ_BYTES if limit is None else limit
     try:
         with zipfile.ZipFile(path) as zf:
             total = sum(i.file_size for i in zf.infolist())

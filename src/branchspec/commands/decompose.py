@@ -63,6 +63,15 @@ def held_out_files(state: dict, ckpt: str) -> list:
     return [f for f in files if f.is_file()]
 
 
+def _check_size(size) -> None:
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise UsageError(f"--img-size must be an integer, got {size!r}")
+    at_least(size, 8, "--img-size")
+    at_most(size, MAX_IMG_SIZE, "--img-size")
+    if size & (size - 1):
+        raise UsageError(f"--img-size must be a power of two (the generator halves it), got {size}")
+
+
 def run(args) -> int:
     from branchspec.apps.decompose import decompose_images, find_images, image_domain
 
@@ -70,6 +79,9 @@ def run(args) -> int:
     at_least(args.grid_rows, 1, "--grid-rows")
     if not args.images and not args.held_out:
         raise UsageError("IMAGE_OR_FOLDER: give images or folders to decompose (or --held-out)")
+    if args.img_size is not None:
+        _check_size(args.img_size)
+    device_arg(args.device)
     paths = find_images(args.images) if args.images else []
     gen, domains, ckpt_size, vr, state = load_generator(args.checkpoint, args.device)
     if args.held_out:
@@ -77,10 +89,7 @@ def run(args) -> int:
     size = args.img_size if args.img_size is not None else ckpt_size
     if size is None:
         raise UsageError("--img-size: the checkpoint does not record img_size; give --img-size S")
-    at_least(size, 8, "--img-size")
-    at_most(size, MAX_IMG_SIZE, "--img-size")
-    if int(size) & (int(size) - 1):
-        raise UsageError(f"--img-size must be a power of two (the generator halves it), got {size}")
+    _check_size(size)
     for p in paths:  # every domain problem before any work
         image_domain(p, domains, args.domain)
     out = writable_dir(args.out)
