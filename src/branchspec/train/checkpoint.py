@@ -234,6 +234,23 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     return tensors, state
 
 
+def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path) -> None:
+    """``module.load_state_dict(tensors)``; weights that do not fit are a one-line CheckpointError."""
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit the model "
+                              f"({str(exc).strip().splitlines()[0][:150]})") from None
+
+
+def state_int(state: dict[str, Any], key: str, path) -> int:
+    """``state[key]`` if it is an integer >= 0, else a one-line CheckpointError."""
+    v = state.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise CheckpointError(f"checkpoint {path}: {key} must be an integer >= 0, got {v!r:.40}")
+    return v
+
+
 def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """``{prefix + '.' + k: v}`` — to store several state dicts in one file."""
     return {f"{prefix}.{k}": v for k, v in tensors.items()}

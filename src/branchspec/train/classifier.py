@@ -43,12 +43,14 @@ from branchspec.train.checkpoint import (
     check_runtime,
     checkpoint_exists,
     load_checkpoint,
+    load_weights,
     optimizer_from_tensors,
     optimizer_to_tensors,
     prefixed,
     restore_rng_state,
     rng_state_tensors,
     save_checkpoint,
+    state_int,
     unprefixed,
 )
 from branchspec.train.losses import classifier_loss
@@ -213,13 +215,7 @@ _RESUME_MAY_CHANGE = {"out", "save_every", "eval_batch_size"}
 
 def _progress_from(state: dict, spe: int) -> tuple[int, int, int, dict]:
     """``(step, epoch, batch, epoch_sums)`` of a checkpoint, each checked (one-line CheckpointError)."""
-    vals = []
-    for k in ("step", "epoch", "batch"):
-        v = state.get(k)
-        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise CheckpointError(f"checkpoint: {k} must be an integer >= 0, got {v!r}")
-        vals.append(v)
-    step, epoch, batch = vals
+    step, epoch, batch = (state_int(state, k, "last") for k in ("step", "epoch", "batch"))
     if batch > spe:
         raise CheckpointError(f"checkpoint: batch {batch} is past the {spe} batches of an epoch")
     sums = state.get("epoch_sums")
@@ -262,10 +258,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
         _check_resume(state.get("train_config"), cfg)
         check_runtime(state)
         step, epoch, batch, sums = _progress_from(state, spe)
-        try:
-            model.load_state_dict(unprefixed("model", tensors))
-        except RuntimeError as exc:
-            raise CheckpointError(f"checkpoint {ckpt}: weights do not fit the model ({str(exc).strip().splitlines()[0][:150]})") from None
+        load_weights(model, unprefixed("model", tensors), ckpt)
         optimizer_from_tensors(opt, unprefixed("optim", tensors), state.get("optimizer") or {})
         restore_rng_state(tensors)
         log(f"resumed {ckpt}.json at epoch {epoch}, batch {batch}, step {step}")

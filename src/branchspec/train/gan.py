@@ -53,9 +53,8 @@ from branchspec.models.generator import GeneratorConfig, build_generator
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
 from branchspec.train.checkpoint import (
-    CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors,
-    prefixed, rng_state_tensors,
-    save_checkpoint, unprefixed,
+    CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors,
+    optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int, unprefixed,
 )
 
 # Config fields that may change when resuming (they do not change the trajectory).
@@ -337,15 +336,9 @@ class GanTrainer:
         if state.get("domains") != list(self.data.domains):
             raise BranchspecError(f"--resume: domains changed ({state.get('domains')} -> {self.data.domains})")
         check_runtime(state)
-        step = state.get("step")
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise CheckpointError(f"{path}: step must be an integer >= 0, got {step!r}")
-        try:
-            self.G.load_state_dict(unprefixed("gen", tensors))
-            self.G_ema.load_state_dict(unprefixed("model", tensors))
-            self.D.load_state_dict(unprefixed("disc", tensors))
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path}: weights do not fit the model ({str(exc).strip().splitlines()[0][:150]})") from None
+        step = state_int(state, "step", path)
+        for net, prefix in ((self.G, "gen"), (self.G_ema, "model"), (self.D, "disc")):
+            load_weights(net, unprefixed(prefix, tensors), path)
         optimizer_from_tensors(self.opt_g, unprefixed("opt_g", tensors), state["opt_g"])
         optimizer_from_tensors(self.opt_d, unprefixed("opt_d", tensors), state["opt_d"])
         self.step = step
