@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from branchspec.train.checkpoint import CheckpointError, load_checkpoint, unprefixed
+from branchspec.train.checkpoint import CheckpointError, load_checkpoint, non_finite_tensors, unprefixed
 
 _BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
 # Modules imported on demand so that each kind registers itself.
@@ -110,6 +110,9 @@ def load_model(path, device="cpu") -> tuple[nn.Module, dict[str, Any]]:
     tensors, state = load_checkpoint(path, device=device)
     weights = unprefixed("model", tensors)
     kind, config = check_spec(state.get("model"), weights, path)
+    bad = non_finite_tensors(weights)
+    if bad:  # e.g. inf BatchNorm running_var saved by an older version: results would be meaningless
+        raise CheckpointError(f"checkpoint {path}: {len(bad)} weight tensor(s) hold NaN/inf (first: {bad[0]}); refused")
     _check_shapes(kind, config, weights, path)
     try:
         model = build_model(kind, config)
