@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from branchspec.errors import BranchspecError, DataError
+from branchspec.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
