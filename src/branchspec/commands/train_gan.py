@@ -38,8 +38,8 @@ def add_arguments(p) -> None:
     p.add_argument("--sigma", type=float, default=None, help="Gaussian sigma in pixels (default max(1, img_size/32))")
     p.add_argument("--base-width", type=int, default=32, help="generator branch base width (default 32)")
     p.add_argument("--max-width", type=int, default=128, help="generator branch widest layer (default 128)")
-    p.add_argument("--engine", choices=list(ENGINES), default="auto",
-                   help="branch engine of branchspec.Branched (auto: timed once; default)")
+    p.add_argument("--engine", choices=list(ENGINES), default="packed",
+                   help="branch engine of branchspec.Branched (default packed; auto: timed once, not exact on resume)")
     p.add_argument("--precision", choices=list(PRECISIONS), default=None,
                    help="fp32, or bf16 autocast on CPU/CUDA with fp32 weights, optimiser state and losses "
                         "(default fp32; kept by --resume)")

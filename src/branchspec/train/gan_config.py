@@ -21,7 +21,8 @@ from branchspec.train.checkpoint import CheckpointError, checkpoint_state
 
 PRECISIONS = ("fp32", "bf16")
 # Config fields that may change when resuming (they do not change the trajectory).
-RESUMABLE_CHANGES = {"steps", "sample_every", "ckpt_every", "log_every", "device", "keep_last"}
+# "device" is not among them: CPU and CUDA kernels round differently, so a resume there would not be exact.
+RESUMABLE_CHANGES = {"steps", "sample_every", "ckpt_every", "log_every", "keep_last"}
 # What a checkpoint written before a field existed was trained with (default: the field's default).
 LEGACY_VALUES = {"init": "torch", "precision": "fp32"}
 
