@@ -217,3 +217,59 @@ def test_cli_recipe_errors(tmp_path, capsys, extra, needle):
     rc = main(["train-classifier", "--data", "digits", "--out", str(tmp_path / "o")] + extra)
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1 and needle in err
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out, result_dir):
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        res = T.train(T.TrainConfig(out=out, **{**TINY, "epochs": 1}), progress=False, log=lambda s: None)
+        torch.save({"res": res}, os.path.join(result_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes_match_the_global_batch(tmp_path):
+    """Two gloo processes, each half of every batch: one checkpoint, written by rank 0, and the
+    same training loss as one process on the whole batch up to BatchNorm's per-process statistics."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))  # files this test wrote
+    assert r0["res"]["epoch"] == 1 and r0["res"]["step"] == 3 and r1["res"]["step"] == 3
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["world_size"] == 2
+    _, state = load_checkpoint(tmp_path / "run" / "last")
+    assert state["step"] == 3 and state["epoch"] == 1
+    single = T.train(T.TrainConfig(out=str(tmp_path / "one"), **{**TINY, "epochs": 1}), **quiet)
+    assert r0["res"]["train_loss"] == pytest.approx(single["train_loss"], abs=0.05)
+    assert r0["res"]["train_loss"] != single["train_loss"]  # BN statistics over half batches differ
+
+
+@pytest.mark.slow
+def test_torchrun_cli(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "branchspec", "train-classifier", "--data", "digits", "--out", str(tmp_path / "r"), "--branches", "2",
+           "--width", "1", "--subset", "64", "--batch-size", "32", "--epochs", "1", "--engine", "loop", "--quiet"]
+    subprocess.run(cmd, check=True, env=env, timeout=300)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["world_size"] == 2
+    _, state = load_checkpoint(tmp_path / "r" / "last")
+    assert state["step"] == 2

@@ -10,6 +10,7 @@ from branchspec.branched import ENGINES
 from branchspec.commands._common import at_least, existing_dir, int_range, writable_dir
 from branchspec.errors import UsageError
 from branchspec.train.classifier import PRECISIONS, WD_MODES
+from branchspec.train.classifier_dist import DEVICES
 from branchspec.train.classifier_recipe import FLIPS, SCHEDULES
 from branchspec.train.losses import CLAMP_GRADS
 
@@ -19,7 +20,8 @@ DESCRIPTION = (
     "Train f = clamp(Σ_k v_k(x), -1, 1) with the cross-entropy against softmax of the ±1 class vector (§6). "
     "Writes RUN/config.json, RUN/metrics.csv (one row per epoch) and the checkpoint RUN/last.{json,safetensors} "
     "(every epoch); --resume continues exactly. With --sweep the runs for several M go to RUN/M<m>/ and "
-    "RUN/sweep.json + RUN/sweep.png give #active and #silent branches vs M (Figs. 5 panel 1, 17)."
+    "RUN/sweep.json + RUN/sweep.png give #active and #silent branches vs M (Figs. 5 panel 1, 17). "
+    "Runs under torchrun (DistributedDataParallel; --batch-size is the global batch, split over the processes)."
 )
 
 
@@ -44,6 +46,8 @@ def add_arguments(p):
     p.add_argument("--precision", choices=list(PRECISIONS), default=None,
                    help="fp32 (default) or bf16 autocast of the forward pass (weights, optimiser and loss stay fp32); "
                         "--resume keeps the run's precision")
+    p.add_argument("--device", choices=list(DEVICES), default="cpu",
+                   help="cpu (default), cuda or auto; under torchrun: gloo on CPU, nccl on CUDA (one GPU per LOCAL_RANK)")
     p.add_argument("--no-clamp", action="store_true", help="plain one-hot cross-entropy on unclamped logits (comparison)")
     p.add_argument("--clamp-grad", choices=list(CLAMP_GRADS), default="hard",
                    help="gradient of the §6 clamp: hard (the paper, default) or pass-inward (same loss value; a clamped "
@@ -100,6 +104,7 @@ def run(args) -> int:
         augment=not args.no_augment, subset=args.subset, seed=args.seed, save_every=args.save_every,
         warmup_epochs=args.warmup_epochs, weight_decay_mode=args.weight_decay_mode, flip=args.flip, ema=args.ema,
         tta=args.tta, head_init_scale=args.head_init_scale, clamp_grad=args.clamp_grad, precision=precision,
+        device=args.device,
     )
     if args.sweep:
         from branchspec.analysis.classifier_run import run_sweep

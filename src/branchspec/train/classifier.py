@@ -46,6 +46,7 @@ from branchspec.train.classifier_io import (
     write_diagnostics,
     write_rows,
 )
+from branchspec.train.classifier_dist import DEVICES, DistContext
 from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary
 from branchspec.train.classifier_recipe import (
     FLIPS,
@@ -95,6 +96,7 @@ class TrainConfig:
     head_init_scale: float | None = None  # branch head init ×this; None -> 1/sqrt(M) (ClassifierConfig)
     clamp_grad: str = "hard"  # "hard" (the paper) or "pass-inward" (same loss, gradient of ClampPassInward)
     precision: str = "fp32"  # "fp32" or "bf16" (autocast forward; fp32 weights, optimiser and loss)
+    device: str = "cpu"  # "cpu", "cuda" or "auto"; under torchrun each process takes its LOCAL_RANK GPU
     subset: int | None = None  # train on the first N training images
     seed: int = 0  # initialisation, data order and augmentation
     eval_batch_size: int = 500
@@ -104,7 +106,8 @@ class TrainConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name, allowed in (("schedule", SCHEDULES), ("flip", FLIPS), ("weight_decay_mode", WD_MODES),
-                              ("clamp_grad", CLAMP_GRADS), ("precision", PRECISIONS), ("engine", ENGINES)):
+                              ("clamp_grad", CLAMP_GRADS), ("precision", PRECISIONS), ("engine", ENGINES),
+                              ("device", DEVICES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.ema < 1.0:
@@ -197,14 +200,23 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
     """Train (or resume) a run; returns the last metrics row plus ``"stopped_early"``.
 
     ``max_steps`` stops after that many global steps (checkpointing there),
-    e.g. to time-box a run that ``resume=True`` continues later.
+    e.g. to time-box a run that ``resume=True`` continues later. Under
+    ``torchrun`` the processes share each batch (:mod:`.classifier_dist`).
     """
+    ctx = DistContext.setup(cfg.device)
+    try:
+        return _train(cfg, ctx, resume, max_steps, progress and ctx.main, log if ctx.main else (lambda s: None))
+    finally:
+        ctx.close()
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | None, progress: bool, log) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "last"
     train_set, test_set = load_data(cfg)
     mcfg = cfg.model_config(train_set.num_classes)
-    model = build_classifier(mcfg)
+    model = build_classifier(mcfg).to(ctx.device)
     model.train()
     opt = make_optimizer(cfg, model)
     ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
@@ -228,10 +240,13 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
         raise BranchspecError(f"--out: {out} already holds a run; pass --resume to continue it or choose another folder")
     else:
         torch.manual_seed(cfg.seed)
+    net = ctx.wrap(model)  # DDP around the model under torchrun, else the model
     floor = soft_target_floor(train_set.num_classes) if cfg.clamp else 0.0
-    (out / "config.json").write_text(json.dumps({**asdict(cfg), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd,
-                                                 "loss_floor": floor, "model": mcfg.to_dict(),
-                                                 "train_images": len(train_set), "test_images": len(test_set)}, indent=2))
+    if ctx.main:
+        (out / "config.json").write_text(json.dumps({
+            **asdict(cfg), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd, "loss_floor": floor,
+            "model": mcfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
+            "world_size": ctx.world}, indent=2))
     rows = [r for r in read_rows(out / "metrics.csv") if int(r["epoch"]) <= epoch]
     diag = read_diagnostics(out / "diagnostics.json", epoch)
     last_row: dict = rows[-1] if rows else {}
@@ -246,9 +261,14 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
             lr = lr_at(cfg, step, spe)
             for g in opt.param_groups:
                 g["lr"] = lr
+            x, y = ctx.shard(x, y)  # this process's part of the batch
             with autocast(x):
-                f = model(x)  # (B, C) = Σ_k v_k(x)
+                f = net(x)  # (B, C) = Σ_k v_k(x)
             loss, logs = classifier_loss(f, y, cfg.clamp, cfg.clamp_grad)  # in fp32
+            d = logit_diagnostics(f, y)
+            b = len(y)
+            tot = ctx.sum([logs["loss"] * b, logs["acc"] * b, d["clamped"] * b, d["dead"] * b, float(b)])  # Σ ranks
+            logs = {"loss": tot[0] / tot[4], "acc": tot[1] / tot[4]}
             if not math.isfinite(logs["loss"]):
                 raise NonFiniteLoss(f"non-finite loss ({logs['loss']}) at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); "
                                     f"stopped, last good checkpoint kept: {ckpt}.json")
@@ -260,14 +280,9 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
             opt.step()
             if ema is not None:
                 ema.update(model)
-            d = logit_diagnostics(f, y)
             step, batch = step + 1, batch + 1
-            b = len(y)
-            sums["loss"] += logs["loss"] * b
-            sums["acc"] += logs["acc"] * b
-            sums["clamped"] += d["clamped"] * b
-            sums["dead"] += d["dead"] * b
-            sums["n"] += b
+            for k, v in zip(("loss", "acc", "clamped", "dead", "n"), tot):
+                sums[k] += int(v) if k == "n" else v
             sums["steps"] += 1
             sums["grad_norm"] = [a + g for a, g in zip(sums["grad_norm"], gn)]
             bar.update(1)
@@ -276,12 +291,16 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
             if stop or (cfg.save_every and step % cfg.save_every == 0):
                 sums["time"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info(), ema)
+                _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info(), ema, ctx)
             if stop:
                 bar.close()
                 return {**last_row, "stopped_early": True, "step": step}
         bar.close()
         sums["time"] += time.perf_counter() - t0
+        if not ctx.main:  # rank 0 evaluates and writes
+            epoch, batch, sums = epoch + 1, 0, _new_sums(m)
+            ctx.barrier()
+            continue
         ev = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, branches=True, precision=cfg.precision)
         if not math.isfinite(ev["test_loss"]):
             raise NonFiniteLoss(f"non-finite test loss after epoch {epoch + 1}; stopped, last good checkpoint kept: {ckpt}.json")
@@ -310,7 +329,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
         diag.append({"epoch": epoch + 1, "branch_grad_norm": gmean.tolist(), "branch_norm": ev["branch_norm"]})
         epoch, batch = epoch + 1, 0
         sums = _new_sums(m)
-        _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info(), ema)
+        _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info(), ema, ctx)
         if ema is not None:
             save_ema(out / "ema", ema, cfg, mcfg, train_set, info())
         write_rows(out / "metrics.csv", rows, CSV_FIELDS)
@@ -321,13 +340,15 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
             f"acc {last_row['train_acc']:.4f} | test loss {last_row['test_loss']:.4f} acc {last_row['test_acc']:.4f}{extra} | "
             f"clamped {last_row['test_clamped']:.3f} dead {last_row['test_dead']:.3f} | "
             f"{last_row['active']} active {last_row['silent']} silent | {last_row['epoch_time_s']} s")
+        ctx.barrier()
     return {**last_row, "stopped_early": False, "step": step}
 
 
-def _guarded_save(ckpt, model, opt, cfg, mcfg, data, progress, ema=None) -> None:
+def _guarded_save(ckpt, model, opt, cfg, mcfg, data, progress, ema=None, ctx=None) -> None:
     if not _finite_params(model):
         raise NonFiniteLoss(f"non-finite weights at step {progress['step']}; stopped, last good checkpoint kept: {ckpt}.json")
-    save_run(ckpt, model, opt, cfg, mcfg, data, progress, ema)
+    if ctx is None or ctx.main:
+        save_run(ckpt, model, opt, cfg, mcfg, data, progress, ema)
 
 
 def run_config(cfg: TrainConfig, **changes) -> TrainConfig:

@@ -55,7 +55,9 @@ def evaluate(model, data, clamp: bool, batch_size: int = 500, tta: bool = False,
     model.eval()
     n, loss_sum, correct, clamped, dead = 0, 0.0, 0, 0.0, 0.0
     outs = []
+    dev = next(model.parameters()).device
     for x, y in data.batches(batch_size, augment=False, prefetch=False):
+        x, y = x.to(dev), y.to(dev)
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             if branches:
                 f, v = model(x, return_branches=True)  # (B, C), (M, B, C)

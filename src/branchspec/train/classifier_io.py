@@ -73,7 +73,7 @@ def write_diagnostics(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
-RESUME_MAY_CHANGE = {"out", "save_every", "engine", "eval_batch_size", "tta"}
+RESUME_MAY_CHANGE = {"out", "save_every", "engine", "eval_batch_size", "tta", "device"}
 
 
 def check_resume(saved: dict, cfg) -> None:
