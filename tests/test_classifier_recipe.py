@@ -273,3 +273,20 @@ def test_torchrun_cli(tmp_path):
     assert json.loads((tmp_path / "r" / "config.json").read_text())["world_size"] == 2
     _, state = load_checkpoint(tmp_path / "r" / "last")
     assert state["step"] == 2
+
+
+def test_recipe_comparison_figure_from_saved_runs(tmp_path):
+    from branchspec.figures.classifier import draw_recipe_comparison
+    from branchspec.train.classifier_io import write_rows
+
+    runs = {}
+    for name, ema in (("a", ""), ("b", 0.5)):
+        d = tmp_path / name
+        d.mkdir()
+        rows = [{"epoch": e, "train_loss": 2.3 - 0.1 * e, "test_acc": 0.1 * e, "test_clamped": 0.2, "test_dead": 0.01,
+                 "ema_test_acc": ema} for e in (1, 2)]
+        write_rows(d / "metrics.csv", rows, T.CSV_FIELDS)
+        (d / "config.json").write_text(json.dumps({"loss_floor": 1.8949}))
+        runs[name] = d
+    out = draw_recipe_comparison(runs, tmp_path / "cmp.png")
+    assert out.is_file() and out.stat().st_size > 1000
