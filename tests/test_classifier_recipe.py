@@ -290,3 +290,13 @@ def test_recipe_comparison_figure_from_saved_runs(tmp_path):
         runs[name] = d
     out = draw_recipe_comparison(runs, tmp_path / "cmp.png")
     assert out.is_file() and out.stat().st_size > 1000
+
+
+def test_cli_engine_choices_come_from_branched_engines():
+    from branchspec import branched
+    from branchspec.cli import build_parser
+
+    args = build_parser().parse_args(["train-classifier", "--data", "digits", "--out", "x", "--engine", branched.ENGINES[-1]])
+    assert args.engine == branched.ENGINES[-1] and args.precision is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train-classifier", "--data", "digits", "--out", "x", "--engine", "warp"])
