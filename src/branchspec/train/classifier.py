@@ -231,6 +231,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
         model.load_state_dict(unprefixed("model", tensors))
         optimizer_from_tensors(opt, unprefixed("optim", tensors), state["optimizer"])
         if ema is not None:
+            if "ema.__updates__" not in tensors:
+                raise BranchspecError(f"--resume: {ckpt}.json was trained without --ema; resume it without --ema")
             ema.load_tensors(unprefixed("ema", tensors))
         restore_rng_state(tensors)
         step, epoch, batch = state["step"], state["epoch"], state["batch"]
