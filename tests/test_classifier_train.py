@@ -54,9 +54,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     real = T.classifier_loss
     calls = {"n": 0}
 
-    def poisoned(f, y, clamp):
+    def poisoned(f, y, clamp, *rest):
         calls["n"] += torch.is_grad_enabled()  # count training steps, not evaluation batches
-        loss, logs = real(f, y, clamp)
+        loss, logs = real(f, y, clamp, *rest)
         if calls["n"] == 4 and torch.is_grad_enabled():  # step 4: after the checkpoints at steps 2 and 3
             loss = loss * float("nan")
             logs = {**logs, "loss": float("nan")}

@@ -11,6 +11,10 @@ from branchspec.commands._common import (
     MAX_BRANCHES, at_least, at_most, existing_dir, finite, int_range, writable_dir,
 )
 from branchspec.errors import UsageError
+from branchspec.train.classifier import PRECISIONS, WD_MODES
+from branchspec.train.classifier_dist import DEVICES
+from branchspec.train.classifier_recipe import FLIPS, SCHEDULES
+from branchspec.train.losses import CLAMP_GRADS
 
 MAX_WIDTH = 256  # branch base width: the default is 5.4, a ResNet18 is 64
 
@@ -20,7 +24,8 @@ DESCRIPTION = (
     "Train f = clamp(Σ_k v_k(x), -1, 1) with the cross-entropy against softmax of the ±1 class vector (§6). "
     "Writes RUN/config.json, RUN/metrics.csv (one row per epoch) and the checkpoint RUN/last.{json,safetensors} "
     "(every epoch); --resume continues exactly. With --sweep the runs for several M go to RUN/M<m>/ and "
-    "RUN/sweep.json + RUN/sweep.png give #active and #silent branches vs M (Figs. 5 panel 1, 17)."
+    "RUN/sweep.json + RUN/sweep.png give #active and #silent branches vs M (Figs. 5 panel 1, 17). "
+    "Runs under torchrun (DistributedDataParallel; --batch-size is the global batch, split over the processes)."
 )
 
 
@@ -34,11 +39,30 @@ def add_arguments(p):
     p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd", help="default sgd (momentum 0.9, Nesterov)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.02 sgd / 2e-3 adamw)")
     p.add_argument("--weight-decay", type=float, default=None, help="default 5e-4 sgd / 0.05 adamw")
-    p.add_argument("--schedule", choices=["cosine", "onecycle", "constant"], default="cosine", help="default cosine (1 warm-up epoch)")
+    p.add_argument("--weight-decay-mode", choices=list(WD_MODES), default="coupled",
+                   help="coupled: torch's weight_decay (default); decoupled: θ ← θ(1 − wd·lr/peak lr) each step, "
+                        "so --lr and --weight-decay are independent (default wd then 1e-4)")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default="cosine",
+                   help="cosine / linear (to 0) after a linear warm-up, onecycle or constant (default cosine)")
+    p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length in epochs (default 1)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128")
-    p.add_argument("--engine", choices=list(ENGINES), default="auto", help="Branched engine (default auto: fastest measured)")
+    p.add_argument("--engine", choices=list(ENGINES), default="packed",
+                   help="Branched engine (default packed; auto: timed once, not exact on resume)")
+    p.add_argument("--precision", choices=list(PRECISIONS), default=None,
+                   help="fp32 (default) or bf16 autocast of the forward pass (weights, optimiser and loss stay fp32); "
+                        "--resume keeps the run's precision")
+    p.add_argument("--device", choices=list(DEVICES), default="cpu",
+                   help="cpu (default), cuda or auto; under torchrun: gloo on CPU, nccl on CUDA (one GPU per LOCAL_RANK)")
     p.add_argument("--no-clamp", action="store_true", help="plain one-hot cross-entropy on unclamped logits (comparison)")
+    p.add_argument("--clamp-grad", choices=list(CLAMP_GRADS), default="hard",
+                   help="gradient of the §6 clamp: hard (the paper, default) or pass-inward (same loss value; a clamped "
+                        "logit gets its gradient when descent moves it back into [-1, 1]) — not the paper's training")
+    p.add_argument("--head-init-scale", type=float, default=None, help="scale of each branch head's initial weights (default 1/sqrt(M))")
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
+    p.add_argument("--flip", choices=list(FLIPS), default="random",
+                   help="horizontal flips: random (default), alternate (each image flipped every other epoch, airbench) or none")
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of the weights, e.g. 0.99 (0: off); writes RUN/ema and ema_test_acc")
+    p.add_argument("--tta", action="store_true", help="also report flip test-time-augmented accuracy (tta_test_acc)")
     p.add_argument("--seed", type=int, default=0, help="seed for initialisation, data order and augmentation")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--resume", action="store_true", help="continue RUN/last exactly where it stopped")
@@ -70,16 +94,30 @@ def run(args) -> int:
     if args.max_steps is not None:
         at_least(args.max_steps, 1, "--max-steps")
     at_least(args.save_every, 0, "--save-every")
+    if args.head_init_scale is not None and not args.head_init_scale >= 0:
+        raise UsageError(f"--head-init-scale must be >= 0, got {args.head_init_scale}")
+    if not 0.0 <= args.ema < 1.0:
+        raise UsageError(f"--ema must lie in [0, 1), got {args.ema}")
+    if not args.warmup_epochs >= 0:
+        raise UsageError(f"--warmup-epochs must be >= 0, got {args.warmup_epochs}")
+    if args.no_clamp and args.clamp_grad != "hard":
+        raise UsageError("--clamp-grad applies to the clamped loss; drop it or --no-clamp")
     out = writable_dir(args.out)
     if args.threads is not None:
         torch.set_num_threads(at_least(args.threads, 1, "--threads"))
     elif args.resume and not args.sweep:
         restore_runtime(Path(out) / "last")  # the thread count the run was saved with: exact resume
+    precision = args.precision
+    if precision is None:
+        precision = _saved_precision(Path(out)) if args.resume else "fp32"
     base = dict(
         data=args.data, out=str(out), num_branches=args.branches, width=args.width or DEFAULT_WIDTH,
         clamp=not args.no_clamp, engine=args.engine, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
         augment=not args.no_augment, subset=args.subset, seed=args.seed, save_every=args.save_every,
+        warmup_epochs=args.warmup_epochs, weight_decay_mode=args.weight_decay_mode, flip=args.flip, ema=args.ema,
+        tta=args.tta, head_init_scale=args.head_init_scale, clamp_grad=args.clamp_grad, precision=precision,
+        device=args.device,
     )
     if args.sweep:
         from branchspec.analysis.classifier_run import run_sweep
@@ -96,3 +134,16 @@ def run(args) -> int:
     state = "stopped at step {}".format(summary["step"]) if summary.get("stopped_early") else "done"
     print(f"{state}: checkpoint {Path(out) / 'last.json'}, test accuracy {summary.get('test_acc', 'n/a')}")
     return 0
+
+
+def _saved_precision(out: Path) -> str:
+    """The precision a run folder was started with (config.json), fp32 if none is recorded."""
+    import json
+
+    cfg = out / "config.json"
+    if cfg.is_file():
+        try:
+            return json.loads(cfg.read_text()).get("precision", "fp32")
+        except ValueError:
+            raise UsageError(f"--resume: {cfg} is not valid JSON") from None
+    return "fp32"

@@ -204,3 +204,33 @@ def draw_training(metrics_csv, path) -> Path:
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=8)
     return save(fig, path)
+
+
+def draw_recipe_comparison(runs: dict, path) -> Path:
+    """Several runs side by side from their ``metrics.csv`` / ``config.json``: train loss against
+    the floor H(p) of the §6 loss, test accuracy, and the fractions of clamped logits and dead
+    samples on the test set per epoch — the curves behind a choice of training recipe.
+
+    ``runs`` maps a label to a run folder."""
+    fig, axes = new_figure(1, 4, figsize=(15, 3.4))
+    floor = None
+    for label, run in runs.items():
+        with (Path(run) / "metrics.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        cfg = json.loads((Path(run) / "config.json").read_text())
+        floor = cfg.get("loss_floor", floor)
+        ep = [int(r["epoch"]) for r in rows]
+        col = lambda k: [float(r[k]) if r.get(k) not in (None, "") else np.nan for r in rows]  # noqa: E731
+        axes[0].plot(ep, col("train_loss"), "o-", label=label)
+        acc = col("ema_test_acc") if all(r.get("ema_test_acc") for r in rows) else col("test_acc")
+        axes[1].plot(ep, acc, "o-", label=label)
+        axes[2].plot(ep, col("test_clamped"), "o-", label=label)
+        axes[3].plot(ep, col("test_dead"), "o-", label=label)
+    if floor:
+        axes[0].axhline(floor, color="k", ls="--", lw=0.8, label="floor H(p)")
+    for ax, t in zip(axes, ("train loss", "test accuracy (EMA if kept)", "test logits with |f| > 1",
+                            "dead test samples")):
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    return save(fig, path)

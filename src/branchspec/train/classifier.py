@@ -22,8 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import sys
 import time
@@ -33,31 +31,43 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from branchspec.branched import ENGINES
 from branchspec.data.imageset import ImageSet, load_source
 from branchspec.errors import BranchspecError
-from branchspec.models.registry import model_spec
 from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig, build_classifier
-from branchspec.io import atomic_write_json, atomic_write_text
+from branchspec.io import atomic_write_json
 from branchspec.train.checkpoint import (
-    CheckpointError,
-    check_runtime,
-    checkpoint_exists,
-    load_checkpoint,
-    load_weights,
-    optimizer_from_tensors,
-    optimizer_to_tensors,
-    prefixed,
-    restore_rng_state,
-    rng_state_tensors,
-    save_checkpoint,
-    state_int,
-    unprefixed,
+    CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors,
+    restore_rng_state, unprefixed,
 )
-from branchspec.train.losses import classifier_loss
+from branchspec.train.classifier_io import (
+    check_resume,
+    progress_from,
+    read_diagnostics,
+    read_rows,
+    save_ema,
+    save_run,
+    write_diagnostics,
+    write_rows,
+)
+from branchspec.train.classifier_dist import DEVICES, DistContext
+from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary
+from branchspec.train.classifier_recipe import (
+    FLIPS,
+    SCHEDULES,
+    WeightEMA,
+    alternate_flip_batches,
+    decay_weights,
+    schedule_factor,
+)
+from branchspec.train.losses import CLAMP_GRADS, classifier_loss, logit_diagnostics, soft_target_floor
 
 OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "onecycle", "constant")
-CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s", "images_per_s"]
+WD_MODES = ("coupled", "decoupled")
+PRECISIONS = ("fp32", "bf16")
+CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s", "images_per_s",
+              "train_clamped", "train_dead", "test_clamped", "test_dead", "grad_norm_min", "grad_norm_median",
+              "grad_norm_max", "active", "silent", "ema_test_loss", "ema_test_acc", "tta_test_acc"]
 
 
 class NonFiniteLoss(BranchspecError):
@@ -83,6 +93,14 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" (with warm-up), "onecycle" or "constant"
     warmup_epochs: float = 1.0  # linear warm-up length for "cosine"
     augment: bool = True  # random crop (pad 4) + horizontal flip
+    flip: str = "random"  # "random" (coin per image and epoch) or "alternate" (derandomised, airbench); "none"
+    weight_decay_mode: str = "coupled"  # "coupled" (torch's L2 in the gradient) or "decoupled" (θ·(1 − wd·lr/peak))
+    ema: float = 0.0  # EMA decay of the weights (0: off); the EMA model is evaluated and saved as RUN/ema
+    tta: bool = False  # also evaluate with flip test-time augmentation (column tta_test_acc)
+    head_init_scale: float | None = None  # branch head init ×this; None -> 1/sqrt(M) (ClassifierConfig)
+    clamp_grad: str = "hard"  # "hard" (the paper) or "pass-inward" (same loss, gradient of ClampPassInward)
+    precision: str = "fp32"  # "fp32" or "bf16" (autocast forward; fp32 weights, optimiser and loss)
+    device: str = "cpu"  # "cpu", "cuda" or "auto"; under torchrun each process takes its LOCAL_RANK GPU
     subset: int | None = None  # train on the first N training images
     seed: int = 0  # initialisation, data order and augmentation
     eval_batch_size: int = 500
@@ -91,8 +109,17 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        for name, allowed in (("schedule", SCHEDULES), ("flip", FLIPS), ("weight_decay_mode", WD_MODES),
+                              ("clamp_grad", CLAMP_GRADS), ("precision", PRECISIONS), ("engine", ENGINES),
+                              ("device", DEVICES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must lie in [0, 1), got {self.ema}")
+        if self.head_init_scale is not None and not self.head_init_scale >= 0:
+            raise ValueError(f"head_init_scale must be >= 0, got {self.head_init_scale}")
+        if self.clamp_grad != "hard" and not self.clamp:
+            raise ValueError("clamp_grad applies to the clamped loss only (clamp=True)")
         for name in ("num_branches", "epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -112,36 +139,33 @@ class TrainConfig:
 
     @property
     def wd(self) -> float:
+        """Coupled: torch's weight_decay (5e-4 sgd / 0.05 adamw). Decoupled: the per-step shrink
+        at the peak lr, default 1e-4 — about what the coupled defaults give (0.02·5e-4/(1 − 0.9)
+        for SGD with momentum, 2e-3·0.05 for AdamW)."""
         if self.weight_decay is not None:
             return self.weight_decay
+        if self.weight_decay_mode == "decoupled":
+            return 1e-4
         return 5e-4 if self.optimizer == "sgd" else 0.05
 
     def model_config(self, num_classes: int) -> ClassifierConfig:
-        return ClassifierConfig(self.num_branches, self.width, num_classes, 3, self.clamp, self.engine, self.seed)
+        return ClassifierConfig(self.num_branches, self.width, num_classes, 3, self.clamp, self.engine, self.seed,
+                                self.head_init_scale)
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     """The learning rate of global step ``step`` (the whole scheduler state is the step)."""
-    total = max(1, cfg.epochs * steps_per_epoch)
-    peak = cfg.peak_lr
-    t = min(step, total) / total
-    if cfg.schedule == "constant":
-        return peak
-    if cfg.schedule == "onecycle":  # 30 % linear ramp from peak/25, then cosine to peak/1e4
-        up = 0.3
-        if t < up:
-            return peak / 25 + (peak - peak / 25) * t / up
-        return peak / 1e4 + (peak - peak / 1e4) * 0.5 * (1 + math.cos(math.pi * (t - up) / (1 - up)))
-    warm = cfg.warmup_epochs * steps_per_epoch
-    if step < warm:
-        return peak * (step + 1) / warm
-    return peak * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1.0, total - warm)))
+    total = cfg.epochs * steps_per_epoch
+    return cfg.peak_lr * schedule_factor(cfg.schedule, step, total, cfg.warmup_epochs * steps_per_epoch)
 
 
 def make_optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
+    """Nesterov SGD (momentum ``cfg.momentum``) or AdamW; with decoupled weight decay the
+    optimiser's own decay is 0 and :func:`decay_weights` shrinks the weights in the step."""
+    wd = cfg.wd if cfg.weight_decay_mode == "coupled" else 0.0
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=cfg.peak_lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.wd)
-    return torch.optim.AdamW(model.parameters(), lr=cfg.peak_lr, weight_decay=cfg.wd)
+        return torch.optim.SGD(model.parameters(), lr=cfg.peak_lr, momentum=cfg.momentum, nesterov=True, weight_decay=wd)
+    return torch.optim.AdamW(model.parameters(), lr=cfg.peak_lr, weight_decay=wd)
 
 
 def load_data(cfg: TrainConfig) -> tuple[ImageSet, ImageSet]:
@@ -154,173 +178,179 @@ def load_data(cfg: TrainConfig) -> tuple[ImageSet, ImageSet]:
     return train_set, test_set
 
 
-@torch.no_grad()
-def evaluate(model, data: ImageSet, clamp: bool, batch_size: int = 500) -> dict[str, float]:
-    """Test loss and accuracy (argmax of clamp(f)) in eval mode."""
-    was = model.training
-    model.eval()
-    n, loss_sum, correct = 0, 0.0, 0
-    for x, y in data.batches(batch_size, augment=False, prefetch=False):
-        f = model(x)  # (B, C)
-        loss, logs = classifier_loss(f, y, clamp)
-        n += len(y)
-        loss_sum += logs["loss"] * len(y)
-        correct += round(logs["acc"] * len(y))
-    model.train(was)
-    return {"test_loss": loss_sum / max(1, n), "test_acc": correct / max(1, n)}
-
-
 def _finite_params(model) -> bool:
     return all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def _save(path: Path, model, opt, cfg, mcfg, data: ImageSet, progress: dict) -> None:
-    otensors, ometa = optimizer_to_tensors(opt)
-    tensors = {**prefixed("model", model.state_dict()), **prefixed("optim", otensors), **rng_state_tensors()}
-    state = {
-        "model": model_spec("classifier", mcfg.to_dict()),
-        "train_config": asdict(cfg),
-        "optimizer": ometa,
-        "data": {"source": cfg.data, "mean": list(data.mean), "std": list(data.std), "class_names": data.class_names},
-        **progress,
-    }
-    save_checkpoint(path, tensors, state)
+_check_resume = check_resume  # used by analysis.classifier_run's sweep
 
 
-def _read_rows(path: Path, epoch: int) -> list[dict]:
-    """The rows of metrics.csv up to ``epoch`` (a corrupt file is a one-line error)."""
-    if not path.is_file():
-        return []
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        return [r for r in rows if int(r["epoch"]) <= epoch]
-    except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
-        raise BranchspecError(f"--resume: {path} is corrupt ({type(exc).__name__}: {str(exc)[:100]}); "
-                              "restore it or delete it to resume without the earlier rows") from None
+def _epoch_batches(cfg: TrainConfig, data: ImageSet, epoch: int, start: int, drop_last: bool):
+    if cfg.augment and cfg.flip == "alternate":
+        return alternate_flip_batches(data, cfg.batch_size, epoch, cfg.seed, start=start, drop_last=drop_last)
+    if cfg.augment and cfg.flip == "none":
+        return alternate_flip_batches(data, cfg.batch_size, epoch, cfg.seed, start=start, drop_last=drop_last,
+                                      flips=False)
+    return data.batches(cfg.batch_size, epoch, cfg.seed, augment=cfg.augment, shuffle=True, start=start,
+                        drop_last=drop_last)
 
 
-def _write_rows(path: Path, rows: list[dict]) -> None:
-    buf = io.StringIO(newline="")
-    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
-# Config fields that may change on resume: they do not change the trajectory (the
-# engine does: loop and fused sum in different orders, so it is not here).
-_RESUME_MAY_CHANGE = {"out", "save_every", "eval_batch_size"}
-
-
-def _progress_from(state: dict, spe: int) -> tuple[int, int, int, dict]:
-    """``(step, epoch, batch, epoch_sums)`` of a checkpoint, each checked (one-line CheckpointError)."""
-    step, epoch, batch = (state_int(state, k, "last") for k in ("step", "epoch", "batch"))
-    if batch > spe:
-        raise CheckpointError(f"checkpoint: batch {batch} is past the {spe} batches of an epoch")
-    sums = state.get("epoch_sums")
-    keys = ("loss", "acc", "n", "time")
-    if not isinstance(sums, dict) or any(not isinstance(sums.get(k), (int, float)) or isinstance(sums.get(k), bool)
-                                         or not math.isfinite(sums[k]) for k in keys):
-        raise CheckpointError(f"checkpoint: epoch_sums must hold finite numbers {list(keys)}, got {sums!r:.100}")
-    return step, epoch, batch, {k: sums[k] for k in keys}
-
-
-def _check_resume(saved: dict, cfg: TrainConfig) -> None:
-    if not isinstance(saved, dict):
-        raise CheckpointError("checkpoint: train_config is missing or not an object; not a train-classifier checkpoint")
-    diff = [k for k, v in asdict(cfg).items() if k not in _RESUME_MAY_CHANGE and saved.get(k, v) != v]
-    if diff:
-        k = diff[0]
-        raise BranchspecError(f"--resume: the run was started with {k}={saved[k]!r}, now {getattr(cfg, k)!r}; use the same settings")
+def _new_sums(m: int) -> dict:
+    return {"loss": 0.0, "acc": 0.0, "n": 0, "time": 0.0, "clamped": 0.0, "dead": 0.0, "steps": 0,
+            "grad_norm": [0.0] * m}
 
 
 def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, progress: bool = True, log=print) -> dict:
     """Train (or resume) a run; returns the last metrics row plus ``"stopped_early"``.
 
     ``max_steps`` stops after that many global steps (checkpointing there),
-    e.g. to time-box a run that ``resume=True`` continues later.
+    e.g. to time-box a run that ``resume=True`` continues later. Under
+    ``torchrun`` the processes share each batch (:mod:`.classifier_dist`).
     """
+    ctx = DistContext.setup(cfg.device)
+    try:
+        return _train(cfg, ctx, resume, max_steps, progress and ctx.main, log if ctx.main else (lambda s: None))
+    finally:
+        ctx.close()
+
+
+def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | None, progress: bool, log) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "last"
     train_set, test_set = load_data(cfg)
     mcfg = cfg.model_config(train_set.num_classes)
-    model = build_classifier(mcfg)
+    model = build_classifier(mcfg).to(ctx.device)
     model.train()
     opt = make_optimizer(cfg, model)
-    spe = train_set.num_batches(cfg.batch_size, drop_last=len(train_set) > cfg.batch_size)
+    ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
     drop_last = len(train_set) > cfg.batch_size
+    spe = train_set.num_batches(cfg.batch_size, drop_last=drop_last)
+    m = cfg.num_branches
     step, epoch, batch = 0, 0, 0
-    sums = {"loss": 0.0, "acc": 0.0, "n": 0, "time": 0.0}
+    sums = _new_sums(m)
     if resume:
         tensors, state = load_checkpoint(ckpt)
-        _check_resume(state.get("train_config"), cfg)
+        check_resume(state.get("train_config"), cfg)
         check_runtime(state)
-        step, epoch, batch, sums = _progress_from(state, spe)
+        step, epoch, batch, saved_sums = progress_from(state, spe)
         load_weights(model, unprefixed("model", tensors), ckpt)
         optimizer_from_tensors(opt, unprefixed("optim", tensors), state.get("optimizer") or {})
+        if ema is not None:
+            if "ema.__updates__" not in tensors:
+                raise BranchspecError(f"--resume: {ckpt} was trained without --ema; resume it without --ema")
+            ema.load_tensors(unprefixed("ema", tensors))
         restore_rng_state(tensors)
+        sums = {**_new_sums(m), **saved_sums}
+        if cfg.engine == "auto":  # the timed choice may differ now: say so (exact resume needs a fixed engine)
+            log("train-classifier: --resume with --engine auto: the engine is re-timed and may differ, so the "
+                "resumed run may not be bit-identical; train with a fixed --engine for exact resume")
         log(f"resumed {ckpt}.json at epoch {epoch}, batch {batch}, step {step}")
     elif checkpoint_exists(ckpt):
         raise BranchspecError(f"--out: {out} already holds a run; pass --resume to continue it or choose another folder")
     else:
         torch.manual_seed(cfg.seed)
-    atomic_write_json(out / "config.json", {**asdict(cfg), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd,
-                                            "model": mcfg.to_dict(),
-                                            "train_images": len(train_set), "test_images": len(test_set)})
-    rows = _read_rows(out / "metrics.csv", epoch)
+    net = ctx.wrap(model)  # DDP around the model under torchrun, else the model
+    floor = soft_target_floor(train_set.num_classes) if cfg.clamp else 0.0
+    if ctx.main:
+        atomic_write_json(out / "config.json", {
+            **asdict(cfg), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd, "loss_floor": floor,
+            "model": mcfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
+            "world_size": ctx.world})
+    rows = read_rows(out / "metrics.csv", epoch)
+    diag = read_diagnostics(out / "diagnostics.json", epoch)
     last_row: dict = rows[-1] if rows else {}
     info = lambda: {"step": step, "epoch": epoch, "batch": batch, "epoch_sums": dict(sums), "metrics": last_row}  # noqa: E731
+    autocast = lambda x: torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")  # noqa: E731
 
     while epoch < cfg.epochs:
         bar = tqdm(total=spe, initial=batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
         t0 = time.perf_counter()
-        for x, y in train_set.batches(cfg.batch_size, epoch, cfg.seed, augment=cfg.augment, shuffle=True,
-                                      start=batch, drop_last=drop_last):
+        for x, y in _epoch_batches(cfg, train_set, epoch, batch, drop_last):
             lr = lr_at(cfg, step, spe)
             for g in opt.param_groups:
                 g["lr"] = lr
-            f = model(x)  # (B, C) = Σ_k v_k(x)
-            loss, logs = classifier_loss(f, y, cfg.clamp)
+            x, y = ctx.shard(x, y)  # this process's part of the batch
+            with autocast(x):
+                f = net(x)  # (B, C) = Σ_k v_k(x)
+            loss, logs = classifier_loss(f, y, cfg.clamp, cfg.clamp_grad)  # in fp32
+            d = logit_diagnostics(f, y)
+            b = len(y)
+            tot = ctx.sum([logs["loss"] * b, logs["acc"] * b, d["clamped"] * b, d["dead"] * b, float(b)])  # Σ ranks
+            logs = {"loss": tot[0] / tot[4], "acc": tot[1] / tot[4]}
             if not math.isfinite(logs["loss"]):
                 raise NonFiniteLoss(f"non-finite loss ({logs['loss']}) at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); "
                                     f"stopped, {_kept(ckpt)}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            gn = branch_grad_norms(model).tolist()  # (M,) ‖∂L/∂θ_k‖
+            if cfg.weight_decay_mode == "decoupled":
+                decay_weights(model.parameters(), cfg.wd, lr / cfg.peak_lr)
             opt.step()
+            if ema is not None:
+                ema.update(model)
             step, batch = step + 1, batch + 1
-            sums["loss"] += logs["loss"] * len(y)
-            sums["acc"] += logs["acc"] * len(y)
-            sums["n"] += len(y)
+            for k, v in zip(("loss", "acc", "clamped", "dead", "n"), tot):
+                sums[k] += int(v) if k == "n" else v
+            sums["steps"] += 1
+            sums["grad_norm"] = [a + g for a, g in zip(sums["grad_norm"], gn)]
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.3f}", acc=f"{logs['acc']:.2f}", lr=f"{lr:.3g}", refresh=False)
             stop = max_steps is not None and step >= max_steps
             if stop or (cfg.save_every and step % cfg.save_every == 0):
                 sums["time"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info())
+                _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info(), ema, ctx)
             if stop:
                 bar.close()
                 return {**last_row, "stopped_early": True, "step": step}
         bar.close()
         sums["time"] += time.perf_counter() - t0
-        ev = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size)
+        if not ctx.main:  # rank 0 evaluates and writes
+            epoch, batch, sums = epoch + 1, 0, _new_sums(m)
+            ctx.barrier()
+            continue
+        ev = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, branches=True, precision=cfg.precision)
         if not math.isfinite(ev["test_loss"]):
             raise NonFiniteLoss(f"non-finite test loss after epoch {epoch + 1}; stopped, {_kept(ckpt)}")
         n = max(1, sums["n"])
+        gmean = torch.tensor(sums["grad_norm"]) / max(1, sums["steps"])  # (M,) mean over the epoch's steps
         last_row = {"epoch": epoch + 1, "step": step, "lr": round(lr_at(cfg, step - 1, spe), 6),
                     "train_loss": round(sums["loss"] / n, 5), "train_acc": round(sums["acc"] / n, 5),
                     "test_loss": round(ev["test_loss"], 5), "test_acc": round(ev["test_acc"], 5),
-                    "epoch_time_s": round(sums["time"], 1), "images_per_s": round(sums["n"] / max(sums["time"], 1e-9), 1)}
+                    "epoch_time_s": round(sums["time"], 1), "images_per_s": round(sums["n"] / max(sums["time"], 1e-9), 1),
+                    "train_clamped": round(sums["clamped"] / n, 5), "train_dead": round(sums["dead"] / n, 5),
+                    "test_clamped": round(ev["test_clamped"], 5), "test_dead": round(ev["test_dead"], 5),
+                    **{k: round(v, 6) for k, v in grad_norm_summary(gmean).items()},
+                    "active": ev["active"], "silent": ev["silent"]}
+        final = model
+        if ema is not None:
+            with ema.applied(model):
+                e = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, tta=cfg.tta, precision=cfg.precision)
+                if cfg.tta:
+                    last_row["tta_test_acc"] = round(e["test_acc"], 5)
+                    e = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, precision=cfg.precision)
+            last_row.update(ema_test_loss=round(e["test_loss"], 5), ema_test_acc=round(e["test_acc"], 5))
+        elif cfg.tta:
+            last_row["tta_test_acc"] = round(evaluate(final, test_set, cfg.clamp, cfg.eval_batch_size, tta=True,
+                                                      precision=cfg.precision)["test_acc"], 5)
         rows.append(last_row)
+        diag.append({"epoch": epoch + 1, "branch_grad_norm": gmean.tolist(), "branch_norm": ev["branch_norm"]})
         epoch, batch = epoch + 1, 0
-        sums = {"loss": 0.0, "acc": 0.0, "n": 0, "time": 0.0}
-        _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info())
-        _write_rows(out / "metrics.csv", rows)
-        log(f"epoch {last_row['epoch']}/{cfg.epochs}: train loss {last_row['train_loss']:.4f} acc {last_row['train_acc']:.4f} | "
-            f"test loss {last_row['test_loss']:.4f} acc {last_row['test_acc']:.4f} | {last_row['epoch_time_s']} s")
+        sums = _new_sums(m)
+        _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info(), ema, ctx)
+        if ema is not None:
+            save_ema(out / "ema", ema, cfg, mcfg, train_set, info())
+        write_rows(out / "metrics.csv", rows, CSV_FIELDS)
+        write_diagnostics(out / "diagnostics.json", diag)
+        extra = f" | ema acc {last_row['ema_test_acc']:.4f}" if ema is not None else ""
+        extra += f" | tta acc {last_row['tta_test_acc']:.4f}" if cfg.tta else ""
+        log(f"epoch {last_row['epoch']}/{cfg.epochs}: train loss {last_row['train_loss']:.4f} (floor {floor:.4f}) "
+            f"acc {last_row['train_acc']:.4f} | test loss {last_row['test_loss']:.4f} acc {last_row['test_acc']:.4f}{extra} | "
+            f"clamped {last_row['test_clamped']:.3f} dead {last_row['test_dead']:.3f} | "
+            f"{last_row['active']} active {last_row['silent']} silent | {last_row['epoch_time_s']} s")
+        ctx.barrier()
     return {**last_row, "stopped_early": False, "step": step}
 
 
@@ -328,10 +358,11 @@ def _kept(ckpt: Path) -> str:
     return f"last good checkpoint kept: {ckpt}.json" if checkpoint_exists(ckpt) else "no checkpoint written yet"
 
 
-def _guarded_save(ckpt, model, opt, cfg, mcfg, data, progress) -> None:
+def _guarded_save(ckpt, model, opt, cfg, mcfg, data, progress, ema=None, ctx=None) -> None:
     if not _finite_params(model):
         raise NonFiniteLoss(f"non-finite weights at step {progress['step']}; stopped, {_kept(ckpt)}")
-    _save(ckpt, model, opt, cfg, mcfg, data, progress)
+    if ctx is None or ctx.main:
+        save_run(ckpt, model, opt, cfg, mcfg, data, progress, ema)
 
 
 def run_config(cfg: TrainConfig, **changes) -> TrainConfig:
@@ -339,4 +370,5 @@ def run_config(cfg: TrainConfig, **changes) -> TrainConfig:
     return replace(cfg, **changes)
 
 
-__all__ = ["TrainConfig", "train", "evaluate", "lr_at", "NonFiniteLoss", "load_data", "CheckpointError", "run_config"]
+__all__ = ["TrainConfig", "train", "evaluate", "lr_at", "NonFiniteLoss", "load_data", "CheckpointError", "run_config",
+           "make_optimizer", "CSV_FIELDS"]

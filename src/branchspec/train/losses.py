@@ -5,6 +5,13 @@
   softmax(clamp(f)) (§6, gradient p − s(f) of eq. 3).
 * :func:`onehot_ce` — plain cross-entropy of the unclamped logits against the
   one-hot label, for comparison.
+* ``clamp_grad``: how the clamp's *gradient* is taken. ``"hard"`` (default,
+  the paper): autograd's clamp, which passes no gradient for a logit outside
+  [−1, 1]. ``"pass-inward"`` (opt-in, not in the paper): the same forward value
+  and so the same loss, but the gradient of a clamped logit is passed when a
+  descent step would move it back towards [−1, 1] (f > 1 and dL/dclamp(f) > 0,
+  or f < −1 and dL/dclamp(f) < 0) — so a wrong-class logit above +1 is pulled
+  back instead of being stuck ("dead"). See :class:`ClampPassInward`.
 
 Example:
     >>> import torch
@@ -33,17 +40,68 @@ def soft_targets(labels: Tensor, num_classes: int) -> Tensor:
     return s.softmax(dim=1)
 
 
-def clamped_soft_ce(f: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+CLAMP_GRADS = ("hard", "pass-inward")
+
+
+class ClampPassInward(torch.autograd.Function):
+    """clamp(f, −1, 1) whose backward passes the gradient g = dL/dclamp(f) where
+    −1 ≤ f ≤ 1 (as the hard clamp does), and also where f > 1 and g > 0 or
+    f < −1 and g < 0 — the cases where gradient descent (f ← f − η g) moves f
+    back into [−1, 1]. Zero otherwise. The forward value is the paper's clamp (§6).
+
+    Example:
+        >>> f = torch.tensor([2.0, 2.0, -2.0, 0.5], requires_grad=True)
+        >>> ClampPassInward.apply(f).backward(torch.tensor([1.0, -1.0, 1.0, 3.0]))
+        >>> f.grad.tolist()
+        [1.0, 0.0, 0.0, 3.0]
+    """
+
+    @staticmethod
+    def forward(ctx, f: Tensor) -> Tensor:
+        ctx.save_for_backward(f)
+        return f.clamp(-1.0, 1.0)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> Tensor:
+        (f,) = ctx.saved_tensors
+        inside = (f >= -1.0) & (f <= 1.0)
+        inward = ((f > 1.0) & (g > 0)) | ((f < -1.0) & (g < 0))
+        return torch.where(inside | inward, g, torch.zeros_like(g))
+
+
+def clamp(f: Tensor, clamp_grad: str = "hard") -> Tensor:
+    """clamp(f, −1, 1) (§6) with the gradient rule ``clamp_grad`` (``"hard"`` or ``"pass-inward"``)."""
+    if clamp_grad == "hard":
+        return f.clamp(-1.0, 1.0)
+    if clamp_grad == "pass-inward":
+        return ClampPassInward.apply(f)
+    raise ValueError(f"clamp_grad must be one of {CLAMP_GRADS}, got {clamp_grad!r}")
+
+
+def soft_target_floor(num_classes: int) -> float:
+    """H(p), the minimum of the §6 loss (reached at clamp(f) = the ±1 vector), e.g. 1.8949 for 10 classes.
+
+    Example:
+        >>> round(soft_target_floor(10), 4)
+        1.8949
+    """
+    p = soft_targets(torch.tensor([0]), num_classes)[0]  # (C,)
+    return float(-(p * p.log()).sum())
+
+
+def clamped_soft_ce(f: Tensor, labels: Tensor, clamp_grad: str = "hard") -> tuple[Tensor, dict[str, float]]:
     """Cross-entropy H(p, softmax(clamp(f, −1, 1))) averaged over the batch (§6, eq. 3).
 
     Args:
         f: ``(B, C)`` summed branch logits Σ_k v_k(x) (unclamped).
         labels: ``(B,)`` int64 class indices.
+        clamp_grad: ``"hard"`` (the paper) or ``"pass-inward"`` (same value,
+            gradient of :class:`ClampPassInward`).
 
     Returns:
         ``(loss, {"loss": ..., "acc": ...})`` with acc the batch accuracy of argmax clamp(f).
     """
-    fc = f.clamp(-1.0, 1.0)  # (B, C)
+    fc = clamp(f, clamp_grad)  # (B, C)
     p = soft_targets(labels, f.shape[1])  # (B, C)
     loss = -(p * fc.log_softmax(dim=1)).sum(dim=1).mean()
     acc = (fc.argmax(dim=1) == labels).float().mean()
@@ -63,6 +121,28 @@ def onehot_ce(f: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
     return loss, {"loss": float(loss.detach()), "acc": float(acc)}
 
 
-def classifier_loss(f: Tensor, labels: Tensor, clamp: bool = True) -> tuple[Tensor, dict[str, float]]:
-    """:func:`clamped_soft_ce` when ``clamp`` (the paper), else :func:`onehot_ce`."""
-    return clamped_soft_ce(f, labels) if clamp else onehot_ce(f, labels)
+def classifier_loss(f: Tensor, labels: Tensor, clamp: bool = True, clamp_grad: str = "hard") -> tuple[Tensor, dict[str, float]]:
+    """:func:`clamped_soft_ce` when ``clamp`` (the paper), else :func:`onehot_ce`.
+
+    ``f`` is cast to float32 first, so the loss is computed in fp32 under bf16 autocast.
+    """
+    f = f.float()
+    return clamped_soft_ce(f, labels, clamp_grad) if clamp else onehot_ce(f, labels)
+
+
+def logit_diagnostics(f: Tensor, labels: Tensor) -> dict[str, float]:
+    """Where the §6 clamp stops learning: the fraction of logits outside [−1, 1]
+    (``clamped``: |f| > 1, no gradient through the hard clamp) and of samples that
+    are ``dead`` — a wrong-class logit ≥ +1 or the true logit ≤ −1, a state the
+    hard clamp's zero gradient cannot leave through that logit.
+
+    Example:
+        >>> d = logit_diagnostics(torch.tensor([[2.0, -3.0], [0.0, 1.5]]), torch.tensor([0, 0]))
+        >>> d["clamped"], d["dead"]
+        (0.75, 0.5)
+    """
+    f = f.detach().float()  # (B, C)
+    true = f.gather(1, labels[:, None])[:, 0]  # (B,)
+    wrong = f.scatter(1, labels[:, None], float("-inf"))  # (B, C), true class masked out
+    dead = (wrong.max(dim=1).values >= 1.0) | (true <= -1.0)  # (B,)
+    return {"clamped": float((f.abs() > 1.0).float().mean()), "dead": float(dead.float().mean())}

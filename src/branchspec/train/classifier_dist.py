@@ -1,0 +1,93 @@
+"""Data-parallel training of the §6 classifier under ``torchrun``.
+
+With ``WORLD_SIZE > 1`` in the environment (``torchrun --nproc_per_node N``)
+the trainer joins a process group — gloo on CPU, nccl on CUDA — and wraps the
+model in :class:`torch.nn.parallel.DistributedDataParallel`. Every process
+builds the same global batch (batch i of epoch e is a pure function of
+(seed, e, i)) and trains on its slice ``x[rank::world]``; DDP averages the
+gradients, so ``--batch-size`` is the global batch and ``--resume`` stays a
+function of the saved step. BatchNorm statistics are per process (no
+SyncBatchNorm); DDP broadcasts rank 0's buffers before every forward. Rank 0
+evaluates and writes every file.
+
+Example:
+    >>> ctx = DistContext.setup("cpu")   # a plain process: world 1, rank 0
+    >>> ctx.world, ctx.main
+    (1, True)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from branchspec.errors import BranchspecError
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass
+class DistContext:
+    """Where this process trains: world size, rank, device; ``main`` = rank 0."""
+
+    world: int
+    rank: int
+    device: torch.device
+    own_group: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @staticmethod
+    def setup(device: str = "cpu") -> "DistContext":
+        """Join the torchrun process group if there is one; choose the device."""
+        use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        if use_cuda and not torch.cuda.is_available():
+            raise BranchspecError("--device cuda: no CUDA device available")
+        own = False
+        if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            dist.init_process_group("nccl" if use_cuda else "gloo")
+            own = True
+        world = dist.get_world_size() if dist.is_initialized() else 1
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        dev = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}" if use_cuda else "cpu")
+        if use_cuda:
+            torch.cuda.set_device(dev)
+        return DistContext(world, rank, dev, own)
+
+    def wrap(self, model):
+        """The module to call in training steps: DDP around ``model`` when world > 1."""
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        return DDP(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def shard(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """This process's slice of the global batch, on its device."""
+        if self.world > 1:
+            if len(y) < self.world:
+                raise BranchspecError(f"--batch-size: a batch of {len(y)} cannot be shared by {self.world} processes")
+            x, y = x[self.rank::self.world], y[self.rank::self.world]
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Σ over processes of each value (identity for one process)."""
+        if self.world == 1:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.own_group and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,87 @@
+"""Evaluation and per-epoch diagnostics of the §6 classifier.
+
+Why training with the clamp of §6 stalls is visible in three numbers:
+the fraction of logits outside [−1, 1] (no gradient through the hard clamp),
+the fraction of "dead" samples (a wrong-class logit ≥ +1 or the true logit
+≤ −1, :func:`~branchspec.train.losses.logit_diagnostics`), and the gradient
+norm of each branch ‖∂L/∂θ_k‖ (eq. 10: every branch gets the same
+collaborative factor dL/df, so these norms differ only by the distributive
+part). Active / silent branches are counted on the test response matrix with
+the Fig. 4 rule (:func:`branchspec.metrics.activity`).
+
+Example:
+    >>> import torch
+    >>> from branchspec import Branched
+    >>> m = Branched(lambda: torch.nn.Linear(2, 3), 2, engine="loop", seed=0)
+    >>> m(torch.randn(4, 2)).sum().backward()
+    >>> branch_grad_norms(m).shape
+    torch.Size([2])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from branchspec import metrics
+from branchspec.train.classifier_recipe import tta_logits
+from branchspec.train.losses import classifier_loss, logit_diagnostics
+
+
+def branch_grad_norms(model) -> Tensor:
+    """‖∂L/∂θ_k‖₂ over all parameters of branch k (after ``backward``), ``(M,)``; 0 where no grad."""
+    out = []
+    for k in range(model.num_branches):
+        gs = [torch.linalg.vector_norm(p.grad.detach().float()) for p in model.branch_parameters(k).values()
+              if p.grad is not None]
+        out.append(torch.linalg.vector_norm(torch.stack(gs)) if gs else torch.zeros(()))
+    return torch.stack(out).cpu()  # (M,)
+
+
+def grad_norm_summary(norms: Tensor) -> dict[str, float]:
+    """min / median / max of per-branch gradient norms ``(M,)`` (the CSV columns)."""
+    return {"grad_norm_min": float(norms.min()), "grad_norm_median": float(norms.median()),
+            "grad_norm_max": float(norms.max())}
+
+
+@torch.no_grad()
+def evaluate(model, data, clamp: bool, batch_size: int = 500, tta: bool = False, branches: bool = False,
+             precision: str = "fp32") -> dict[str, float]:
+    """Test loss and accuracy (argmax of clamp(f)) in eval mode, plus ``clamped`` and
+    ``dead`` fractions; with ``tta`` on the flip-averaged logits (:func:`tta_logits`); with
+    ``branches`` also ``active`` / ``silent`` branch counts and per-branch ``branch_norm``
+    (a list) on the response matrix of the (un-augmented) test set (Fig. 4 rule)."""
+    was = model.training
+    model.eval()
+    n, loss_sum, correct, clamped, dead = 0, 0.0, 0, 0.0, 0.0
+    outs = []
+    dev = next(model.parameters()).device
+    for x, y in data.batches(batch_size, augment=False, prefetch=False):
+        x, y = x.to(dev), y.to(dev)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            if branches:
+                f, v = model(x, return_branches=True)  # (B, C), (M, B, C)
+                outs.append(v.float())
+                if tta:
+                    f = 0.5 * (f + model(x.flip(3)))
+            else:
+                f = tta_logits(model, x) if tta else model(x)  # (B, C)
+        loss, logs = classifier_loss(f, y, clamp)
+        d = logit_diagnostics(f, y)
+        b = len(y)
+        n += b
+        loss_sum += logs["loss"] * b
+        correct += round(logs["acc"] * b)
+        clamped += d["clamped"] * b
+        dead += d["dead"] * b
+    model.train(was)
+    n = max(1, n)
+    res = {"test_loss": loss_sum / n, "test_acc": correct / n, "test_clamped": clamped / n, "test_dead": dead / n}
+    if branches and outs:
+        F = metrics.response_matrix(torch.cat(outs, dim=1))  # (M, N·C)
+        act = metrics.activity(F, 0.1)
+        res.update(active=act.active, silent=act.silent, branch_norm=metrics.branch_norms(F).tolist())
+    return res
+
+
+__all__ = ["branch_grad_norms", "grad_norm_summary", "evaluate"]

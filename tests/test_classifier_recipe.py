@@ -1,0 +1,302 @@
+"""Recipe pieces and diagnostics of the §6 classifier trainer: schedule, decoupled weight
+decay, EMA, flip TTA, alternating flips, translation, the pass-inward clamp gradient."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from branchspec import Branched
+from branchspec.cli import main
+from branchspec.data.imageset import ImageSet
+from branchspec.train import classifier as T
+from branchspec.train import classifier_recipe as R
+from branchspec.train.checkpoint import load_checkpoint
+from branchspec.train.classifier_eval import branch_grad_norms, evaluate
+from branchspec.train.losses import ClampPassInward, clamped_soft_ce, logit_diagnostics, soft_target_floor, soft_targets
+
+TINY = dict(data="digits", num_branches=2, width=1, epochs=2, batch_size=32, subset=96, engine="loop", eval_batch_size=400)
+quiet = dict(progress=False, log=lambda s: None)
+
+
+def test_schedule_values():
+    f = R.schedule_factor
+    assert [f("linear", s, 10, 2) for s in (0, 1, 2, 6, 10)] == pytest.approx([0.5, 1.0, 1.0, 0.5, 0.0])
+    assert [f("cosine", s, 10, 2) for s in (0, 2, 6, 10)] == pytest.approx([0.5, 1.0, 0.5, 0.0])
+    assert f("linear", 4, 10, 0) == pytest.approx(0.6)  # no warm-up
+    assert f("linear", 50, 10, 2) == 0.0  # clipped past the end
+    assert f("constant", 7, 10, 2) == 1.0
+    assert f("onecycle", 0, 10, 0) == pytest.approx(1 / 25) and f("onecycle", 3, 10, 0) == pytest.approx(1.0)
+    cfg = T.TrainConfig(out="x", data="digits", epochs=2, schedule="linear", lr=0.4, warmup_epochs=0.5)
+    assert T.lr_at(cfg, 0, 10) == pytest.approx(0.08) and T.lr_at(cfg, 5, 10) == pytest.approx(0.4)
+    assert T.lr_at(cfg, 20, 10) == pytest.approx(0.0)
+    with pytest.raises(ValueError):
+        R.schedule_factor("step", 0, 10, 1)
+
+
+def test_decoupled_weight_decay_is_independent_of_lr():
+    p = torch.full((3,), 2.0)
+    R.decay_weights([p], 0.1, 0.25)
+    torch.testing.assert_close(p, torch.full((3,), 2.0 * (1 - 0.025)))
+    model = nn.Linear(2, 2)
+    for lr in (0.01, 1.0):
+        cfg = T.TrainConfig(out="x", data="digits", lr=lr, weight_decay_mode="decoupled")
+        opt = T.make_optimizer(cfg, model)
+        assert opt.param_groups[0]["weight_decay"] == 0.0 and cfg.wd == 1e-4
+    coupled = T.make_optimizer(T.TrainConfig(out="x", data="digits"), model)
+    assert coupled.param_groups[0]["weight_decay"] == 5e-4 and coupled.param_groups[0]["nesterov"]
+
+
+def test_ema_update_matches_formula_and_restores():
+    model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
+    ema = R.WeightEMA(model, 0.9)
+    ref = {k: v.clone() for k, v in model.state_dict().items()}
+    for t in range(5):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(1.0)
+        model(torch.randn(4, 2))  # moves BN running statistics
+        d = min(0.9, (1 + t) / (10 + t))
+        for k, v in model.state_dict().items():
+            ref[k] = d * ref[k] + (1 - d) * v if v.is_floating_point() else v.clone()
+        ema.update(model)
+    for k in ref:
+        torch.testing.assert_close(ema.shadow[k], ref[k].to(ema.shadow[k].dtype))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with ema.applied(model):
+        torch.testing.assert_close(model[0].weight, ema.shadow["0.weight"])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    other = R.WeightEMA(model, 0.9)
+    other.load_tensors(ema.tensors())
+    assert other.updates == 5 and torch.equal(other.shadow["0.weight"], ema.shadow["0.weight"])
+    with pytest.raises(ValueError):
+        R.WeightEMA(model, 1.0)
+
+
+def test_tta_averages_the_flipped_pass_and_is_flip_invariant():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(5))
+    x = torch.randn(2, 3, 6, 6)
+    out = R.tta_logits(model, x)
+    torch.testing.assert_close(out, (model(x) + model(x.flip(3))) / 2)
+    torch.testing.assert_close(R.tta_logits(model, x.flip(3)), out)
+    assert not torch.allclose(model(x), out)  # the model itself is not flip-invariant
+
+
+def test_alternating_flips_derandomised():
+    a0, a1, a2 = (R.alternating_flips(1000, e, seed=3) for e in (0, 1, 2))
+    assert torch.equal(a0, a2) and torch.equal(a0, ~a1)  # every image alternates
+    assert 400 < int(a0.sum()) < 600
+    assert torch.equal(a0, R.alternating_flips(1000, 0, seed=3))
+    assert not torch.equal(a0, R.alternating_flips(1000, 0, seed=4))
+
+
+def test_translate_is_a_shifted_window_of_the_padded_image():
+    x = torch.arange(2 * 1 * 5 * 5, dtype=torch.float32).view(2, 1, 5, 5) + 1
+    assert torch.equal(R.translate(x, torch.Generator().manual_seed(0), pad=0), x)
+    y = R.translate(x, torch.Generator().manual_seed(1), pad=2)
+    xp = nn.functional.pad(x, (2, 2, 2, 2))
+    for b in range(2):
+        windows = [xp[b, :, i:i + 5, j:j + 5] for i in range(5) for j in range(5)]
+        assert any(torch.equal(y[b], w) for w in windows)
+
+
+def test_alternate_flip_batches_reproducible_and_label_preserving():
+    rng = torch.Generator().manual_seed(0)
+    imgs = torch.randint(0, 255, (40, 8, 8, 3), generator=rng, dtype=torch.uint8).numpy()
+    data = ImageSet(imgs, (torch.arange(40) % 3).numpy(), ["a", "b", "c"])
+    full = list(R.alternate_flip_batches(data, 16, epoch=1, seed=5))
+    again = list(R.alternate_flip_batches(data, 16, epoch=1, seed=5, start=1))
+    assert len(full) == 3 and torch.equal(full[1][0], again[0][0])
+    order = data.order(1, 5, True)
+    assert torch.equal(full[0][1], data.labels[order[:16]])
+    noflip = list(R.alternate_flip_batches(data, 16, epoch=1, seed=5, pad=0, flips=False))
+    torch.testing.assert_close(noflip[0][0], data.normalize(data.images[order[:16]]))
+
+
+def test_pass_inward_gradient_matches_hand_derived():
+    torch.manual_seed(0)
+    f = (torch.randn(64, 10) * 2).requires_grad_()  # about 60 % of the logits outside [-1, 1]
+    y = torch.randint(0, 10, (64,))
+    loss, _ = clamped_soft_ce(f, y, clamp_grad="pass-inward")
+    loss.backward()
+    # hand-derived: dL/dclamp(f) = (softmax(clamp f) − p)/B (eq. 3); passed inside [-1, 1] and
+    # where f > 1 with a positive or f < −1 with a negative derivative (descent moves f inward)
+    fd = f.detach()
+    g = ((fd.clamp(-1, 1).softmax(1) - soft_targets(y, 10)) / 64)
+    keep = ((fd >= -1) & (fd <= 1)) | ((fd > 1) & (g > 0)) | ((fd < -1) & (g < 0))
+    torch.testing.assert_close(f.grad, torch.where(keep, g, torch.zeros_like(g)))
+    assert ((fd.abs() > 1) & keep).any() and ((fd.abs() > 1) & ~keep).any()
+    hard = f.detach().clone().requires_grad_()
+    hloss, _ = clamped_soft_ce(hard, y)
+    hloss.backward()
+    assert hloss.item() == pytest.approx(loss.item())  # same loss value: only the gradient differs
+    torch.testing.assert_close(hard.grad, torch.where((fd >= -1) & (fd <= 1), g, torch.zeros_like(g)))
+
+
+def test_clamp_pass_inward_double_precision_gradcheck_inside():
+    f = (torch.rand(5, 4, dtype=torch.float64) * 1.8 - 0.9).requires_grad_()
+    assert torch.autograd.gradcheck(ClampPassInward.apply, (f,))
+
+
+def test_logit_diagnostics_and_floor_against_loops():
+    torch.manual_seed(1)
+    f, y = torch.randn(50, 10) * 1.5, torch.randint(0, 10, (50,))
+    d = logit_diagnostics(f, y)
+    dead = sum(1 for i in range(50) if f[i, y[i]] <= -1 or any(f[i, c] >= 1 for c in range(10) if c != y[i]))
+    assert d["dead"] == pytest.approx(dead / 50) and 0 < dead < 50
+    assert d["clamped"] == pytest.approx(float((f.abs() > 1).float().mean()))
+    best = torch.full((1, 10), -1.0)
+    best[0, 3] = 1.0
+    assert clamped_soft_ce(best * 5, torch.tensor([3]))[0].item() == pytest.approx(soft_target_floor(10), abs=1e-6)
+
+
+def test_branch_grad_norms_and_activity_of_a_zeroed_branch():
+    model = Branched(lambda: nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10)), 3, engine="loop", seed=0)
+    x = torch.randn(6, 3, 8, 8)
+    model(x).pow(2).sum().backward()
+    ref = [torch.cat([p.grad.flatten() for p in b.parameters()]).norm() for b in model.branches]
+    torch.testing.assert_close(branch_grad_norms(model), torch.stack(ref))
+    data = ImageSet(torch.randint(0, 255, (20, 8, 8, 3), dtype=torch.uint8).numpy(), (torch.arange(20) % 10).numpy(),
+                    [str(i) for i in range(10)])
+    assert evaluate(model, data, True, branches=True)["silent"] == 0
+    with torch.no_grad():
+        for p in model.branch_parameters(1).values():
+            p.zero_()  # branch 1 now answers 0 everywhere: silent by the Fig. 4 rule
+    ev = evaluate(model, data, True, branches=True)
+    assert ev["silent"] == 1 and ev["active"] == 2 and ev["branch_norm"][1] == 0.0
+
+
+@pytest.mark.parametrize("recipe", [
+    dict(flip="alternate", weight_decay_mode="decoupled", ema=0.9, schedule="linear", clamp_grad="pass-inward"),
+    dict(precision="bf16", tta=True, head_init_scale=0.1),
+])
+def test_recipe_runs_resume_exactly_and_log_diagnostics(tmp_path, recipe):
+    a = T.train(T.TrainConfig(out=str(tmp_path / "a"), **TINY, **recipe), **quiet)
+    T.train(T.TrainConfig(out=str(tmp_path / "b"), **TINY, **recipe), max_steps=4, **quiet)
+    b = T.train(T.TrainConfig(out=str(tmp_path / "b"), **TINY, **recipe), resume=True, **quiet)
+    ta, _ = load_checkpoint(tmp_path / "a" / "last")
+    tb, _ = load_checkpoint(tmp_path / "b" / "last")
+    for k in ta:
+        if not k.startswith("rng"):
+            assert torch.equal(ta[k], tb[k]), k
+    for key in ("train_loss", "train_dead", "grad_norm_max", "test_acc"):
+        assert a[key] == b[key]
+    assert 0 <= a["train_clamped"] <= 1 and a["active"] + a["silent"] == 2
+    assert a["grad_norm_min"] <= a["grad_norm_median"] <= a["grad_norm_max"] and a["grad_norm_max"] > 0
+    diag = json.loads((tmp_path / "b" / "diagnostics.json").read_text())["epochs"]
+    assert [r["epoch"] for r in diag] == [1, 2] and len(diag[0]["branch_grad_norm"]) == 2
+    cfg = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert cfg["loss_floor"] == pytest.approx(soft_target_floor(10))
+    for k, v in recipe.items():
+        assert cfg[k] == v
+    if recipe.get("ema"):
+        assert (tmp_path / "a" / "ema.json").is_file() and a["ema_test_acc"] != ""
+    if recipe.get("tta"):
+        assert 0 <= a["tta_test_acc"] <= 1
+
+
+def test_cli_precision_recorded_and_kept_on_resume(tmp_path, capsys):
+    base = ["train-classifier", "--data", "digits", "--out", str(tmp_path / "r"), "--branches", "2", "--width", "1",
+            "--subset", "64", "--batch-size", "32", "--epochs", "2", "--engine", "loop", "--quiet"]
+    assert main(base + ["--precision", "bf16", "--max-steps", "1"]) == 0
+    assert main(base + ["--resume"]) == 0  # no --precision: the run's bf16 is kept
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["precision"] == "bf16"
+    assert main(base + ["--resume", "--precision", "fp32"]) == 1
+    assert "precision" in capsys.readouterr().err.splitlines()[-1]
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--ema", "1.5"], "--ema"),
+    (["--head-init-scale", "-1"], "--head-init-scale"),
+    (["--no-clamp", "--clamp-grad", "pass-inward"], "--clamp-grad"),
+    (["--warmup-epochs", "-1"], "--warmup-epochs"),
+])
+def test_cli_recipe_errors(tmp_path, capsys, extra, needle):
+    rc = main(["train-classifier", "--data", "digits", "--out", str(tmp_path / "o")] + extra)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and needle in err
+
+
+def _free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out, result_dir):
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        res = T.train(T.TrainConfig(out=out, **{**TINY, "epochs": 1}), progress=False, log=lambda s: None)
+        torch.save({"res": res}, os.path.join(result_dir, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_cpu_processes_match_the_global_batch(tmp_path):
+    """Two gloo processes, each half of every batch: one checkpoint, written by rank 0, and the
+    same training loss as one process on the whole batch up to BatchNorm's per-process statistics."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "run"), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))  # files this test wrote
+    assert r0["res"]["epoch"] == 1 and r0["res"]["step"] == 3 and r1["res"]["step"] == 3
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["world_size"] == 2
+    _, state = load_checkpoint(tmp_path / "run" / "last")
+    assert state["step"] == 3 and state["epoch"] == 1
+    single = T.train(T.TrainConfig(out=str(tmp_path / "one"), **{**TINY, "epochs": 1}), **quiet)
+    assert r0["res"]["train_loss"] == pytest.approx(single["train_loss"], abs=0.05)
+    assert r0["res"]["train_loss"] != single["train_loss"]  # BN statistics over half batches differ
+
+
+@pytest.mark.slow
+def test_torchrun_cli(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+           "-m", "branchspec", "train-classifier", "--data", "digits", "--out", str(tmp_path / "r"), "--branches", "2",
+           "--width", "1", "--subset", "64", "--batch-size", "32", "--epochs", "1", "--engine", "loop", "--quiet"]
+    subprocess.run(cmd, check=True, env=env, timeout=300)
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["world_size"] == 2
+    _, state = load_checkpoint(tmp_path / "r" / "last")
+    assert state["step"] == 2
+
+
+def test_recipe_comparison_figure_from_saved_runs(tmp_path):
+    from branchspec.figures.classifier import draw_recipe_comparison
+    from branchspec.train.classifier_io import write_rows
+
+    runs = {}
+    for name, ema in (("a", ""), ("b", 0.5)):
+        d = tmp_path / name
+        d.mkdir()
+        rows = [{"epoch": e, "train_loss": 2.3 - 0.1 * e, "test_acc": 0.1 * e, "test_clamped": 0.2, "test_dead": 0.01,
+                 "ema_test_acc": ema} for e in (1, 2)]
+        write_rows(d / "metrics.csv", rows, T.CSV_FIELDS)
+        (d / "config.json").write_text(json.dumps({"loss_floor": 1.8949}))
+        runs[name] = d
+    out = draw_recipe_comparison(runs, tmp_path / "cmp.png")
+    assert out.is_file() and out.stat().st_size > 1000
+
+
+def test_cli_engine_choices_come_from_branched_engines():
+    from branchspec import branched
+    from branchspec.cli import build_parser
+
+    args = build_parser().parse_args(["train-classifier", "--data", "digits", "--out", "x", "--engine", branched.ENGINES[-1]])
+    assert args.engine == branched.ENGINES[-1] and args.precision is None
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train-classifier", "--data", "digits", "--out", "x", "--engine", "warp"])
