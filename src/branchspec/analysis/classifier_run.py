@@ -51,7 +51,7 @@ def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples
         return {"available": False, "note": "skipped (--hessian-samples 0)"}
     try:
         from branchspec import hessian as H
-        from branchspec.hessian_factors import blockwise_hessian
+        from branchspec.hessian.factors import blockwise_hessian
     except ImportError:
         return {"available": False, "note": "branchspec.hessian is not importable in this version; Fig. 5 panels 3-4 skipped"}
     from branchspec.train.losses import soft_targets

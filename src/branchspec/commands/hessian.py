@@ -54,9 +54,8 @@ def _load(path: str, arg: str):
 
 
 def _analyze_one(path: str, arg: str, args, label: str):
-    from branchspec.hessian import as_branched, select_params
-    from branchspec.hessian_analysis import HessianConfig
-    from branchspec.hessian_data import data_for
+    from branchspec.branched import as_branched
+    from branchspec.hessian import HessianConfig, data_for, select_params
 
     model, state = _load(path, arg)
     try:
@@ -78,7 +77,7 @@ def _analyze_one(path: str, arg: str, args, label: str):
 
 def run(args) -> int:
     from branchspec.figures.hessian import draw
-    from branchspec.hessian_analysis import save_results
+    from branchspec.hessian import save_results
 
     at_least(args.batch, 1, "--batch")
     at_least(args.probes, 0, "--probes")

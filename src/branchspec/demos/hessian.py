@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 
 from branchspec.figures.hessian import draw
-from branchspec.hessian_analysis import HessianConfig, save_results
-from branchspec.hessian_data import data_for, l2_sum
+from branchspec.hessian import HessianConfig, data_for, l2_sum, save_results
 from branchspec.toy import PROBLEMS
 from branchspec.models.registry import load_model, model_spec
 from branchspec.report import Figure, Section
