@@ -24,7 +24,8 @@ import torch
 from branchspec.analysis import classifier as A
 from branchspec.data.imageset import ImageSet, test_set_for
 from branchspec.errors import BranchspecError
-from branchspec.models.registry import build_model, load_model
+from branchspec.loading import load_model
+from branchspec.models.registry import build_model
 
 
 @torch.no_grad()

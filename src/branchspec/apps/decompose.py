@@ -20,7 +20,7 @@ is in, when that is one of the generator's domains — unless ``domain`` is
 given. Corrupt or unreadable images are skipped and counted.
 
 Example:
-    >>> from branchspec.models.registry import load_model
+    >>> from branchspec.loading import load_model
     >>> gen, state = load_model("run/checkpoints/last")  # doctest: +SKIP
     >>> res = decompose_images(gen, ["cat.jpg"], "out", state["domains"], img_size=64)  # doctest: +SKIP
 """

@@ -68,7 +68,7 @@ class ClassifierJudge:
         Inputs are mapped from ``value_range`` to [0, 1] and normalised with the
         per-channel mean / std the checkpoint recorded, as in training (§6).
         """
-        from branchspec.models.registry import load_model
+        from branchspec.loading import load_model
         from branchspec.models.resnet import clamp_logits
         from branchspec.train.checkpoint import checkpoint_paths
 

@@ -41,7 +41,7 @@ def add_arguments(p):
 def load_generator(ckpt: str, device: str = "cpu"):
     """(generator, domains, img_size, value_range, state) from a train-gan checkpoint; one-line errors."""
     from branchspec.branched import as_branched
-    from branchspec.models.registry import load_model
+    from branchspec.loading import load_model
     from branchspec.train.checkpoint import checkpoint_paths
 
     _, spath = checkpoint_paths(ckpt)

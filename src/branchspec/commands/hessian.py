@@ -41,7 +41,7 @@ def add_arguments(p):
 
 
 def _load(path: str, arg: str):
-    from branchspec.models.registry import load_model
+    from branchspec.loading import load_model
     from branchspec.train.checkpoint import checkpoint_paths
 
     if not checkpoint_paths(path)[1].is_file():
