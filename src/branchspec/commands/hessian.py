@@ -46,11 +46,7 @@ def _load(path: str, arg: str):
 
     if not checkpoint_paths(path)[1].is_file():
         raise UsageError(f"{arg}: no such checkpoint: {path} (expected {checkpoint_paths(path)[1]})")
-    try:
-        model, state = load_model(path)
-    except ModuleNotFoundError as exc:
-        raise BranchspecError(f"{arg}: this version cannot build the checkpoint's model ({exc.name} missing)") from None
-    return model, state
+    return load_model(path)
 
 
 def _analyze_one(path: str, arg: str, args, label: str):
