@@ -94,7 +94,7 @@ def test_cli_wrong_cifar_folder_and_existing_run(tmp_path, capsys):
     (tmp_path / "c").mkdir()
     rc = main(["train-classifier", "--data", str(tmp_path / "c"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
-    assert rc == 1 and len(err.splitlines()) == 1 and "missing data_batch_1" in err
+    assert rc == 2 and len(err.splitlines()) == 1 and "missing data_batch_1" in err
     base = ["train-classifier", "--data", "digits", "--out", str(tmp_path / "r"), "--branches", "2", "--width", "1",
             "--subset", "64", "--batch-size", "32", "--epochs", "1", "--engine", "loop", "--quiet"]
     assert main(base) == 0

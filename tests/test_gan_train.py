@@ -142,7 +142,7 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["train-gan", "--out", str(tmp_path / "new"), "--resume"]) == 2
     assert "--resume" in capsys.readouterr().err
     (tmp_path / "d" / "train").mkdir(parents=True)
-    assert main(["train-gan", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "d"), "--img-size", "16"]) == 1
+    assert main(["train-gan", "--out", str(tmp_path / "r"), "--data", str(tmp_path / "d"), "--img-size", "16"]) == 2  # bad data is bad input (README: exit 2)
     err = capsys.readouterr().err
     assert "no domain" in err and err.count("\n") == 1
 

@@ -7,7 +7,9 @@ a one-line ``branchspec CMD: error: ...`` message and a non-zero exit code.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import math
 import sys
 
 from branchspec import __version__
@@ -49,6 +51,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_INT_ARG = 2**63 - 1  # every integer argument fits a signed 64-bit int (seeds, sizes, counts)
+
+
+def check_numbers(args: argparse.Namespace) -> None:
+    """Checks every numeric argument of every command shares: floats finite, ints within 64 bits,
+    seeds >= 0 (one UsageError line naming the argument); ranges specific to a command are its own."""
+    for dest, value in vars(args).items():
+        if dest.startswith("_") or isinstance(value, bool):
+            continue
+        arg = "--" + dest.replace("_", "-")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{arg} must be a finite number, got {value}")
+        if isinstance(value, int) and abs(value) > MAX_INT_ARG:
+            raise UsageError(f"{arg}: {value} is out of range (at most {MAX_INT_ARG})")
+        if dest == "seed" and isinstance(value, int) and value < 0:
+            raise UsageError(f"--seed must be >= 0, got {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -56,12 +76,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        check_numbers(args)
         return int(args._run(args) or 0)
     except UsageError as exc:
         print(f"{args._prog}: error: {exc}", file=sys.stderr)
         return 2
     except BranchspecError as exc:
         print(f"{args._prog}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"{args._prog}: error: no space left on the device{where}; free some space and run again", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{args._prog}: interrupted", file=sys.stderr)

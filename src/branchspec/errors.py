@@ -7,3 +7,7 @@ class BranchspecError(Exception):
 
 class UsageError(BranchspecError):
     """An invalid command-line argument; the message names the argument."""
+
+
+class DataError(UsageError):
+    """Unreadable or malformed input data (images, CIFAR files, .npz): bad input, exit 2."""

@@ -15,6 +15,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from branchspec.io import atomic_write_text
+
 
 @dataclass(frozen=True)
 class Figure:
@@ -41,15 +43,29 @@ class Section:
         d = Path(out_dir) / self.key
         d.mkdir(parents=True, exist_ok=True)
         doc = asdict(self)
-        p = d / "section.json"
-        p.write_text(json.dumps(doc, indent=2, default=str))
-        return p
+        return atomic_write_text(d / "section.json", json.dumps(doc, indent=2, default=str))
 
     @staticmethod
     def load(path: Path) -> "Section":
-        doc = json.loads(Path(path).read_text())
-        doc["figures"] = [Figure(**f) for f in doc.get("figures", [])]
-        return Section(**doc)
+        """Read a ``section.json``; a malformed one raises ``ValueError`` with a one-line reason."""
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"unreadable ({type(exc).__name__})") from None
+        if not isinstance(doc, dict):
+            raise ValueError("not a JSON object")
+        strings = {k: doc.get(k, "") for k in ("key", "title", "intro")}
+        if not all(isinstance(v, str) for v in strings.values()) or not strings["key"]:
+            raise ValueError("key, title and intro must be strings")
+        numbers, figures, notes = doc.get("numbers", {}), doc.get("figures", []), doc.get("notes", [])
+        if not isinstance(numbers, dict) or not isinstance(figures, list) or not isinstance(notes, list):
+            raise ValueError("numbers must be an object, figures and notes lists")
+        figs = []
+        for f in figures:
+            if not isinstance(f, dict) or not all(isinstance(f.get(k, ""), str) for k in ("path", "caption", "command")):
+                raise ValueError("every figure needs string path, caption and command")
+            figs.append(Figure(f.get("path", ""), f.get("caption", ""), f.get("command", "")))
+        return Section(strings["key"], strings["title"], strings["intro"], numbers, figs, [str(n) for n in notes])
 
 
 ORDER = ["toy", "hessian", "classifier", "decomposition", "apps"]
@@ -61,9 +77,18 @@ def _fmt(v) -> str:
     return html.escape(str(v))
 
 
+def _inside(out_dir: Path, rel: str) -> Path | None:
+    """``out_dir / rel`` if it resolves (links followed) to a file inside ``out_dir``, else None."""
+    try:
+        p = (out_dir / rel).resolve()
+        return p if p.is_relative_to(out_dir.resolve()) and p.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
 def _img(out_dir: Path, fig: Figure) -> str:
-    p = out_dir / fig.path
-    if not p.is_file():
+    p = _inside(out_dir, fig.path)  # never embed a file outside the report's own folder
+    if p is None:
         return f'<p class="missing">missing figure: {html.escape(fig.path)}</p>'
     mime = "image/gif" if p.suffix.lower() == ".gif" else "image/png"
     data = base64.b64encode(p.read_bytes()).decode()
@@ -80,16 +105,22 @@ figcaption{font-size:.92em;color:#333} code{background:#f4f4f4;padding:0 .2em}
 """
 
 
-def render(out_dir: Path, sections: list[Section], title: str = "branchspec report") -> str:
+def _id(key: str) -> str:
+    """An HTML id/fragment from a section key: only [A-Za-z0-9_-] survive, then escaped."""
+    return html.escape("".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in str(key)), quote=True)
+
+
+def render(out_dir: Path, sections: list[Section], title: str = "branchspec report",
+           warnings: list[str] | None = None) -> str:
     out_dir = Path(out_dir)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              f"<style>{_CSS}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>",
              "<p>Brokman &amp; Gilboa, <i>Analysis of Branch Specialization and its Application in Image "
              f"Decomposition</i>. Generated {_dt.datetime.now().strftime('%Y-%m-%d %H:%M')} by branchspec.</p>",
-             "<nav>" + "".join(f"<a href='#{s.key}'>{html.escape(s.title)}</a>" for s in sections) + "</nav>"]
+             "<nav>" + "".join(f"<a href='#{_id(s.key)}'>{html.escape(s.title)}</a>" for s in sections) + "</nav>"]
     for s in sections:
-        parts.append(f"<h2 id='{s.key}'>{html.escape(s.title)}</h2>")
+        parts.append(f"<h2 id='{_id(s.key)}'>{html.escape(s.title)}</h2>")
         if s.intro:
             parts.append(f"<p>{html.escape(s.intro)}</p>")
         if s.numbers:
@@ -100,13 +131,22 @@ def render(out_dir: Path, sections: list[Section], title: str = "branchspec repo
             parts.append(f"<figure>{_img(out_dir, f)}<figcaption>{html.escape(f.caption)}</figcaption>{cmd}</figure>")
         for n in s.notes:
             parts.append(f"<p class='cmd'>{html.escape(n)}</p>")
+    for w in warnings or []:
+        parts.append(f"<p class='missing'>warning: {html.escape(w)}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def collect_sections(out_dir: Path) -> list[Section]:
-    """All ``*/section.json`` under ``out_dir``, in the report's order."""
-    found = {p.parent.name: Section.load(p) for p in Path(out_dir).glob("*/section.json")}
+def collect_sections(out_dir: Path, warnings: list[str] | None = None) -> list[Section]:
+    """All ``*/section.json`` under ``out_dir``, in the report's order; a malformed one is left out
+    and described in ``warnings`` (one line each) instead of ending the report."""
+    found = {}
+    for p in sorted(Path(out_dir).glob("*/section.json")):
+        try:
+            found[p.parent.name] = Section.load(p)
+        except ValueError as exc:
+            if warnings is not None:
+                warnings.append(f"{p.parent.name}/section.json skipped: {exc}")
     keys = [k for k in ORDER if k in found] + sorted(k for k in found if k not in ORDER)
     return [found[k] for k in keys]
 
@@ -114,10 +154,7 @@ def collect_sections(out_dir: Path) -> list[Section]:
 def write_report(out_dir: Path, sections: list[Section] | None = None, title: str = "branchspec report") -> Path:
     """Write ``out_dir/report.html`` from ``sections`` (default: the saved ones)."""
     out_dir = Path(out_dir)
+    warnings: list[str] = []
     if sections is None:
-        sections = collect_sections(out_dir)
-    p = out_dir / "report.html"
-    tmp = p.with_suffix(".html.tmp")
-    tmp.write_text(render(out_dir, sections, title))
-    tmp.replace(p)
-    return p
+        sections = collect_sections(out_dir, warnings)
+    return atomic_write_text(out_dir / "report.html", render(out_dir, sections, title, warnings))

@@ -24,8 +24,10 @@ import torch
 from branchspec.analysis import classifier as A
 from branchspec.data.imageset import ImageSet, test_set_for
 from branchspec.errors import BranchspecError
+from branchspec.io import atomic_write_text
 from branchspec.loading import load_model
 from branchspec.models.registry import build_model
+from branchspec.train.checkpoint import CheckpointError
 
 
 @torch.no_grad()
@@ -83,6 +85,8 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
     """The full analysis of one checkpoint; returns the dict saved as ``analysis.json``."""
     model, state = load_model(checkpoint)
     spec = state["model"]
+    if spec.get("kind") != "classifier":
+        raise CheckpointError(f"{checkpoint} holds a {spec.get('kind')} model, not a train-classifier checkpoint")
     clamp = bool(spec["config"].get("clamp", True))
     test = _test_set(state, data)
     V, labels = collect_outputs(model, test)  # (M, N, C), (N,)
@@ -115,9 +119,7 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
     out.mkdir(parents=True, exist_ok=True)
     gallery_arrays = {f"gallery_{i}": im for i, im in enumerate(images)}
     np.savez_compressed(out / "analysis.npz", outputs=V.numpy().astype(np.float32), labels=labels.numpy(), **gallery_arrays)
-    tmp = out / "analysis.json.tmp"
-    tmp.write_text(json.dumps(res))
-    tmp.replace(out / "analysis.json")
+    atomic_write_text(out / "analysis.json", json.dumps(res))
     if figures:
         from branchspec.figures.classifier import draw_analysis
 
@@ -161,7 +163,7 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
         rows["covariance"].append(summ["covariance"])
         rows["class_means"].append(A.class_means(V, labels, test.num_classes).tolist())
         rows["class_names"] = test.class_names
-    (out / "sweep.json").write_text(json.dumps(rows))
+    atomic_write_text(out / "sweep.json", json.dumps(rows))
     from branchspec.figures.classifier import draw_sweep
 
     draw_sweep(out / "sweep.json", out / "sweep.png")

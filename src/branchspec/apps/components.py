@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import DataError
 
 DEFAULT_RANGE = (-1.0, 1.0)
 
@@ -57,20 +57,25 @@ class Decomposition:
     def __post_init__(self):
         r, v, o = np.asarray(self.R), np.asarray(self.components), np.asarray(self.output)
         where = f" in {self.source}" if self.source else ""
-        if r.ndim != 3:
-            raise BranchspecError(f"R must be (C, H, W){where}, got shape {r.shape}")
+        if r.ndim != 3 or r.shape[0] not in (1, 3) or min(r.shape[1:]) < 1:
+            raise DataError(f"R must be (C, H, W) with C = 1 or 3 and H, W >= 1{where}, got shape {r.shape}")
+        if v.ndim == 4 and v.shape[0] < 1:
+            raise DataError(f"components must hold at least one branch output (M >= 1){where}, got {v.shape}")
         if v.ndim != 4 or v.shape[1:] != r.shape:
-            raise BranchspecError(f"components must be (M, C, H, W) with (C, H, W) = {r.shape}{where}, got {v.shape}")
+            raise DataError(f"components must be (M, C, H, W) with (C, H, W) = {r.shape}{where}, got {v.shape}")
         if o.shape != r.shape:
-            raise BranchspecError(f"output must have R's shape {r.shape}{where}, got {o.shape}")
+            raise DataError(f"output must have R's shape {r.shape}{where}, got {o.shape}")
         if self.input is not None and np.asarray(self.input).shape != r.shape:
-            raise BranchspecError(f"input must have R's shape {r.shape}{where}, got {np.asarray(self.input).shape}")
-        lo, hi = (float(a) for a in self.value_range)
-        if not hi > lo:
-            raise BranchspecError(f"value_range must be (low, high) with high > low{where}, got {self.value_range}")
+            raise DataError(f"input must have R's shape {r.shape}{where}, got {np.asarray(self.input).shape}")
+        vr = np.asarray(self.value_range)
+        if vr.shape != (2,) or vr.dtype.kind not in "iuf":
+            raise DataError(f"value_range must be two numbers (low, high){where}, got {vr.dtype} {vr.shape}")
+        lo, hi = (float(a) for a in vr)
+        if not (np.isfinite([lo, hi]).all() and hi > lo):
+            raise DataError(f"value_range must be (low, high) with high > low{where}, got {self.value_range}")
         for name, a in (("R", r), ("components", v), ("output", o)):
             if not np.isfinite(a).all():
-                raise BranchspecError(f"{name} holds non-finite values{where}")
+                raise DataError(f"{name} holds non-finite values{where}")
 
     @property
     def num_components(self) -> int:
@@ -84,7 +89,7 @@ class Decomposition:
     def check_index(self, k: int, arg: str = "component") -> int:
         """``k`` if 0 ≤ k < M, else a one-line error naming ``arg``."""
         if not 0 <= int(k) < self.num_components:
-            raise BranchspecError(f"{arg} {k} out of range: the decomposition has components 0..{self.num_components - 1}")
+            raise DataError(f"{arg} {k} out of range: the decomposition has components 0..{self.num_components - 1}")
         return int(k)
 
     # ----------------------------------------------------------------- files
@@ -111,25 +116,54 @@ class Decomposition:
         """Read a decomposition ``.npz``; a one-line error if it is not one."""
         path = Path(path)
         if not path.is_file():
-            raise BranchspecError(f"no such decomposition file: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except (OSError, ValueError) as exc:
-            raise BranchspecError(f"{path} is not a readable .npz file ({exc})") from None
+            raise DataError(f"no such decomposition file: {path}")
+        data = _read_npz(path)
         missing = [k for k in ("R", "components", "output") if k not in data]
         if missing:
-            raise BranchspecError(f"{path} is not a decomposition: missing array(s) {', '.join(missing)}")
-        vr = tuple(float(a) for a in data["value_range"]) if "value_range" in data else DEFAULT_RANGE
+            raise DataError(f"{path} is not a decomposition: missing array(s) {', '.join(missing)}")
+        for k in ("R", "components", "output", "input"):
+            if k in data and data[k].dtype.kind not in "iuf":
+                raise DataError(f"{path}: array {k!r} must be numeric, got dtype {data[k].dtype}")
+        dom = data.get("domain")
         return Decomposition(
             R=data["R"].astype(np.float32),
             components=data["components"].astype(np.float32),
             output=data["output"].astype(np.float32),
             input=data["input"].astype(np.float32) if "input" in data else None,
-            value_range=vr,
-            domain=str(data["domain"]) if "domain" in data else "",
+            value_range=_value_range(data.get("value_range"), path),
+            domain=str(dom) if dom is not None and dom.dtype.kind in "US" and dom.ndim == 0 else "",
             source=str(path),
         )
+
+
+def _value_range(a: np.ndarray | None, path: Path) -> tuple[float, float]:
+    if a is None:
+        return DEFAULT_RANGE
+    if a.shape != (2,) or a.dtype.kind not in "iuf":
+        raise DataError(f"{path}: value_range must be two numbers (low, high), got {a.dtype} {a.shape}")
+    return float(a[0]), float(a[1])
+
+
+MAX_NPZ_BYTES = 2 * 1024**3  # a decomposition is a few MB; a larger uncompressed archive is refused (zip bombs)
+
+
+def _read_npz(path: Path, limit: int | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``, sizes checked in the zip directory *before* anything is inflated."""
+    import zipfile
+
+    limit = MAX_NPZ_BYTES if limit is None else limit
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise DataError(f"{path} is not a readable .npz archive ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if total > limit:
+        raise DataError(f"{path}: its arrays would take {total / 1e9:.1f} GB (limit {limit / 1e9:.1f} GB); refused")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path} is not a readable .npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
 
 
 # --------------------------------------------------------------------- viewing

@@ -40,7 +40,7 @@ from torch import Tensor
 from branchspec.apps.components import DEFAULT_RANGE, Decomposition, save_png, stretch, to_unit
 from branchspec.apps.decomp_stats import DecompositionStats
 from branchspec.branched import Branched, as_branched
-from branchspec.errors import BranchspecError, UsageError
+from branchspec.errors import BranchspecError, DataError, UsageError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
@@ -74,9 +74,10 @@ def load_image(path: str | os.PathLike, img_size: int, value_range=DEFAULT_RANGE
     """
     from PIL import Image
 
-    from branchspec.data.folders import to_square_array  # the training pre-processing
+    from branchspec.data.folders import check_image_size, to_square_array  # the training pre-processing
 
     with Image.open(path) as im:
+        check_image_size(im, path)  # DataError (one line) for a decompression bomb
         im.load()
         a = torch.from_numpy(to_square_array(im, img_size)).float() / 255.0  # (3, S, S) in [0, 1]
     lo, hi = value_range
@@ -89,10 +90,10 @@ def load_generator(ckpt, device: str = "cpu", arg: str = "checkpoint"):
     One-line errors name the checkpoint as ``arg`` (the command line passes ``--checkpoint``).
     """
     from branchspec.loading import load_model
-    from branchspec.train.checkpoint import checkpoint_paths
+    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
 
     _, spath = checkpoint_paths(ckpt)
-    if not spath.is_file():
+    if not checkpoint_exists(ckpt):
         raise UsageError(f"{arg}: no such checkpoint: {ckpt} (looked for {spath})")
     model, state = load_model(ckpt, device=device)
     gen = as_branched(model, "branched generator")
@@ -206,7 +207,7 @@ def decompose_images(
         for p, d in chunk:
             try:
                 xs.append(load_image(p, img_size, value_range))
-            except (OSError, ValueError, SyntaxError) as exc:
+            except (OSError, ValueError, SyntaxError, DataError) as exc:  # corrupt, or a decompression bomb
                 res.skipped.append(f"{p} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
                 continue
             ys.append(domains.index(d))

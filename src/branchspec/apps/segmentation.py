@@ -254,14 +254,17 @@ def load_mask(path, shape: tuple[int, int] | None = None, arg: str = "mask") -> 
 
     from branchspec.errors import UsageError
 
+    from branchspec.data.folders import to_8bit_rgb, check_image_size
+
     try:
         with Image.open(path) as im:
-            im = im.convert("L")
+            check_image_size(im, path)
+            im = to_8bit_rgb(im).convert("L")
             resized = shape is not None and im.size != (shape[1], shape[0])
             if resized:
                 im = im.resize((shape[1], shape[0]), Image.NEAREST)
             return np.asarray(im) > 127, resized
-    except (OSError, UnidentifiedImageError, ValueError) as exc:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
         raise UsageError(f"{arg}: cannot read mask image {path} ({type(exc).__name__})") from None
 
 

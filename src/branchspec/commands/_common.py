@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import os
-import tempfile
 from pathlib import Path
 
 from branchspec.errors import UsageError
+from branchspec.io import probe_writable
+
+MAX_BRANCHES = 4096  # M: the paper uses up to 32; larger is refused before anything is built
+MAX_IMG_SIZE = 1024  # image side: the paper's largest is 256
 
 
 def writable_dir(path: str | os.PathLike, arg: str = "--out") -> Path:
@@ -16,11 +20,23 @@ def writable_dir(path: str | os.PathLike, arg: str = "--out") -> Path:
         raise UsageError(f"{arg}: {p} exists and is not a folder")
     try:
         p.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=p, prefix=".write-test-"):
-            pass
+        probe_writable(p)  # real bytes, fsync'ed: an empty file would pass on a full disk
     except OSError as exc:
         raise UsageError(f"{arg}: cannot write to {p} ({exc.strerror or exc})") from None
     return p
+
+
+def device_arg(device: str, arg: str = "--device") -> str:
+    """``device`` if torch knows it and it is available, else a UsageError naming ``arg``."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UsageError(f"{arg}: not a torch device: {device!r} (e.g. cpu, cuda, cuda:0)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{arg} {device}: no CUDA device available")
+    return device
 
 
 def existing_dir(path: str | os.PathLike, arg: str) -> Path:
@@ -43,8 +59,28 @@ def at_least(value: int | float, minimum: int | float, arg: str):
     return value
 
 
-def int_range(text: str, arg: str) -> list[int]:
-    """Parse ``"2-30"``, ``"10"`` or ``"2,4,8"`` into a sorted list of distinct ints."""
+def at_most(value: int | float, maximum: int | float, arg: str, why: str = ""):
+    if value > maximum:
+        raise UsageError(f"{arg} must be <= {maximum}{' (' + why + ')' if why else ''}, got {value}")
+    return value
+
+
+def finite(value: float, arg: str, lo: float | None = None, hi: float | None = None, open_lo: bool = False) -> float:
+    """``value`` if finite and within [lo, hi] (``(lo, hi]`` with ``open_lo``), else a UsageError naming ``arg``."""
+    if not math.isfinite(value):
+        raise UsageError(f"{arg} must be a finite number, got {value}")
+    if lo is not None and (value <= lo if open_lo else value < lo):
+        raise UsageError(f"{arg} must be {'>' if open_lo else '>='} {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise UsageError(f"{arg} must be <= {hi}, got {value}")
+    return value
+
+
+def int_range(text: str, arg: str, max_value: int = MAX_BRANCHES, max_count: int = 10_000) -> list[int]:
+    """Parse ``"2-30"``, ``"10"`` or ``"2,4,8"`` into a sorted list of distinct ints.
+
+    Bounds (``max_value``, ``max_count``) are checked *before* a range is expanded.
+    """
     text = (text or "").strip()
     if not text:
         raise UsageError(f"{arg}: empty range")
@@ -57,9 +93,16 @@ def int_range(text: str, arg: str) -> list[int]:
                 lo_i, hi_i = int(lo), int(hi)
                 if hi_i < lo_i:
                     raise UsageError(f"{arg}: range {part!r} is empty (end before start)")
+                if hi_i > max_value:
+                    raise UsageError(f"{arg}: {hi_i} is over the limit of {max_value}")
+                if hi_i - lo_i + 1 + len(out) > max_count:
+                    raise UsageError(f"{arg}: more than {max_count} values")
                 out.update(range(lo_i, hi_i + 1))
             else:
-                out.add(int(part))
+                v = int(part)
+                if v > max_value:
+                    raise UsageError(f"{arg}: {v} is over the limit of {max_value}")
+                out.add(v)
     except ValueError:
         raise UsageError(f"{arg}: malformed range {text!r} (use e.g. 2-30 or 2,4,8)") from None
     return sorted(out)

@@ -45,10 +45,10 @@ def _pairs(text: str | None):
 
 def run(args) -> int:
     from branchspec.analysis.classifier_run import analyze
-    from branchspec.train.checkpoint import checkpoint_paths
+    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
 
     _, state_path = checkpoint_paths(args.checkpoint)
-    if not state_path.is_file():
+    if not checkpoint_exists(state_path):
         raise UsageError(f"--checkpoint: no such checkpoint: {state_path}")
     if args.data != "digits":
         existing_dir(args.data, "--data")

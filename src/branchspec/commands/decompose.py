@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from branchspec.commands._common import at_least, writable_dir
+from branchspec.commands._common import MAX_IMG_SIZE, at_most, device_arg, at_least, writable_dir
 from branchspec.errors import BranchspecError, UsageError
 
 NAME = "decompose"
@@ -92,6 +92,15 @@ def judge_images(spec, paths, domains, size, value_range, limit):
     return (x + 1) / 2 * (hi - lo) + lo, y
 
 
+def _check_size(size) -> None:
+    if not isinstance(size, int) or isinstance(size, bool):
+        raise UsageError(f"--img-size must be an integer, got {size!r}")
+    at_least(size, 8, "--img-size")
+    at_most(size, MAX_IMG_SIZE, "--img-size")
+    if size & (size - 1):
+        raise UsageError(f"--img-size must be a power of two (the generator halves it), got {size}")
+
+
 def run(args) -> int:
     from branchspec.apps.decompose import decompose_images, find_images, image_domain, load_generator
     from branchspec.figures.decomposition import decomposition_grid, profile_figure
@@ -103,6 +112,9 @@ def run(args) -> int:
         raise UsageError("--judge-data: give --judge CLASSIFIER_CKPT as well")
     if not args.images and not args.held_out:
         raise UsageError("IMAGE_OR_FOLDER: give images or folders to decompose (or --held-out)")
+    if args.img_size is not None:
+        _check_size(args.img_size)
+    device_arg(args.device)
     paths = find_images(args.images, "IMAGE_OR_FOLDER") if args.images else []
     gen, domains, ckpt_size, vr, state = load_generator(args.checkpoint, args.device, "--checkpoint")
     if args.held_out:
@@ -110,7 +122,7 @@ def run(args) -> int:
     size = args.img_size if args.img_size is not None else ckpt_size
     if size is None:
         raise UsageError("--img-size: the checkpoint does not record img_size; give --img-size S")
-    at_least(size, 4, "--img-size")
+    _check_size(size)
     for p in paths:  # every domain problem before any work
         image_domain(p, domains, args.domain, "--domain")
     out = writable_dir(args.out)

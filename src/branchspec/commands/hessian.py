@@ -42,9 +42,9 @@ def add_arguments(p):
 
 def _load(path: str, arg: str):
     from branchspec.loading import load_model
-    from branchspec.train.checkpoint import checkpoint_paths
+    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
 
-    if not checkpoint_paths(path)[1].is_file():
+    if not checkpoint_exists(path):
         raise UsageError(f"{arg}: no such checkpoint: {path} (expected {checkpoint_paths(path)[1]})")
     return load_model(path)
 

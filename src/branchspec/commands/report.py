@@ -16,8 +16,11 @@ def add_arguments(p):
 
 def run(args) -> int:
     out = existing_dir(args.out, "--out")
-    sections = collect_sections(out)
-    if not sections:
+    warnings: list[str] = []
+    sections = collect_sections(out, warnings)
+    if not sections and not warnings:
         raise UsageError(f"--out: no */section.json under {out}; run 'branchspec demo --out {out}' first")
-    print(write_report(out, sections))
+    for w in warnings:
+        print(f"report: warning: {w}")
+    print(write_report(out))
     return 0

@@ -29,14 +29,14 @@ def run(args) -> int:
     from branchspec.apps.components import Decomposition
     from branchspec.apps.manipulation import parse_indices
     from branchspec.apps.segmentation import SegmentConfig, load_mask, save_segmentation, segment
-    from branchspec.commands._common import at_least
+    from branchspec.commands._common import at_least, finite
     from branchspec.figures.apps import segmentation_figure
     from branchspec.errors import UsageError
 
     existing_file(args.decomposition, "DECOMPOSITION.npz")
     if args.truth is not None:
         existing_file(args.truth, "--truth")
-    at_least(args.mu, 0, "--mu")
+    finite(args.mu, "--mu", 0)
     at_least(args.iterations, 1, "--iterations")
     dec = Decomposition.load(args.decomposition)
     m = dec.num_components

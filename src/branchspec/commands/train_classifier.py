@@ -7,8 +7,12 @@ from pathlib import Path
 import torch
 
 from branchspec.branched import ENGINES
-from branchspec.commands._common import at_least, existing_dir, int_range, writable_dir
+from branchspec.commands._common import (
+    MAX_BRANCHES, at_least, at_most, existing_dir, finite, int_range, writable_dir,
+)
 from branchspec.errors import UsageError
+
+MAX_WIDTH = 256  # branch base width: the default is 5.4, a ResNet18 is 64
 
 NAME = "train-classifier"
 HELP = "train M summed slim-ResNet18 branches on CIFAR-10 (or the embedded digits), paper §6"
@@ -46,23 +50,31 @@ def add_arguments(p):
 
 def run(args) -> int:
     from branchspec.models.resnet import DEFAULT_WIDTH
+    from branchspec.train.checkpoint import restore_runtime
     from branchspec.train.classifier import TrainConfig, train
 
     if args.data != "digits":
         existing_dir(args.data, "--data")
     at_least(args.branches, 1, "--branches")
+    at_most(args.branches, MAX_BRANCHES, "--branches")
     at_least(args.epochs, 1, "--epochs")
     at_least(args.batch_size, 1, "--batch-size")
     if args.subset is not None:
         at_least(args.subset, 1, "--subset")
-    if args.threads is not None:
-        at_least(args.threads, 1, "--threads")
-        torch.set_num_threads(args.threads)
-    if args.lr is not None and not args.lr > 0:
-        raise UsageError(f"--lr must be > 0, got {args.lr}")
-    if args.width is not None and not args.width >= 1:
-        raise UsageError(f"--width must be >= 1, got {args.width}")
+    if args.lr is not None:
+        finite(args.lr, "--lr", 0, open_lo=True)
+    if args.width is not None:
+        finite(args.width, "--width", 1, MAX_WIDTH)
+    if args.weight_decay is not None:
+        finite(args.weight_decay, "--weight-decay", 0)
+    if args.max_steps is not None:
+        at_least(args.max_steps, 1, "--max-steps")
+    at_least(args.save_every, 0, "--save-every")
     out = writable_dir(args.out)
+    if args.threads is not None:
+        torch.set_num_threads(at_least(args.threads, 1, "--threads"))
+    elif args.resume and not args.sweep:
+        restore_runtime(Path(out) / "last")  # the thread count the run was saved with: exact resume
     base = dict(
         data=args.data, out=str(out), num_branches=args.branches, width=args.width or DEFAULT_WIDTH,
         clamp=not args.no_clamp, engine=args.engine, epochs=args.epochs, batch_size=args.batch_size,
@@ -72,7 +84,7 @@ def run(args) -> int:
     if args.sweep:
         from branchspec.analysis.classifier_run import run_sweep
 
-        ms = int_range(args.sweep, "--sweep")
+        ms = int_range(args.sweep, "--sweep", MAX_BRANCHES)
         if ms[0] < 1:
             raise UsageError("--sweep: M must be >= 1")
         cfg = TrainConfig(**base)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from branchspec.branched import ENGINES
-from branchspec.commands._common import at_least, writable_dir
+from branchspec.commands._common import MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, writable_dir
 from branchspec.errors import UsageError
 from branchspec.models.generator import INITS
 from branchspec.train.gan_config import PRECISIONS
@@ -38,8 +38,8 @@ def add_arguments(p) -> None:
     p.add_argument("--sigma", type=float, default=None, help="Gaussian sigma in pixels (default max(1, img_size/32))")
     p.add_argument("--base-width", type=int, default=32, help="generator branch base width (default 32)")
     p.add_argument("--max-width", type=int, default=128, help="generator branch widest layer (default 128)")
-    p.add_argument("--engine", choices=list(ENGINES), default="auto",
-                   help="branch engine of branchspec.Branched (auto: timed once; default)")
+    p.add_argument("--engine", choices=list(ENGINES), default="packed",
+                   help="branch engine of branchspec.Branched (default packed; auto: timed once, not exact on resume)")
     p.add_argument("--precision", choices=list(PRECISIONS), default=None,
                    help="fp32, or bf16 autocast on CPU/CUDA with fp32 weights, optimiser state and losses "
                         "(default fp32; kept by --resume)")
@@ -69,9 +69,14 @@ def run(args) -> int:
     from branchspec.train.gan_config import saved_precision
 
     at_least(args.img_size, 8, "--img-size")
+    at_most(args.img_size, MAX_IMG_SIZE, "--img-size")
     if args.img_size & (args.img_size - 1):
         raise UsageError(f"--img-size must be a power of two, got {args.img_size}")
     at_least(args.branches, 1, "--branches")
+    at_most(args.branches, MAX_BRANCHES, "--branches")
+    for arg, v in (("--base-width", args.base_width), ("--max-width", args.max_width)):
+        at_least(v, 1, arg)
+        at_most(v, 4096, arg)
     at_least(args.steps, 1, "--steps")
     at_least(args.batch_size, 1, "--batch-size")
     at_least(args.sample_every, 0, "--sample-every")
@@ -93,15 +98,21 @@ def run(args) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device available")
     out = writable_dir(args.out, "--out")
-    if args.resume and not (out / "checkpoints" / "last.json").is_file():
+    from branchspec.train.checkpoint import checkpoint_exists
+
+    if args.resume and not checkpoint_exists(out / "checkpoints" / "last"):
         raise UsageError(f"--resume: no checkpoint {out / 'checkpoints' / 'last.json'}")
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(at_least(args.threads, 1, "--threads"))
+    elif args.resume:
+        from branchspec.train.checkpoint import restore_runtime
+
+        restore_runtime(out / "checkpoints" / "last")  # the thread count the run was saved with: exact resume
     if args.amp and args.precision not in (None, "bf16"):
         raise UsageError(f"--amp means --precision bf16, but --precision {args.precision} was given")
     precision = "bf16" if args.amp else args.precision
     if precision is None:  # a resumed run keeps the precision it was trained with
-        precision = saved_precision(out / "checkpoints" / "last.json") if args.resume else "fp32"
+        precision = saved_precision(out / "checkpoints" / "last") if args.resume else "fp32"
     try:
         cfg = GanTrainConfig(
             data=args.data, img_size=args.img_size, num_branches=args.branches, steps=args.steps,

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import BranchspecError, DataError
 
 TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILE = "test_batch"
@@ -44,24 +44,61 @@ _ALLOWED = {
 }
 
 
+class _NdarrayType:
+    """Stands for ``numpy.ndarray`` inside a pickle: usable only as ``_reconstruct``'s first
+    argument, never callable, so ``ndarray((300000, 3072), 'u1')`` (5.6 GB from a 600 KB
+    file, issue 13) cannot be built."""
+
+
+_NDARRAY = _NdarrayType()
+
+
 class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler whose ``find_class`` admits only numpy array reconstruction.
+    """An unpickler whose ``find_class`` admits only numpy array *reconstruction*.
 
     Plain containers (dict, list, bytes, str, int) need no globals; anything
     else a pickle tries to import (``os.system``, ``builtins.eval``, …) raises
-    :class:`~branchspec.errors.BranchspecError`.
+    :class:`~branchspec.errors.BranchspecError`. ``numpy.ndarray`` is a token
+    that cannot be called; ``_reconstruct`` only builds an empty array of a
+    non-object dtype whose contents then come from the file's own bytes
+    (numpy's ``__setstate__`` checks the length), so an array is never larger
+    than the file (``limit`` bytes).
     """
+
+    def __init__(self, fh, limit: int, **kw):
+        super().__init__(fh, **kw)
+        self.limit = limit
 
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED:
-            raise BranchspecError(f"refusing to unpickle {module}.{name}: a CIFAR-10 batch only contains numpy arrays")
+            raise DataError(f"refusing to unpickle {module}.{name}: a CIFAR-10 batch only contains numpy arrays")
         if name == "_reconstruct":
-            try:
-                from numpy._core.multiarray import _reconstruct
-            except ImportError:  # numpy < 2
-                from numpy.core.multiarray import _reconstruct
-            return _reconstruct
-        return getattr(np, name)
+            return self._reconstruct
+        if name == "ndarray":
+            return _NDARRAY
+        return _dtype
+
+    def _reconstruct(self, subtype, shape, typecode):
+        try:
+            from numpy._core.multiarray import _reconstruct
+        except ImportError:  # numpy < 2
+            from numpy.core.multiarray import _reconstruct
+        if subtype is not _NDARRAY:
+            raise DataError("refusing to unpickle an array of a type other than numpy.ndarray")
+        dims = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+        if not all(isinstance(n, int) and 0 <= n for n in dims) or int(np.prod(dims, dtype=object)) > self.limit:
+            raise DataError(f"refusing to unpickle an array of shape {dims!r:.60}: larger than the file")
+        return _reconstruct(np.ndarray, dims, typecode)
+
+
+def _dtype(spec, align=False, copy=False):
+    """``numpy.dtype`` for plain numeric/bytes types only (object arrays would unpickle arbitrary objects)."""
+    if not isinstance(spec, (str, bytes)):
+        raise DataError(f"refusing to unpickle dtype {spec!r:.40}")
+    dt = np.dtype(spec.decode("latin1") if isinstance(spec, bytes) else spec)
+    if dt.hasobject or dt.itemsize > 64:
+        raise DataError(f"refusing to unpickle dtype {dt}: a CIFAR-10 batch holds plain numbers")
+    return dt
 
 
 def restricted_loads(blob: bytes, what: str):
@@ -71,19 +108,19 @@ def restricted_loads(blob: bytes, what: str):
     original Python-2 files.
     """
     try:
-        return RestrictedUnpickler(io.BytesIO(blob), encoding="bytes").load()
+        return RestrictedUnpickler(io.BytesIO(blob), limit=len(blob), encoding="bytes").load()
     except BranchspecError as exc:
-        raise BranchspecError(f"{what}: {exc}") from None
+        raise DataError(f"{what}: {exc}") from None
     except Exception as exc:  # truncated / not a pickle: EOFError, UnpicklingError, ValueError, ...
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BranchspecError(f"{what} is truncated or not a CIFAR-10 pickle ({msg})") from None
+        raise DataError(f"{what} is truncated or not a CIFAR-10 pickle ({msg})") from None
 
 
 def _get(d: dict, key: str, what: str):
     for k in (key.encode(), key):
         if k in d:
             return d[k]
-    raise BranchspecError(f"{what} has no {key!r} entry; not a CIFAR-10 batch")
+    raise DataError(f"{what} has no {key!r} entry; not a CIFAR-10 batch")
 
 
 def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -92,37 +129,48 @@ def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     try:
         blob = path.read_bytes()
     except OSError as exc:
-        raise BranchspecError(f"cannot read CIFAR-10 file {path}: {exc.strerror or exc}") from None
+        raise DataError(f"cannot read CIFAR-10 file {path}: {exc.strerror or exc}") from None
     d = restricted_loads(blob, str(path))
     if not isinstance(d, dict):
-        raise BranchspecError(f"{path} does not hold a dict; not a CIFAR-10 batch")
+        raise DataError(f"{path} does not hold a dict; not a CIFAR-10 batch")
     data = _get(d, "data", str(path))
     labels = _get(d, "labels", str(path))
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = getattr(data, "shape", None)
-        raise BranchspecError(f"{path}: 'data' must be a uint8 array (N, 3072), got {type(data).__name__} {shape}")
-    try:
-        labels = np.asarray(labels, dtype=np.int64)
-    except (TypeError, ValueError):
-        raise BranchspecError(f"{path}: 'labels' is not a list of integers") from None
+        raise DataError(f"{path}: 'data' must be a uint8 array (N, 3072), got {type(data).__name__} {shape}")
+    labels = _int_labels(labels, path)
     if labels.shape != (data.shape[0],):
-        raise BranchspecError(f"{path}: {data.shape[0]} images but {labels.size} labels")
+        raise DataError(f"{path}: {data.shape[0]} images but {labels.size} labels")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise BranchspecError(f"{path}: labels must lie in 0..9")
+        raise DataError(f"{path}: labels must lie in 0..9")
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # (N, 32, 32, 3)
     return np.ascontiguousarray(images), labels
+
+
+def _int_labels(labels, path: Path) -> np.ndarray:
+    """Labels as int64, refusing floats (truncated before), bools and values beyond int64."""
+    if isinstance(labels, np.ndarray):
+        ok = labels.ndim == 1 and np.issubdtype(labels.dtype, np.integer)
+    else:
+        ok = isinstance(labels, list) and all(type(v) is int and -(2 ** 63) <= v < 2 ** 63 for v in labels)
+    if not ok:
+        raise DataError(f"{path}: 'labels' is not a list of integers")
+    return np.asarray(labels, dtype=np.int64)
 
 
 def read_class_names(root: str | os.PathLike) -> list[str]:
     """The 10 class names from ``batches.meta``."""
     path = Path(root) / META_FILE
     if not path.is_file():
-        raise BranchspecError(f"CIFAR-10 folder {root}: missing {META_FILE}")
+        raise DataError(f"CIFAR-10 folder {root}: missing {META_FILE}")
     d = restricted_loads(path.read_bytes(), str(path))
     names = _get(d, "label_names", str(path)) if isinstance(d, dict) else None
     if not isinstance(names, list) or len(names) != 10:
-        raise BranchspecError(f"{path}: 'label_names' must be a list of 10 names")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        raise DataError(f"{path}: 'label_names' must be a list of 10 names")
+    try:
+        return [n.decode("utf-8") if isinstance(n, bytes) else str(n) for n in names]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: a class name in 'label_names' is not UTF-8 text") from None
 
 
 def load_cifar10(root: str | os.PathLike, train: bool = True) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -137,11 +185,11 @@ def load_cifar10(root: str | os.PathLike, train: bool = True) -> tuple[np.ndarra
     """
     root = Path(root)
     if not root.is_dir():
-        raise BranchspecError(f"CIFAR-10 folder not found: {root}")
+        raise DataError(f"CIFAR-10 folder not found: {root}")
     files = TRAIN_FILES if train else [TEST_FILE]
     missing = [f for f in files + [META_FILE] if not (root / f).is_file()]
     if missing:
-        raise BranchspecError(
+        raise DataError(
             f"CIFAR-10 folder {root}: missing {', '.join(missing)} "
             "(expected data_batch_1..5, test_batch, batches.meta of cifar-10-batches-py)"
         )

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -82,7 +82,7 @@ class DomainImages:
         for d in range(len(self.domains)):
             idx = torch.nonzero(self.labels == d).flatten()
             if per_domain >= len(idx):
-                raise BranchspecError(f"cannot hold out {per_domain} of the {len(idx)} images of domain '{self.domains[d]}'")
+                raise DataError(f"cannot hold out {per_domain} of the {len(idx)} images of domain '{self.domains[d]}'")
             cut = len(idx) - per_domain
             keep.append(idx[:cut])
             out.append(idx[cut:])
@@ -95,11 +95,35 @@ class DomainImages:
         return {d: int((self.labels == i).sum()) for i, d in enumerate(self.domains)}
 
 
-def to_square_array(img, size: int) -> np.ndarray:
-    """PIL image → centre square crop → RGB → bicubic resize → uint8 (3, size, size)."""
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # larger images are refused before decoding (decompression bombs)
+
+
+def check_image_size(img, path) -> None:
+    """Refuse (DataError) an opened-but-not-decoded image whose header claims > MAX_IMAGE_PIXELS."""
+    w, h = img.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path}: image of {w}x{h} pixels is larger than the limit of {MAX_IMAGE_PIXELS} pixels; refused")
+
+
+def to_8bit_rgb(img):
+    """RGB uint8 view of any PIL mode; 16-bit grey ("I;16*", "I") is scaled by 255/65535, not clipped at 255."""
     from PIL import Image
 
-    img = img.convert("RGB")
+    if img.mode.startswith("I;16") or img.mode == "I":
+        a = np.asarray(img).astype(np.float64)  # (H, W), 0..65535
+        a8 = np.clip(np.round(a * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return Image.fromarray(a8, mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
+def to_square_array(img, size: int) -> np.ndarray:
+    """PIL image → centre square crop → RGB → bicubic resize → uint8 (3, size, size).
+
+    16-bit greyscale is scaled to 8 bits (a 16-bit PNG of mean 32768 gives mean ≈ 128).
+    """
+    from PIL import Image
+
+    img = to_8bit_rgb(img)
     w, h = img.size
     s = min(w, h)
     left, top = (w - s) // 2, (h - s) // 2
@@ -112,10 +136,11 @@ def _read_image(path: Path, size: int) -> np.ndarray | None:
 
     try:
         with Image.open(path) as im:
+            check_image_size(im, path)
             im.load()
             return to_square_array(im, size)
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
-        return None
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, DataError, Image.DecompressionBombError):
+        return None  # counted as skipped by the caller
 
 
 def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "train", progress: bool = True) -> DomainImages:
@@ -128,15 +153,15 @@ def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "tra
     root = Path(root)
     base = root / split
     if not base.is_dir():
-        raise BranchspecError(f"{root}: no '{split}/' folder (expected {root}/{split}/<domain>/*.jpg|*.png)")
+        raise DataError(f"{root}: no '{split}/' folder (expected {root}/{split}/<domain>/*.jpg|*.png)")
     domains = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not domains:
-        raise BranchspecError(f"{base}: no domain sub-folders (expected {base}/<domain>/*.jpg|*.png)")
+        raise DataError(f"{base}: no domain sub-folders (expected {base}/<domain>/*.jpg|*.png)")
     files = []
     for i, d in enumerate(domains):
         fs = sorted(p for p in (base / d).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not fs:
-            raise BranchspecError(f"domain '{d}' is empty: no .jpg/.png images in {base / d}")
+            raise DataError(f"domain '{d}' is empty: no .jpg/.png images in {base / d}")
         files += [(f, i) for f in fs]
     images, labels, skipped, read = [], [], [], []
     it = files
@@ -155,7 +180,7 @@ def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "tra
     labels_t = torch.tensor(labels, dtype=torch.int64)
     for i, d in enumerate(domains):
         if not (labels_t == i).any():
-            raise BranchspecError(f"domain '{d}' is empty: none of its {sum(1 for _, l in files if l == i)} images could be read")
+            raise DataError(f"domain '{d}' is empty: none of its {sum(1 for _, l in files if l == i)} images could be read")
     return DomainImages(
         torch.from_numpy(np.stack(images)), labels_t, domains, f"folders:{root}", len(skipped), skipped, read
     )
@@ -176,7 +201,7 @@ def cifar_domains(root: str | os.PathLike, train: bool = True, classes: list[str
     if classes:
         unknown = [c for c in classes if c not in names]
         if unknown:
-            raise BranchspecError(f"unknown CIFAR-10 class(es) {unknown}; known: {names}")
+            raise DataError(f"unknown CIFAR-10 class(es) {unknown}; known: {names}")
         keep = torch.zeros_like(labels, dtype=torch.bool)
         new = torch.full_like(labels, -1)
         for j, c in enumerate(classes):
@@ -213,5 +238,5 @@ def load_domains(spec: str, img_size: int, progress: bool = True, seed: int = 0)
             data.images = x.round().clamp(0, 255).to(torch.uint8)
         return data
     if not p.is_dir():
-        raise BranchspecError(f"--data: no such folder: {p} (give an image-folder ROOT, a CIFAR-10 folder or 'embedded')")
+        raise DataError(f"--data: no such folder: {p} (give an image-folder ROOT, a CIFAR-10 folder or 'embedded')")
     return load_image_folders(p, img_size, progress=progress)

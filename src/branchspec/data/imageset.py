@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import DataError
 
 
 def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
@@ -68,9 +68,9 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images_hwc.ndim != 4 or self.images_hwc.shape[3] != 3 or self.images_hwc.dtype != np.uint8:
-            raise BranchspecError(f"images must be uint8 (N, H, W, 3), got {self.images_hwc.dtype} {self.images_hwc.shape}")
+            raise DataError(f"images must be uint8 (N, H, W, 3), got {self.images_hwc.dtype} {self.images_hwc.shape}")
         if len(self.labels_np) != len(self.images_hwc):
-            raise BranchspecError(f"{len(self.images_hwc)} images but {len(self.labels_np)} labels")
+            raise DataError(f"{len(self.images_hwc)} images but {len(self.labels_np)} labels")
         self.images = torch.from_numpy(np.ascontiguousarray(self.images_hwc.transpose(0, 3, 1, 2)))  # (N, 3, H, W) uint8
         self.labels = torch.as_tensor(np.asarray(self.labels_np), dtype=torch.int64)  # (N,)
         if self.mean is None or self.std is None:

@@ -146,6 +146,12 @@ def analyze(model, data: HessianData, params: str = "first-layer", *, method: st
         res["eq14"] = eq14_report(H, factors, subset.boundaries, zero_tol)
         res["column_check_max_rel_error"] = column_check(branched, subset, data, H, seed=seed)
     if probes > 0:
+        # K probes hold (K, M, M) float64 squares and (K, P) signs, probes and H·z: check before allocating
+        # (against the budget, at least 64 MiB so that a budget set low to force the probe path admits them).
+        m = subset.num_branches
+        check_budget(probes * (8 * m * m + 3 * itemsize * subset.num_params + 8 * subset.per_branch),
+                     max(budget_bytes, 64 * 2**20),
+                     f"{probes} probes of {subset.num_params} parameters", "use fewer --probes or raise --max-memory-gb")
         t0 = time.perf_counter()
         est = probe_block_norms(branched, subset, data.x, data.y, data.loss_fn, probes=probes, seed=seed)
         pr = est.summary()

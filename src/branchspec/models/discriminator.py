@@ -20,7 +20,6 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -1,51 +1,54 @@
-"""Atomic, safe checkpoints: safetensors weights + a JSON state file.
+"""Checkpoints that cannot tear: one safetensors file holding the tensors *and* the state.
 
-A checkpoint ``NAME`` is two files written side by side:
+A checkpoint ``NAME`` is one atomic unit, ``NAME.safetensors``:
 
-* ``NAME.safetensors`` — every tensor (model weights, optimiser moments, RNG
-  states as uint8 tensors), stored under dotted names;
-* ``NAME.json`` — everything else: the model kind and config (so the model
-  can be rebuilt by :func:`branchspec.models.registry.build_model`), step,
-  epoch, metrics, scheduler state.
+* its tensors are every array of the run (model weights and buffers,
+  optimiser moments, RNG states as uint8 tensors) under dotted names;
+* its header metadata ``branchspec_state`` is the JSON of everything else:
+  the model kind and config (so :func:`branchspec.models.registry.build_model`
+  can rebuild it), step, epoch, metrics, optimiser hyper-parameters, and the
+  ``runtime`` settings that change a trajectory (torch threads, see
+  :func:`check_runtime`).
 
-Each file is written to a temporary file in the same folder, flushed and
-fsync'ed, then renamed over the target, so a crash never leaves a torn
-checkpoint: either the old one or the new one is there. The JSON file is
-renamed last and names the weights file, so a reader never sees a JSON
-pointing at weights that do not exist. Nothing is ever unpickled.
+The file is written by :func:`branchspec.io.atomic_write_bytes` (temporary
+file in the same folder, fsync, rename, folder fsync; stale temporaries of a
+killed writer removed), so a crash at any instant leaves either the old or
+the new checkpoint, never weights of one step beside the state of another.
+``NAME.json`` is then written (also atomically) as a readable copy of the
+state; loaders read the state from the ``.safetensors`` file, so a JSON left
+one save behind by a crash is harmless. The weights of ``X.json`` are
+``X.safetensors`` beside it, whatever X is, so ``cp last.* best.*`` gives a
+``best`` that loads its own weights. Files of the previous format (state only
+in the JSON) still load.
+
+Before anything is written, every floating-point tensor is checked finite
+(:class:`NonFiniteCheckpoint`): a NaN/inf anywhere in the parameters,
+buffers (BatchNorm running statistics) or optimiser state stops the run with
+the previous checkpoint intact. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from branchspec.errors import BranchspecError
+from branchspec.io import atomic_write_bytes, atomic_write_text
+
+STATE_KEY = "branchspec_state"  # safetensors metadata entry holding the JSON state
+FORMAT = "branchspec-checkpoint/2"
 
 
 class CheckpointError(BranchspecError):
-    """A checkpoint is missing, torn or of the wrong kind (one-line message)."""
+    """A checkpoint is missing, torn, malformed or of the wrong kind (one-line message)."""
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+class NonFiniteCheckpoint(CheckpointError):
+    """A tensor to be saved holds NaN/inf; nothing was written, the previous checkpoint is intact."""
 
 
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -56,8 +59,46 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
+def checkpoint_exists(path: str | os.PathLike) -> bool:
+    """Whether a checkpoint (its ``.safetensors`` unit, or an old-format JSON) is at ``path``."""
+    wpath, spath = checkpoint_paths(path)
+    return wpath.is_file() or spath.is_file()
+
+
+def runtime_settings() -> dict[str, Any]:
+    """Settings outside the run's config that change its trajectory: recorded in every checkpoint.
+
+    Floating-point reductions are split differently with a different number of
+    torch threads, so the same step gives different bits (a run resumed with
+    ``--threads 2`` after ``--threads 1`` drifted to a max weight difference of
+    1.66, issue 13).
+    """
+    return {"threads": torch.get_num_threads()}
+
+
+def check_runtime(state: dict[str, Any], arg_names: dict[str, str] | None = None) -> None:
+    """Refuse, in one line naming the setting, to resume a checkpoint under other runtime settings."""
+    saved = state.get("runtime")
+    if not isinstance(saved, dict):
+        return  # checkpoint from before runtime settings were recorded
+    names = {"threads": "--threads", **(arg_names or {})}
+    now = runtime_settings()
+    for key, value in now.items():
+        if key in saved and saved[key] != value:
+            raise CheckpointError(f"--resume: the run was saved with {names.get(key, key)} {saved[key]!r}, "
+                                  f"this process has {value!r}; resume with {names.get(key, key)} {saved[key]} "
+                                  "to continue it exactly")
+
+
+def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors holding a NaN or an infinity."""
+    return [k for k, v in tensors.items() if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())]
+
+
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
-    """Write ``tensors`` (safetensors) and ``state`` (JSON) atomically; returns the JSON path.
+    """Write ``tensors`` and ``state`` as one atomic unit (plus a JSON copy); returns the JSON path.
+
+    Raises :class:`NonFiniteCheckpoint` (writing nothing) if a tensor is not finite.
 
     Example:
         >>> import tempfile, torch
@@ -69,16 +110,22 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], s
     """
     wpath, spath = checkpoint_paths(path)
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    blob = _safetensors_bytes(flat)
-    _atomic_write(wpath, lambda fh: fh.write(blob))
+    bad = non_finite_tensors(flat)
+    if bad:
+        kept = f"previous checkpoint kept: {spath}" if checkpoint_exists(path) else "no checkpoint written yet"
+        raise NonFiniteCheckpoint(f"non-finite values in {len(bad)} tensor(s) to save (first: {bad[0]}); "
+                                  f"stopped without saving, {kept}")
     doc = dict(state)
-    doc["weights_file"] = wpath.name
-    text = json.dumps(doc, indent=2, sort_keys=True, default=_json_default).encode()
-    _atomic_write(spath, lambda fh: fh.write(text))
+    doc.setdefault("runtime", runtime_settings())
+    doc.pop("weights_file", None)
+    text = json.dumps(doc, indent=2, sort_keys=True, default=_json_default)
+    blob = _safetensors_bytes(flat, {STATE_KEY: text, "format": FORMAT})
+    atomic_write_bytes(wpath, blob)
+    atomic_write_text(spath, text)
     return spath
 
 
-def _safetensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
+def _safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
     from safetensors.torch import save
 
     # safetensors refuses tensors that share memory; clone those that do.
@@ -88,7 +135,7 @@ def _safetensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
         ptr = v.untyped_storage().data_ptr() if v.numel() else -1
         out[k] = v.clone() if ptr in seen else v
         seen.add(ptr)
-    return save(out)
+    return save(out, metadata=metadata)
 
 
 def _json_default(obj: Any) -> Any:
@@ -101,23 +148,107 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a checkpoint written by :func:`save_checkpoint`: ``(tensors, state)``."""
-    wpath, spath = checkpoint_paths(path)
-    if not spath.is_file():
-        raise CheckpointError(f"checkpoint not found: {spath}")
+def _read_state_json(spath: Path) -> dict[str, Any]:
     try:
-        state = json.loads(spath.read_text())
+        state = json.loads(spath.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"checkpoint state {spath} is not valid JSON: {exc}") from None
-    wfile = spath.with_name(state.get("weights_file", wpath.name))
-    if not wfile.is_file():
-        raise CheckpointError(f"checkpoint weights missing: {wfile}")
+    return state
+
+
+def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
+    """Only the state of a checkpoint (its header; no tensor is read)."""
+    wpath, spath = checkpoint_paths(path)
+    if wpath.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(wpath), framework="pt", device="cpu") as fh:
+                meta = fh.metadata() or {}
+        except Exception as exc:  # safetensors raises its own error types
+            raise CheckpointError(f"checkpoint weights {wpath} are unreadable: {str(exc).strip()[:200]}") from None
+        if STATE_KEY in meta:
+            try:
+                state = json.loads(meta[STATE_KEY])
+            except ValueError as exc:
+                raise CheckpointError(f"checkpoint {wpath}: its state is not valid JSON: {exc}") from None
+            if not isinstance(state, dict):
+                raise CheckpointError(f"checkpoint {wpath}: state must be a JSON object, got {type(state).__name__}")
+            return state
+    if not spath.is_file():
+        raise CheckpointError(f"checkpoint not found: {spath}")
+    state = _read_state_json(spath)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {spath}: state must be a JSON object, got {type(state).__name__}")
+    return state
+
+
+def restore_runtime(path: str | os.PathLike) -> None:
+    """Before ``--resume`` without ``--threads``: use the thread count the run was saved with."""
+    if not checkpoint_exists(path):
+        return
+    saved = checkpoint_state(path).get("runtime")
+    threads = saved.get("threads") if isinstance(saved, dict) else None
+    if isinstance(threads, int) and not isinstance(threads, bool) and 1 <= threads <= 4096:
+        torch.set_num_threads(threads)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint`: ``(tensors, state)``.
+
+    The state comes from the ``.safetensors`` unit itself (the JSON beside it
+    is only read for checkpoints of the previous format).
+    """
+    wpath, spath = checkpoint_paths(path)
+    if not wpath.is_file():
+        if spath.is_file():
+            raise CheckpointError(f"checkpoint weights missing: {wpath} (beside {spath.name})")
+        raise CheckpointError(f"checkpoint not found: {spath}")
     try:
-        tensors = load_file(str(wfile), device=str(device))
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"--device: not a device: {device!r} ({str(exc).splitlines()[0]})") from None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(wpath), framework="pt", device="cpu") as fh:
+            meta = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:  # safetensors raises its own error types
-        raise CheckpointError(f"checkpoint weights {wfile} are unreadable: {exc}") from None
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint weights {wpath} are unreadable: {msg}") from None
+    if STATE_KEY in meta:
+        try:
+            state = json.loads(meta[STATE_KEY])
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint {wpath}: its state is not valid JSON: {exc}") from None
+    elif spath.is_file():
+        state = _read_state_json(spath)  # previous format: state in the JSON only
+    else:
+        raise CheckpointError(f"checkpoint {wpath} holds no state and {spath.name} is missing")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {spath}: state must be a JSON object, got {type(state).__name__}")
+    state.pop("weights_file", None)
+    if dev.type != "cpu":
+        tensors = {k: v.to(dev) for k, v in tensors.items()}
     return tensors, state
+
+
+def load_weights(module: torch.nn.Module, tensors: dict[str, torch.Tensor], path) -> None:
+    """``module.load_state_dict(tensors)``; weights that do not fit are a one-line CheckpointError."""
+    try:
+        module.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint {path}: weights do not fit the model "
+                              f"({str(exc).strip().splitlines()[0][:150]})") from None
+
+
+def state_int(state: dict[str, Any], key: str, path) -> int:
+    """``state[key]`` if it is an integer >= 0, else a one-line CheckpointError."""
+    v = state.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise CheckpointError(f"checkpoint {path}: {key} must be an integer >= 0, got {v!r:.40}")
+    return v
 
 
 def prefixed(prefix: str, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -143,7 +274,10 @@ def rng_state_tensors() -> dict[str, torch.Tensor]:
 def restore_rng_state(tensors: dict[str, torch.Tensor]) -> None:
     """Inverse of :func:`rng_state_tensors`."""
     if "rng.cpu" in tensors:
-        torch.set_rng_state(tensors["rng.cpu"].to(torch.uint8))
+        try:
+            torch.set_rng_state(tensors["rng.cpu"].to(torch.uint8))
+        except (RuntimeError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint: RNG state rng.cpu is malformed ({str(exc).splitlines()[0][:200]})") from None
     if torch.cuda.is_available():
         states = [tensors[f"rng.cuda{i}"] for i in range(torch.cuda.device_count()) if f"rng.cuda{i}" in tensors]
         if states:
@@ -167,11 +301,15 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Te
 
 
 def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Inverse of :func:`optimizer_to_tensors`: load into ``opt``."""
-    state: dict[int, dict[str, Any]] = {}
-    for key, v in tensors.items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = v
-    for pid, m in meta.get("state_meta", {}).items():
-        state.setdefault(int(pid), {}).update(m)
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    """Inverse of :func:`optimizer_to_tensors`: load into ``opt`` (a malformed state is a CheckpointError)."""
+    try:
+        state: dict[int, dict[str, Any]] = {}
+        for key, v in tensors.items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = v
+        for pid, m in meta.get("state_meta", {}).items():
+            state.setdefault(int(pid), {}).update(m)
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint: optimiser state is malformed ({first[:200]})") from None

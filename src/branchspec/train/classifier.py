@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import sys
 import time
@@ -37,15 +37,20 @@ from branchspec.data.imageset import ImageSet, load_source
 from branchspec.errors import BranchspecError
 from branchspec.models.registry import model_spec
 from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig, build_classifier
+from branchspec.io import atomic_write_json, atomic_write_text
 from branchspec.train.checkpoint import (
     CheckpointError,
+    check_runtime,
+    checkpoint_exists,
     load_checkpoint,
+    load_weights,
     optimizer_from_tensors,
     optimizer_to_tensors,
     prefixed,
     restore_rng_state,
     rng_state_tensors,
     save_checkpoint,
+    state_int,
     unprefixed,
 )
 from branchspec.train.losses import classifier_loss
@@ -182,26 +187,48 @@ def _save(path: Path, model, opt, cfg, mcfg, data: ImageSet, progress: dict) -> 
     save_checkpoint(path, tensors, state)
 
 
-def _read_rows(path: Path) -> list[dict]:
+def _read_rows(path: Path, epoch: int) -> list[dict]:
+    """The rows of metrics.csv up to ``epoch`` (a corrupt file is a one-line error)."""
     if not path.is_file():
         return []
-    with path.open() as fh:
-        return list(csv.DictReader(fh))
+    try:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        return [r for r in rows if int(r["epoch"]) <= epoch]
+    except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
+        raise BranchspecError(f"--resume: {path} is corrupt ({type(exc).__name__}: {str(exc)[:100]}); "
+                              "restore it or delete it to resume without the earlier rows") from None
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
-_RESUME_MAY_CHANGE = {"out", "save_every", "engine", "eval_batch_size"}
+# Config fields that may change on resume: they do not change the trajectory (the
+# engine does: loop and fused sum in different orders, so it is not here).
+_RESUME_MAY_CHANGE = {"out", "save_every", "eval_batch_size"}
+
+
+def _progress_from(state: dict, spe: int) -> tuple[int, int, int, dict]:
+    """``(step, epoch, batch, epoch_sums)`` of a checkpoint, each checked (one-line CheckpointError)."""
+    step, epoch, batch = (state_int(state, k, "last") for k in ("step", "epoch", "batch"))
+    if batch > spe:
+        raise CheckpointError(f"checkpoint: batch {batch} is past the {spe} batches of an epoch")
+    sums = state.get("epoch_sums")
+    keys = ("loss", "acc", "n", "time")
+    if not isinstance(sums, dict) or any(not isinstance(sums.get(k), (int, float)) or isinstance(sums.get(k), bool)
+                                         or not math.isfinite(sums[k]) for k in keys):
+        raise CheckpointError(f"checkpoint: epoch_sums must hold finite numbers {list(keys)}, got {sums!r:.100}")
+    return step, epoch, batch, {k: sums[k] for k in keys}
 
 
 def _check_resume(saved: dict, cfg: TrainConfig) -> None:
+    if not isinstance(saved, dict):
+        raise CheckpointError("checkpoint: train_config is missing or not an object; not a train-classifier checkpoint")
     diff = [k for k, v in asdict(cfg).items() if k not in _RESUME_MAY_CHANGE and saved.get(k, v) != v]
     if diff:
         k = diff[0]
@@ -228,20 +255,21 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
     sums = {"loss": 0.0, "acc": 0.0, "n": 0, "time": 0.0}
     if resume:
         tensors, state = load_checkpoint(ckpt)
-        _check_resume(state.get("train_config", {}), cfg)
-        model.load_state_dict(unprefixed("model", tensors))
-        optimizer_from_tensors(opt, unprefixed("optim", tensors), state["optimizer"])
+        _check_resume(state.get("train_config"), cfg)
+        check_runtime(state)
+        step, epoch, batch, sums = _progress_from(state, spe)
+        load_weights(model, unprefixed("model", tensors), ckpt)
+        optimizer_from_tensors(opt, unprefixed("optim", tensors), state.get("optimizer") or {})
         restore_rng_state(tensors)
-        step, epoch, batch, sums = state["step"], state["epoch"], state["batch"], state["epoch_sums"]
         log(f"resumed {ckpt}.json at epoch {epoch}, batch {batch}, step {step}")
-    elif (out / "last.json").exists():
+    elif checkpoint_exists(ckpt):
         raise BranchspecError(f"--out: {out} already holds a run; pass --resume to continue it or choose another folder")
     else:
         torch.manual_seed(cfg.seed)
-    (out / "config.json").write_text(json.dumps({**asdict(cfg), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd,
-                                                 "model": mcfg.to_dict(),
-                                                 "train_images": len(train_set), "test_images": len(test_set)}, indent=2))
-    rows = [r for r in _read_rows(out / "metrics.csv") if int(r["epoch"]) <= epoch]
+    atomic_write_json(out / "config.json", {**asdict(cfg), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd,
+                                            "model": mcfg.to_dict(),
+                                            "train_images": len(train_set), "test_images": len(test_set)})
+    rows = _read_rows(out / "metrics.csv", epoch)
     last_row: dict = rows[-1] if rows else {}
     info = lambda: {"step": step, "epoch": epoch, "batch": batch, "epoch_sums": dict(sums), "metrics": last_row}  # noqa: E731
 
@@ -258,7 +286,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
             loss, logs = classifier_loss(f, y, cfg.clamp)
             if not math.isfinite(logs["loss"]):
                 raise NonFiniteLoss(f"non-finite loss ({logs['loss']}) at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); "
-                                    f"stopped, last good checkpoint kept: {ckpt}.json")
+                                    f"stopped, {_kept(ckpt)}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -280,7 +308,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
         sums["time"] += time.perf_counter() - t0
         ev = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size)
         if not math.isfinite(ev["test_loss"]):
-            raise NonFiniteLoss(f"non-finite test loss after epoch {epoch + 1}; stopped, last good checkpoint kept: {ckpt}.json")
+            raise NonFiniteLoss(f"non-finite test loss after epoch {epoch + 1}; stopped, {_kept(ckpt)}")
         n = max(1, sums["n"])
         last_row = {"epoch": epoch + 1, "step": step, "lr": round(lr_at(cfg, step - 1, spe), 6),
                     "train_loss": round(sums["loss"] / n, 5), "train_acc": round(sums["acc"] / n, 5),
@@ -296,9 +324,13 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
     return {**last_row, "stopped_early": False, "step": step}
 
 
+def _kept(ckpt: Path) -> str:
+    return f"last good checkpoint kept: {ckpt}.json" if checkpoint_exists(ckpt) else "no checkpoint written yet"
+
+
 def _guarded_save(ckpt, model, opt, cfg, mcfg, data, progress) -> None:
     if not _finite_params(model):
-        raise NonFiniteLoss(f"non-finite weights at step {progress['step']}; stopped, last good checkpoint kept: {ckpt}.json")
+        raise NonFiniteLoss(f"non-finite weights at step {progress['step']}; stopped, {_kept(ckpt)}")
     _save(ckpt, model, opt, cfg, mcfg, data, progress)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,14 @@ from torch import Tensor
 
 from branchspec.data.folders import DomainImages, load_domains
 from branchspec.errors import BranchspecError
+from branchspec.io import atomic_write_json
 from branchspec.models.discriminator import Discriminator
 from branchspec.models.generator import build_generator
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
 from branchspec.train.checkpoint import (
-    CheckpointError, load_checkpoint, optimizer_from_tensors, optimizer_to_tensors, prefixed, rng_state_tensors,
-    save_checkpoint, unprefixed,
+    CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors,
+    optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int, unprefixed,
 )
 from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig, resume_mismatch
 from branchspec.train.gan_io import rotate_checkpoints, save_image_grid
@@ -169,7 +171,7 @@ class GanTrainer:
         bad = {k: v for k, v in logs.items() if not np.isfinite(v)}
         if bad:
             last = self.ckpt_dir / "last.json"
-            kept = f"last good checkpoint: {last}" if last.is_file() else "no checkpoint written yet"
+            kept = f"last good checkpoint: {last}" if checkpoint_exists(last) else "no checkpoint written yet"
             name, val = next(iter(bad.items()))
             raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} ({name}={val}); stopped, {kept}")
 
@@ -275,13 +277,18 @@ class GanTrainer:
             raise BranchspecError(f"--resume: the run was trained with {k}={old!r}, now {new!r}")
         if state.get("domains") != list(self.data.domains):
             raise BranchspecError(f"--resume: domains changed ({state.get('domains')} -> {self.data.domains})")
-        self.G.load_state_dict(unprefixed("gen", tensors))
-        self.G_ema.load_state_dict(unprefixed("model", tensors))
-        self.D.load_state_dict(unprefixed("disc", tensors))
+        check_runtime(state)
+        if self.cfg.engine == "auto":  # the timed choice may differ now: say so (exact resume needs a fixed engine)
+            print("train-gan: --resume with --engine auto: the engine is re-timed and may differ, so the resumed "
+                  "run may not be bit-identical; train with a fixed --engine for exact resume", file=sys.stderr)
+        step = state_int(state, "step", path)
+        for net, prefix in ((self.G, "gen"), (self.G_ema, "model"), (self.D, "disc")):
+            load_weights(net, unprefixed(prefix, tensors), path)
         optimizer_from_tensors(self.opt_g, unprefixed("opt_g", tensors), state["opt_g"])
         optimizer_from_tensors(self.opt_d, unprefixed("opt_d", tensors), state["opt_d"])
-        self.step = int(state["step"])
-        self.last_logs = dict(state.get("losses", {}))
+        self.step = step
+        losses = state.get("losses")
+        self.last_logs = dict(losses) if isinstance(losses, dict) else {}
 
     # ---------------------------------------------------------------- samples
     @torch.no_grad()
@@ -317,12 +324,12 @@ def run_training(trainer: GanTrainer) -> Path:
     last = out / "checkpoints" / "last.json"
     if trainer.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "config.json").write_text(json.dumps(
+        atomic_write_json(out / "config.json",
             {"train": cfg.to_dict(), "generator": trainer.gcfg.to_dict(), "domains": trainer.data.domains,
              "data": {"source": trainer.data.source, "images": len(trainer.data), "skipped": trainer.data.skipped,
                       "skipped_files": trainer.data.skipped_files},
              "held_out": trainer._held_out_record(),
-             "world_size": trainer.world, "device": str(trainer.device)}, indent=2))
+             "world_size": trainer.world, "device": str(trainer.device)})
         if trainer.data.skipped:
             print(f"train-gan: skipped {trainer.data.skipped} unreadable image(s)", flush=True)
     bar = None

@@ -17,10 +17,12 @@ from typing import Any
 
 from branchspec.models.discriminator import DiscriminatorConfig
 from branchspec.models.generator import GeneratorConfig
+from branchspec.train.checkpoint import CheckpointError, checkpoint_state
 
 PRECISIONS = ("fp32", "bf16")
 # Config fields that may change when resuming (they do not change the trajectory).
-RESUMABLE_CHANGES = {"steps", "sample_every", "ckpt_every", "log_every", "device", "keep_last"}
+# "device" is not among them: CPU and CUDA kernels round differently, so a resume there would not be exact.
+RESUMABLE_CHANGES = {"steps", "sample_every", "ckpt_every", "log_every", "keep_last"}
 # What a checkpoint written before a field existed was trained with (default: the field's default).
 LEGACY_VALUES = {"init": "torch", "precision": "fp32"}
 
@@ -114,13 +116,12 @@ def resume_mismatch(saved: dict[str, Any], now: GanTrainConfig) -> tuple[str, An
     return None
 
 
-def saved_precision(state_json) -> str:
-    """The precision a run's checkpoint (``last.json``) was trained with; "fp32" if unreadable."""
-    import json
-    from pathlib import Path
-
+def saved_precision(checkpoint) -> str:
+    """The precision a run's checkpoint (``…/last``) was trained with; "fp32" if unreadable."""
     try:
-        cfg = json.loads(Path(state_json).read_text()).get("train_config", {})
-    except (OSError, ValueError):
+        cfg = checkpoint_state(checkpoint).get("train_config", {})
+    except (OSError, ValueError, CheckpointError):
+        return "fp32"
+    if not isinstance(cfg, dict):
         return "fp32"
     return cfg.get("precision", "bf16" if cfg.get("amp") else LEGACY_VALUES["precision"])

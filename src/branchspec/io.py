@@ -1,0 +1,123 @@
+"""Atomic file writes shared by every part of the package (bottom floor: imports only errors).
+
+Every result file branchspec writes (checkpoints, ``report.html``, JSON/NPZ
+results, CSV logs) goes through :func:`atomic_write_bytes`: the bytes are
+written to a temporary ``.NAME.<random>.tmp`` in the target's own folder,
+flushed and fsync'ed, renamed over the target, and the folder is fsync'ed, so
+a reader (or a crash) sees either the old file or the new one, never a torn
+one. Temporaries left by a killed process are removed on the next write of
+the same target. A full disk (ENOSPC/EDQUOT) becomes one
+:class:`DiskFullError` line naming the folder and the bytes needed.
+
+Example:
+    >>> import tempfile, json
+    >>> from pathlib import Path
+    >>> p = atomic_write_json(Path(tempfile.mkdtemp()) / "r.json", {"a": 1})
+    >>> json.loads(p.read_text())
+    {'a': 1}
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from branchspec.errors import BranchspecError
+
+_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+class DiskFullError(BranchspecError):
+    """The disk (or quota) is full: one line naming the folder and the space needed."""
+
+
+def temp_prefix(path: str | os.PathLike) -> str:
+    """The prefix of the temporaries :func:`atomic_write_bytes` uses for ``path``."""
+    return f".{Path(path).name}."
+
+
+def clean_stale_temporaries(path: str | os.PathLike) -> int:
+    """Remove ``.NAME.*.tmp`` files a killed writer of ``path`` left behind; returns how many."""
+    p = Path(path)
+    n = 0
+    if not p.parent.is_dir():
+        return 0
+    for t in p.parent.glob(f"{temp_prefix(p)}*.tmp"):
+        try:
+            t.unlink()
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file + fsync + rename + folder fsync); returns ``path``."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _raise_os(exc, p, len(data))
+    clean_stale_temporaries(p)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(p), suffix=".tmp", dir=p.parent)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+        tmp = None
+    except OSError as exc:
+        _raise_os(exc, p, len(data))
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+    _fsync_dir(p.parent)
+    return p
+
+
+def _raise_os(exc: OSError, path: Path, nbytes: int):
+    if exc.errno in _NO_SPACE:
+        raise DiskFullError(f"no space left in {path.parent} to write {path.name} "
+                            f"({nbytes / 1e6:.1f} MB needed); free some space and run again") from None
+    raise exc
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """:func:`atomic_write_bytes` of ``text`` as UTF-8."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2, **kw) -> Path:
+    """:func:`atomic_write_text` of ``json.dumps(obj, indent=indent, **kw)``."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, **kw))
+
+
+def probe_writable(folder: str | os.PathLike, nbytes: int = 4096) -> None:
+    """Prove ``folder`` takes ``nbytes`` real bytes (an empty file passes on a full disk); raises OSError."""
+    fd, tmp = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b"\0" * nbytes)
+            fh.flush()
+            os.fsync(fh.fileno())
+    finally:
+        os.unlink(tmp)
