@@ -3,7 +3,7 @@
 Measures the wall time of a first call (what one ``branchspec hessian`` run
 pays, set-up included) and of a second call with the same shapes, and the
 peak memory of
-:func:`branchspec.hessian_factors.blockwise_hessian` (the eq. 13–14 method
+:func:`branchspec.hessian.factors.blockwise_hessian` (the eq. 13–14 method
 ``branchspec hessian`` uses for subsets this large) with the clamped
 cross-entropy of §6 on random 3×32×32 images. Each measurement runs in a
 fresh process: CPU peak memory = growth of the max resident set size
@@ -101,9 +101,8 @@ def _reset_peak_rss() -> float | None:
 
 
 def _measure(m: int, n: int, device: str) -> dict:
-    from branchspec.hessian import as_branched, block_diagonality, block_norms, select_params
-    from branchspec.hessian_data import clamped_ce_sum
-    from branchspec.hessian_factors import blockwise_hessian
+    from branchspec.branched import as_branched
+    from branchspec.hessian import block_diagonality, block_norms, blockwise_hessian, clamped_ce_sum, select_params
 
     model, what = _model(m)
     model = as_branched(model).to(device).eval()

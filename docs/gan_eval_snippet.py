@@ -7,7 +7,7 @@ The package's own evaluation is in the decomposition part.
 import sys, json, torch, numpy as np
 torch.set_num_threads(1)
 from skimage.metrics import peak_signal_noise_ratio as psnr, structural_similarity as ssim
-from branchspec.models.registry import load_model
+from branchspec.loading import load_model
 from branchspec.data.folders import load_image_folders
 ckpt = sys.argv[1]
 g, st = load_model(ckpt)

@@ -85,7 +85,7 @@ def test_cli_manipulate(tmp_path, capsys):
     d = random_dec()
     p = d.save(tmp_path / "d.npz")
     out = tmp_path / "m"
-    assert main(["manipulate", str(p), "--component", "1", "--alphas", "-1:3:5", "--out", str(out),
+    assert main(["manipulate", str(p), "--component", "1", "--alphas=-1:3:5", "--out", str(out),
                  "--subsets", "0,3", "1,2", "--gains", "1,0,2,1"]) == 0
     for f in ["strip.png", "sweep_1.gif", "subsets.png", "gains.png", "sweeps.npz", "manipulate.json"]:
         assert (out / f).is_file(), f

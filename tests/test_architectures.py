@@ -6,20 +6,42 @@ import pytest
 import torch
 
 from branchspec import Branched
-from branchspec.models.zoo import architectures
+from branchspec.models import registry
+from branchspec.models.registry import ARCHITECTURES as ARCHS
 
-ARCHS = architectures()
 EXPECTED = {"mlp", "conv-bn", "toy-neuron", "slim-resnet18", "generator-gaussian", "generator-diffusion"}
+EXPECTED_KINDS = {"toy", "classifier", "generator"}  # checkpoint kinds the package writes
 
 
 def test_every_expected_architecture_is_registered():
     assert EXPECTED <= set(ARCHS), f"missing: {sorted(EXPECTED - set(ARCHS))}"
+    assert EXPECTED_KINDS <= set(registry.kinds()), f"missing kinds: {sorted(EXPECTED_KINDS - set(registry.kinds()))}"
+    for kind in EXPECTED_KINDS:  # every checkpoint kind is walked by the test below
+        assert any(s.kind == kind for s in ARCHS.values()), kind
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in ARCHS.items() if s.kind))
+def test_checkpoint_kinds_build_from_their_tiny_config(name):
+    spec = ARCHS[name]
+    model = registry.build_model(spec.kind, {**spec.config, "num_branches": 2})
+    assert isinstance(model, Branched) and model.num_branches == 2
+    out = model(spec.example_input(2), *spec.example_args(2))
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
+
+
+def test_unknown_kind_is_a_one_line_error():
+    from branchspec.errors import BranchspecError
+
+    with pytest.raises(BranchspecError, match="unknown model kind 'nope'; known: "):
+        registry.build_model("nope", {})
 
 
 def _pair(spec, engine, m=3):
-    res = spec.residual
-    a = Branched(spec.make_branch, m, residual=res() if res else None, engine="loop", seed=0)
-    b = Branched(spec.make_branch, m, residual=res() if res else None, engine=engine, seed=1)
+    a = spec.build({**spec.config, "num_branches": m, "engine": "loop", "seed": 0})
+    b = spec.build({**spec.config, "num_branches": m, "engine": engine, "seed": 1})
+    if spec.prepare is not None:
+        spec.prepare(a)
+    assert a.engine == "loop" and b.engine == engine
     b.load_state_dict(a.state_dict())  # state dicts interchangeable between engines
     return a, b
 

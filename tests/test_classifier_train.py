@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from branchspec.cli import main
-from branchspec.models.registry import load_model
+from branchspec.loading import load_model
 from branchspec.train import classifier as T
 from branchspec.train.checkpoint import load_checkpoint
 

@@ -92,7 +92,9 @@ def test_judge_from_checkpoint_rejects_wrong_classes(tmp_path):
     model.eval()
     want = model((((x + 1) / 2) - 0.5) / 0.25)[:, [1, 0]].argmax(1)
     assert torch.equal(judge.predict_domain(x), want)
-    with pytest.raises(UsageError, match="--judge"):
+    with pytest.raises(UsageError, match="^--judge: .* is not a classifier"):
+        ClassifierJudge.from_checkpoint(tmp_path / "clf", ["cat", "horse"], arg="--judge")
+    with pytest.raises(UsageError, match="^judge: "):  # the library names no CLI flag by default
         ClassifierJudge.from_checkpoint(tmp_path / "clf", ["cat", "horse"])
     with pytest.raises(UsageError, match="no such checkpoint"):
         ClassifierJudge.from_checkpoint(tmp_path / "nope", ["cat"])

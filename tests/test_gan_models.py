@@ -10,7 +10,8 @@ from branchspec.branched import ResidualSplit
 from branchspec.models.diffusion import DiffusionCNN, GaussianSmoothing, LearntDiffusion, laplacian
 from branchspec.models.discriminator import Discriminator, DiscriminatorConfig
 from branchspec.models.generator import GeneratorBranch, GeneratorConfig, build_generator, count_parameters
-from branchspec.models.registry import build_model, load_model, model_spec
+from branchspec.loading import load_model
+from branchspec.models.registry import build_model, model_spec
 from branchspec.train import gan_losses
 from branchspec.train.checkpoint import prefixed, save_checkpoint
 

@@ -11,7 +11,7 @@ import torch
 
 from branchspec.cli import main
 from branchspec.data.embedded import embedded_domains
-from branchspec.models.registry import load_model
+from branchspec.loading import load_model
 from branchspec.train import gan_losses
 from branchspec.train.checkpoint import load_checkpoint
 from branchspec.train.gan import GanTrainConfig, GanTrainer, NonFiniteLossError, run_training, train_gan

@@ -20,8 +20,8 @@ from branchspec.hessian import (
     scale_free,
     select_params,
 )
-from branchspec.hessian_factors import blockwise_hessian, eq14_report, hessian_factors, within_branch_curvature
-from branchspec.hessian_probes import exact_stderr, probe_block_norms, rademacher_variance
+from branchspec.hessian.factors import blockwise_hessian, eq14_report, hessian_factors, within_branch_curvature
+from branchspec.hessian.probes import exact_stderr, probe_block_norms, rademacher_variance
 
 
 def l2(f, t):

@@ -69,3 +69,28 @@ def test_gradient_factorisation_equals_autograd(loss):
     for k in range(3):
         for n, p in m.branches[k].named_parameters():
             torch.testing.assert_close(gf.gradient(k, n), p.grad, atol=1e-5, rtol=1e-4)
+
+
+def test_gradient_factorisation_with_per_branch_inputs():
+    """A residual returning ResidualSplit (App. E) feeds branch k its own input; eq. 10 still holds."""
+    from branchspec import ResidualSplit
+
+    class Split(nn.Module):
+        def forward(self, x):  # R = x/2; branch k sees (k + 1)·x
+            return ResidualSplit(0.5 * x, torch.stack([x * (k + 1) for k in range(3)]))
+
+    m = Branched(lambda: nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 2)), 3, residual=Split(), seed=0)
+    x, y = torch.randn(5, 2), torch.randn(5, 2)
+    assert M.branch_inputs(m, x).shape == (3, 5, 2)
+    torch.testing.assert_close(M.branch_inputs(m, x)[2], 3 * x)
+
+    def lf(f, t):
+        return 0.5 * ((f - t) ** 2).sum()
+
+    gf = M.gradient_factors(m, x, y, lf)
+    m.zero_grad()
+    lf(m(x), y).backward()
+    for k in range(3):
+        for n, p in m.branches[k].named_parameters():
+            torch.testing.assert_close(gf.gradient(k, n), p.grad, atol=1e-5, rtol=1e-4)
+    assert M.branch_inputs(Branched(lambda: nn.Linear(2, 2), 2, residual=nn.Identity()), x) is None

@@ -18,7 +18,8 @@ from branchspec.cli import main
 from branchspec.data.cifar import _Py2Pickler, read_batch, read_class_names
 from branchspec.data.folders import _read_image, load_image_folders
 from branchspec.errors import BranchspecError, DataError
-from branchspec.models.registry import load_model, model_spec
+from branchspec.loading import load_model
+from branchspec.models.registry import model_spec
 from branchspec.report import write_report
 from branchspec.toy import toy_model
 from branchspec.train.checkpoint import STATE_KEY, CheckpointError, prefixed

@@ -129,7 +129,7 @@ def test_defaults_reproduce_the_paper():
 
 
 def test_cli_writes_results_figures_and_loadable_checkpoints(tmp_path, capsys):
-    from branchspec.models.registry import load_model
+    from branchspec.loading import load_model
 
     out = tmp_path / "toy"
     rc = main(["toy", "--problem", "toy1", "--branches", "2,10", "--trials", "12", "--steps", "300",
@@ -185,7 +185,7 @@ def test_cli_bad_input_is_one_line_naming_the_argument(tmp_path, capsys, argv, a
 
 def test_demo_quick_section_and_checkpoints(tmp_path):
     from branchspec.demos import toy as demo
-    from branchspec.models.registry import load_model
+    from branchspec.loading import load_model
 
     ctx = {}
     sec = demo.run(tmp_path, ctx, quick=True)

@@ -44,12 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"branchspec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for modname in COMMANDS:
-        try:
-            mod = importlib.import_module(f"branchspec.commands.{modname}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"branchspec.commands.{modname}":
-                continue  # command not built yet
-            raise
+        mod = importlib.import_module(f"branchspec.commands.{modname}")
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run, _prog=p.prog)

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, jacrev, vmap
 
+from branchspec.branched import ResidualSplit
+
 REDUCTIONS = ("auto", "identity", "norm", "sum", "mean", "flatten")
 
 
@@ -161,6 +163,24 @@ class GradientFactors:
         return self.per_sample_gradient(k, name).sum(0)
 
 
+def branch_inputs(model, x: Tensor) -> Tensor | None:
+    """What each branch receives, ``(M, N, ...)``, or ``None`` when every branch sees x itself.
+
+    A residual module may return a :class:`~branchspec.branched.ResidualSplit`
+    that feeds branch k its own input — the learnt diffusion of App. E,
+    f = R + Σ_k v_k(φ_k) (eq. 15). Read through the public ``model.residual``
+    module only; a residual given as a plain callable (not an ``nn.Module``)
+    is not visible from outside ``Branched`` and counts as "x itself".
+
+    Example:
+        >>> import torch.nn as nn
+        >>> from branchspec import Branched
+        >>> branch_inputs(Branched(lambda: nn.Linear(1, 1), 2, seed=0), torch.zeros(3, 1)) is None
+        True
+    """
+    res = model.residual(x) if model.residual is not None else None
+    return res.branch_inputs if isinstance(res, ResidualSplit) else None
+
 def gradient_factors(
     model,
     x: Tensor,
@@ -203,10 +223,7 @@ def gradient_factors(
     f = model(x, *args, **kwargs).detach().requires_grad_(True)
     (collab,) = torch.autograd.grad(loss_fn(f, y), f)
     collab = collab.reshape(f.shape[0], -1)  # (N, C)
-    res = model._residual(x)
-    from branchspec.branched import ResidualSplit
-
-    per_branch_in = res.branch_inputs if isinstance(res, ResidualSplit) else None
+    per_branch_in = branch_inputs(model, x)  # (M, N, ...) or None
     dist: list[dict[str, Tensor]] = []
     for k in branches:
         branch = model.branches[k]

@@ -25,7 +25,8 @@ from branchspec.analysis import classifier as A
 from branchspec.data.imageset import ImageSet, test_set_for
 from branchspec.errors import BranchspecError
 from branchspec.io import atomic_write_text
-from branchspec.models.registry import build_model, load_model
+from branchspec.loading import load_model
+from branchspec.models.registry import build_model
 from branchspec.train.checkpoint import CheckpointError
 
 
@@ -53,7 +54,7 @@ def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples
         return {"available": False, "note": "skipped (--hessian-samples 0)"}
     try:
         from branchspec import hessian as H
-        from branchspec.hessian_factors import blockwise_hessian
+        from branchspec.hessian.factors import blockwise_hessian
     except ImportError:
         return {"available": False, "note": "branchspec.hessian is not importable in this version; Fig. 5 panels 3-4 skipped"}
     from branchspec.train.losses import soft_targets

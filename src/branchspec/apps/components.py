@@ -212,3 +212,13 @@ def save_png(img01: np.ndarray, path: str | os.PathLike, min_size: int = 0) -> P
     im.save(tmp, format="PNG")
     tmp.replace(path)
     return path
+
+
+def overlay(image01: np.ndarray, mask: np.ndarray, color=(1.0, 0.1, 0.1), alpha: float = 0.5) -> np.ndarray:
+    """(C, H, W) image in [0, 1] with ``mask`` tinted; returns (3, H, W) in [0, 1]."""
+    img = np.asarray(image01, np.float64)
+    if img.shape[0] == 1:
+        img = np.repeat(img, 3, axis=0)
+    col = np.asarray(color, np.float64)[:, None, None]  # (3, 1, 1)
+    m = np.asarray(mask, bool)[None]  # (1, H, W)
+    return np.where(m, (1 - alpha) * img + alpha * col, img)

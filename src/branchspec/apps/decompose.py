@@ -20,7 +20,7 @@ is in, when that is one of the generator's domains — unless ``domain`` is
 given. Corrupt or unreadable images are skipped and counted.
 
 Example:
-    >>> from branchspec.models.registry import load_model
+    >>> from branchspec.loading import load_model
     >>> gen, state = load_model("run/checkpoints/last")  # doctest: +SKIP
     >>> res = decompose_images(gen, ["cat.jpg"], "out", state["domains"], img_size=64)  # doctest: +SKIP
 """
@@ -40,12 +40,12 @@ from torch import Tensor
 from branchspec.apps.components import DEFAULT_RANGE, Decomposition, save_png, stretch, to_unit
 from branchspec.apps.decomp_stats import DecompositionStats
 from branchspec.branched import Branched, as_branched
-from branchspec.errors import DataError, UsageError
+from branchspec.errors import BranchspecError, DataError, UsageError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
-def find_images(paths: Iterable[str | os.PathLike], arg: str = "IMAGE_OR_FOLDER") -> list[Path]:
+def find_images(paths: Iterable[str | os.PathLike], arg: str = "images") -> list[Path]:
     """Files given as such, plus every image file under each folder (sorted, recursive).
 
     A path that does not exist, or a folder without any image, is a one-line
@@ -84,19 +84,39 @@ def load_image(path: str | os.PathLike, img_size: int, value_range=DEFAULT_RANGE
     return a * (hi - lo) + lo
 
 
-def image_domain(path: Path, domains: Sequence[str], override: str | None = None) -> str:
+def load_generator(ckpt, device: str = "cpu", arg: str = "checkpoint"):
+    """``(generator, domains, img_size, value_range, state)`` of a ``train-gan`` checkpoint (§7).
+
+    One-line errors name the checkpoint as ``arg`` (the command line passes ``--checkpoint``).
+    """
+    from branchspec.loading import load_model
+    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
+
+    _, spath = checkpoint_paths(ckpt)
+    if not checkpoint_exists(ckpt):
+        raise UsageError(f"{arg}: no such checkpoint: {ckpt} (looked for {spath})")
+    model, state = load_model(ckpt, device=device)
+    gen = as_branched(model, "branched generator")
+    domains = state.get("domains")
+    if not isinstance(domains, list) or not domains:
+        raise BranchspecError(f"{arg}: {ckpt} does not list its domains (no 'domains' in its state)")
+    vr = tuple(state.get("value_range", (-1.0, 1.0)))
+    return gen, [str(d) for d in domains], state.get("img_size"), vr, state
+
+
+def image_domain(path: Path, domains: Sequence[str], override: str | None = None, arg: str = "domain") -> str:
     """Target domain: ``override`` if given, else the image's folder name if it is a domain.
 
-    Raises a :class:`UsageError` naming ``--domain`` when neither applies.
+    Raises a :class:`UsageError` naming ``arg`` (what the caller calls the override) when neither applies.
     """
     if override is not None:
         if override not in domains:
-            raise UsageError(f"--domain: unknown domain {override!r}; the generator knows {', '.join(domains)}")
+            raise UsageError(f"{arg}: unknown domain {override!r}; the generator knows {', '.join(domains)}")
         return override
     if path.parent.name in domains:
         return path.parent.name
     raise UsageError(
-        f"--domain: {path} is not in a folder named after a domain ({', '.join(domains)}); give --domain NAME"
+        f"{arg}: {path} is not in a folder named after a domain ({', '.join(domains)}); name the target domain"
     )
 
 
@@ -158,8 +178,6 @@ def decompose_images(
     batch_size: int = 8,
     value_range=DEFAULT_RANGE,
     png_min_size: int = 0,
-    grid: bool = True,
-    grid_rows: int = 8,
     progress: bool = False,
     device: str | torch.device = "cpu",
 ) -> DecomposeResult:
@@ -168,7 +186,8 @@ def decompose_images(
     Domains are resolved (and bad ones reported) before any image is
     processed. Returns a :class:`DecomposeResult`; ``decomposition.json``
     holds the statistics over all images (see :class:`DecompositionStats`)
-    plus the list of skipped files.
+    plus the list of skipped files. The grid of Figs. 10–11 and the component
+    profiles are drawn from these files by :mod:`branchspec.figures.decomposition`.
     """
     gen = as_branched(gen, "branched generator").to(device).eval()
     out_dir = Path(out_dir)
@@ -224,11 +243,6 @@ def decompose_images(
     tmp = res.json_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(summary, indent=2))
     tmp.replace(res.json_path)
-    if grid and res.npz:
-        from branchspec.figures.decomposition import decomposition_grid, profile_figure
-
-        decomposition_grid(res.npz[:grid_rows], out_dir / "grid.png")
-        profile_figure(res.json_path, out_dir / "profiles.png")
     return res
 
 

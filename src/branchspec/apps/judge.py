@@ -62,24 +62,26 @@ class ClassifierJudge:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, domains: Sequence[str], device="cpu",
-                        value_range=DEFAULT_RANGE) -> "ClassifierJudge":
+                        value_range=DEFAULT_RANGE, arg: str = "judge") -> "ClassifierJudge":
         """A ``branchspec train-classifier`` checkpoint as judge; its class names must include ``domains``.
+
+        Errors name the checkpoint as ``arg`` (the command line passes ``--judge``).
 
         Inputs are mapped from ``value_range`` to [0, 1] and normalised with the
         per-channel mean / std the checkpoint recorded, as in training (§6).
         """
-        from branchspec.models.registry import load_model
+        from branchspec.loading import load_model
         from branchspec.models.resnet import clamp_logits
         from branchspec.train.checkpoint import checkpoint_paths
 
         if not checkpoint_paths(path)[1].is_file():
-            raise UsageError(f"--judge: no such checkpoint: {path}")
+            raise UsageError(f"{arg}: no such checkpoint: {path}")
         model, state = load_model(path, device=device)
         data = state.get("data") or {}
         names = list(data.get("class_names") or [])
         missing = [d for d in domains if d not in names]
         if state.get("model", {}).get("kind") != "classifier" or missing:
-            raise UsageError(f"--judge: {path} is not a classifier of the generator's domains "
+            raise UsageError(f"{arg}: {path} is not a classifier of the generator's domains "
                              f"(missing {missing or domains}; it knows {names})")
         mean = torch.tensor(data.get("mean", [0.5] * 3), device=device).view(1, -1, 1, 1)
         std = torch.tensor(data.get("std", [0.5] * 3), device=device).view(1, -1, 1, 1)

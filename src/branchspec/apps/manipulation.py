@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.apps.components import Decomposition, to_uint8_hwc, to_unit
-from branchspec.errors import UsageError
+from branchspec.errors import BranchspecError, UsageError
 
 
 def sweep(dec: Decomposition, k: int, alphas: Sequence[float]) -> np.ndarray:
@@ -47,7 +47,7 @@ def with_gains(dec: Decomposition, gains: Sequence[float]) -> np.ndarray:
     """R + Σ_k g_k v_k, ``(C, H, W)``; ``gains`` has one entry per component."""
     g = np.asarray(gains, np.float64)
     if g.shape != (dec.num_components,):
-        raise UsageError(f"--gains: need {dec.num_components} gains (one per component), got {g.size}")
+        raise BranchspecError(f"gains: need {dec.num_components} gains (one per component), got {g.size}")
     return (dec.R + np.tensordot(g, dec.components.astype(np.float64), axes=1)).astype(np.float32)
 
 
@@ -60,7 +60,7 @@ def subset_sum(dec: Decomposition, subset: Sequence[int]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------- parsing
-def parse_alphas(text: str, arg: str = "--alphas") -> list[float]:
+def parse_alphas(text: str, arg: str = "alphas") -> list[float]:
     """``"-1:3:9"`` → 9 values evenly from −1 to 3; ``"0,0.5,2"`` → that list."""
     text = (text or "").strip()
     try:
@@ -95,7 +95,7 @@ def parse_indices(text: str, m: int, arg: str) -> list[int]:
     return idx
 
 
-def parse_gains(text: str, m: int, arg: str = "--gains") -> list[float]:
+def parse_gains(text: str, m: int, arg: str = "gains") -> list[float]:
     """``"1,0,2,…"`` → M floats."""
     try:
         g = [float(t) for t in text.split(",") if t.strip()]
@@ -134,15 +134,14 @@ def manipulate(
     gains: Sequence[float] | None = None,
     gif: bool = True,
 ) -> dict:
-    """Write sweeps, subset sums and gains to ``out_dir`` (results as .npz, then figures from them).
+    """Write sweeps, subset sums and gains to ``out_dir`` as arrays (App. A, Figs. 13–15).
 
     Files: ``sweeps.npz`` (``alphas``, ``components``, ``images`` (K, A, C, H,
-    W)), ``strip.png`` (one row per component, Figs. 13–14), ``sweep_K.gif``
-    per component, ``subsets.npz`` + ``subsets.png`` (Fig. 15),
-    ``gains.npz`` + ``gains.png``, and ``manipulate.json`` listing them.
+    W)), ``sweep_K.gif`` per component, ``subsets.npz``, ``gains.npz``, and
+    ``manipulate.json`` listing them. The figures (``strip.png``,
+    ``subsets.png``, ``gains.png``) are drawn from these files by
+    :func:`branchspec.figures.apps.draw_manipulation`.
     """
-    from branchspec.figures.apps import image_row, sweep_strip
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     comps = list(range(dec.num_components)) if components is None else [dec.check_index(k) for k in components]
@@ -151,8 +150,7 @@ def manipulate(
     imgs = np.stack([sweep(dec, k, alphas) for k in comps])  # (K, A, C, H, W)
     np.savez(out / "sweeps.npz", alphas=np.asarray(alphas, np.float32), components=np.asarray(comps),
              images=imgs, output=dec.output, value_range=vr)
-    sweep_strip(out / "sweeps.npz", out / "strip.png")
-    doc["files"] += ["sweeps.npz", "strip.png"]
+    doc["files"].append("sweeps.npz")
     if gif:
         for i, k in enumerate(comps):
             write_gif(to_unit(imgs[i], dec.value_range), out / f"sweep_{k}.gif")
@@ -162,15 +160,13 @@ def manipulate(
         labels = ["re-gen."] + ["R + Σ{" + ",".join(map(str, s)) + "}" for s in subsets]
         np.savez(out / "subsets.npz", images=np.concatenate([dec.output[None], sums]), labels=np.asarray(labels),
                  value_range=vr)
-        image_row(out / "subsets.npz", out / "subsets.png", title="subset sums (Fig. 15)")
         doc["subsets"] = [list(s) for s in subsets]
-        doc["files"] += ["subsets.npz", "subsets.png"]
+        doc["files"].append("subsets.npz")
     if gains is not None:
         img = with_gains(dec, gains)
         np.savez(out / "gains.npz", images=np.stack([dec.output, img]),
                  labels=np.asarray(["re-gen.", "gains " + ",".join(f"{g:g}" for g in gains)]), value_range=vr)
-        image_row(out / "gains.npz", out / "gains.png", title="per-component gains")
         doc["gains"] = list(gains)
-        doc["files"] += ["gains.npz", "gains.png"]
+        doc["files"].append("gains.npz")
     (out / "manipulate.json").write_text(json.dumps(doc, indent=2))
     return doc

@@ -248,7 +248,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if u == 0 else float((a & b).sum() / u)
 
 
-def load_mask(path, shape: tuple[int, int] | None = None, arg: str = "--truth") -> tuple[np.ndarray, bool]:
+def load_mask(path, shape: tuple[int, int] | None = None, arg: str = "mask") -> tuple[np.ndarray, bool]:
     """A binary mask image (non-zero = inside) → ``(mask, resized)``; resized (nearest) to ``shape`` if needed."""
     from PIL import Image, UnidentifiedImageError
 
@@ -269,12 +269,15 @@ def load_mask(path, shape: tuple[int, int] | None = None, arg: str = "--truth") 
 
 
 def save_segmentation(dec: Decomposition, res: SegmentResult, out_dir, truth: np.ndarray | None = None) -> dict:
-    """Write mask.png / mask.npy, overlay.png, segment.npz, segmentation.png and segment.json."""
+    """Write mask.png / mask.npy, overlay.png, segment.npz and segment.json (App. F).
+
+    The Fig. 21 panels (``segmentation.png``) are drawn from ``segment.npz`` by
+    :func:`branchspec.figures.apps.segmentation_figure`.
+    """
     import json
     from pathlib import Path
 
-    from branchspec.apps.components import save_png, to_unit
-    from branchspec.figures.apps import overlay, segmentation_figure
+    from branchspec.apps.components import overlay, save_png, to_unit
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -286,12 +289,11 @@ def save_segmentation(dec: Decomposition, res: SegmentResult, out_dir, truth: np
     np.savez(out / "segment.npz", image=image, value_range=np.asarray(dec.value_range), mask=res.mask, raw=res.raw,
              init=res.init, locators=np.asarray(res.locators), target=np.asarray(res.target),
              locator_map=loc_map, target_map=value_channel(dec.components[res.target]))
-    segmentation_figure(out / "segment.npz", out / "segmentation.png")
     doc = {
         "source": dec.source, "locators": res.locators, "target": res.target, "automatic": res.automatic,
         "locator_scores": res.locator_scores, "target_scores": res.target_scores,
         "mask_pixels": int(res.mask.sum()), "regions_before_pair_filter": res.regions, "regions_kept": res.kept,
-        "files": ["mask.png", "mask.npy", "overlay.png", "segment.npz", "segmentation.png"],
+        "files": ["mask.png", "mask.npy", "overlay.png", "segment.npz"],
     }
     if truth is not None:
         doc["dice"] = dice(res.mask, truth)

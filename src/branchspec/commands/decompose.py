@@ -38,25 +38,6 @@ def add_arguments(p):
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
-def load_generator(ckpt: str, device: str = "cpu"):
-    """(generator, domains, img_size, value_range, state) from a train-gan checkpoint; one-line errors."""
-    from branchspec.branched import as_branched
-    from branchspec.models.registry import load_model
-    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
-
-    _, spath = checkpoint_paths(ckpt)
-    if not checkpoint_exists(ckpt):
-        raise UsageError(f"--checkpoint: no such checkpoint: {ckpt} (looked for {spath})")
-    device_arg(device)
-    model, state = load_model(ckpt, device=device)
-    gen = as_branched(model, "branched generator")
-    domains = state.get("domains")
-    if not isinstance(domains, list) or not domains:
-        raise BranchspecError(f"--checkpoint: {ckpt} does not list its domains (no 'domains' in its state)")
-    vr = tuple(state.get("value_range", (-1.0, 1.0)))
-    return gen, [str(d) for d in domains], state.get("img_size"), vr, state
-
-
 def held_out_files(state: dict, ckpt: str) -> list:
     """The held-out image files recorded by ``train-gan --holdout`` (that still exist)."""
     from pathlib import Path
@@ -86,7 +67,7 @@ def judge_images(spec, paths, domains, size, value_range, limit):
                 xs.append(load_image(p, size, value_range))
             except (OSError, ValueError, SyntaxError):
                 continue
-            ys.append(domains.index(image_domain(Path(p), domains)))
+            ys.append(domains.index(image_domain(Path(p), domains, arg="--domain")))
         if not xs:
             raise UsageError("--judge: none of the images could be read")
         return torch.stack(xs), torch.tensor(ys)
@@ -121,7 +102,8 @@ def _check_size(size) -> None:
 
 
 def run(args) -> int:
-    from branchspec.apps.decompose import decompose_images, find_images, image_domain
+    from branchspec.apps.decompose import decompose_images, find_images, image_domain, load_generator
+    from branchspec.figures.decomposition import decomposition_grid, profile_figure
 
     at_least(args.batch_size, 1, "--batch-size")
     at_least(args.grid_rows, 1, "--grid-rows")
@@ -133,8 +115,8 @@ def run(args) -> int:
     if args.img_size is not None:
         _check_size(args.img_size)
     device_arg(args.device)
-    paths = find_images(args.images) if args.images else []
-    gen, domains, ckpt_size, vr, state = load_generator(args.checkpoint, args.device)
+    paths = find_images(args.images, "IMAGE_OR_FOLDER") if args.images else []
+    gen, domains, ckpt_size, vr, state = load_generator(args.checkpoint, args.device, "--checkpoint")
     if args.held_out:
         paths += held_out_files(state, args.checkpoint)
     size = args.img_size if args.img_size is not None else ckpt_size
@@ -142,20 +124,21 @@ def run(args) -> int:
         raise UsageError("--img-size: the checkpoint does not record img_size; give --img-size S")
     _check_size(size)
     for p in paths:  # every domain problem before any work
-        image_domain(p, domains, args.domain)
+        image_domain(p, domains, args.domain, "--domain")
     out = writable_dir(args.out)
     judge = None
     if args.judge:  # every judge problem before any work
         from branchspec.apps.judge import ClassifierJudge
 
-        judge = ClassifierJudge.from_checkpoint(args.judge, domains, args.device, vr)
+        judge = ClassifierJudge.from_checkpoint(args.judge, domains, args.device, vr, "--judge")
         x, y = judge_images(args.judge_data, paths, domains, int(size), vr, args.judge_max)
     res = decompose_images(gen, paths, out, domains, img_size=int(size), domain=args.domain,
-                           batch_size=args.batch_size, value_range=vr, grid_rows=args.grid_rows,
-                           progress=True, device=args.device)
+                           batch_size=args.batch_size, value_range=vr, progress=True, device=args.device)
     s = res.summary
     if not res.npz:
         raise BranchspecError(f"no image could be read ({len(res.skipped)} skipped); see {res.json_path}")
+    decomposition_grid(res.npz[:args.grid_rows], out / "grid.png")  # Figs. 10–11, from the saved .npz
+    profile_figure(res.json_path, out / "profiles.png")
     ssim = f"{s['ssim']:.3f}" if s.get("ssim") is not None else "n/a"
     psnr = f"{s['psnr']:.2f} dB" if s.get("psnr") is not None else "n/a"
     print(f"decomposed {s['images']} image(s), skipped {s['skipped']}; PSNR {psnr}, SSIM {ssim}, "
@@ -163,7 +146,6 @@ def run(args) -> int:
     if judge is not None:
         from branchspec.apps.decompose import add_to_summary
         from branchspec.apps.judge import judge_generator
-        from branchspec.figures.decomposition import profile_figure
 
         j = judge_generator(gen, judge, x, y, batch_size=args.batch_size, value_range=vr)
         j.update({"classifier": str(args.judge), "data": args.judge_data or "the decomposed images"})

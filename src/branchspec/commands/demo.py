@@ -37,13 +37,7 @@ def run(args) -> int:
     for part in PARTS:
         if part not in parts:
             continue
-        try:
-            mod = importlib.import_module(f"branchspec.demos.{part}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"branchspec.demos.{part}":
-                print(f"[demo] part {part!r} is not available in this version; skipped")
-                continue
-            raise
+        mod = importlib.import_module(f"branchspec.demos.{part}")
         t0 = time.perf_counter()
         print(f"[demo] {part} …", flush=True)
         section = mod.run(out, ctx, quick=args.quick)

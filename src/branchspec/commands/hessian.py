@@ -41,22 +41,17 @@ def add_arguments(p):
 
 
 def _load(path: str, arg: str):
-    from branchspec.models.registry import load_model
+    from branchspec.loading import load_model
     from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
 
     if not checkpoint_exists(path):
         raise UsageError(f"{arg}: no such checkpoint: {path} (expected {checkpoint_paths(path)[1]})")
-    try:
-        model, state = load_model(path)
-    except ModuleNotFoundError as exc:
-        raise BranchspecError(f"{arg}: this version cannot build the checkpoint's model ({exc.name} missing)") from None
-    return model, state
+    return load_model(path)
 
 
 def _analyze_one(path: str, arg: str, args, label: str):
-    from branchspec.hessian import as_branched, select_params
-    from branchspec.hessian_analysis import HessianConfig
-    from branchspec.hessian_data import data_for
+    from branchspec.branched import as_branched
+    from branchspec.hessian import HessianConfig, data_for, select_params
 
     model, state = _load(path, arg)
     try:
@@ -78,7 +73,7 @@ def _analyze_one(path: str, arg: str, args, label: str):
 
 def run(args) -> int:
     from branchspec.figures.hessian import draw
-    from branchspec.hessian_analysis import save_results
+    from branchspec.hessian import save_results
 
     at_least(args.batch, 1, "--batch")
     at_least(args.probes, 0, "--probes")

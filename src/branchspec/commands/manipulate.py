@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 from branchspec.commands._common import existing_file, writable_dir
 
 NAME = "manipulate"
@@ -17,33 +15,34 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
-    # "--alphas -1:3:9" and "--gains -1,0,2": let values that start with "-<digit>" be values,
-    # not options (argparse only does this for plain negative numbers).
-    p._negative_number_matcher = re.compile(r"^-\.?\d")
+    # A value starting with "-" other than a plain number reads as an option to argparse:
+    # write --alphas=-1:3:9 and --gains=-1,0,2 (the '=' form), as the help says.
     p.add_argument("decomposition", metavar="DECOMPOSITION.npz", help="a decomposition written by 'branchspec decompose'")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--component", action="append", default=None, metavar="K",
                    help="component(s) to sweep, repeatable or comma-separated (default: all)")
-    p.add_argument("--alphas", default="-1:3:9", help="START:STOP:COUNT or a comma list (default -1:3:9)")
+    p.add_argument("--alphas", default="-1:3:9", help="START:STOP:COUNT or a comma list (default -1:3:9); write --alphas=-1:3:9 when it starts with '-'")
     p.add_argument("--subsets", nargs="+", default=(), metavar="I,J,...", help="component subsets to sum, e.g. 0,3,5 1,2")
-    p.add_argument("--gains", default=None, metavar="G0,G1,...", help="one gain per component: R + sum_k g_k v_k")
+    p.add_argument("--gains", default=None, metavar="G0,G1,...", help="one gain per component: R + sum_k g_k v_k; write --gains=-1,0,2 when it starts with '-'")
     p.add_argument("--no-gif", action="store_true", help="skip the animated GIFs")
 
 
 def run(args) -> int:
     from branchspec.apps.components import Decomposition
     from branchspec.apps.manipulation import manipulate, parse_alphas, parse_gains, parse_indices
+    from branchspec.figures.apps import draw_manipulation
 
     existing_file(args.decomposition, "DECOMPOSITION.npz")
-    alphas = parse_alphas(args.alphas)
+    alphas = parse_alphas(args.alphas, "--alphas")
     dec = Decomposition.load(args.decomposition)
     m = dec.num_components
     comps = None
     if args.component:
         comps = sorted({k for text in args.component for k in parse_indices(text, m, "--component")})
     subsets = [parse_indices(s, m, "--subsets") for s in args.subsets]
-    gains = parse_gains(args.gains, m) if args.gains is not None else None
+    gains = parse_gains(args.gains, m, "--gains") if args.gains is not None else None
     out = writable_dir(args.out)
     doc = manipulate(dec, out, comps, alphas, subsets, gains, gif=not args.no_gif)
-    print(f"wrote {len(doc['files'])} files to {out}: " + ", ".join(doc["files"][:6]) + (" …" if len(doc["files"]) > 6 else ""))
+    files = doc["files"] + [p.name for p in draw_manipulation(out)]
+    print(f"wrote {len(files)} files to {out}: " + ", ".join(files[:6]) + (" …" if len(files) > 6 else ""))
     return 0

@@ -30,6 +30,7 @@ def run(args) -> int:
     from branchspec.apps.manipulation import parse_indices
     from branchspec.apps.segmentation import SegmentConfig, load_mask, save_segmentation, segment
     from branchspec.commands._common import at_least, finite
+    from branchspec.figures.apps import segmentation_figure
     from branchspec.errors import UsageError
 
     existing_file(args.decomposition, "DECOMPOSITION.npz")
@@ -44,12 +45,13 @@ def run(args) -> int:
         raise UsageError(f"--target: component {args.target} out of range 0..{m - 1}")
     truth = None
     if args.truth is not None:
-        truth, resized = load_mask(args.truth, dec.R.shape[1:])
+        truth, resized = load_mask(args.truth, dec.R.shape[1:], "--truth")
         if resized:
             print(f"note: --truth resized (nearest) to {dec.R.shape[2]}x{dec.R.shape[1]}")
     out = writable_dir(args.out)
     res = segment(dec, loc, args.target, SegmentConfig(mu=args.mu, max_num_iter=args.iterations))
     doc = save_segmentation(dec, res, out, truth)
+    segmentation_figure(out / "segment.npz", out / "segmentation.png")
     how = "automatic" if res.automatic["locators"] or res.automatic["target"] else "manual"
     line = (f"locators {res.locators}, target {res.target} ({how}); {res.kept} of {res.regions} regions kept, "
             f"{doc['mask_pixels']} mask pixels")

@@ -42,7 +42,7 @@ def run(out_dir, ctx: dict, quick: bool = False) -> Section:
     from branchspec.apps.components import Decomposition, to_unit
     from branchspec.apps.manipulation import manipulate, sweep, write_gif
     from branchspec.apps.segmentation import save_segmentation, segment
-    from branchspec.figures.apps import augment_figure
+    from branchspec.figures.apps import augment_figure, draw_manipulation, segmentation_figure
 
     out_dir = Path(out_dir)
     dest = out_dir / "apps"
@@ -57,14 +57,16 @@ def run(out_dir, ctx: dict, quick: bool = False) -> Section:
     half = max(1, m // 3)
     subsets = [sorted(order[:half]), sorted(order[half:])] if m > 1 else [[0]]
     doc = manipulate(dec, dest / "manipulation", None, alphas, subsets, gif=False)
+    draw_manipulation(dest / "manipulation")
     write_gif(to_unit(sweep(dec, strongest, alphas), dec.value_range), dest / "manipulation" / f"sweep_{strongest}.gif")
     s = 0.5
     augment_samples(dec, s, n=4 if quick else 6, seed=0, out_npz=dest / "augment.npz")
     augment_figure(dest / "augment.npz", dest / "augment.png")
     res = segment(dec)
     seg = save_segmentation(dec, res, dest / "segmentation")
+    segmentation_figure(dest / "segmentation" / "segment.npz", dest / "segmentation" / "segmentation.png")
     rel = lambda p: str(Path("apps") / p)  # noqa: E731
-    cmd_m = f"branchspec manipulate {src} --alphas {alphas[0]:g}:{alphas[-1]:g}:{len(alphas)} " \
+    cmd_m = f"branchspec manipulate {src} --alphas={alphas[0]:g}:{alphas[-1]:g}:{len(alphas)} " \
             f"--subsets {','.join(map(str, subsets[0]))} {','.join(map(str, subsets[-1]))} --out {dest / 'manipulation'}"
     cmd_s = f"branchspec segment {src} --out {dest / 'segmentation'}"
     figures = [

@@ -98,8 +98,7 @@ def write_heldout(cfg: DemoConfig, folder: Path) -> list[Path]:
 
 
 def run(out_dir, ctx: dict, quick: bool = False) -> Section:
-    from branchspec.apps.decompose import decompose_images
-    from branchspec.commands.decompose import load_generator
+    from branchspec.apps.decompose import decompose_images, load_generator
     from branchspec.figures.decomposition import added_rows, correlation_figure, decomposition_grid
 
     cfg = QUICK if quick else DemoConfig()
@@ -111,7 +110,7 @@ def run(out_dir, ctx: dict, quick: bool = False) -> Section:
     gen, domains, img_size, vr, _ = load_generator(str(ckpt))
     heldout = write_heldout(cfg, dest / "heldout")
     t0 = time.perf_counter()
-    res = decompose_images(gen, heldout, dest, domains, img_size=img_size, value_range=vr, grid=False,
+    res = decompose_images(gen, heldout, dest, domains, img_size=img_size, value_range=vr,
                            png_min_size=0 if quick else 64)
     dec_s = time.perf_counter() - t0
     s = res.summary

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from branchspec.figures.hessian import draw
-from branchspec.hessian_analysis import HessianConfig, save_results
-from branchspec.hessian_data import data_for, l2_sum
+from branchspec.hessian import HessianConfig, data_for, l2_sum, save_results
 from branchspec.toy import PROBLEMS
-from branchspec.models.registry import load_model, model_spec
+from branchspec.loading import load_model
+from branchspec.models.registry import model_spec
 from branchspec.report import Figure, Section
 from branchspec.toy import toy_model
 from branchspec.train.checkpoint import prefixed, save_checkpoint

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from branchspec.apps.components import stretch, to_unit
+from branchspec.apps.components import overlay, stretch, to_unit
 from branchspec.figures.common import new_figure, save
 
 
@@ -71,16 +71,6 @@ def augment_figure(npz_path, out_png, cell: float = 1.2) -> Path:
     return save(fig, out_png)
 
 
-def overlay(image01: np.ndarray, mask: np.ndarray, color=(1.0, 0.1, 0.1), alpha: float = 0.5) -> np.ndarray:
-    """(C, H, W) image in [0, 1] with ``mask`` tinted; returns (3, H, W) in [0, 1]."""
-    img = np.asarray(image01, np.float64)
-    if img.shape[0] == 1:
-        img = np.repeat(img, 3, axis=0)
-    col = np.asarray(color, np.float64)[:, None, None]  # (3, 1, 1)
-    m = np.asarray(mask, bool)[None]  # (1, H, W)
-    return np.where(m, (1 - alpha) * img + alpha * col, img)
-
-
 def segmentation_figure(npz_path, out_png, cell: float = 1.7) -> Path:
     """App. F panels (Fig. 21): image, locator energy + initial region, target, Chan–Vese, final mask."""
     with np.load(npz_path) as z:
@@ -100,3 +90,21 @@ def segmentation_figure(npz_path, out_png, cell: float = 1.7) -> Path:
     _show(ax[4], overlay(to_unit(d["image"], vr), d["mask"], alpha=0.55))
     ax[4].set_title("row-wise pairs kept", fontsize=8)
     return save(fig, out_png)
+
+
+def draw_manipulation(out_dir) -> list[Path]:
+    """The App. A figures of a ``manipulate`` folder, from its saved ``.npz`` files.
+
+    ``strip.png`` from ``sweeps.npz`` (Figs. 13–14), ``subsets.png`` from
+    ``subsets.npz`` (Fig. 15), ``gains.png`` from ``gains.npz``; a missing
+    ``.npz`` means that figure is not drawn. Returns the written paths.
+    """
+    out = Path(out_dir)
+    figs = []
+    if (out / "sweeps.npz").is_file():
+        figs.append(sweep_strip(out / "sweeps.npz", out / "strip.png"))
+    if (out / "subsets.npz").is_file():
+        figs.append(image_row(out / "subsets.npz", out / "subsets.png", title="subset sums (Fig. 15)"))
+    if (out / "gains.npz").is_file():
+        figs.append(image_row(out / "gains.npz", out / "gains.png", title="per-component gains"))
+    return figs

@@ -1,1 +1,1 @@
-"""Branch architectures and the registry that rebuilds models from checkpoints."""
+"""Branch architectures, shared layers (layers.py) and the one registry (registry.py: builder, tiny config, example input)."""

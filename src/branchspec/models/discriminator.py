@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from branchspec.models.generator import INITS, ResBlock, he_init
+from branchspec.models.layers import INITS, ResBlock, he_init
 
 
 @dataclass(frozen=True)

@@ -45,56 +45,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from branchspec.branched import ENGINES, Branched
-from branchspec.packed import PackedLayer, PerChannel, pack, register_packer
+from branchspec.packed import PackedLayer, pack, register_packer
 from branchspec.models.diffusion import GaussianSmoothing, LearntDiffusion
-from branchspec.models.registry import register
+from branchspec.models.layers import INITS, InstanceNorm, ResBlock, he_init, instance_norm
 
 RESIDUALS = ("gaussian", "diffusion", "none")
-INITS = ("he", "torch")  # weight initialisation: StarGAN-v2's he_init, or PyTorch's layer defaults
-
-
-@torch.no_grad()
-def he_init(module: nn.Module) -> nn.Module:
-    """StarGAN-v2's ``he_init`` on every conv and linear layer of ``module``: kaiming-normal
-    weights (fan_in, ReLU gain, std = √(2 / fan_in)) and zero biases (Choi et al. 2020,
-    ``core/utils.py``; the initialisation behind the GAN of paper §7 / App. E).
-
-    PyTorch's default (kaiming-uniform with a = √5, std = √(1 / (3 fan_in))) shrinks the
-    signal by about √6 per conv; through the ~10 layers of the discriminator its logits start
-    at ≈ 0.01–0.04 and its input gradient at ≈ 10⁻³ (R1 ≈ 10⁻⁶), and in the GAN game it
-    stays at chance (docs/gan.md, "Why D sat at chance").
-
-    Example:
-        >>> m = he_init(nn.Conv2d(8, 4, 3))  # fan_in 72: weight std √(2/72) ≈ 0.17
-        >>> float(m.bias.abs().sum())
-        0.0
-    """
-    for m in module.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-    return module
-
-
-def instance_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """Per-sample, per-channel normalisation over H, W, no running statistics; float32 inside.
-
-    ``F.instance_norm`` has a vmap batching rule, so branches stay fusable.
-    """
-    return F.instance_norm(x.float(), eps=eps).to(x.dtype)
-
-
-class InstanceNorm(nn.Module):
-    """Instance normalisation with a learnt per-channel affine map (no running stats)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: Tensor) -> Tensor:  # (B, C, H, W)
-        return instance_norm(x) * self.weight.view(-1, 1, 1) + self.bias.view(-1, 1, 1)
 
 
 class AdaIN(nn.Module):
@@ -108,29 +63,6 @@ class AdaIN(nn.Module):
         h = self.fc(s)[..., None, None]  # (B, 2C, 1, 1)
         gamma, beta = h.chunk(2, dim=1)  # (B, C, 1, 1) each
         return (1 + gamma) * instance_norm(x) + beta
-
-
-class ResBlock(nn.Module):
-    """StarGAN-v2 ResBlk: pre-activation residual block, optional IN and 2× average-pool down-sampling."""
-
-    def __init__(self, dim_in: int, dim_out: int, normalize: bool = False, downsample: bool = False) -> None:
-        super().__init__()
-        self.normalize, self.downsample = normalize, downsample
-        self.conv1 = nn.Conv2d(dim_in, dim_in, 3, 1, 1)
-        self.conv2 = nn.Conv2d(dim_in, dim_out, 3, 1, 1)
-        if normalize:
-            self.norm1, self.norm2 = InstanceNorm(dim_in), InstanceNorm(dim_in)
-        self.skip = nn.Conv2d(dim_in, dim_out, 1, bias=False) if dim_in != dim_out else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        sc = self.skip(x) if self.skip is not None else x
-        h = self.norm1(x) if self.normalize else x
-        h = self.conv1(F.leaky_relu(h, 0.2))
-        if self.downsample:
-            sc, h = F.avg_pool2d(sc, 2), F.avg_pool2d(h, 2)
-        h = self.norm2(h) if self.normalize else h
-        h = self.conv2(F.leaky_relu(h, 0.2))
-        return (sc + h) / math.sqrt(2)  # unit variance
 
 
 class AdaINResBlock(nn.Module):
@@ -177,7 +109,6 @@ class DomainStyle(nn.Module):
 
 
 # Packing rules (branchspec.packed): the M branches' layers as one block-diagonal layer.
-register_packer(InstanceNorm)(PerChannel)  # per-channel affine map: parameters concatenated
 
 
 @register_packer(AdaIN)
@@ -338,39 +269,10 @@ def build_generator(cfg: GeneratorConfig) -> Branched:
     return Branched(lambda: GeneratorBranch(cfg), cfg.num_branches, residual=residual, engine=cfg.engine, seed=cfg.seed)
 
 
-@register("generator")
-def _build_from_dict(config: dict[str, Any]) -> Branched:
+def build_from_config(config: dict[str, Any]) -> Branched:
+    """The generator a checkpoint's ``{"kind": "generator", "config": {...}}`` describes (registry builder)."""
     return build_generator(GeneratorConfig(**config))
 
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def zoo_specs() -> dict:
-    """Tiny generator branches for the architecture test (fused == loop, with y as extra arg)."""
-    from branchspec.models.zoo import ArchSpec
-
-    tiny = dict(img_size=16, num_domains=3, base_width=8, max_width=16, style_dim=8, mapping_width=8, num_down=1,
-                num_bottleneck=1, engine="loop")
-    cfg_g = GeneratorConfig(**tiny, residual="gaussian", sigma=1.0)
-    # the architecture test builds 3 branches, so the diffusion residual makes 3 inputs
-    cfg_d = GeneratorConfig(**tiny, num_branches=3, residual="diffusion", sigma=1.0, diffusion_width=8)
-
-    def inp(b):
-        return torch.randn(b, 3, 16, 16)
-
-    def labels(b):
-        return (torch.arange(b) % 3,)
-
-    def diffusion_residual():
-        r = make_residual(cfg_d)
-        with torch.no_grad():  # make q non-zero so the test exercises it
-            for p in r.q.convs[-1].parameters():
-                p.normal_(0, 0.05)
-        return r
-
-    return {
-        "generator-gaussian": ArchSpec(lambda: GeneratorBranch(cfg_g), inp, labels, lambda: make_residual(cfg_g)),
-        "generator-diffusion": ArchSpec(lambda: GeneratorBranch(cfg_d), inp, labels, diffusion_residual),
-    }

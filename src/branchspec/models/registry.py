@@ -1,129 +1,141 @@
-"""Rebuild any branched model the package trains from its checkpoint.
+"""The one model registry: every branch architecture with its builder, a tiny config and an example input.
 
-Each model kind registers a builder ``config dict -> nn.Module`` (a
-:class:`~branchspec.Branched`, or a module exposing one as ``.branched``).
-A checkpoint's JSON state stores ``{"model": {"kind": ..., "config": {...}}}``
-and its weights under ``model.*``, so ``branchspec hessian`` and the analysis
-commands work on every kind without knowing it in advance.
+:data:`ARCHITECTURES` maps a name to an :class:`ArchSpec`. Two things walk it:
+
+* the architecture test (``tests/test_architectures.py``, STYLE habit 5)
+  builds every entry from its tiny config with each engine — forward,
+  backward, shapes, no NaN, every engine == the loop engine — and fails if
+  an expected name is missing;
+* checkpoints: a checkpoint's JSON state stores ``{"model": {"kind": ...,
+  "config": {...}}}`` (:func:`model_spec`) and :func:`build_model` rebuilds
+  the untrained model from it with the builder of that kind. The kinds are
+  the ``kind`` fields of the entries, plus any added with :func:`register`.
+
+This module imports every model module at top level and no model module
+imports it, so a broken model file fails loudly here instead of silently
+dropping out of the architecture test. Loading a checkpoint's weights into
+the rebuilt model is :func:`branchspec.loading.load_model` (one floor up: it
+reads checkpoint files).
+
+Example:
+    >>> spec = ARCHITECTURES["toy-neuron"]
+    >>> model = spec.build({**spec.config, "num_branches": 3})
+    >>> model(spec.example_input(4)).shape
+    torch.Size([4, 1])
+    >>> build_model("toy", {"num_branches": 2}).num_branches
+    2
 """
 
 from __future__ import annotations
 
-import importlib
-import math
-import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from branchspec.train.checkpoint import CheckpointError, load_checkpoint, non_finite_tensors, unprefixed
+from branchspec.branched import Branched
+from branchspec.errors import BranchspecError
+from branchspec.models import generator, resnet, toy_neuron
 
-_BUILDERS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {}
-# Modules imported on demand so that each kind registers itself.
-_PROVIDERS = {
-    "toy": "branchspec.models.toy_neuron",
-    "classifier": "branchspec.models.resnet",
-    "generator": "branchspec.models.generator",
+Builder = Callable[[dict[str, Any]], nn.Module]
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """A branch architecture: how to build it from a config and how to feed it a tiny batch."""
+
+    build: Builder  # config dict -> Branched model (for a checkpoint kind: that kind's builder)
+    config: dict[str, Any]  # a tiny config; the architecture test overrides num_branches, engine and seed
+    example_input: Callable[[int], torch.Tensor]  # batch size B -> input (B, ...)
+    example_args: Callable[[int], tuple] = field(default=lambda b: ())  # extra branch inputs, e.g. the domain y
+    kind: str | None = None  # the checkpoint "model.kind" built by `build`; None for test-only architectures
+    prepare: Callable[[nn.Module], None] | None = None  # test-only tweak after building (None: none)
+    tol: float = 1e-4  # engine-vs-loop tolerance of the architecture test
+
+
+def _plain(make_branch: Callable[[], nn.Module]) -> Builder:
+    """Builder of a Branched of ``make_branch`` with no residual (test-only architectures)."""
+
+    def build(config: dict[str, Any]) -> Branched:
+        return Branched(make_branch, int(config["num_branches"]), engine=config.get("engine", "auto"),
+                        seed=config.get("seed"))
+
+    return build
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def _conv_bn() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+    )
+
+
+def _nonzero_diffusion_q(model: nn.Module) -> None:
+    """The learnt diffusion's CNN q starts at zero (R = heat flow); perturb it so the test exercises q."""
+    with torch.no_grad():
+        for p in model.residual.q.convs[-1].parameters():
+            p.normal_(0, 0.05)
+
+
+def _image(b: int) -> torch.Tensor:
+    return torch.randn(b, 3, 16, 16)  # (B, C, H, W)
+
+
+def _domains(b: int) -> tuple[torch.Tensor]:
+    return (torch.arange(b) % 3,)  # target domain y of every image, (B,)
+
+
+# tiny StarGAN-v2-style generator branches (§7, App. D–E) at 16², three domains
+_TINY_GENERATOR = dict(img_size=16, num_domains=3, base_width=8, max_width=16, style_dim=8, mapping_width=8,
+                       num_down=1, num_bottleneck=1, sigma=1.0, engine="loop")
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "mlp": ArchSpec(_plain(_mlp), {"num_branches": 3}, lambda b: torch.randn(b, 4)),
+    "conv-bn": ArchSpec(_plain(_conv_bn), {"num_branches": 3}, lambda b: torch.randn(b, 3, 8, 8)),
+    # §4.1: one Leaky-ReLU neuron per branch
+    "toy-neuron": ArchSpec(toy_neuron.build_from_config, {"num_branches": 3}, lambda b: torch.randn(b, 1), kind="toy"),
+    # §6: slim ResNet18 branches with BatchNorm
+    "slim-resnet18": ArchSpec(resnet.build_from_config, {"num_branches": 3, "width": 2}, _image, kind="classifier"),
+    # §7: generator with Gaussian R, and with the learnt diffusion R of App. E (per-branch inputs φ_k)
+    "generator-gaussian": ArchSpec(generator.build_from_config, {**_TINY_GENERATOR, "residual": "gaussian"},
+                                   _image, _domains, kind="generator"),
+    "generator-diffusion": ArchSpec(generator.build_from_config,
+                                    {**_TINY_GENERATOR, "residual": "diffusion", "diffusion_width": 8},
+                                    _image, _domains, kind="generator", prepare=_nonzero_diffusion_q),
 }
+
+# checkpoint kind -> builder; register() adds more (tests register stand-ins)
+_BUILDERS: dict[str, Builder] = {s.kind: s.build for s in ARCHITECTURES.values() if s.kind is not None}
 
 
 def register(kind: str):
-    """Decorator: register ``builder(config) -> nn.Module`` under ``kind``."""
+    """Decorator: register ``builder(config) -> nn.Module`` as the builder of checkpoint ``kind``."""
 
-    def deco(fn):
+    def deco(fn: Builder) -> Builder:
         _BUILDERS[kind] = fn
         return fn
 
     return deco
 
 
+def kinds() -> list[str]:
+    """The checkpoint kinds :func:`build_model` knows, sorted."""
+    return sorted(_BUILDERS)
+
+
 def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
-    """Build an untrained model of ``kind`` from its config dict."""
-    if kind not in _BUILDERS and kind in _PROVIDERS:
-        importlib.import_module(_PROVIDERS[kind])
+    """Build an untrained model of checkpoint ``kind`` from its config dict (one-line error if unknown)."""
     if kind not in _BUILDERS:
-        raise CheckpointError(f"unknown model kind {kind!r}; known: {sorted(set(_BUILDERS) | set(_PROVIDERS))}")
+        raise BranchspecError(f"unknown model kind {kind!r}; known: {kinds()}")
     return _BUILDERS[kind](config)
 
 
 def model_spec(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     """The ``"model"`` entry of a checkpoint's JSON state."""
     return {"kind": kind, "config": dict(config)}
-
-
-_BRANCH_KEY = re.compile(r"(?:^|\.)branches\.(\d+)\.")
-
-
-def check_spec(spec: Any, weights: dict[str, torch.Tensor], path) -> tuple[str, dict[str, Any]]:
-    """``(kind, config)`` of a checkpoint's ``"model"`` entry, checked against its weights *before* any
-    model is built: types, finite numbers, and ``num_branches`` = the branches the weights hold (a
-    config claiming 10⁹ branches is refused in one line instead of building them)."""
-    if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str):
-        raise CheckpointError(f"checkpoint {path} does not say which model it holds (no string 'model.kind')")
-    config = spec.get("config", {})
-    if not isinstance(config, dict):
-        raise CheckpointError(f"checkpoint {path}: model.config must be an object, got {type(config).__name__}")
-    for k, v in config.items():
-        if isinstance(v, float) and not math.isfinite(v):
-            raise CheckpointError(f"checkpoint {path}: model.config.{k} is not finite ({v})")
-    nb = config.get("num_branches")
-    if nb is not None:
-        if not isinstance(nb, int) or isinstance(nb, bool) or nb < 1:
-            raise CheckpointError(f"checkpoint {path}: model.config.num_branches must be an integer >= 1, got {nb!r}")
-        held = {int(m.group(1)) for k in weights for m in [_BRANCH_KEY.search(k)] if m}
-        if held and (len(held) != nb or max(held) != nb - 1):  # never materialise range(nb): nb may be 10⁹
-            raise CheckpointError(f"checkpoint {path}: model.config.num_branches is {nb} but its weights hold "
-                                  f"{len(held)} branch(es); refused")
-    return spec["kind"], config
-
-
-def _check_shapes(kind: str, config: dict[str, Any], weights: dict[str, torch.Tensor], path) -> None:
-    """Build the model on the meta device (no memory) and compare every shape with the weights."""
-    try:
-        with torch.device("meta"):
-            meta = build_model(kind, config)
-    except CheckpointError:
-        raise
-    except Exception:  # a builder that cannot run on meta: the real build checks below
-        return
-    want = meta.state_dict()
-    bad = [k for k, v in want.items() if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
-    if bad:
-        k = bad[0]
-        raise CheckpointError(f"checkpoint {path}: its config gives {k} the shape {tuple(want[k].shape)}, "
-                              f"its weights {tuple(weights[k].shape)}; refused")
-    need = sum(v.numel() for v in want.values())
-    have = sum(v.numel() for v in weights.values())
-    if need > 2 * have + 1_000_000:
-        raise CheckpointError(f"checkpoint {path}: its config builds a model of {need} values but the weights hold "
-                              f"{have}; refused")
-
-
-def load_model(path, device="cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild and load the model of a checkpoint: ``(model, state)``; model in eval mode.
-
-    Every malformed field is a one-line :class:`CheckpointError`, checked
-    before the model is built (:func:`check_spec`).
-    """
-    tensors, state = load_checkpoint(path, device=device)
-    weights = unprefixed("model", tensors)
-    kind, config = check_spec(state.get("model"), weights, path)
-    bad = non_finite_tensors(weights)
-    if bad:  # e.g. inf BatchNorm running_var saved by an older version: results would be meaningless
-        raise CheckpointError(f"checkpoint {path}: {len(bad)} weight tensor(s) hold NaN/inf (first: {bad[0]}); refused")
-    _check_shapes(kind, config, weights, path)
-    try:
-        model = build_model(kind, config)
-    except CheckpointError:
-        raise
-    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
-        first = str(exc).strip().splitlines()[0][:150] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path}: cannot build its {kind} model from model.config ({first})") from None
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path} does not fit a {kind} model: {first}") from None
-    return model.to(device).eval(), state

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from branchspec.branched import ENGINES, Branched
-from branchspec.models.registry import register
 
 # Stage widths are round(w·2^i), i = 0..3, of the base width w; the full ResNet18 has w = 64.
 DEFAULT_WIDTH = 5.4  # -> stages (5, 11, 22, 43), 80,973 parameters per branch (0.08 M, §6)
@@ -149,13 +148,6 @@ def predict(model: Branched, x: Tensor, clamp: bool = True) -> Tensor:
     return clamp_logits(model(x), clamp).argmax(dim=1)
 
 
-@register("classifier")
-def _build(config: dict) -> Branched:
+def build_from_config(config: dict) -> Branched:
+    """The classifier a checkpoint's ``{"kind": "classifier", "config": {...}}`` describes (registry builder)."""
     return build_classifier(ClassifierConfig.from_dict(config))
-
-
-def zoo_specs() -> dict:
-    """Architecture-test entry (``branchspec.models.zoo``): a tiny slim ResNet18 with BatchNorm."""
-    from branchspec.models.zoo import ArchSpec
-
-    return {"slim-resnet18": ArchSpec(lambda: SlimResNet18(width=2), lambda b: torch.randn(b, 3, 16, 16))}

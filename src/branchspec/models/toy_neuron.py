@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from branchspec.branched import Branched
-from branchspec.models.registry import register
 from branchspec.packed import PerChannel, register_packer
 
 
@@ -41,12 +40,13 @@ class ToyNeuron(nn.Module):
 register_packer(ToyNeuron)(PerChannel)
 
 
-def toy_model(num_branches: int, negative_slope: float = 0.01, init_scale: float = 1.0, seed: int | None = None) -> Branched:
+def toy_model(num_branches: int, negative_slope: float = 0.01, init_scale: float = 1.0, seed: int | None = None,
+              engine: str = "loop") -> Branched:
     """A :class:`Branched` sum of ``num_branches`` toy neurons (eq. 1 with eq. 4)."""
-    return Branched(lambda: ToyNeuron(negative_slope, init_scale), num_branches, engine="loop", seed=seed)
+    return Branched(lambda: ToyNeuron(negative_slope, init_scale), num_branches, engine=engine, seed=seed)
 
 
-@register("toy")
-def _build(config: dict) -> Branched:
+def build_from_config(config: dict) -> Branched:
+    """The toy model a checkpoint's ``{"kind": "toy", "config": {...}}`` describes (registry builder)."""
     return toy_model(int(config["num_branches"]), float(config.get("negative_slope", 0.01)),
-                     float(config.get("init_scale", 1.0)))
+                     float(config.get("init_scale", 1.0)), config.get("seed"), config.get("engine", "loop"))

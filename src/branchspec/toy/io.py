@@ -130,7 +130,7 @@ def save_models(run: ToyRun, out_dir: str | os.PathLike, ms=None, trial: int = 0
 
     Files: ``out_dir/m{M}_init`` and ``out_dir/m{M}_trained`` (safetensors + JSON), weights under
     ``model.*`` exactly as ``toy_model(M).state_dict()``; rebuild with
-    :func:`branchspec.models.registry.load_model`. Returns ``{M: {"init": path, "trained": path}}``.
+    :func:`branchspec.loading.load_model`. Returns ``{M: {"init": path, "trained": path}}``.
     """
     from branchspec.models.registry import model_spec
     from branchspec.train.checkpoint import prefixed, save_checkpoint

@@ -23,7 +23,7 @@ Outputs in RUN/: ``config.json``, ``log.jsonl``, ``samples/step-NNNNNN.png``
 (input | re-generation | R) and ``checkpoints/last`` + ``checkpoints/step-NNNNNN``
 (safetensors + JSON, atomic). The weights under ``model.*`` are the EMA
 generator and the JSON holds ``registry.model_spec("generator", ...)``, so
-``registry.load_model(RUN/checkpoints/last)`` returns a sampling-ready model;
+``branchspec.loading.load_model(RUN/checkpoints/last)`` returns a sampling-ready model;
 ``gen.*``, ``disc.*``, ``opt_g.*``, ``opt_d.*`` hold the full training state.
 
 Example:

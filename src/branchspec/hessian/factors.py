@@ -41,8 +41,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, hessian, jvp, vmap
 
-from branchspec.branched import ResidualSplit
-from branchspec.hessian import (
+from branchspec.hessian.exact import (
     DEFAULT_BUDGET_BYTES,
     LossFn,
     ParamSubset,
@@ -51,7 +50,7 @@ from branchspec.hessian import (
     check_budget,
     estimate_bytes,
 )
-from branchspec.metrics import gradient_factors
+from branchspec.metrics import branch_inputs, gradient_factors
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,6 @@ class HessianFactors:
     def offblock(self, k: int, l: int) -> Tensor:
         """Σ_j D_k(x_j)ᵀ C_l(x_j), ``(|w_k|, |w_l|)`` — eq. 14 (for k = l only the Gauss–Newton part)."""
         return torch.einsum("nca,ncb->ab", self.distributive[k], self.collaborative[l])
-
-
-def _branch_inputs(model, x: Tensor) -> Tensor | None:
-    res = model._residual(x)
-    return res.branch_inputs if isinstance(res, ResidualSplit) else None
 
 
 def hessian_factors(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn,
@@ -141,7 +135,7 @@ def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: 
     model = as_branched(model)
     branch = model.branches[k]
     gain = model.branch_gain[k]
-    per_in = _branch_inputs(model, x)
+    per_in = branch_inputs(model, x)
     xin = x if per_in is None else per_in[k]
     names = list(subset.names)
     theta = torch.cat([dict(branch.named_parameters())[nm].detach().reshape(-1) for nm in names])

@@ -18,8 +18,8 @@ branch (Fig. 5, panels 3–4). This module makes that measurable:
   anything that would exceed a memory budget.
 
 The eq. 12–14 factorisation and the structured (per-branch) exact method are
-in :mod:`branchspec.hessian_factors`; the random-probe estimator for subsets
-too large for a dense Hessian in :mod:`branchspec.hessian_probes`.
+in :mod:`branchspec.hessian.factors`; the random-probe estimator for subsets
+too large for a dense Hessian in :mod:`branchspec.hessian.probes`.
 
 Hessians are taken with the model in eval mode (BatchNorm uses its running
 statistics, so the loss is a sum of per-sample terms) and the loop engine.
@@ -180,7 +180,7 @@ def estimate_bytes(subset: ParamSubset, num_outputs: int = 0, itemsize: int = 4,
     """Bytes of the matrices an exact Hessian over ``subset`` holds at once.
 
     ``direct``: H and the identity of tangents, 2·P² values.
-    ``blockwise`` (:mod:`branchspec.hessian_factors`): H (P²), the distributive
+    ``blockwise`` (:mod:`branchspec.hessian.factors`): H (P²), the distributive
     and collaborative factors (2·NC·P, NC = batch × output size), the output
     Hessian d²L/df² ((NC)²) and one within-branch block pair (2·|w_k|²).
     Transient activations are bounded by the vmap chunk size and not counted.

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from torch.func import vmap
 
-from branchspec.hessian import (
+from branchspec.hessian.exact import (
     LossFn,
     ParamSubset,
     analysis_mode,

@@ -11,7 +11,7 @@ by :mod:`branchspec.figures.hessian`.
 Example:
     >>> import torch
     >>> from branchspec.toy import toy_model
-    >>> from branchspec.hessian_data import toy_data
+    >>> from branchspec.hessian.data import toy_data
     >>> res, H = analyze(toy_model(3, seed=0), toy_data({}, 4))
     >>> res["num_params"], H.shape
     (6, torch.Size([6, 6]))
@@ -30,7 +30,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from branchspec.errors import BranchspecError
-from branchspec.hessian import (
+from branchspec.hessian.exact import (
     DEFAULT_BUDGET_BYTES,
     analysis_mode,
     as_branched,
@@ -42,9 +42,9 @@ from branchspec.hessian import (
     select_params,
     subset_loss,
 )
-from branchspec.hessian_data import HessianData
-from branchspec.hessian_factors import blockwise_hessian, eq14_report, hessian_factors
-from branchspec.hessian_probes import exact_stderr, probe_block_norms
+from branchspec.hessian.data import HessianData
+from branchspec.hessian.factors import blockwise_hessian, eq14_report, hessian_factors
+from branchspec.hessian.probes import exact_stderr, probe_block_norms
 
 @dataclass(frozen=True)
 class HessianConfig:
@@ -102,7 +102,7 @@ def analyze(model, data: HessianData, params: str = "first-layer", *, method: st
     """The Hessian block structure of ``model`` on ``data``: ``(result dict, H or None)``.
 
     ``method``: ``"direct"`` (:func:`~branchspec.hessian.exact_hessian`),
-    ``"blockwise"`` (:func:`~branchspec.hessian_factors.blockwise_hessian`) or
+    ``"blockwise"`` (:func:`~branchspec.hessian.factors.blockwise_hessian`) or
     ``"auto"`` (direct up to :data:`DIRECT_MAX_PARAMS` parameters).
     ``probes`` > 0 adds the random-probe estimate (and, with H known, its
     error against the exact block norms). When the exact Hessian is over
