@@ -127,6 +127,9 @@ def test_sweep_records_activity_per_m(tmp_path):
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert saved["M"] == [1, 2] and res["M"] == [1, 2]
     assert [a + s for a, s in zip(saved["active"], saved["silent"])] == [1, 2]
+    from branchspec.figures.classifier import draw_sweep
+
+    draw_sweep(tmp_path / "sweep.json", tmp_path / "sweep.png")  # figures are drawn from the saved results
     assert (tmp_path / "sweep.png").stat().st_size > 1000
     again = run_sweep(cfg, [1, 2], tmp_path, progress=False, log=lambda s: None)  # finished runs are reused
     assert again["test_acc"] == saved["test_acc"]

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from branchspec.data.embedded import embedded_domains, embedded_full_images
-from branchspec.data.folders import load_domains, load_image_folders
+from branchspec.data.domains import load_domains
+from branchspec.data.folders import load_image_folders
 from branchspec.errors import BranchspecError
 
 

@@ -238,57 +238,14 @@ class Branched(nn.Module):
         return out
 
     # ------------------------------------------------------------ packed engine
-    def _packed_net(self, x: Tensor, per_branch: bool, args, kwargs) -> nn.Module | None:
-        """The packed network for this input kind, built and checked against the loop once."""
-        if per_branch not in self._packed:
-            try:
-                net = packing.pack(list(self.branches))
-                reason = self._check_packed(net, x, per_branch, args, kwargs)
-            except (packing.NotPackable, RuntimeError, ValueError, TypeError, AttributeError) as err:
-                net, reason = None, f"not packable: {err}"
-            if reason:
-                net = None
-            self._packed[per_branch] = (net, reason or "packed")
-        return self._packed[per_branch][0]
-
-    def _check_packed(self, net: nn.Module, x: Tensor, per_branch: bool, args, kwargs) -> str:
-        """'' if the packed network matches the loop engine on a few samples (fp32, eval), else why not."""
-        n = min(x.shape[1] if per_branch else x.shape[0], 4)
-        full = x.shape[1] if per_branch else x.shape[0]
-
-        def cut(a):
-            return a[:n] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == full else a
-
-        xs = x[:, :n] if per_branch else x[:n]
-        a_s = tuple(cut(a) for a in args)
-        k_s = {k: cut(v) for k, v in kwargs.items()}
-        was = self.training
-        try:
-            self.train(False)
-            with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
-                ref = self._loop_outputs(xs.float() if xs.is_floating_point() else xs, per_branch, a_s, k_s)
-                got = self._run_packed(net, xs.float() if xs.is_floating_point() else xs, per_branch, a_s, k_s)
-        finally:
-            self.train(was)
-        if got.shape != ref.shape:
-            return f"packed output shape {tuple(got.shape)} != loop {tuple(ref.shape)}"
-        err = (got - ref).norm() / ref.norm().clamp_min(1e-12)
-        if not err <= 1e-3:
-            return f"packed output differs from the loop engine (relative error {float(err):.2g}): a layer mixes channels"
-        return ""
-
-    def _run_packed(self, net: nn.Module, x: Tensor, per_branch: bool, args, kwargs) -> Tensor:
-        net.train(self.training)  # the packed layers are not registered children: set their mode here
-        xin = packing.pack_input(x) if per_branch else x  # (B, M·C, …) or shared (B, C, …)
-        if xin.dim() == 4 and self.channels_last is not False:
-            xin = xin.contiguous(memory_format=torch.channels_last)
-        return packing.unpack_output(net(xin, *args, **kwargs), self.num_branches)  # (M, B, …)
-
     def _packed_outputs(self, x: Tensor, per_branch: bool, args, kwargs) -> Tensor:
-        net = self._packed_net(x, per_branch, args, kwargs)
+        if per_branch not in self._packed:  # built and checked against the loop once per input kind
+            self._packed[per_branch] = packing.build_checked(self.branches, x, per_branch, args, kwargs)
+        net = self._packed[per_branch][0]
         if net is None:  # fall back, the reason is in engine_report()
             return self._fused_outputs(x, per_branch, args, kwargs)
-        return self._run_packed(net, x, per_branch, args, kwargs)
+        net.train(self.training)  # the packed layers are not registered children: set their mode here
+        return packing.run_packed(net, x, per_branch, self.num_branches, args, kwargs, self.channels_last is not False)
 
     def engine_report(self) -> dict[str, str]:
         """Which engine runs for each input kind seen so far, and why.
@@ -354,6 +311,15 @@ class Branched(nn.Module):
         specialisation metric (response matrix F of §4.1).
         """
         return self.forward_all(x, *args, **kwargs)[1]
+
+    def branch_inputs(self, x: Tensor) -> Tensor | None:
+        """What each branch receives, ``(M, B, ...)``, or ``None`` when every branch sees x itself.
+
+        A residual may return a :class:`ResidualSplit` that feeds branch k its
+        own input (the learnt diffusion of App. E, f = R + Σ_k v_k(φ_k), eq. 15).
+        """
+        res = self._residual(x)
+        return res.branch_inputs if isinstance(res, ResidualSplit) else None
 
     def residual_output(self, x: Tensor) -> Tensor | None:
         """R(x) alone (``None`` without a residual)."""

@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, jacrev, vmap
 
-from branchspec.branched import ResidualSplit
 
 REDUCTIONS = ("auto", "identity", "norm", "sum", "mean", "flatten")
 
@@ -169,8 +168,7 @@ def branch_inputs(model, x: Tensor) -> Tensor | None:
     A residual module may return a :class:`~branchspec.branched.ResidualSplit`
     that feeds branch k its own input — the learnt diffusion of App. E,
     f = R + Σ_k v_k(φ_k) (eq. 15). Read through the public ``model.residual``
-    module only; a residual given as a plain callable (not an ``nn.Module``)
-    is not visible from outside ``Branched`` and counts as "x itself".
+    module or callable (:meth:`~branchspec.branched.Branched.branch_inputs`).
 
     Example:
         >>> import torch.nn as nn
@@ -178,8 +176,8 @@ def branch_inputs(model, x: Tensor) -> Tensor | None:
         >>> branch_inputs(Branched(lambda: nn.Linear(1, 1), 2, seed=0), torch.zeros(3, 1)) is None
         True
     """
-    res = model.residual(x) if model.residual is not None else None
-    return res.branch_inputs if isinstance(res, ResidualSplit) else None
+    return model.branch_inputs(x)
+
 
 def gradient_factors(
     model,

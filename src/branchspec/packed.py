@@ -311,6 +311,65 @@ register_packer(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)(
 )
 
 
+def build_checked(branches: Sequence[nn.Module], x: Tensor, per_branch: bool, args: tuple, kwargs: dict
+                  ) -> tuple[nn.Module | None, str]:
+    """``(packed network, "packed")``, or ``(None, reason)`` when the branches cannot be packed.
+
+    The packed network is compared with the M branches run one by one on a few
+    samples (fp32, eval mode, no grad, buffers untouched): a branch ``forward``
+    that mixes channels outside a registered layer is caught here.
+    """
+    try:
+        net = pack(list(branches))
+        reason = _check(net, branches, x, per_branch, args, kwargs)
+    except (NotPackable, RuntimeError, ValueError, TypeError, AttributeError) as err:
+        return None, f"not packable: {err}"
+    return (None, reason) if reason else (net, "packed")
+
+
+def _check(net: nn.Module, branches: Sequence[nn.Module], x: Tensor, per_branch: bool, args: tuple, kwargs: dict) -> str:
+    """'' if ``net`` matches the branches run one by one on a few samples, else why not."""
+    full = x.shape[1] if per_branch else x.shape[0]
+    n = min(full, 4)
+
+    def cut(a):
+        return a[:n] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == full else a
+
+    xs = x[:, :n] if per_branch else x[:n]
+    xs = xs.float() if xs.is_floating_point() else xs
+    a_s, k_s = tuple(cut(a) for a in args), {k: cut(v) for k, v in kwargs.items()}
+    modes = [b.training for b in branches]
+    try:
+        for b in branches:
+            b.train(False)
+        net.train(False)
+        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+            ref = torch.stack([b(xs[k] if per_branch else xs, *a_s, **k_s) for k, b in enumerate(branches)])
+            got = run_packed(net, xs, per_branch, len(branches), a_s, k_s, channels_last=False)
+    finally:
+        for b, mode in zip(branches, modes):
+            b.train(mode)
+    if got.shape != ref.shape:
+        return f"packed output shape {tuple(got.shape)} != loop {tuple(ref.shape)}"
+    err = (got - ref).norm() / ref.norm().clamp_min(1e-12)
+    if not err <= 1e-3:
+        return f"packed output differs from the loop engine (relative error {float(err):.2g}): a layer mixes channels"
+    return ""
+
+
+def run_packed(net: nn.Module, x: Tensor, per_branch: bool, m: int, args: tuple, kwargs: dict,
+               channels_last: bool = True) -> Tensor:
+    """Run the packed network on shared ``(B, C, …)`` or per-branch ``(M, B, C, …)`` input → ``(M, B, …)``.
+
+    ``channels_last``: 4-D activations in channels_last memory format (faster
+    grouped convolutions on CPU: ``benchmarks/bench_engine.py``).
+    """
+    xin = pack_input(x) if per_branch else x  # (B, M·C, …) or shared (B, C, …)
+    if xin.dim() == 4 and channels_last:
+        xin = xin.contiguous(memory_format=torch.channels_last)
+    return unpack_output(net(xin, *args, **kwargs), m)  # (M, B, …)
+
+
 def pack_input(x: Tensor) -> Tensor:
     """Per-branch inputs ``(M, B, C, …)`` → packed ``(B, M·C, …)`` (one copy)."""
     return x.movedim(0, 1).flatten(1, 2)

@@ -81,7 +81,7 @@ def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples
 
 
 def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: float = 0.07, gallery_max: int = 16,
-            pairs: list[tuple[int, int]] | None = None, hessian_samples: int = 32, seed: int = 0, figures: bool = True) -> dict:
+            pairs: list[tuple[int, int]] | None = None, hessian_samples: int = 32, seed: int = 0) -> dict:
     """The full analysis of one checkpoint; returns the dict saved as ``analysis.json``."""
     model, state = load_model(checkpoint)
     spec = state["model"]
@@ -120,11 +120,7 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
     gallery_arrays = {f"gallery_{i}": im for i, im in enumerate(images)}
     np.savez_compressed(out / "analysis.npz", outputs=V.numpy().astype(np.float32), labels=labels.numpy(), **gallery_arrays)
     atomic_write_text(out / "analysis.json", json.dumps(res))
-    if figures:
-        from branchspec.figures.classifier import draw_analysis
-
-        res["figures"] = [str(p) for p in draw_analysis(out)]
-    return res
+    return res  # figures: branchspec.figures.classifier.draw_analysis(out_dir), drawn by the caller
 
 
 def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: bool = True, log=print) -> dict:
@@ -133,9 +129,11 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
     ``cfg`` is a :class:`~branchspec.train.classifier.TrainConfig`; its
     ``num_branches`` and ``out`` are replaced per M. ``resume=True`` skips
     finished runs and continues unfinished ones. Writes ``out/sweep.json``
-    and ``out/sweep.png``.
+    (drawn by ``branchspec.figures.classifier.draw_sweep``).
     """
-    from branchspec.train.classifier import _check_resume, train
+    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_state
+    from branchspec.train.classifier import train
+    from branchspec.train.classifier_io import check_resume
 
     out = Path(out)
     rows = {"M": [], "active": [], "silent": [], "test_acc": [], "covariance": [], "class_means": [], "class_names": None}
@@ -143,16 +141,16 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
         run = out / f"M{m}"
         c = replace(cfg, num_branches=m, out=str(run))
         done = False
-        if (run / "last.json").exists():
-            st = json.loads((run / "last.json").read_text())
-            _check_resume(st.get("train_config", {}), c)
+        if checkpoint_exists(run / "last"):
+            st = checkpoint_state(run / "last")
+            check_resume(st.get("train_config"), c)
             done = st.get("epoch", 0) >= c.epochs
             if not resume and not done:
                 raise BranchspecError(f"--out: {run} holds an unfinished run; pass --resume to continue it")
         if not done:
             log(f"sweep: training M={m}")
-            train(c, resume=(run / "last.json").exists(), progress=progress, log=log)
-        model, state = load_model(run / "last.json")
+            train(c, resume=checkpoint_exists(run / "last"), progress=progress, log=log)
+        model, state = load_model(run / "last")
         test = _test_set(state, cfg.data)
         V, labels = collect_outputs(model, test)
         summ = A.covariance_summary(V)
@@ -164,7 +162,4 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
         rows["class_means"].append(A.class_means(V, labels, test.num_classes).tolist())
         rows["class_names"] = test.class_names
     atomic_write_text(out / "sweep.json", json.dumps(rows))
-    from branchspec.figures.classifier import draw_sweep
-
-    draw_sweep(out / "sweep.json", out / "sweep.png")
     return rows

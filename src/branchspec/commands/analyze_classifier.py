@@ -63,6 +63,9 @@ def run(args) -> int:
     out = writable_dir(args.out)
     res = analyze(state_path, args.data, out, per_class=args.per_class, top_fraction=args.top / 100,
                   pairs=_pairs(args.pairs), hessian_samples=max(0, args.hessian_samples))
+    from branchspec.figures.classifier import draw_analysis
+
+    draw_analysis(out)
     print(f"accuracy {res['accuracy']:.4f}; {res['num_active']} active, {res['num_silent']} silent branches; "
           f"{Path(out) / 'analysis.json'}")
     return 0

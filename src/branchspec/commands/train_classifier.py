@@ -127,6 +127,9 @@ def run(args) -> int:
             raise UsageError("--sweep: M must be >= 1")
         cfg = TrainConfig(**base)
         res = run_sweep(cfg, ms, Path(out), resume=args.resume, progress=not args.quiet)
+        from branchspec.figures.classifier import draw_sweep
+
+        draw_sweep(Path(out) / "sweep.json", Path(out) / "sweep.png")
         print(f"sweep: {Path(out) / 'sweep.json'}  active {res['active']} silent {res['silent']} for M {res['M']}")
         return 0
     cfg = TrainConfig(**base)

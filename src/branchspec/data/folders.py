@@ -12,7 +12,7 @@ Sources, all returned as one :class:`DomainImages` (uint8 images in memory):
   :func:`branchspec.data.cifar.load_cifar10`).
 * :func:`branchspec.data.embedded.embedded_domains` — real photographs bundled
   with scikit-image, for the demo and the tests.
-* :func:`load_domains` — picks one of them from a ``--data`` string.
+* :func:`branchspec.data.domains.load_domains` — picks one of them from a ``--data`` string.
 
 Example:
     >>> import tempfile, pathlib
@@ -210,33 +210,3 @@ def cifar_domains(root: str | os.PathLike, train: bool = True, classes: list[str
             new[m] = j
         images, labels, names = images[keep], new[keep], list(classes)
     return DomainImages(images, labels, names, f"cifar10:{root}")
-
-
-def _is_cifar_dir(p: Path) -> bool:
-    return (p / "batches.meta").is_file() and (p / "data_batch_1").is_file()
-
-
-def load_domains(spec: str, img_size: int, progress: bool = True, seed: int = 0) -> DomainImages:
-    """The data named by a ``--data`` string.
-
-    ``"embedded"`` — scikit-image photographs (see :mod:`branchspec.data.embedded`);
-    a CIFAR-10 python folder (``cifar-10-batches-py``), optionally
-    ``PATH:cat,dog`` to keep some classes; else an image-folder ROOT.
-    Images not already ``img_size`` (CIFAR) are resized bilinearly.
-    """
-    if spec == "embedded":
-        from branchspec.data.embedded import embedded_domains
-
-        return embedded_domains(img_size, seed=seed)
-    path, _, classes = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
-    p = Path(path)
-    if _is_cifar_dir(p):
-        data = cifar_domains(p, train=True, classes=[c for c in classes.split(",") if c] or None)
-        if data.img_size != img_size:
-            x = torch.nn.functional.interpolate(data.images.float(), size=(img_size, img_size), mode="bilinear",
-                                                antialias=True, align_corners=False)
-            data.images = x.round().clamp(0, 255).to(torch.uint8)
-        return data
-    if not p.is_dir():
-        raise DataError(f"--data: no such folder: {p} (give an image-folder ROOT, a CIFAR-10 folder or 'embedded')")
-    return load_image_folders(p, img_size, progress=progress)

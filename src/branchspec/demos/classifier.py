@@ -19,7 +19,7 @@ from branchspec.report import Figure, Section
 
 def run(out_dir: Path, ctx: dict, quick: bool = False) -> Section:
     from branchspec.analysis.classifier_run import analyze, run_sweep
-    from branchspec.figures.classifier import draw_training
+    from branchspec.figures.classifier import draw_analysis, draw_sweep, draw_training
     from branchspec.train.classifier import TrainConfig
 
     out = Path(out_dir) / "classifier"
@@ -34,11 +34,13 @@ def run(out_dir: Path, ctx: dict, quick: bool = False) -> Section:
                  f"--width {cfg.width:g} --epochs {epochs} --batch-size 64 --optimizer adamw --lr 0.003 "
                  f"--engine packed --subset {subset}")
     sweep = run_sweep(cfg, ms, out, resume=True, progress=True)
+    draw_sweep(out / "sweep.json", out / "sweep.png")
     m = ms[-1]
     run_dir = out / f"M{m}"
     ana = out / "analysis"
     res = analyze(run_dir / "last.json", "digits", ana, per_class=5 if quick else 20,
                   hessian_samples=0 if quick else 16)
+    draw_analysis(ana)
     draw_training(run_dir / "metrics.csv", out / "training.png")
     ctx["classifier_checkpoint"] = str(run_dir / "last.json")
     rel = lambda p: str(Path("classifier") / Path(p).relative_to(out))  # noqa: E731

@@ -50,7 +50,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from branchspec.data.folders import DomainImages, load_domains
+from branchspec.data.domains import load_domains
+from branchspec.data.folders import DomainImages
 from branchspec.errors import BranchspecError
 from branchspec.io import atomic_write_json
 from branchspec.models.discriminator import Discriminator

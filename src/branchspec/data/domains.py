@@ -1,0 +1,49 @@
+"""The GAN's data from one ``--data`` string: embedded photographs, CIFAR-10 classes or an image-folder ROOT.
+
+The domains y of the class-transfer GAN (§7): AFHQ-style folders
+``ROOT/train/<domain>/*``, CIFAR-10 classes as domains, or the embedded
+scikit-image photographs. This module sits above :mod:`~branchspec.data.folders`
+and :mod:`~branchspec.data.embedded`, which never import it.
+
+Example:
+    >>> load_domains("embedded", 16).images.shape[1:]
+    torch.Size([3, 16, 16])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from branchspec.data.embedded import embedded_domains
+from branchspec.data.folders import DomainImages, cifar_domains, load_image_folders
+from branchspec.errors import DataError
+
+
+def _is_cifar_dir(p: Path) -> bool:
+    return (p / "batches.meta").is_file() and (p / "data_batch_1").is_file()
+
+
+def load_domains(spec: str, img_size: int, progress: bool = True, seed: int = 0) -> DomainImages:
+    """The data named by a ``--data`` string.
+
+    ``"embedded"`` — scikit-image photographs (see :mod:`branchspec.data.embedded`);
+    a CIFAR-10 python folder (``cifar-10-batches-py``), optionally
+    ``PATH:cat,dog`` to keep some classes; else an image-folder ROOT.
+    Images not already ``img_size`` (CIFAR) are resized bilinearly.
+    """
+    if spec == "embedded":
+        return embedded_domains(img_size, seed=seed)
+    path, _, classes = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
+    p = Path(path)
+    if _is_cifar_dir(p):
+        data = cifar_domains(p, train=True, classes=[c for c in classes.split(",") if c] or None)
+        if data.img_size != img_size:
+            x = torch.nn.functional.interpolate(data.images.float(), size=(img_size, img_size), mode="bilinear",
+                                                antialias=True, align_corners=False)
+            data.images = x.round().clamp(0, 255).to(torch.uint8)
+        return data
+    if not p.is_dir():
+        raise DataError(f"--data: no such folder: {p} (give an image-folder ROOT, a CIFAR-10 folder or 'embedded')")
+    return load_image_folders(p, img_size, progress=progress)
