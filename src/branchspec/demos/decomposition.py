@@ -68,7 +68,8 @@ def train(cfg: DemoConfig, run_dir: Path, progress: bool = True) -> tuple[Path, 
     base = dict(data="embedded", img_size=cfg.img_size, num_branches=cfg.num_branches, batch_size=cfg.batch_size,
                 base_width=cfg.base_width, max_width=cfg.max_width, style_dim=cfg.style_dim,
                 d_base_width=cfg.d_base_width, d_max_width=cfg.d_max_width, n_per_domain=cfg.n_per_domain,
-                ema=cfg.ema, same_domain=cfg.same_domain, seed=cfg.seed, engine="packed", sample_every=0, ckpt_every=0, device="cpu")
+                ema=cfg.ema, same_domain=cfg.same_domain, seed=cfg.seed, engine="packed", sample_every=0, ckpt_every=0, device="cpu",
+                keep_last=1)  # only "last" and the newest step-* (the demo wrote 8 × 18 MB before)
     t0 = time.perf_counter()
     steps, ckpt, n = 0, None, min(5, cfg.chunk)  # a short first chunk measures the speed, so a slow machine stops near the budget
     while steps < cfg.max_steps and n >= 1:
