@@ -195,3 +195,21 @@ def test_batches_are_reproducible_and_cover_the_epoch():
     assert sorted(torch.cat([y for _, y in list(s.batches(16, epoch=3, seed=2, augment=True))]).tolist()) == sorted(s.labels.tolist())
     x, _ = next(iter(s.batches(50, augment=False)))
     torch.testing.assert_close(x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("clamp", [True, False])
+def test_one_loss_for_training_and_hessian(clamp):
+    """The Hessian's summed loss is the training loss × batch size, for clamped and --no-clamp runs."""
+    from branchspec.hessian.data import classifier_data
+    from branchspec.train.losses import classifier_loss, classifier_loss_sum
+
+    f = torch.randn(6, 10) * 2
+    y = torch.arange(6) % 10
+    mean, _ = classifier_loss(f, y, clamp)
+    total, _ = classifier_loss(f, y, clamp, reduction="sum")
+    torch.testing.assert_close(total, mean * 6)
+    torch.testing.assert_close(classifier_loss_sum(clamp)(f, y), total)
+    state = {"model": {"kind": "classifier", "config": {"clamp": clamp}}}
+    data = classifier_data(None, state, 4)
+    torch.testing.assert_close(data.loss_fn(f[:4], y[:4]), classifier_loss(f[:4], y[:4], clamp, reduction="sum")[0])
+    assert ("clamp(f" in data.loss) == clamp

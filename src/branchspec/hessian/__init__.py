@@ -31,7 +31,7 @@ Example:
 """
 
 from branchspec.hessian.analysis import DIRECT_MAX_PARAMS, HessianConfig, analyze, column_check, save_results
-from branchspec.hessian.data import HessianData, classifier_data, clamped_ce_sum, data_for, l2_sum, toy_data
+from branchspec.hessian.data import HessianData, classifier_data, data_for, l2_sum, toy_data
 from branchspec.hessian.exact import (
     DEFAULT_BUDGET_BYTES,
     SELECTORS,
@@ -64,6 +64,6 @@ __all__ = [
     "exact_hessian", "block_norms", "block_diagonality", "scale_free", "block_summary",
     "HessianFactors", "hessian_factors", "auto_chunk", "within_branch_curvature", "blockwise_hessian", "eq14_report",
     "ProbeEstimate", "rademacher_variance", "exact_stderr", "probe_block_norms",
-    "HessianData", "l2_sum", "clamped_ce_sum", "toy_data", "classifier_data", "data_for",
+    "HessianData", "l2_sum", "toy_data", "classifier_data", "data_for",
     "HessianConfig", "column_check", "analyze", "save_results",
 ]

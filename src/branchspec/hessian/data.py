@@ -31,28 +31,13 @@ from torch import Tensor
 from branchspec.data.imageset import test_set_for
 from branchspec.errors import BranchspecError
 from branchspec.toy import PROBLEMS
-from branchspec.train.losses import soft_targets
+from branchspec.train.losses import classifier_loss_sum
 
 
 
 def l2_sum(f: Tensor, y: Tensor) -> Tensor:
     """L = ½ Σ_j ‖f(x_j) − y_j‖² (§4.1, eq. 2)."""
     return 0.5 * ((f - y) ** 2).sum()
-
-
-def clamped_ce_sum(f: Tensor, labels: Tensor) -> Tensor:
-    """§6: Σ_j CE(p_j, softmax(clamp(f_j, −1, 1))), p_j = softmax(+1 at the label, −1 elsewhere).
-
-    The summed form of :func:`branchspec.train.losses.clamped_soft_ce` (a
-    plain tensor, as torch.func transforms need).
-
-    Example:
-        >>> f = torch.tensor([[5.0, -5.0]])   # clamped to [1, -1] = the target logits
-        >>> round(clamped_ce_sum(f, torch.tensor([0])).item(), 4)   # = entropy of p = softmax([1, -1])
-        0.3653
-    """
-    p = soft_targets(labels, f.shape[-1]).to(f.dtype)  # (N, C)
-    return -(p * torch.log_softmax(f.clamp(-1.0, 1.0), dim=-1)).sum()
 
 
 @dataclass(frozen=True)
@@ -103,8 +88,10 @@ def classifier_data(branched, state: dict, batch: int, data_dir: str | Path | No
     test = test_set_for(state, source)
     x, labels = next(iter(test.batches(min(batch, len(test)), augment=False, prefetch=False)))
     name = f"{'CIFAR-10 ' + source if data_dir is not None else 'scikit-learn digits (32x32)'}, first {x.shape[0]} test images"
-    return HessianData(x, labels, clamped_ce_sum,
-                       "cross-entropy(softmax(+-1 target), softmax(clamp(f,-1,1))), summed (paper 6)", name)
+    clamp = bool(((state.get("model") or {}).get("config") or {}).get("clamp", True))
+    what = ("cross-entropy(softmax(+-1 target), softmax(clamp(f,-1,1))), summed (paper 6)" if clamp
+            else "one-hot cross-entropy of unclamped f, summed (the run's --no-clamp loss)")
+    return HessianData(x, labels, classifier_loss_sum(clamp), what, name)
 
 
 def data_for(kind: str, branched, state: dict, batch: int, data_dir=None) -> HessianData:

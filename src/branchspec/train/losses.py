@@ -89,7 +89,17 @@ def soft_target_floor(num_classes: int) -> float:
     return float(-(p * p.log()).sum())
 
 
-def clamped_soft_ce(f: Tensor, labels: Tensor, clamp_grad: str = "hard") -> tuple[Tensor, dict[str, float]]:
+REDUCTIONS = ("mean", "sum")
+
+
+def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return per_sample.mean() if reduction == "mean" else per_sample.sum()
+
+
+def clamped_soft_ce(f: Tensor, labels: Tensor, clamp_grad: str = "hard", reduction: str = "mean"
+                    ) -> tuple[Tensor, dict[str, float]]:
     """Cross-entropy H(p, softmax(clamp(f, −1, 1))) averaged over the batch (§6, eq. 3).
 
     Args:
@@ -97,18 +107,20 @@ def clamped_soft_ce(f: Tensor, labels: Tensor, clamp_grad: str = "hard") -> tupl
         labels: ``(B,)`` int64 class indices.
         clamp_grad: ``"hard"`` (the paper) or ``"pass-inward"`` (same value,
             gradient of :class:`ClampPassInward`).
+        reduction: ``"mean"`` over the batch (training) or ``"sum"`` (the
+            per-sample sum differentiated by the Hessian analysis, §5).
 
     Returns:
         ``(loss, {"loss": ..., "acc": ...})`` with acc the batch accuracy of argmax clamp(f).
     """
     fc = clamp(f, clamp_grad)  # (B, C)
     p = soft_targets(labels, f.shape[1])  # (B, C)
-    loss = -(p * fc.log_softmax(dim=1)).sum(dim=1).mean()
+    loss = _reduce(-(p * fc.log_softmax(dim=1)).sum(dim=1), reduction)  # per-sample H(p, softmax(clamp f))
     acc = (fc.argmax(dim=1) == labels).float().mean()
     return loss, {"loss": float(loss.detach()), "acc": float(acc)}
 
 
-def onehot_ce(f: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
+def onehot_ce(f: Tensor, labels: Tensor, reduction: str = "mean") -> tuple[Tensor, dict[str, float]]:
     """Plain cross-entropy of unclamped logits against one-hot labels (comparison option).
 
     Example:
@@ -116,18 +128,42 @@ def onehot_ce(f: Tensor, labels: Tensor) -> tuple[Tensor, dict[str, float]]:
         >>> round(logs["loss"], 4) == round(float(torch.log(torch.tensor(4.0))), 4)
         True
     """
-    loss = F.cross_entropy(f, labels)
+    loss = _reduce(F.cross_entropy(f, labels, reduction="none"), reduction)
     acc = (f.argmax(dim=1) == labels).float().mean()
     return loss, {"loss": float(loss.detach()), "acc": float(acc)}
 
 
-def classifier_loss(f: Tensor, labels: Tensor, clamp: bool = True, clamp_grad: str = "hard") -> tuple[Tensor, dict[str, float]]:
-    """:func:`clamped_soft_ce` when ``clamp`` (the paper), else :func:`onehot_ce`.
+def classifier_loss(f: Tensor, labels: Tensor, clamp: bool = True, clamp_grad: str = "hard",
+                    reduction: str = "mean") -> tuple[Tensor, dict[str, float]]:
+    """:func:`clamped_soft_ce` when ``clamp`` (the paper), else :func:`onehot_ce` — the one §6 loss.
 
+    Used by training (``reduction="mean"``) and by the Hessian analyses
+    (``"sum"``), so both differentiate the loss the checkpoint was trained with.
     ``f`` is cast to float32 first, so the loss is computed in fp32 under bf16 autocast.
     """
     f = f.float()
-    return clamped_soft_ce(f, labels, clamp_grad) if clamp else onehot_ce(f, labels)
+    return clamped_soft_ce(f, labels, clamp_grad, reduction) if clamp else onehot_ce(f, labels, reduction)
+
+
+def classifier_loss_sum(clamp: bool = True):
+    """``loss(f, labels) -> Tensor``: the summed §6 loss of a run trained with ``clamp`` (for §5 Hessians).
+
+    The same loss as :func:`classifier_loss` with ``reduction="sum"`` (tested),
+    written without the logged floats so torch.func can transform it.
+
+    Example:
+        >>> f = torch.tensor([[5.0, -5.0]])   # clamped to [1, -1] = the target logits
+        >>> round(classifier_loss_sum(True)(f, torch.tensor([0])).item(), 4)   # = entropy of p = softmax([1, -1])
+        0.3653
+    """
+
+    def loss(f: Tensor, labels: Tensor) -> Tensor:  # a plain tensor (no logs), as torch.func transforms need
+        if clamp:
+            p = soft_targets(labels, f.shape[-1]).to(f.dtype)  # (N, C)
+            return -(p * f.clamp(-1.0, 1.0).log_softmax(dim=-1)).sum()
+        return F.cross_entropy(f, labels, reduction="sum")
+
+    return loss
 
 
 def logit_diagnostics(f: Tensor, labels: Tensor) -> dict[str, float]:
