@@ -140,12 +140,7 @@ class ImageSet:
             for i in range(start, nb):
                 yield build(i)
             return
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            nxt = pool.submit(build, start) if start < nb else None
-            for i in range(start, nb):
-                cur = nxt.result()
-                nxt = pool.submit(build, i + 1) if i + 1 < nb else None
-                yield cur
+        yield from prefetched(build, start, nb)
 
 
 def load_source(data: str, train: bool = True) -> ImageSet:
@@ -166,3 +161,13 @@ def test_set_for(state: dict, data: str) -> ImageSet:
     test = load_source(data, train=False)
     d = state.get("data", {}) if isinstance(state.get("data"), dict) else {}
     return ImageSet(test.images_hwc, test.labels_np, test.class_names, d.get("mean"), d.get("std"))
+
+
+def prefetched(build, start: int, stop: int):
+    """``build(i)`` for i in [start, stop), each batch built on a worker thread while the previous one is used."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        nxt = pool.submit(build, start) if start < stop else None
+        for i in range(start, stop):
+            cur = nxt.result()
+            nxt = pool.submit(build, i + 1) if i + 1 < stop else None
+            yield cur

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from branchspec.data.imageset import prefetched
 
 SCHEDULES = ("cosine", "onecycle", "constant", "linear")
 FLIPS = ("random", "alternate", "none")
@@ -180,12 +181,7 @@ def alternate_flip_batches(data, batch_size: int, epoch: int, seed: int, pad: in
         x = flip_where(translate(data.images[idx], gen, pad), flip_mask[idx])  # (B, 3, H, W) uint8
         return data.normalize(x), data.labels[idx]
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        nxt = pool.submit(build, start) if start < nb else None
-        for i in range(start, nb):
-            cur = nxt.result()
-            nxt = pool.submit(build, i + 1) if i + 1 < nb else None
-            yield cur
+    yield from prefetched(build, start, nb)
 
 
 def tta_logits(model: nn.Module, x: Tensor) -> Tensor:
