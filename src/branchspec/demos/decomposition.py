@@ -100,7 +100,7 @@ def write_heldout(cfg: DemoConfig, folder: Path) -> list[Path]:
 
 def run(out_dir, ctx: dict, quick: bool = False) -> Section:
     from branchspec.apps.decompose import decompose_images, load_generator
-    from branchspec.figures.decomposition import added_rows, correlation_figure, decomposition_grid
+    from branchspec.figures.decomposition import added_rows, correlation_figure, decomposition_grid, profile_figure
 
     cfg = QUICK if quick else DemoConfig()
     out_dir = Path(out_dir)
@@ -123,6 +123,7 @@ def run(out_dir, ctx: dict, quick: bool = False) -> Section:
     decomposition_grid(rows, dest / "grid.png", title="held-out crops: input, re-generation, R, v0…v%d (stretched)"
                        % (cfg.num_branches - 1))
     correlation_figure(res.json_path, dest / "correlation.png")
+    profile_figure(res.json_path, dest / "profiles.png")
     added_rows(rows[0], dest / "added.png")
     ctx["decompositions"] = [str(p) for p in res.npz]
     ctx["gan_checkpoint"] = str(ckpt)
@@ -153,6 +154,9 @@ def run(out_dir, ctx: dict, quick: bool = False) -> Section:
                "amplification (paper Fig. 10, bottom row).", cmd),
         Figure(rel("correlation.png"), "|correlation| between branch outputs over all held-out images and each "
                "branch's energy share; grey bars are silent branches (§4 metrics on generator outputs, Fig. 5).", cmd),
+        Figure(rel("profiles.png"), "Per-branch component profiles (beyond the paper): energy share, radial-frequency "
+               "centroid, chroma fraction and spatial entropy of each branch's energy — what makes one component "
+               "different from another, as numbers.", cmd),
     ]
     notes = [
         f"Training: train_gan on {2 * cfg.n_per_domain} random crops of scikit-image's photographs "
