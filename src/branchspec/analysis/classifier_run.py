@@ -65,7 +65,7 @@ def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples
             m.eval()
             subset = H.select_params(m, "first-layer")
             mat, _ = blockwise_hessian(m, subset, x, y, loss_sum)  # exact, via eq. 13-14: ~M x cheaper
-            out[tag] = {"matrix": mat.tolist(), "boundaries": list(subset.boundaries),
+            out[tag] = {"matrix": mat, "boundaries": list(subset.boundaries),  # matrix -> analysis.npz
                         "summary": H.block_summary(mat, subset.boundaries)}
         out["params"] = list(subset.names)
     except BranchspecError as exc:  # e.g. the memory budget: said in the report, not swallowed
@@ -111,7 +111,12 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     gallery_arrays = {f"gallery_{i}": im for i, im in enumerate(images)}
-    np.savez_compressed(out / "analysis.npz", outputs=V.numpy().astype(np.float32), labels=labels.numpy(), **gallery_arrays)
+    hess = res.get("hessian", {})
+    hess_arrays = {f"hessian_{tag}": np.asarray(hess[tag].pop("matrix"), dtype=np.float32)
+                   for tag in ("init", "trained") if isinstance(hess.get(tag), dict) and "matrix" in hess[tag]}
+    # arrays in the NPZ (the first-layer Hessians alone were ~30 MB as JSON), scalars and small lists in the JSON
+    np.savez_compressed(out / "analysis.npz", outputs=V.numpy().astype(np.float32), labels=labels.numpy(),
+                        **gallery_arrays, **hess_arrays)
     atomic_write_text(out / "analysis.json", json.dumps(res))
     return res  # figures: branchspec.figures.classifier.draw_analysis(out_dir), drawn by the caller
 

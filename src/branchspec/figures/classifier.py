@@ -141,14 +141,17 @@ def draw_ablation(res: dict, path: Path) -> Path:
     return save(fig, path)
 
 
-def draw_hessian(res: dict, path: Path) -> Path | None:
-    """Fig. 5 panels 3–4: |H| of the first-layer parameters at initialisation and after training."""
+def draw_hessian(res: dict, matrices: dict, path: Path) -> Path | None:
+    """Fig. 5 panels 3–4: |H| of the first-layer parameters at initialisation and after training.
+
+    ``matrices``: ``{"hessian_init": H, "hessian_trained": H}`` from ``analysis.npz``.
+    """
     h = res.get("hessian", {})
     if not h.get("available"):
         return None
     fig, axes = new_figure(1, 2, figsize=(9, 4))
     for ax, tag in zip(axes, ("init", "trained")):
-        mat = np.abs(np.asarray(h[tag]["matrix"]))
+        mat = np.abs(matrices[f"hessian_{tag}"])
         ax.imshow(np.log10(mat + 1e-12 * max(mat.max(), 1e-30)), cmap="magma", interpolation="nearest")
         for bnd in h[tag]["boundaries"][1:-1]:
             ax.axhline(bnd - 0.5, color="w", lw=0.3)
@@ -162,11 +165,11 @@ def draw_analysis(out_dir) -> list[Path]:
     out = Path(out_dir)
     res = json.loads((out / "analysis.json").read_text())
     with np.load(out / "analysis.npz") as z:
-        arrays = {k: z[k] for k in z.files if k.startswith("gallery_")}
+        arrays = {k: z[k] for k in z.files if k.startswith(("gallery_", "hessian_"))}
     paths = [draw_class_means(res, out / "fig6_class_means.png"), draw_covariance(res, out / "fig5_covariance.png"),
              draw_confidence(res, out / "fig7_confidence.png"), draw_galleries(res, arrays, out / "fig8_galleries.png"),
              draw_ablation(res, out / "ablation.png")]
-    h = draw_hessian(res, out / "fig5_hessian.png")
+    h = draw_hessian(res, arrays, out / "fig5_hessian.png")
     return paths + ([h] if h else [])
 
 
