@@ -293,3 +293,23 @@ def test_report_embeds_only_its_own_files_and_escapes_keys(tmp_path):
     assert "<script>" not in page and "<b>t</b>" not in page
     assert page.count("missing figure") == 2
     assert "bad/section.json skipped" in page and "worse/section.json skipped" in page
+
+
+def test_decompression_bomb_end_to_end_in_train_gan_and_decompose(tmp_path, capsys):
+    """The 69-byte 30000×30000 PNG in a real folder: train-gan trains on the rest, decompose skips and counts it."""
+    root = tmp_path / "data"
+    for d, colour in (("cat", (200, 90, 10)), ("dog", (10, 90, 200))):
+        (root / "train" / d).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (20, 20), colour).save(root / "train" / d / f"ok{i}.png")
+    _bomb_png(root / "train" / "cat" / "bomb.png")
+    rc = main(["train-gan", "--data", str(root), "--img-size", "16", "--branches", "2", "--steps", "1",
+               "--batch-size", "2", "--base-width", "4", "--max-width", "8", "--threads", "1",
+               "--out", str(tmp_path / "run"), "--no-progress"])
+    assert rc == 0
+    rc = main(["decompose", "--checkpoint", str(tmp_path / "run" / "checkpoints" / "last"), str(root / "train"),
+               "--out", str(tmp_path / "dec")])
+    assert rc == 0
+    summary = json.loads((tmp_path / "dec" / "decomposition.json").read_text())
+    assert summary["skipped"] == 1 and summary["images"] == 4
+    assert "bomb.png" in " ".join(map(str, summary["skipped_files"]))

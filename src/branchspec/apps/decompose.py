@@ -72,12 +72,9 @@ def load_image(path: str | os.PathLike, img_size: int, value_range=DEFAULT_RANGE
 
     Raises ``OSError`` / ``ValueError`` for a corrupt or unreadable file.
     """
-    from PIL import Image
+    from branchspec.data.folders import open_image, to_square_array  # the training pre-processing
 
-    from branchspec.data.folders import check_image_size, to_square_array  # the training pre-processing
-
-    with Image.open(path) as im:
-        check_image_size(im, path)  # DataError (one line) for a decompression bomb
+    with open_image(path) as im:  # DataError (one line) for a decompression bomb
         im.load()
         a = torch.from_numpy(to_square_array(im, img_size)).float() / 255.0  # (3, S, S) in [0, 1]
     lo, hi = value_range

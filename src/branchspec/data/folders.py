@@ -98,6 +98,22 @@ class DomainImages:
 MAX_IMAGE_PIXELS = 64 * 1024 * 1024  # larger images are refused before decoding (decompression bombs)
 
 
+def open_image(path):
+    """``PIL.Image.open(path)`` with its header checked: a decompression bomb is a one-line DataError.
+
+    PIL itself raises ``DecompressionBombError`` (not an ``OSError``) from ``open`` for headers over
+    twice its own limit; smaller claims over ``MAX_IMAGE_PIXELS`` are refused by :func:`check_image_size`.
+    """
+    from PIL import Image
+
+    try:
+        img = Image.open(path)
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: refused, {str(exc).split(',')[0]}") from None
+    check_image_size(img, path)
+    return img
+
+
 def check_image_size(img, path) -> None:
     """Refuse (DataError) an opened-but-not-decoded image whose header claims > MAX_IMAGE_PIXELS."""
     w, h = img.size
