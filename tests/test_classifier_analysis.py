@@ -133,3 +133,19 @@ def test_sweep_records_activity_per_m(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 1000
     again = run_sweep(cfg, [1, 2], tmp_path, progress=False, log=lambda s: None)  # finished runs are reused
     assert again["test_acc"] == saved["test_acc"]
+
+
+def test_sweep_on_two_processes_matches_one(tmp_path):
+    """--sweep-procs 2 trains the runs in worker processes; every run seeds itself, so the results equal procs=1."""
+    from branchspec.analysis.classifier_run import run_sweep
+    from branchspec.train.classifier import TrainConfig
+
+    cfg = TrainConfig(data="digits", out=str(tmp_path), width=1, epochs=1, batch_size=32, subset=64, engine="loop")
+    one = run_sweep(cfg, [1, 2], tmp_path / "one", progress=False, log=lambda s: None, threads=1)
+    two = run_sweep(cfg, [1, 2], tmp_path / "two", progress=False, log=lambda s: None, procs=2, threads=1)
+    assert two["M"] == [1, 2]
+    assert two["test_acc"] == one["test_acc"] and two["covariance"] == one["covariance"]
+    from branchspec.train.checkpoint import checkpoint_state
+
+    for m in (1, 2):  # both runs were really trained to the end in the workers
+        assert checkpoint_state(tmp_path / "two" / f"M{m}" / "last")["epoch"] == 1

@@ -121,34 +121,24 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
     return res  # figures: branchspec.figures.classifier.draw_analysis(out_dir), drawn by the caller
 
 
-def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: bool = True, log=print) -> dict:
+def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: bool = True, log=print,
+              procs: int = 1, threads: int | None = None) -> dict:
     """Train one run per M (``out/M<m>/``) and record #active, #silent and accuracy (Figs. 5 panel 1, 17).
 
     ``cfg`` is a :class:`~branchspec.train.classifier.TrainConfig`; its
     ``num_branches`` and ``out`` are replaced per M. ``resume=True`` skips
-    finished runs and continues unfinished ones. Writes ``out/sweep.json``
-    (drawn by ``branchspec.figures.classifier.draw_sweep``).
+    finished runs and continues unfinished ones; ``procs`` > 1 trains the runs
+    on that many processes (:mod:`branchspec.train.classifier_sweep`). Writes
+    ``out/sweep.json`` (drawn by ``branchspec.figures.classifier.draw_sweep``).
     """
-    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_state
-    from branchspec.train.classifier import train
-    from branchspec.train.classifier_io import check_resume
+    from branchspec.train.classifier_sweep import train_runs
 
     out = Path(out)
+    cfgs = [replace(cfg, num_branches=m, out=str(out / f"M{m}")) for m in ms]
+    train_runs(cfgs, resume=resume, procs=procs, threads=threads, progress=progress, log=log)
     rows = {"M": [], "active": [], "silent": [], "test_acc": [], "covariance": [], "class_means": [], "class_names": None}
     for m in ms:
-        run = out / f"M{m}"
-        c = replace(cfg, num_branches=m, out=str(run))
-        done = False
-        if checkpoint_exists(run / "last"):
-            st = checkpoint_state(run / "last")
-            check_resume(st.get("train_config"), c)
-            done = st.get("epoch", 0) >= c.epochs
-            if not resume and not done:
-                raise BranchspecError(f"--out: {run} holds an unfinished run; pass --resume to continue it")
-        if not done:
-            log(f"sweep: training M={m}")
-            train(c, resume=checkpoint_exists(run / "last"), progress=progress, log=log)
-        model, state = load_model(run / "last")
+        model, state = load_model(out / f"M{m}" / "last")
         test = _test_set(state, cfg.data)
         V, labels = collect_outputs(model, test)
         summ = A.covariance_summary(V)

@@ -69,6 +69,9 @@ def add_arguments(p):
     p.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps in total")
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (default: at epoch ends)")
     p.add_argument("--sweep", default=None, help="train one run per M, e.g. 2,4,8,16,32 (overrides --branches)")
+    p.add_argument("--sweep-procs", type=int, default=1,
+                   help="train the sweep's runs on this many processes, largest M first (default 1); on CUDA "
+                        "process i uses GPU i mod n_gpus; with --threads each process uses that many threads")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -126,7 +129,8 @@ def run(args) -> int:
         if ms[0] < 1:
             raise UsageError("--sweep: M must be >= 1")
         cfg = TrainConfig(**base)
-        res = run_sweep(cfg, ms, Path(out), resume=args.resume, progress=not args.quiet)
+        res = run_sweep(cfg, ms, Path(out), resume=args.resume, progress=not args.quiet,
+                        procs=at_least(args.sweep_procs, 1, "--sweep-procs"), threads=args.threads)
         from branchspec.figures.classifier import draw_sweep
 
         draw_sweep(Path(out) / "sweep.json", Path(out) / "sweep.png")
