@@ -27,6 +27,7 @@ COMMANDS = [
     "manipulate",
     "segment",
     "report",
+    "export",
 ]
 
 

@@ -60,6 +60,7 @@ from branchspec.train.classifier_recipe import (
     decay_weights,
     schedule_factor,
 )
+from branchspec.train.export import refuse_weights_only
 from branchspec.train.losses import CLAMP_GRADS, classifier_loss, logit_diagnostics, soft_target_floor
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -231,6 +232,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
     sums = _new_sums(m)
     if resume:
         tensors, state = load_checkpoint(ckpt)
+        refuse_weights_only(state, ckpt)
         check_resume(state.get("train_config"), cfg)
         check_runtime(state)
         step, epoch, batch, saved_sums = progress_from(state, spe)

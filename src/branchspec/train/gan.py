@@ -62,6 +62,7 @@ from branchspec.train.checkpoint import (
     CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors,
     optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int, unprefixed,
 )
+from branchspec.train.export import refuse_weights_only
 from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig, resume_mismatch
 from branchspec.train.gan_io import rotate_checkpoints, save_image_grid
 
@@ -269,6 +270,7 @@ class GanTrainer:
     def load(self, path: str | os.PathLike) -> None:
         """Restore the full training state of a checkpoint written by :meth:`save`."""
         tensors, state = load_checkpoint(path, device=self.device)
+        refuse_weights_only(state, path)
         saved = state.get("train_config")
         if not isinstance(saved, dict) or "opt_g" not in state:
             raise CheckpointError(f"{path} is not a train-gan checkpoint")

@@ -1,0 +1,31 @@
+"""``branchspec export``: a weights-only copy of a checkpoint (to ship a trained model)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from branchspec.commands._common import writable_dir
+from branchspec.train.checkpoint import checkpoint_paths
+from branchspec.train.export import export_weights
+
+NAME = "export"
+HELP = "write a weights-only copy of a checkpoint (no optimiser state), e.g. to ship a trained model"
+DESCRIPTION = (
+    "Copy the model weights (model.*) and the model spec, data statistics, metrics and run config of "
+    "CHECKPOINT to OUT (one .safetensors with its state in the header, plus a readable OUT.json). The copy "
+    "loads with branchspec.loading.load_model, analyze-classifier, hessian and decompose like the original, "
+    "and cannot be resumed. Pass RUN/ema to ship a classifier's EMA weights."
+)
+
+
+def add_arguments(p):
+    p.add_argument("--checkpoint", required=True, help="checkpoint to copy (RUN/last, RUN/ema, …)")
+    p.add_argument("--out", required=True, help="new checkpoint name, e.g. checkpoints/cifar10-m16/last")
+
+
+def run(args) -> int:
+    writable_dir(str(Path(args.out).parent))
+    export_weights(args.checkpoint, args.out)
+    weights, _ = checkpoint_paths(args.out)
+    print(f"export: {weights} ({weights.stat().st_size / 1e6:.1f} MB, weights only)")
+    return 0
