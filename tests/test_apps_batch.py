@@ -111,8 +111,9 @@ def test_manipulate_folder_strongest_and_subsets(tmp_path):
         np.testing.assert_allclose(z["images"][1], sweep(b, 3, alphas), atol=1e-6)
         np.testing.assert_allclose(z["images"][1][1], b.output, atol=1e-5)  # α = 1 is the re-generation
     with np.load(tmp_path / "m" / "subsets.npz") as z:
-        assert z["images"].shape == (2, 3, 3, 8, 8)
-        np.testing.assert_allclose(z["images"][1][1], subset_sum(b, [3]), atol=1e-6)
+        assert z["images"].shape == (2, 4, 3, 8, 8)  # input (here: re-gen., no input), re-gen., 2 subsets
+        np.testing.assert_allclose(z["images"][1][2], subset_sum(b, [3]), atol=1e-6)
+        np.testing.assert_allclose(z["images"][1][3], subset_sum(b, [0, 1, 2]), atol=1e-6)
     doc = manipulate_folder(files, tmp_path / "m2", component=0, alphas=alphas, subsets=[[0, 2]])
     assert [r["component"] for r in doc["per_image"]] == [0, 0] and doc["per_image"][0]["subsets"] == [[0, 2]]
 
@@ -170,3 +171,15 @@ def test_folder_report_shows_judge_and_pairs(segmented, tmp_path):
     assert "2 of 3" in html and "not run" in html  # eye pairs; the faces folder has no judge
     keys = [s.key for s in collect_sections(out)]  # saved, so 'branchspec report' rebuilds the page
     assert keys == ["cats", "cats-segment", "faces"]
+
+
+def test_montage_rows_capped(tmp_path):
+    from PIL import Image
+
+    from branchspec.figures.apps_batch import sweep_montage
+
+    files = [_energies([1, 1 + i, 1, 1]).save(tmp_path / f"d{i}.npz") for i in range(3)]
+    manipulate_folder(files, tmp_path / "m", alphas=[0.0, 1.0])
+    h = [Image.open(sweep_montage(tmp_path / "m" / "sweeps.npz", tmp_path / f"s{r}.png", max_rows=r)).size[1]
+         for r in (1, 3)]
+    assert h[0] < h[1]

@@ -74,7 +74,7 @@ def _unit_image(dec: Decomposition) -> np.ndarray:
 
 def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                    locators: Sequence[int] | None = None, target: int | None = None,
-                   cfg: SegmentConfig = SegmentConfig()) -> dict:
+                   cfg: SegmentConfig = SegmentConfig(), progress: bool = False) -> dict:
     """App. F on every decomposition; per-image results in ``out_dir/NAME/``, summary ``out_dir/segment.json``.
 
     An *eye pair is found* when exactly two regions are kept by the row-wise
@@ -86,8 +86,15 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     out.mkdir(parents=True, exist_ok=True)
     decs, skipped = _load_all([Path(p) for p in paths])
     per, images, masks, inits, vrs = [], [], [], [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(decs), desc="segment", unit="img")
     for p, dec in decs:
         res = segment(dec, locators, target, cfg)
+        if bar is not None:
+            bar.update(1)
         doc = save_segmentation(dec, res, out / p.stem)
         found = res.kept == 2
         per.append({"name": p.stem, "source": str(p), "domain": dec.domain, "pair_found": found,
@@ -97,6 +104,8 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         masks.append(res.mask)
         inits.append(res.init)
         vrs.append(dec.value_range)
+    if bar is not None:
+        bar.close()
     shapes = {a.shape for a in images}
     n_found = sum(r["pair_found"] for r in per)
     summary = {
@@ -138,8 +147,8 @@ def manipulate_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.Path
     ``component`` None → each image's strongest component
     (:func:`strongest_component`); ``subsets`` None → :func:`default_subsets`
     per image. Writes ``sweeps.npz`` (``images`` (N, A, C, H, W), ``components``
-    (N,), ``alphas``, ``names``), ``subsets.npz`` (``images`` (N, 1 + S, C, H,
-    W): re-generation then the S sums; ``labels`` (N, 1 + S)) and
+    (N,), ``alphas``, ``names``), ``subsets.npz`` (``images`` (N, 2 + S, C, H,
+    W): input (the re-generation if the file has none), re-generation, then the S sums; ``labels`` (N, 2 + S)) and
     ``manipulate.json``. All images must share one size (decompose writes one).
     """
     out = Path(out_dir)
@@ -162,8 +171,8 @@ def manipulate_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.Path
                 dec.check_index(i, f"--subsets ({p.name}) component")
         share = float((dec.components[k].astype(np.float64) ** 2).sum() / max((dec.components.astype(np.float64) ** 2).sum(), 1e-30))
         rows.append(sweep(dec, k, alphas))  # (A, C, H, W)
-        sums.append(np.stack([dec.output] + [subset_sum(dec, s) for s in sets]))  # (1 + S, C, H, W)
-        labels.append(["re-gen."] + ["R+Σ{" + ",".join(map(str, s)) + "}" for s in sets])
+        sums.append(np.stack([_unit_image(dec), dec.output] + [subset_sum(dec, s) for s in sets]))  # (2 + S, C, H, W)
+        labels.append(["input" if dec.input is not None else "re-gen.", "re-gen."] + ["R+Σ{" + ",".join(map(str, s)) + "}" for s in sets])
         per.append({"name": p.stem, "source": str(p), "component": k, "energy_share": share, "subsets": sets})
     if len({len(lab) for lab in labels}) > 1:
         raise DataError("the images got different numbers of subsets; give --subsets explicitly")

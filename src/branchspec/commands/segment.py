@@ -85,7 +85,8 @@ def _run_folder(args) -> int:
     if args.target is not None and args.target < 0:
         raise UsageError(f"--target: component {args.target} must be >= 0")
     out = writable_dir(args.out)
-    doc = segment_folder(files, out, loc, args.target, SegmentConfig(mu=args.mu, max_num_iter=args.iterations))
+    doc = segment_folder(files, out, loc, args.target, SegmentConfig(mu=args.mu, max_num_iter=args.iterations),
+                         progress=True)
     if "montage.npz" in doc["files"]:
         segmentation_montage(out / "montage.npz", out / "montage.png")
     print(f"eye pair found on {doc['pairs_found']} of {doc['images']} image(s)"

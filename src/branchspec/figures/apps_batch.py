@@ -37,6 +37,21 @@ def _short(name: str, n: int = 14) -> str:
     return name if len(name) <= n else "…" + name[-(n - 1):]
 
 
+def _grid(rows: int, cols: int, w: float, h: float, left: float, top_in: float):
+    """A fixed grid of axes: constrained layout takes minutes on hundreds of axes, a fixed one does not."""
+    fig, axes = new_figure(rows, cols, figsize=(w, h), squeeze=False, layout=None)
+    fig.subplots_adjust(left=left, right=0.995, bottom=0.005, top=1 - top_in / h, wspace=0.05, hspace=0.3)
+    return fig, axes
+
+
+def _title(fig, text: str) -> None:
+    fig.suptitle(text, fontsize=8, y=1 - 0.08 / fig.get_figheight(), va="top")
+
+
+def _first(n: int, total: int) -> str:
+    return f"; first {n} of {total} images" if n < total else ""
+
+
 def segmentation_montage(npz_path, out_png, cols: int = 7, cell: float = 1.3) -> Path:
     """All overlays of a folder segmentation in one figure (App. F, Fig. 12 style), pairs counted in the title."""
     with np.load(npz_path) as z:
@@ -45,7 +60,7 @@ def segmentation_montage(npz_path, out_png, cols: int = 7, cell: float = 1.3) ->
     n = imgs.shape[0]
     cols = max(1, min(cols, n))
     rows = -(-n // cols)
-    fig, axes = new_figure(rows, cols, figsize=(cell * cols, (cell + 0.25) * rows + 0.4), squeeze=False)
+    fig, axes = _grid(rows, cols, cell * cols, (cell + 0.25) * rows + 0.4, left=0.01, top_in=0.6)
     for i in range(rows * cols):
         ax = axes[i // cols, i % cols]
         if i >= n:
@@ -58,38 +73,40 @@ def segmentation_montage(npz_path, out_png, cols: int = 7, cell: float = 1.3) ->
             ax.contour(masks[i].astype(float), levels=[0.5], colors=["#f0f"], linewidths=1.2)
         ax.set_title(f"{_short(names[i])} {'pair' if found[i] else '—'}", fontsize=6,
                      color="#060" if found[i] else "#555")
-    fig.suptitle(f"App. F on {n} images: eye pair found on {int(found.sum())} "
-                 "(magenta: kept mask, green: initial region)", fontsize=8)
+    _title(fig, f"App. F on {n} images: eye pair found on {int(found.sum())}\n"
+                "(magenta: kept mask, green: initial region)")
     return save(fig, out_png)
 
 
-def sweep_montage(npz_path, out_png, cell: float = 0.8) -> Path:
-    """One row per image: its chosen component swept over α (App. A, Figs. 13–14)."""
+def sweep_montage(npz_path, out_png, cell: float = 0.8, max_rows: int = 24) -> Path:
+    """One row per image (the first ``max_rows``): its chosen component swept over α (App. A, Figs. 13–14)."""
     with np.load(npz_path) as z:
         imgs, comps, alphas, names, vr = (z["images"], z["components"], z["alphas"], [str(s) for s in z["names"]],
                                           tuple(z["value_range"]))
-    n, a = imgs.shape[:2]  # (N, A, C, H, W)
-    fig, axes = new_figure(n, a, figsize=(cell * a + 0.9, cell * n + 0.5), squeeze=False)
+    total, a = imgs.shape[:2]  # (N, A, C, H, W)
+    n = min(total, max_rows)
+    fig, axes = _grid(n, a, cell * a + 0.9, cell * n + 0.6, left=0.9 / (cell * a + 0.9), top_in=0.6)
     for i in range(n):
         for j in range(a):
             _show(axes[i, j], to_unit(imgs[i, j], vr))
             if i == 0:
                 axes[i, j].set_title(f"α={alphas[j]:g}", fontsize=7)
         axes[i, 0].set_ylabel(f"{_short(names[i], 10)}\nv{int(comps[i])}", fontsize=6)
-    fig.suptitle("R + Σ_{j≠k} v_j + α·v_k per image, k = chosen component (App. A)", fontsize=8)
+    _title(fig, "R + Σ_{j≠k} v_j + α·v_k per image, k = chosen component (App. A)" + _first(n, total))
     return save(fig, out_png)
 
 
-def subsets_montage(npz_path, out_png, cell: float = 1.0) -> Path:
-    """One row per image: re-generation, then R + Σ_{k∈S} v_k for each subset S (Fig. 15)."""
+def subsets_montage(npz_path, out_png, cell: float = 1.0, max_rows: int = 24) -> Path:
+    """One row per image (the first ``max_rows``): input, re-generation, then R + Σ_{k∈S} v_k per subset S (Fig. 15)."""
     with np.load(npz_path) as z:
         imgs, labels, names, vr = z["images"], z["labels"], [str(s) for s in z["names"]], tuple(z["value_range"])
-    n, s = imgs.shape[:2]  # (N, 1 + S, C, H, W)
-    fig, axes = new_figure(n, s, figsize=(cell * s + 0.9, (cell + 0.2) * n + 0.4), squeeze=False)
+    total, s = imgs.shape[:2]  # (N, 2 + S, C, H, W)
+    n = min(total, max_rows)
+    fig, axes = _grid(n, s, cell * s + 0.9, (cell + 0.2) * n + 0.5, left=0.9 / (cell * s + 0.9), top_in=0.55)
     for i in range(n):
         for j in range(s):
             _show(axes[i, j], to_unit(imgs[i, j], vr))
             axes[i, j].set_title(str(labels[i, j]), fontsize=5)
         axes[i, 0].set_ylabel(_short(names[i], 10), fontsize=6)
-    fig.suptitle("subset sums per image (Fig. 15)", fontsize=8)
+    _title(fig, "subset sums per image (Fig. 15)" + _first(n, total))
     return save(fig, out_png)
