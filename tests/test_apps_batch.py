@@ -84,7 +84,8 @@ def test_cli_segment_folder(folder, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     for args, needle in (([str(folder), "--truth", str(folder / "a_pair.npz")], "--truth"),
-                         ([str(empty)], "no .npz"), ([str(tmp_path / "nope")], "no such")):
+                         ([str(empty)], "no .npz"), ([str(tmp_path / "nope")], "no such"),
+                         ([str(folder), "--target", "5"], "--target"), ([str(folder), "--locator", "1,7"], "--locator")):
         assert main(["segment", *args, "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.count("\n") == 0 and needle in err, err

@@ -85,6 +85,11 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     decs, skipped = _load_all([Path(p) for p in paths])
+    for p, dec in decs:  # every index problem before any work
+        for arg, ks in (("--locator", locators or ()), ("--target", [] if target is None else [target])):
+            bad = [k for k in ks if not 0 <= k < dec.num_components]
+            if bad:
+                raise UsageError(f"{arg}: component(s) {bad} out of range 0..{dec.num_components - 1} for {p.name}")
     per, images, masks, inits, vrs = [], [], [], [], []
     bar = None
     if progress:
