@@ -154,7 +154,7 @@ def test_judge_numbers():
 
 
 def test_folder_report_shows_judge_and_pairs(segmented, tmp_path):
-    from branchspec.apps.folder_report import write_folder_report
+    from branchspec.figures.folder_report import write_folder_report
     from branchspec.report import collect_sections
 
     out = tmp_path / "real"
