@@ -168,3 +168,29 @@ def judge_generator(gen, judge: ClassifierJudge, x: Tensor, y: Tensor, batch_siz
 def _mean(vals) -> float | None:
     vals = [v for v in vals if v is not None and np.isfinite(v)]
     return float(np.mean(vals)) if vals else None
+
+
+def judge_numbers(doc: dict | None) -> dict:
+    """Report rows (name → short text) of a ``decomposition.json`` ``judge`` entry (the output of
+    :func:`judge_generator`): transfer accuracy, source retention, judge on inputs / on R, own-domain
+    PSNR / SSIM of G(x, y) and of R alone, the branch class transfer changes most. ``None`` → one row
+    saying the judge was not run."""
+    if not doc:
+        return {"class-transfer judge": "not run (branchspec decompose --judge CLASSIFIER_CKPT)"}
+    f = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731
+    rows = {
+        "judge: images scored (domains, chance)": f"{doc.get('images')} ({doc.get('domains')}, {f(doc.get('chance'), '.2f')})",
+        "transfer accuracy: G(x, ỹ) judged ỹ, ỹ ≠ y": f(doc.get("transfer_accuracy"), ".3f"),
+        "source retention: G(x, y) judged y": f(doc.get("source_retention"), ".3f"),
+        "judge accuracy on inputs x / on R(x) alone": f"{f(doc.get('judge_accuracy_inputs'), '.3f')} / "
+                                                      f"{f(doc.get('judge_accuracy_residual'), '.3f')}",
+        "own-domain PSNR (dB): G(x, y) vs x / R vs x": f"{f(doc.get('psnr_own'), '.2f')} / "
+                                                       f"{f(doc.get('psnr_residual_only'), '.2f')}",
+        "own-domain SSIM: G(x, y) vs x / R vs x": f"{f(doc.get('ssim_own'), '.3f')} / "
+                                                  f"{f(doc.get('ssim_residual_only'), '.3f')}",
+    }
+    share = doc.get("transfer_change_share")
+    if share:
+        k = int(np.argmax(share))
+        rows["branch class transfer changes most"] = f"v{k} ({share[k]:.0%} of the change)"
+    return rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from branchspec.commands._common import existing_file, writable_dir
 
 NAME = "manipulate"
@@ -10,14 +12,19 @@ DESCRIPTION = (
     "Ambient-space manipulation (paper App. A). For each chosen component K writes the sweep "
     "R + sum_{j!=K} v_j + alpha*v_K over --alphas as a strip (strip.png, all components in rows) and an "
     "animated GIF (sweep_K.gif); --subsets writes R + sum_{k in S} v_k for each subset S (Fig. 15); "
-    "--gains writes R + sum_k g_k v_k. Arrays are saved as .npz next to the figures."
+    "--gains writes R + sum_k g_k v_k. Arrays are saved as .npz next to the figures. "
+    "Given a folder (the output of 'branchspec decompose'), writes one montage over all its .npz: one sweep row "
+    "per image of --component K (default: each image's component with the largest energy share) in "
+    "sweeps.png, and the re-generation with subset sums per image in subsets.png (default subsets: the "
+    "strongest third of the components by energy vs the rest)."
 )
 
 
 def add_arguments(p):
     # A value starting with "-" other than a plain number reads as an option to argparse:
     # write --alphas=-1:3:9 and --gains=-1,0,2 (the '=' form), as the help says.
-    p.add_argument("decomposition", metavar="DECOMPOSITION.npz", help="a decomposition written by 'branchspec decompose'")
+    p.add_argument("decomposition", metavar="DECOMPOSITION.npz|FOLDER",
+                   help="a decomposition written by 'branchspec decompose', or its output folder (every .npz in it)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--component", action="append", default=None, metavar="K",
                    help="component(s) to sweep, repeatable or comma-separated (default: all)")
@@ -32,8 +39,10 @@ def run(args) -> int:
     from branchspec.apps.manipulation import manipulate, parse_alphas, parse_gains, parse_indices
     from branchspec.figures.apps import draw_manipulation
 
-    existing_file(args.decomposition, "DECOMPOSITION.npz")
     alphas = parse_alphas(args.alphas, "--alphas")
+    if Path(args.decomposition).is_dir():
+        return _run_folder(args, alphas)
+    existing_file(args.decomposition, "DECOMPOSITION.npz")
     dec = Decomposition.load(args.decomposition)
     m = dec.num_components
     comps = None
@@ -45,4 +54,29 @@ def run(args) -> int:
     doc = manipulate(dec, out, comps, alphas, subsets, gains, gif=not args.no_gif)
     files = doc["files"] + [p.name for p in draw_manipulation(out)]
     print(f"wrote {len(files)} files to {out}: " + ", ".join(files[:6]) + (" …" if len(files) > 6 else ""))
+    return 0
+
+
+def _run_folder(args, alphas) -> int:
+    """App. A over every decomposition in a folder: sweeps.png and subsets.png montages."""
+    from branchspec.apps.batch import decomposition_files, manipulate_folder
+    from branchspec.apps.manipulation import parse_indices
+    from branchspec.errors import UsageError
+    from branchspec.figures.apps_batch import subsets_montage, sweep_montage
+
+    if args.gains is not None:
+        raise UsageError("--gains: one gain per component fits one decomposition; give a single DECOMPOSITION.npz")
+    files = decomposition_files(args.decomposition, "DECOMPOSITION.npz|FOLDER")
+    big = 4096  # checked against each file's M in manipulate_folder
+    comps = sorted({k for text in args.component or () for k in parse_indices(text, big, "--component")})
+    if len(comps) > 1:
+        raise UsageError("--component: a folder takes one component K (one sweep row per image)")
+    subsets = [parse_indices(s, big, "--subsets") for s in args.subsets] or None
+    out = writable_dir(args.out)
+    doc = manipulate_folder(files, out, comps[0] if comps else None, alphas, subsets)
+    sweep_montage(out / "sweeps.npz", out / "sweeps.png")
+    subsets_montage(out / "subsets.npz", out / "subsets.png")
+    print(f"{doc['images']} image(s), component: {doc['component_rule']}; wrote {out}/sweeps.png, subsets.png, "
+          "sweeps.npz, subsets.npz, manipulate.json"
+          + (f"; {len(doc['skipped'])} file(s) skipped" if doc["skipped"] else ""))
     return 0

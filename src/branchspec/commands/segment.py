@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from branchspec.commands._common import existing_file, writable_dir
 
 NAME = "segment"
@@ -11,12 +13,15 @@ DESCRIPTION = (
     "'locator' components (strong at eyes and nose), the segmented image is a 'target' component (flat "
     "inside the eyes), RGB -> HSV Value; connected regions that come in pairs on the same rows are kept. "
     "Locator and target are chosen automatically (see docs/apps.md) unless --locator / --target are given. "
-    "Writes mask.png, mask.npy, overlay.png, segmentation.png and segment.json (Dice and IoU with --truth)."
+    "Writes mask.png, mask.npy, overlay.png, segmentation.png and segment.json (Dice and IoU with --truth). "
+    "Given a folder (the output of 'branchspec decompose'), segments every .npz in it: per image OUT/NAME/, "
+    "plus OUT/segment.json (how many images have an eye pair) and OUT/montage.png with all overlays."
 )
 
 
 def add_arguments(p):
-    p.add_argument("decomposition", metavar="DECOMPOSITION.npz", help="a decomposition written by 'branchspec decompose'")
+    p.add_argument("decomposition", metavar="DECOMPOSITION.npz|FOLDER",
+                   help="a decomposition written by 'branchspec decompose', or its output folder (every .npz in it)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--locator", default=None, metavar="I,J", help="locator component(s) (default: automatic)")
     p.add_argument("--target", type=int, default=None, metavar="K", help="component to segment (default: automatic)")
@@ -33,11 +38,13 @@ def run(args) -> int:
     from branchspec.figures.apps import segmentation_figure
     from branchspec.errors import UsageError
 
+    finite(args.mu, "--mu", 0)
+    at_least(args.iterations, 1, "--iterations")
+    if Path(args.decomposition).is_dir():
+        return _run_folder(args)
     existing_file(args.decomposition, "DECOMPOSITION.npz")
     if args.truth is not None:
         existing_file(args.truth, "--truth")
-    finite(args.mu, "--mu", 0)
-    at_least(args.iterations, 1, "--iterations")
     dec = Decomposition.load(args.decomposition)
     m = dec.num_components
     loc = parse_indices(args.locator, m, "--locator") if args.locator is not None else None
@@ -59,4 +66,30 @@ def run(args) -> int:
         line += f"; Dice {doc['dice']:.3f}, IoU {doc['iou']:.3f}"
     print(line)
     print(f"wrote {out}/mask.png, mask.npy, overlay.png, segmentation.png, segment.json")
+    return 0
+
+
+def _run_folder(args) -> int:
+    """Every decomposition in a folder: per-image results, segment.json summary, montage.png (App. F)."""
+    from branchspec.apps.batch import decomposition_files, segment_folder
+    from branchspec.apps.manipulation import parse_indices
+    from branchspec.apps.segmentation import SegmentConfig
+    from branchspec.errors import UsageError
+    from branchspec.figures.apps_batch import segmentation_montage
+
+    if args.truth is not None:
+        raise UsageError("--truth: one mask fits one image; give a single DECOMPOSITION.npz with --truth")
+    files = decomposition_files(args.decomposition, "DECOMPOSITION.npz|FOLDER")
+    big = 4096  # indices are checked against each file's M in segment()
+    loc = parse_indices(args.locator, big, "--locator") if args.locator is not None else None
+    if args.target is not None and args.target < 0:
+        raise UsageError(f"--target: component {args.target} must be >= 0")
+    out = writable_dir(args.out)
+    doc = segment_folder(files, out, loc, args.target, SegmentConfig(mu=args.mu, max_num_iter=args.iterations),
+                         progress=True)
+    if "montage.npz" in doc["files"]:
+        segmentation_montage(out / "montage.npz", out / "montage.png")
+    print(f"eye pair found on {doc['pairs_found']} of {doc['images']} image(s)"
+          + (f"; {len(doc['skipped'])} file(s) skipped (not decompositions)" if doc["skipped"] else ""))
+    print(f"wrote {out}/segment.json, montage.png and one folder per image")
     return 0

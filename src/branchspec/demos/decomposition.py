@@ -100,6 +100,7 @@ def write_heldout(cfg: DemoConfig, folder: Path) -> list[Path]:
 
 def run(out_dir, ctx: dict, quick: bool = False) -> Section:
     from branchspec.apps.decompose import decompose_images, load_generator
+    from branchspec.apps.judge import judge_numbers
     from branchspec.figures.decomposition import added_rows, correlation_figure, decomposition_grid, profile_figure
 
     cfg = QUICK if quick else DemoConfig()
@@ -147,6 +148,7 @@ def run(out_dir, ctx: dict, quick: bool = False) -> Section:
         "max |R + Σ v_k − output|": f"{s['max_reconstruction_error']:.2e}",
         "decomposition time (s)": round(dec_s, 1),
     }
+    numbers.update(judge_numbers(s.get("judge")))  # transfer accuracy etc. when decomposition.json has a judge
     figures = [
         Figure(rel("grid.png"), "Held-out crops: input, re-generation, R and the M branch outputs with increased "
                "contrast (0.5 + v/(2·p99|v|), zero = grey), like paper Figs. 10–11 and 18–20.", cmd),

@@ -1,0 +1,194 @@
+"""App. A and App. F over a folder of decompositions (paper App. A, Figs. 13–15; App. F, Figs. 12, 21).
+
+``branchspec decompose`` writes one ``NAME.npz`` per image into its output
+folder. These functions run the single-image applications on every one of
+them and write one summary plus the arrays one montage figure needs:
+
+* :func:`segment_folder` — the Chan–Vese eye segmentation of
+  :mod:`branchspec.apps.segmentation` on each decomposition, per image in
+  ``OUT/NAME/`` (mask, overlay, ``segment.npz``, ``segment.json``), and
+  ``OUT/segment.json``: how many images, on how many an eye pair was found
+  (exactly two regions survive the row-wise pair rule, App. F step 5), and
+  per image the locator(s), target and region counts;
+* :func:`manipulate_folder` — per image the α-sweep (App. A, Figs. 13–14) of
+  one component (the one with the largest energy share unless given) and
+  subset sums R + Σ_{k∈S} v_k (Fig. 15; default: the strongest third of the
+  components by energy vs the rest), stacked into ``OUT/sweeps.npz`` and
+  ``OUT/subsets.npz``, summarised in ``OUT/manipulate.json``.
+
+The montage figures are drawn from these files by
+:mod:`branchspec.figures.apps_batch`. A file in the folder that is not a
+decomposition is skipped and listed (``skipped``), not an error; a folder with
+none at all is one.
+
+Example:
+    >>> doc = segment_folder(decomposition_files("runs/afhq-cat"), "runs/afhq-cat-seg")  # doctest: +SKIP
+    >>> doc["pairs_found"], doc["images"]  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from branchspec.apps.components import Decomposition
+from branchspec.apps.manipulation import subset_sum, sweep
+from branchspec.apps.segmentation import SegmentConfig, save_segmentation, segment
+from branchspec.errors import DataError, UsageError
+from branchspec.io import atomic_write_text
+
+
+def decomposition_files(path: str | os.PathLike, arg: str = "DECOMPOSITION") -> list[Path]:
+    """``[path]`` for a file; the ``*.npz`` directly inside a folder (sorted) for a folder."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        files = sorted(f for f in p.glob("*.npz") if f.is_file() and not f.name.startswith("."))
+        if not files:
+            raise UsageError(f"{arg}: folder {p} holds no .npz decomposition (write one with 'branchspec decompose')")
+        return files
+    raise UsageError(f"{arg}: no such file or folder: {p}")
+
+
+def _load_all(paths: Sequence[Path]) -> tuple[list[tuple[Path, Decomposition]], list[dict]]:
+    good, skipped = [], []
+    for p in paths:
+        try:
+            good.append((Path(p), Decomposition.load(p)))
+        except DataError as exc:
+            skipped.append({"file": str(p), "reason": str(exc)[:200]})
+    if not good:
+        why = skipped[0]["reason"] if skipped else "no files"
+        raise DataError(f"none of the {len(paths)} file(s) is a readable decomposition (first: {why})")
+    return good, skipped
+
+
+def _unit_image(dec: Decomposition) -> np.ndarray:
+    return dec.input if dec.input is not None else dec.output
+
+
+def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                   locators: Sequence[int] | None = None, target: int | None = None,
+                   cfg: SegmentConfig = SegmentConfig(), progress: bool = False) -> dict:
+    """App. F on every decomposition; per-image results in ``out_dir/NAME/``, summary ``out_dir/segment.json``.
+
+    An *eye pair is found* when exactly two regions are kept by the row-wise
+    multiplicity-2 rule (``SegmentResult.kept == 2``). The per-image panels
+    (image, locator energy + initial region, target, Chan–Vese, kept mask) go
+    to ``out_dir/montage.npz`` for :func:`branchspec.figures.apps_batch.segmentation_montage`.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    decs, skipped = _load_all([Path(p) for p in paths])
+    for p, dec in decs:  # every index problem before any work
+        for arg, ks in (("--locator", locators or ()), ("--target", [] if target is None else [target])):
+            bad = [k for k in ks if not 0 <= k < dec.num_components]
+            if bad:
+                raise UsageError(f"{arg}: component(s) {bad} out of range 0..{dec.num_components - 1} for {p.name}")
+    per, images, masks, inits, vrs = [], [], [], [], []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(decs), desc="segment", unit="img")
+    for p, dec in decs:
+        res = segment(dec, locators, target, cfg)
+        if bar is not None:
+            bar.update(1)
+        doc = save_segmentation(dec, res, out / p.stem)
+        found = res.kept == 2
+        per.append({"name": p.stem, "source": str(p), "domain": dec.domain, "pair_found": found,
+                    "locators": res.locators, "target": res.target, "regions": res.regions, "kept": res.kept,
+                    "mask_pixels": doc["mask_pixels"]})
+        images.append(_unit_image(dec))
+        masks.append(res.mask)
+        inits.append(res.init)
+        vrs.append(dec.value_range)
+    if bar is not None:
+        bar.close()
+    shapes = {a.shape for a in images}
+    n_found = sum(r["pair_found"] for r in per)
+    summary = {
+        "images": len(per), "pairs_found": n_found, "pair_fraction": n_found / len(per),
+        "rule": "eye pair found = exactly two regions kept by the row-wise multiplicity-2 rule (App. F)",
+        "automatic": {"locators": locators is None, "target": target is None},
+        "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "per_image": per, "skipped": skipped, "files": ["segment.json"] + [f"{r['name']}/" for r in per],
+    }
+    if len(shapes) == 1:  # one montage array when all images share a size (decompose writes one size)
+        np.savez(out / "montage.npz", images=np.stack(images), masks=np.stack(masks), inits=np.stack(inits),
+                 names=np.asarray([r["name"] for r in per]), found=np.asarray([r["pair_found"] for r in per]),
+                 value_range=np.asarray(vrs[0], np.float32))
+        summary["files"].append("montage.npz")
+    atomic_write_text(out / "segment.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def strongest_component(dec: Decomposition) -> int:
+    """Index of the component with the largest energy ‖v_k‖² (the largest energy share)."""
+    return int(np.argmax((dec.components.astype(np.float64) ** 2).sum(axis=(1, 2, 3))))
+
+
+def default_subsets(dec: Decomposition) -> list[list[int]]:
+    """The strongest third of the components by energy, and the rest (Fig. 15 style); ``[[0]]`` for M = 1."""
+    m = dec.num_components
+    if m == 1:
+        return [[0]]
+    order = [int(k) for k in np.argsort(-(dec.components.astype(np.float64) ** 2).sum(axis=(1, 2, 3)))]
+    third = max(1, m // 3)
+    return [sorted(order[:third]), sorted(order[third:])]
+
+
+def manipulate_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike, component: int | None = None,
+                      alphas: Sequence[float] = (-1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5, 3),
+                      subsets: Sequence[Sequence[int]] | None = None) -> dict:
+    """App. A on every decomposition: one α-sweep row and one row of subset sums per image.
+
+    ``component`` None → each image's strongest component
+    (:func:`strongest_component`); ``subsets`` None → :func:`default_subsets`
+    per image. Writes ``sweeps.npz`` (``images`` (N, A, C, H, W), ``components``
+    (N,), ``alphas``, ``names``), ``subsets.npz`` (``images`` (N, 2 + S, C, H,
+    W): input (the re-generation if the file has none), re-generation, then the S sums; ``labels`` (N, 2 + S)) and
+    ``manipulate.json``. All images must share one size (decompose writes one).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    decs, skipped = _load_all([Path(p) for p in paths])
+    shapes = {d.R.shape for _, d in decs}
+    if len(shapes) > 1:
+        raise DataError(f"the decompositions have different image shapes {sorted(shapes)}; run manipulate per file")
+    ms = {d.num_components for _, d in decs}
+    if component is not None:
+        for p, d in decs:
+            if not 0 <= component < d.num_components:
+                raise UsageError(f"--component: {component} out of range 0..{d.num_components - 1} for {p.name}")
+    per, rows, sums, labels = [], [], [], []
+    for p, dec in decs:
+        k = strongest_component(dec) if component is None else int(component)
+        sets = default_subsets(dec) if subsets is None else [list(s) for s in subsets]
+        for s in sets:
+            for i in s:
+                dec.check_index(i, f"--subsets ({p.name}) component")
+        share = float((dec.components[k].astype(np.float64) ** 2).sum() / max((dec.components.astype(np.float64) ** 2).sum(), 1e-30))
+        rows.append(sweep(dec, k, alphas))  # (A, C, H, W)
+        sums.append(np.stack([_unit_image(dec), dec.output] + [subset_sum(dec, s) for s in sets]))  # (2 + S, C, H, W)
+        labels.append(["input" if dec.input is not None else "re-gen.", "re-gen."] + ["R+Σ{" + ",".join(map(str, s)) + "}" for s in sets])
+        per.append({"name": p.stem, "source": str(p), "component": k, "energy_share": share, "subsets": sets})
+    if len({len(lab) for lab in labels}) > 1:
+        raise DataError("the images got different numbers of subsets; give --subsets explicitly")
+    vr = np.asarray(decs[0][1].value_range, np.float32)
+    names = np.asarray([r["name"] for r in per])
+    np.savez(out / "sweeps.npz", images=np.stack(rows), components=np.asarray([r["component"] for r in per]),
+             alphas=np.asarray(alphas, np.float32), names=names, value_range=vr)
+    np.savez(out / "subsets.npz", images=np.stack(sums), labels=np.asarray(labels), names=names, value_range=vr)
+    doc = {"images": len(per), "alphas": [float(a) for a in alphas], "branches": sorted(ms),
+           "component_rule": "largest energy share" if component is None else f"given ({component})",
+           "subset_rule": "strongest third by energy vs the rest" if subsets is None else "given",
+           "per_image": per, "skipped": skipped, "files": ["sweeps.npz", "subsets.npz", "manipulate.json"]}
+    atomic_write_text(out / "manipulate.json", json.dumps(doc, indent=2))
+    return doc
