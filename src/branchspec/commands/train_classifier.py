@@ -119,21 +119,21 @@ def run(args) -> int:
         tta=args.tta, head_init_scale=args.head_init_scale, clamp_grad=args.clamp_grad, precision=precision,
         device=args.device,
     )
-    if args.sweep:
-        from branchspec.analysis.classifier_run import run_sweep
+    from branchspec.experiments import classifier
 
-        ms = int_range(args.sweep, "--sweep", MAX_BRANCHES)
+    ms = ()
+    if args.sweep:
+        ms = tuple(int_range(args.sweep, "--sweep", MAX_BRANCHES))
         if ms[0] < 1:
             raise UsageError("--sweep: M must be >= 1")
-        cfg = TrainConfig(**base)
-        res = run_sweep(cfg, ms, Path(out), resume=args.resume, progress=not args.quiet)
-        from branchspec.figures.classifier import draw_sweep
-
-        draw_sweep(Path(out) / "sweep.json", Path(out) / "sweep.png")
-        print(f"sweep: {Path(out) / 'sweep.json'}  active {res['active']} silent {res['silent']} for M {res['M']}")
+    cfg = classifier.Config(train=TrainConfig(**base), sweep=ms, resume=args.resume, max_steps=args.max_steps,
+                            progress=not args.quiet)
+    res = classifier.run(cfg, out)
+    if ms:
+        sw = res["sweep"]
+        print(f"sweep: {Path(out) / 'sweep.json'}  active {sw['active']} silent {sw['silent']} for M {sw['M']}")
         return 0
-    cfg = TrainConfig(**base)
-    summary = train(cfg, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
+    summary = res["train"]
     state = "stopped at step {}".format(summary["step"]) if summary.get("stopped_early") else "done"
     print(f"{state}: checkpoint {Path(out) / 'last.json'}, test accuracy {summary.get('test_acc', 'n/a')}")
     return 0

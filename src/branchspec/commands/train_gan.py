@@ -65,7 +65,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import torch
 
-    from branchspec.train.gan import GanTrainConfig, train_gan
+    from branchspec.experiments import gan
+    from branchspec.train.gan import GanTrainConfig
     from branchspec.train.gan_config import saved_precision
 
     at_least(args.img_size, 8, "--img-size")
@@ -124,7 +125,7 @@ def run(args) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    last = train_gan(cfg, out, progress=not args.no_progress, resume=args.resume)
+    res = gan.run(gan.Config(train=cfg, resume=args.resume, progress=not args.no_progress), out)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"train-gan: checkpoint {last}")
+        print(f"train-gan: checkpoint {res['train']['checkpoint']}")
     return 0
