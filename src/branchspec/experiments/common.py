@@ -53,8 +53,12 @@ def load(out: Path) -> tuple[dict, dict]:
 
 
 def relative(out: Path, path) -> str:
-    """``path`` relative to the report folder ``out.parent`` (a section lives in ``REPORT/<key>/``)."""
-    return str(Path(path).resolve().relative_to(Path(out).resolve().parent))
+    """``path`` relative to the report folder ``out.parent`` (a section lives in ``REPORT/<key>/``);
+    a path outside that folder (a checkpoint named in a note) is returned as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(Path(out).resolve().parent))
+    except ValueError:
+        return str(path)
 
 
 def int_list(ms) -> str:
