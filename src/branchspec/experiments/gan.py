@@ -19,6 +19,7 @@ from branchspec.errors import BranchspecError, ConfigError
 from branchspec.experiments import common
 from branchspec.report import Figure, Section
 from branchspec.train.gan_config import GanTrainConfig
+from branchspec.seeds import derive_seed
 
 NAME = "decomposition"  # the report section's key (ORDER in branchspec.report)
 
@@ -31,7 +32,7 @@ class Decompose:
     images: tuple[str, ...] = ()  # image files and / or folders (searched recursively)
     held_out: bool = False  # also the images the checkpoint's training run held out
     crops_per_domain: int = 0  # > 0: also new random crops of the embedded photographs (another seed)
-    crop_seed: int | None = None  # their seed; None = the training seed + 1000
+    crop_seed: int | None = None  # their seed; None = derived from the training seed
     domain: str | None = None  # target domain for every image (default: the image's folder name)
     img_size: int | None = None  # default: the checkpoint's
     batch_size: int = 8
@@ -95,7 +96,7 @@ def decompose(d: Decompose, out: Path, checkpoint: str, seed: int = 0) -> dict:
     if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024 or size & (size - 1):
         raise ConfigError("img_size", f"must be a power of two in [8, 1024] (the generator halves it), got {size!r}")
     if d.crops_per_domain > 0:
-        crop_seed = seed + 1000 if d.crop_seed is None else d.crop_seed
+        crop_seed = derive_seed(seed, "held-out-crops") if d.crop_seed is None else d.crop_seed
         paths += write_crops(int(size), d.crops_per_domain, crop_seed, out / "heldout")
     for p in paths:  # every domain problem before any work
         image_domain(Path(p), domains, d.domain, "domain")
