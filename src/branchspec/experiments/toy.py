@@ -53,6 +53,17 @@ class Config:
         return Path(out) if len(self.problems) == 1 else Path(out) / problem
 
 
+FIGURES = [  # (problem, figure, caption) in the report's order
+    ("toy1", "dynamics", "Fig. 2: Toy1 dynamics with M = 2 — every branch's output on each x during gradient descent, "
+                         "two successful seeds (specialisation: one branch per region, the other silent)."),
+    ("toy1", "success_cov", "Fig. 3: Toy1 success rate (Σ(f−y)² < 1e-4) vs the number of branches M, and ten "
+                            "covariance matrices Cov = F·Fᵀ for M = 10 (loosely correlated branches)."),
+    ("toy2", "activity", "Fig. 4: Toy2 — the responses of 20 branches (left: F, * = active; middle: v_i(x)) and the "
+                         "mean number of active (‖F_i‖ ≥ 10 % of the largest) and silent branches vs M."),
+    ("toy1", "activity", "Toy1 counterpart of Fig. 4 (not in the paper): active and silent branches vs M."),
+]
+
+
 def run(cfg: Config, out) -> dict:
     """Train, save and draw every problem of ``cfg`` under ``out``; returns the summary (also saved)."""
     from branchspec.figures.toy import draw_all
@@ -126,25 +137,8 @@ def section(out) -> Section:
         numbers[f"{p.capitalize()} sweep training time (s)"] = round(s["seconds"], 1)
     cmds = {p: command(cfg, p, f"DIR/{rel(s['folder'])}") for p, s in probs.items()}
     figs = {p: s["figures"] for p, s in probs.items()}
-    figures = []
-    if "toy1" in figs and "dynamics" in figs["toy1"]:
-        figures.append(Figure(rel(figs["toy1"]["dynamics"]),
-                              "Fig. 2: Toy1 dynamics with M = 2 — every branch's output on each x during gradient "
-                              "descent, two successful seeds (specialisation: one branch per region, the other silent).",
-                              cmds["toy1"]))
-    if "toy1" in figs and "success_cov" in figs["toy1"]:
-        figures.append(Figure(rel(figs["toy1"]["success_cov"]),
-                              "Fig. 3: Toy1 success rate (Σ(f−y)² < 1e-4) vs the number of branches M, and ten "
-                              "covariance matrices Cov = F·Fᵀ for M = 10 (loosely correlated branches).", cmds["toy1"]))
-    if "toy2" in figs and "activity" in figs["toy2"]:
-        figures.append(Figure(rel(figs["toy2"]["activity"]),
-                              "Fig. 4: Toy2 — the responses of 20 branches (left: F, * = active; middle: v_i(x)) and "
-                              "the mean number of active (‖F_i‖ ≥ 10 % of the largest) and silent branches vs M.",
-                              cmds["toy2"]))
-    if "toy1" in figs and "activity" in figs["toy1"]:
-        figures.append(Figure(rel(figs["toy1"]["activity"]),
-                              "Toy1 counterpart of Fig. 4 (not in the paper): active and silent branches vs M.",
-                              cmds["toy1"]))
+    figures = [Figure(rel(figs[p][name]), caption, cmds[p]) for p, name, caption in FIGURES
+               if name in figs.get(p, {})]
     first = docs[next(iter(docs))]
     st = first["settings"]
     paper = cfg["trials"] >= 1000 and list(cfg["branches"]) == list(range(2, 31))
