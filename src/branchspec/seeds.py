@@ -38,5 +38,6 @@ def derive_seed(*keys: int | str) -> int:
     """A seed in [0, 2⁶³) for the stream named by ``keys`` (the run seed first, then names / indices)."""
     if not keys:
         raise TypeError("derive_seed needs at least one key")
-    state = np.random.SeedSequence([_entropy(k) for k in keys]).generate_state(2, np.uint32)
+    # the key count first: SeedSequence pads with zeros, so (s,) and (s, 0) would otherwise give one stream
+    state = np.random.SeedSequence([len(keys)] + [_entropy(k) for k in keys]).generate_state(2, np.uint32)
     return (int(state[0]) << 31) ^ int(state[1])  # 63 bits: fits torch.manual_seed and np.random.default_rng
