@@ -29,9 +29,9 @@ def _entropy(key: int | str) -> int:
         raise TypeError(f"seed keys are ints or strings, got {key!r}")
     if isinstance(key, str):
         return zlib.crc32(key.encode("utf-8"))  # a fixed 32-bit number per name (not Python's salted hash)
-    if key < 0:
-        raise ValueError(f"seed keys must be >= 0, got {key}")
-    return int(key)
+    if not -(2**64) < key < 2**64:
+        raise ValueError(f"seed keys are ints of at most 64 bits, got {key}")
+    return int(key) if key >= 0 else 2**64 - int(key)  # a negative key (an index -1) gets its own range
 
 
 def derive_seed(*keys: int | str) -> int:
