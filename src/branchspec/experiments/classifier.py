@@ -103,7 +103,8 @@ def run(cfg: Config, out) -> dict:
             "keep_top": {str(k): v for k, v in keep.items()},
             "hessian_note": res["hessian"].get("note", "computed with branchspec.hessian"),
         }
-    return common.save(out, NAME, cfg, summary)
+    resolved = replace(cfg, train=replace(cfg.train, out=str(out))) if cfg.train is not None else cfg
+    return common.save(out, NAME, resolved, summary)
 
 
 def _train_command(t: dict, out: Path, sweep) -> str:
