@@ -219,17 +219,20 @@ def test_cli_segment(tmp_path, capsys):
 
 # ---------------------------------------------------------------- demo part
 def test_demo_apps_quick(tmp_path):
-    from branchspec.demos import apps
+    from branchspec.experiments import apps, demo
 
+    cfg = demo.apps_config(tmp_path, quick=True)
     with pytest.raises(Exception, match="decomposition"):
-        apps.run(tmp_path, {}, quick=True)
+        apps.run(cfg, tmp_path / "apps")
     cat_face().save(tmp_path / "decomposition" / "cat0.npz")
-    ctx: dict = {}
-    sec = apps.run(tmp_path, ctx, quick=True)
-    assert sec.key == "apps" and "apps" in ctx
+    res = apps.run(cfg, tmp_path / "apps")
+    sec = apps.section(tmp_path / "apps")
+    assert sec.key == "apps" and res["segmentation"]["mask_pixels"] >= 0
+    assert len(sec.figures) == 5
     for f in sec.figures:
         assert (tmp_path / f.path).is_file(), f.path
     sec.save(tmp_path)
+
 
 
 def test_decomposition_file_validation(tmp_path):

@@ -1,6 +1,7 @@
 """Classifier analysis functions against explicit loops (STYLE habit 4), and the analysis command."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,29 @@ def test_sweep_on_two_processes_matches_one(tmp_path):
 
     for m in (1, 2):  # both runs were really trained to the end in the workers
         assert checkpoint_state(tmp_path / "two" / f"M{m}" / "last")["epoch"] == 1
+
+
+def test_shipped_figures_join_the_section(tmp_path):
+    """A shipped model's saved figures are copied into the report folder and shown with their commands."""
+    from PIL import Image
+
+    from branchspec.errors import ConfigError
+    from branchspec.experiments import classifier
+
+    ship = tmp_path / "ship"
+    (ship / "analysis").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(ship / "analysis" / "fig6.png")
+    (ship / "shipped.json").write_text(json.dumps({
+        "title": "CIFAR-10, M = 16", "numbers": {"test accuracy": 0.8},
+        "figures": [{"file": "analysis/fig6.png", "caption": "class means", "command": "branchspec analyze-classifier X"}],
+        "notes": ["trained elsewhere"]}))
+    out = tmp_path / "out"
+    classifier.run(classifier.Config(shipped=str(ship)), out)
+    sec = classifier.section(out)
+    assert (out / "shipped" / "fig6.png").read_bytes() == (ship / "analysis" / "fig6.png").read_bytes()
+    fig = [f for f in sec.figures if f.path.endswith("fig6.png")][0]
+    assert not Path(fig.path).is_absolute() and fig.command == "branchspec analyze-classifier X"
+    assert sec.numbers["CIFAR-10, M = 16: test accuracy"] == 0.8 and "trained elsewhere" in sec.notes
+    (ship / "analysis" / "fig6.png").unlink()
+    with pytest.raises(ConfigError, match="missing"):
+        classifier.run(classifier.Config(shipped=str(ship)), tmp_path / "out2")

@@ -144,18 +144,20 @@ def test_cli_errors_one_line(setup, tmp_path, capsys, argv, needle):
 
 
 def test_demo_decomposition_quick(tmp_path):
-    from branchspec.demos import decomposition
+    from branchspec.experiments import demo, gan
 
-    ctx: dict = {}
-    sec = decomposition.run(tmp_path, ctx, quick=True)
-    assert sec.key == "decomposition" and len(ctx["decompositions"]) == 4
+    out = tmp_path / "decomposition"
+    res = gan.run(demo.gan_config(quick=True), out)
+    sec = gan.section(out)
+    assert sec.key == "decomposition" and len(res["npz"]) == 4
     for f in sec.figures:
         assert (tmp_path / f.path).is_file(), f.path
-    doc = json.loads((tmp_path / "decomposition" / "decomposition.json").read_text())
+    doc = json.loads((out / "decomposition.json").read_text())
     assert doc["images"] == 4 and doc["max_reconstruction_error"] < 1e-4
     assert doc["psnr"] is not None and doc["ssim"] is not None
-    for p in ctx["decompositions"]:
+    for p in res["npz"]:
         assert Decomposition.load(p).reconstruction_error() < 1e-4
+
 
 
 def test_cli_held_out(tmp_path, capsys):

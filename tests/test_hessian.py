@@ -317,16 +317,24 @@ def test_cli_classifier_adapter_with_standin(tmp_path, capsys, monkeypatch):
 
 
 def test_demo_quick_and_with_toy_checkpoints(tmp_path):
-    from branchspec.demos import hessian as demo
+    from branchspec.commands.demo import run as demo_run
+    from branchspec.experiments import demo, hessian
 
-    sec = demo.run(tmp_path, {}, quick=True)
+    class Args:
+        out, quick, parts = str(tmp_path), True, "hessian"
+
+    assert demo_run(Args) == 0  # no toy part: the demo trains its own M = 10 toy network first
+    sec = hessian.section(tmp_path / "hessian")
     assert sec.key == "hessian" and (tmp_path / sec.figures[0].path).is_file()
     doc = json.loads((tmp_path / "hessian" / "hessian.json").read_text())
     assert doc["label"] == "after training" and doc["compare"]["label"] == "initialisation"
     assert sec.numbers["loss after training"] < sec.numbers["loss at initialisation"]
-    ck = {"init": _toy_checkpoint(tmp_path / "i", 0, 10), "trained": _toy_checkpoint(tmp_path / "t", 1, 10)}
-    sec2 = demo.run(tmp_path / "second", {"toy_checkpoints": ck}, quick=True)
-    assert "toy part" in sec2.intro
+    ck = tmp_path / "ck"
+    _toy_checkpoint(ck / "m10_init", 0, 10), _toy_checkpoint(ck / "m10_trained", 1, 10)
+    hessian.run(demo.hessian_config(tmp_path, True, ck), tmp_path / "second" / "hessian")
+    sec2 = hessian.section(tmp_path / "second" / "hessian")
+    assert "ck/m10_trained" in sec2.intro and sec2.numbers["branches M"] == 10
+
 
 
 def test_blockwise_on_a_relu_conv_model_skips_a_zero_curvature_exactly():

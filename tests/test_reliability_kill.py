@@ -125,24 +125,24 @@ def test_kill_inside_save_window_resumes_bit_for_bit(tmp_path, cls_ref, kill_at)
     assert _crash_and_resume(tmp_path, base, "cls", kill_at, ref)
 
 
+def _kill_sweep(tmp_path, base, kind, ref, at_least: int, limit: int = 200) -> int:
+    """Kill at 0, 1, 2, … until the run finishes first; every kill point must resume bit for bit."""
+    done = 0
+    for kill_at in range(limit):
+        if not _crash_and_resume(tmp_path, base, kind, kill_at, ref):
+            break
+        done += 1
+    assert done >= at_least, f"only {done} kill points"
+    return done
+
+
 @pytest.mark.slow
 def test_kill_sweep_classifier(tmp_path, cls_ref):
     base, ref = cls_ref
-    done = 0
-    for kill_at in range(0, 200):
-        if not _crash_and_resume(tmp_path, base, "cls", kill_at, ref):
-            break
-        done += 1
-    assert done >= 50, f"only {done} kill points"
+    _kill_sweep(tmp_path, base, "cls", ref, at_least=50)
 
 
 @pytest.mark.slow
 def test_kill_sweep_gan(tmp_path, tmp_path_factory):
     out, base = _reference(tmp_path_factory, "gan")
-    ref = _final(out, "gan")[0]
-    done = 0
-    for kill_at in range(0, 200):
-        if not _crash_and_resume(tmp_path, base, "gan", kill_at, ref):
-            break
-        done += 1
-    assert done >= 20, f"only {done} kill points"
+    _kill_sweep(tmp_path, base, "gan", _final(out, "gan")[0], at_least=20)

@@ -184,14 +184,16 @@ def test_cli_bad_input_is_one_line_naming_the_argument(tmp_path, capsys, argv, a
 
 
 def test_demo_quick_section_and_checkpoints(tmp_path):
-    from branchspec.demos import toy as demo
+    from branchspec.experiments import demo, toy
     from branchspec.loading import load_model
 
-    ctx = {}
-    sec = demo.run(tmp_path, ctx, quick=True)
+    out = tmp_path / "toy"
+    toy.run(demo.toy_config(quick=True), out)
+    sec = toy.section(out)
     assert sec.key == "toy" and sec.numbers and sec.figures
     for fig in sec.figures:
         assert (tmp_path / fig.path).is_file() and fig.command.startswith("branchspec toy")
-    model, _ = load_model(ctx["toy_checkpoints"]["trained"])
+    ck = toy.checkpoints(out, 10)
+    model, _ = load_model(ck["trained"])
     assert model.num_branches == 10
-    load_model(ctx["toy_checkpoints"]["init"])
+    load_model(ck["init"])

@@ -11,3 +11,17 @@ class UsageError(BranchspecError):
 
 class DataError(UsageError):
     """Unreadable or malformed input data (images, CIFAR files, .npz): bad input, exit 2."""
+
+
+class ConfigError(BranchspecError):
+    """A bad value of one field of an experiment's ``Config`` (:mod:`branchspec.experiments`).
+
+    ``field`` names the Config field and ``reason`` says what is wrong; the
+    message is ``"field: reason"``. A command renames the field to its flag
+    (``commands._common.flag_errors``); ``usage`` says whether that is an
+    invalid argument (exit 2) or a failed run (exit 1).
+    """
+
+    def __init__(self, field: str, reason: str, usage: bool = True):
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason, self.usage = field, reason, usage

@@ -111,6 +111,17 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2,
     return atomic_write_text(path, json.dumps(obj, indent=indent, **kw))
 
 
+def atomic_write_npz(path: str | os.PathLike, arrays: dict, compressed: bool = True) -> Path:
+    """:func:`atomic_write_bytes` of ``np.savez_compressed`` (or ``np.savez``) of ``arrays``."""
+    import io as _bytes_io
+
+    import numpy as np
+
+    buf = _bytes_io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def probe_writable(folder: str | os.PathLike, nbytes: int = 4096) -> None:
     """Prove ``folder`` takes ``nbytes`` real bytes (an empty file passes on a full disk); raises OSError."""
     fd, tmp = tempfile.mkstemp(prefix=".write-test-", dir=folder)

@@ -23,7 +23,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +31,7 @@ import numpy as np
 
 from branchspec.apps.components import Decomposition, to_uint8_hwc, to_unit
 from branchspec.errors import BranchspecError, UsageError
+from branchspec.io import atomic_write_json, atomic_write_npz
 
 
 def sweep(dec: Decomposition, k: int, alphas: Sequence[float]) -> np.ndarray:
@@ -148,8 +148,8 @@ def manipulate(
     vr = np.asarray(dec.value_range, np.float32)
     doc: dict = {"source": dec.source, "alphas": list(alphas), "components": comps, "files": []}
     imgs = np.stack([sweep(dec, k, alphas) for k in comps])  # (K, A, C, H, W)
-    np.savez(out / "sweeps.npz", alphas=np.asarray(alphas, np.float32), components=np.asarray(comps),
-             images=imgs, output=dec.output, value_range=vr)
+    atomic_write_npz(out / "sweeps.npz", dict(alphas=np.asarray(alphas, np.float32), components=np.asarray(comps),
+             images=imgs, output=dec.output, value_range=vr), compressed=False)
     doc["files"].append("sweeps.npz")
     if gif:
         for i, k in enumerate(comps):
@@ -158,15 +158,15 @@ def manipulate(
     if subsets:
         sums = np.stack([subset_sum(dec, s) for s in subsets])  # (S, C, H, W)
         labels = ["re-gen."] + ["R + Σ{" + ",".join(map(str, s)) + "}" for s in subsets]
-        np.savez(out / "subsets.npz", images=np.concatenate([dec.output[None], sums]), labels=np.asarray(labels),
-                 value_range=vr)
+        atomic_write_npz(out / "subsets.npz", dict(images=np.concatenate([dec.output[None], sums]),
+                         labels=np.asarray(labels), value_range=vr), compressed=False)
         doc["subsets"] = [list(s) for s in subsets]
         doc["files"].append("subsets.npz")
     if gains is not None:
         img = with_gains(dec, gains)
-        np.savez(out / "gains.npz", images=np.stack([dec.output, img]),
-                 labels=np.asarray(["re-gen.", "gains " + ",".join(f"{g:g}" for g in gains)]), value_range=vr)
+        atomic_write_npz(out / "gains.npz", dict(images=np.stack([dec.output, img]), value_range=vr,
+                         labels=np.asarray(["re-gen.", "gains " + ",".join(f"{g:g}" for g in gains)])), compressed=False)
         doc["gains"] = list(gains)
         doc["files"].append("gains.npz")
-    (out / "manipulate.json").write_text(json.dumps(doc, indent=2))
+    atomic_write_json(out / "manipulate.json", doc)
     return doc

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
-from branchspec.errors import UsageError
+from branchspec.errors import BranchspecError, ConfigError, UsageError
 from branchspec.io import probe_writable
 
 MAX_BRANCHES = 4096  # M: the paper uses up to 32; larger is refused before anything is built
 MAX_IMG_SIZE = 1024  # image side: the paper's largest is 256
+
+
+def engine_precision_arguments(p, precisions, engine_help: str, precision_help: str) -> None:
+    """``--engine`` (a :data:`branchspec.branched.ENGINES` name, default packed) and ``--precision``
+    (one of ``precisions``; default None = fp32, or the run's own on ``--resume``) of the training commands."""
+    from branchspec.branched import ENGINES
+
+    p.add_argument("--engine", choices=list(ENGINES), default="packed", help=engine_help)
+    p.add_argument("--precision", choices=list(precisions), default=None, help=precision_help)
 
 
 def writable_dir(path: str | os.PathLike, arg: str = "--out") -> Path:
@@ -106,3 +116,24 @@ def int_range(text: str, arg: str, max_value: int = MAX_BRANCHES, max_count: int
     except ValueError:
         raise UsageError(f"{arg}: malformed range {text!r} (use e.g. 2-30 or 2,4,8)") from None
     return sorted(out)
+
+
+@contextmanager
+def flag_errors(flags: dict[str, str]):
+    """Rename an experiment's Config field to its command-line flag in a one-line error.
+
+    ``flags`` maps Config fields to flags (``{"compare_checkpoint": "--compare-checkpoint"}``). A
+    :class:`ConfigError` becomes a :class:`UsageError` (exit 2) or, when not a usage problem, a
+    :class:`BranchspecError` (exit 1); any other error whose message starts with ``"field: "`` keeps
+    its class and gets the flag instead.
+    """
+    try:
+        yield
+    except ConfigError as exc:
+        name = flags.get(exc.field, exc.field)
+        raise (UsageError if exc.usage else BranchspecError)(f"{name}: {exc.reason}") from None
+    except BranchspecError as exc:
+        field, sep, rest = str(exc).partition(": ")
+        if not sep or field not in flags:
+            raise
+        raise type(exc)(f"{flags[field]}: {rest}") from None

@@ -40,11 +40,11 @@ def _pairs(text: str | None):
             out.append((int(k), int(c)))
         except ValueError:
             raise UsageError(f"--pairs: malformed pair {part!r} (use BRANCH:CLASS, e.g. 10:7)") from None
-    return out
+    return tuple(out)
 
 
 def run(args) -> int:
-    from branchspec.analysis.classifier_run import analyze
+    from branchspec.experiments import classifier
     from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
 
     _, state_path = checkpoint_paths(args.checkpoint)
@@ -61,11 +61,9 @@ def run(args) -> int:
             raise UsageError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     out = writable_dir(args.out)
-    res = analyze(state_path, args.data, out, per_class=args.per_class, top_fraction=args.top / 100,
-                  pairs=_pairs(args.pairs), hessian_samples=max(0, args.hessian_samples))
-    from branchspec.figures.classifier import draw_analysis
-
-    draw_analysis(out)
+    analysis = classifier.Analysis(checkpoint=str(state_path), data=args.data, per_class=args.per_class, top=args.top,
+                                   pairs=_pairs(args.pairs), hessian_samples=args.hessian_samples, folder="")
+    res = classifier.run(classifier.Config(analysis=analysis), out)["analysis"]
     print(f"accuracy {res['accuracy']:.4f}; {res['num_active']} active, {res['num_silent']} silent branches; "
           f"{Path(out) / 'analysis.json'}")
     return 0

@@ -1,12 +1,16 @@
-"""``branchspec demo``: the main job, on embedded data, ending in report.html."""
+"""``branchspec demo``: every experiment on embedded data, ending in report.html.
+
+The steps are the small Configs of :mod:`branchspec.experiments.demo`, each
+passed to its experiment's ``run`` and ``section`` (the functions the other
+commands call).
+"""
 
 from __future__ import annotations
 
-import importlib
 import time
 
 from branchspec.commands._common import writable_dir
-from branchspec.demos import PARTS
+from branchspec.experiments.demo import PARTS, plan
 from branchspec.report import write_report
 
 NAME = "demo"
@@ -32,15 +36,14 @@ def run(args) -> int:
     bad = [p for p in parts if p not in PARTS]
     if bad or not parts:
         raise UsageError(f"--parts: unknown part(s) {bad or args.parts!r}; choose from {','.join(PARTS)}")
-    ctx: dict = {}
     sections = []
-    for part in PARTS:
-        if part not in parts:
-            continue
-        mod = importlib.import_module(f"branchspec.demos.{part}")
+    for step in plan(out, quick=args.quick, parts=parts):
         t0 = time.perf_counter()
-        print(f"[demo] {part} …", flush=True)
-        section = mod.run(out, ctx, quick=args.quick)
+        print(f"[demo] {step.folder} …", flush=True)
+        step.module.run(step.config, out / step.folder)
+        if not step.section:
+            continue
+        section = step.module.section(out / step.folder)
         section.numbers.setdefault("wall time of this part (s)", round(time.perf_counter() - t0, 1))
         section.save(out)
         sections.append(section)

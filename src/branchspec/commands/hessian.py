@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from branchspec.commands._common import at_least, existing_dir, writable_dir
-from branchspec.errors import BranchspecError, UsageError
+from branchspec.commands._common import at_least, existing_dir, flag_errors, writable_dir
+from branchspec.errors import UsageError
 
 NAME = "hessian"
 HELP = "exact / probe-estimated Hessian over a parameter subset of a branched checkpoint; block structure"
@@ -40,40 +38,11 @@ def add_arguments(p):
     p.add_argument("--seed", type=int, default=0, help="seed of the probes and column checks (default 0)")
 
 
-def _load(path: str, arg: str):
-    from branchspec.loading import load_model
-    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
-
-    if not checkpoint_exists(path):
-        raise UsageError(f"{arg}: no such checkpoint: {path} (expected {checkpoint_paths(path)[1]})")
-    return load_model(path)
-
-
-def _analyze_one(path: str, arg: str, args, label: str):
-    from branchspec.branched import as_branched
-    from branchspec.hessian import HessianConfig, data_for, select_params
-
-    model, state = _load(path, arg)
-    try:
-        branched = as_branched(model)
-    except BranchspecError as exc:
-        raise BranchspecError(f"{arg}: {exc}") from None
-    try:
-        select_params(branched, args.params)
-    except BranchspecError as exc:
-        raise UsageError(f"--params: {exc}") from None
-    kind = state["model"]["kind"]
-    data = data_for(kind, branched, state, args.batch, args.data)
-    cfg = HessianConfig(params=args.params, batch=args.batch, method=args.method, probes=args.probes,
-                        max_memory_gb=args.max_memory_gb, seed=args.seed)
-    res, H = cfg.run(branched, data)
-    res.update(checkpoint=str(path), model_kind=kind, label=label)
-    return res, H
+FLAGS = {"checkpoint": "--checkpoint", "compare_checkpoint": "--compare-checkpoint", "params": "--params"}
 
 
 def run(args) -> int:
-    from branchspec.figures.hessian import draw
-    from branchspec.hessian import save_results
+    from branchspec.experiments import hessian
 
     at_least(args.batch, 1, "--batch")
     at_least(args.probes, 0, "--probes")
@@ -82,19 +51,14 @@ def run(args) -> int:
     if args.data is not None:
         existing_dir(args.data, "--data")
     out = writable_dir(args.out)
-    res, H = _analyze_one(args.checkpoint, "--checkpoint", args, Path(args.checkpoint).name)
-    cmp, Hc = None, None
-    if args.compare_checkpoint:
-        cmp, Hc = _analyze_one(args.compare_checkpoint, "--compare-checkpoint", args,
-                               Path(args.compare_checkpoint).name)
-        if cmp["boundaries"] != res["boundaries"]:
-            raise UsageError(f"--compare-checkpoint: its subset has {cmp['num_params']} parameters in "
-                             f"{cmp['num_branches']} branches, the checkpoint {res['num_params']} in {res['num_branches']}")
-    jp, npz = save_results(out, res, H, cmp, Hc)
-    figs = draw(out)
+    cfg = hessian.Config(checkpoint=args.checkpoint, compare_checkpoint=args.compare_checkpoint or "",
+                         params=args.params, batch=args.batch, probes=args.probes, max_memory_gb=args.max_memory_gb,
+                         method=args.method, data=args.data or "", seed=args.seed)
+    with flag_errors(FLAGS):
+        res = hessian.run(cfg, out)
     line = f"block diagonality {res['block_diagonality']:.4f} over {res['num_params']} parameters ({res['method']})"
-    if cmp is not None:
-        line += f"; compare checkpoint {cmp['block_diagonality']:.4f}"
+    if res["compare_block_diagonality"] is not None:
+        line += f"; compare checkpoint {res['compare_block_diagonality']:.4f}"
     print(line)
-    print(f"wrote {jp}" + (f", {npz}" if npz else "") + "".join(f", {f}" for f in figs))
+    print(f"wrote {res['json']}" + (f", {res['npz']}" if res["npz"] else "") + "".join(f", {f}" for f in res["figures"]))
     return 0

@@ -36,23 +36,22 @@ def add_arguments(p):
 
 def run(args) -> int:
     from branchspec.apps.components import Decomposition
-    from branchspec.apps.manipulation import manipulate, parse_alphas, parse_gains, parse_indices
-    from branchspec.figures.apps import draw_manipulation
+    from branchspec.apps.manipulation import parse_alphas, parse_gains, parse_indices
+    from branchspec.experiments import apps
 
     alphas = parse_alphas(args.alphas, "--alphas")
     if Path(args.decomposition).is_dir():
         return _run_folder(args, alphas)
-    existing_file(args.decomposition, "DECOMPOSITION.npz")
-    dec = Decomposition.load(args.decomposition)
-    m = dec.num_components
+    m = Decomposition.load(args.decomposition).num_components
     comps = None
     if args.component:
-        comps = sorted({k for text in args.component for k in parse_indices(text, m, "--component")})
-    subsets = [parse_indices(s, m, "--subsets") for s in args.subsets]
-    gains = parse_gains(args.gains, m, "--gains") if args.gains is not None else None
+        comps = tuple(sorted({k for text in args.component for k in parse_indices(text, m, "--component")}))
+    subsets = tuple(tuple(parse_indices(s, m, "--subsets")) for s in args.subsets)
+    gains = tuple(parse_gains(args.gains, m, "--gains")) if args.gains is not None else None
     out = writable_dir(args.out)
-    doc = manipulate(dec, out, comps, alphas, subsets, gains, gif=not args.no_gif)
-    files = doc["files"] + [p.name for p in draw_manipulation(out)]
+    mc = apps.Manipulate(components=comps, alphas=tuple(alphas), subsets=subsets, gains=gains,
+                         gif="none" if args.no_gif else "all", folder="")
+    files = apps.run(apps.Config(decomposition=args.decomposition, manipulate=mc), out)["manipulation"]["files"]
     print(f"wrote {len(files)} files to {out}: " + ", ".join(files[:6]) + (" …" if len(files) > 6 else ""))
     return 0
 

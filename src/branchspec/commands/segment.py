@@ -33,10 +33,9 @@ def add_arguments(p):
 def run(args) -> int:
     from branchspec.apps.components import Decomposition
     from branchspec.apps.manipulation import parse_indices
-    from branchspec.apps.segmentation import SegmentConfig, load_mask, save_segmentation, segment
-    from branchspec.commands._common import at_least, finite
-    from branchspec.figures.apps import segmentation_figure
+    from branchspec.commands._common import at_least, finite, flag_errors
     from branchspec.errors import UsageError
+    from branchspec.experiments import apps
 
     finite(args.mu, "--mu", 0)
     at_least(args.iterations, 1, "--iterations")
@@ -47,23 +46,20 @@ def run(args) -> int:
         existing_file(args.truth, "--truth")
     dec = Decomposition.load(args.decomposition)
     m = dec.num_components
-    loc = parse_indices(args.locator, m, "--locator") if args.locator is not None else None
+    loc = tuple(parse_indices(args.locator, m, "--locator")) if args.locator is not None else None
     if args.target is not None and not 0 <= args.target < m:
         raise UsageError(f"--target: component {args.target} out of range 0..{m - 1}")
-    truth = None
-    if args.truth is not None:
-        truth, resized = load_mask(args.truth, dec.R.shape[1:], "--truth")
-        if resized:
-            print(f"note: --truth resized (nearest) to {dec.R.shape[2]}x{dec.R.shape[1]}")
     out = writable_dir(args.out)
-    res = segment(dec, loc, args.target, SegmentConfig(mu=args.mu, max_num_iter=args.iterations))
-    doc = save_segmentation(dec, res, out, truth)
-    segmentation_figure(out / "segment.npz", out / "segmentation.png")
-    how = "automatic" if res.automatic["locators"] or res.automatic["target"] else "manual"
-    line = (f"locators {res.locators}, target {res.target} ({how}); {res.kept} of {res.regions} regions kept, "
-            f"{doc['mask_pixels']} mask pixels")
-    if truth is not None:
-        line += f"; Dice {doc['dice']:.3f}, IoU {doc['iou']:.3f}"
+    sc = apps.Segment(locators=loc, target=args.target, truth=args.truth or "", mu=args.mu,
+                      iterations=args.iterations, folder="")
+    with flag_errors({"truth": "--truth"}):
+        res = apps.run(apps.Config(decomposition=args.decomposition, segment=sc), out)["segmentation"]
+    if res["truth_resized"]:
+        print(f"note: --truth resized (nearest) to {dec.R.shape[2]}x{dec.R.shape[1]}")
+    line = (f"locators {res['locators']}, target {res['target']} ({'automatic' if res['automatic'] else 'manual'}); "
+            f"{res['kept']} of {res['regions']} regions kept, {res['mask_pixels']} mask pixels")
+    if res["dice"] is not None:
+        line += f"; Dice {res['dice']:.3f}, IoU {res['iou']:.3f}"
     print(line)
     print(f"wrote {out}/mask.png, mask.npy, overlay.png, segmentation.png, segment.json")
     return 0

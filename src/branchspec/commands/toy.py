@@ -37,8 +37,8 @@ def add_arguments(p):
 
 
 def config_from_args(args):
-    """Validate the arguments (one-line UsageErrors naming them) and build the :class:`ToyConfig`."""
-    from branchspec.toy import ToyConfig
+    """Validate the arguments (one-line UsageErrors naming them) and build the experiment's :class:`Config`."""
+    from branchspec.experiments.toy import Config
 
     ms = int_range(args.branches, "--branches")
     if ms[0] < 1:
@@ -51,31 +51,27 @@ def config_from_args(args):
     if args.trials * sum(ms) > MAX_NEURONS:
         raise UsageError(f"--trials/--branches: {args.trials} × ΣM = {args.trials * sum(ms)} neurons "
                          f"exceeds the limit of {MAX_NEURONS}")
-    return ToyConfig(problem=args.problem, branches=tuple(ms), trials=args.trials, steps=args.steps or 0,
-                     lr=args.lr, seed=args.seed)
+    return Config(problems=(args.problem,), branches=tuple(ms), trials=args.trials, steps=args.steps or 0,
+                  lr=args.lr, seed=args.seed, save_models=None if args.save_model else (),
+                  figures=not args.no_figures)
 
 
 def run(args) -> int:
+    from branchspec.experiments import toy
+
     cfg = config_from_args(args)
     out = writable_dir(args.out)
-    from branchspec.toy import train_toy
-    from branchspec.toy.io import save_models, write_results
-
     t0 = time.perf_counter()
-    run_ = train_toy(cfg, progress=True)
-    doc = write_results(run_, out)
-    print(f"[toy] {cfg.problem}: {len(cfg.branches)} values of M × {cfg.trials} trials, "
-          f"{cfg.resolved_steps} steps in {run_.seconds:.1f} s → {out / 'results.json'}")
-    for d in doc["per_m"]:
+    res = toy.run(cfg, out)
+    s = res["problems"][args.problem]
+    print(f"[toy] {args.problem}: {len(cfg.branches)} values of M × {cfg.trials} trials, "
+          f"{s['steps']} steps in {s['seconds']:.1f} s → {out / 'results.json'}")
+    for d in s["per_m"]:
         print(f"  M={d['m']:3d}  success {100 * d['success_rate']:6.2f} %  active {d['mean_active']:5.2f}  "
               f"silent {d['mean_silent']:5.2f}")
-    if args.save_model:
-        paths = save_models(run_, out / "models")
-        print(f"[toy] {2 * len(paths)} checkpoints in {out / 'models'} (m<M>_init, m<M>_trained)")
-    if not args.no_figures:
-        from branchspec.figures.toy import draw_all
-
-        for p in draw_all(out).values():
-            print(f"[toy] figure {p}")
+    if res["checkpoints"]:
+        print(f"[toy] {2 * len(res['checkpoints'])} checkpoints in {out / 'models'} (m<M>_init, m<M>_trained)")
+    for p in s["figures"].values():
+        print(f"[toy] figure {p}")
     print(f"[toy] done in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import torch
 
-from branchspec.branched import ENGINES
 from branchspec.commands._common import (
-    MAX_BRANCHES, at_least, at_most, existing_dir, finite, int_range, writable_dir,
+    MAX_BRANCHES, at_least, at_most, engine_precision_arguments, existing_dir, finite, int_range, writable_dir,
 )
 from branchspec.errors import UsageError
 from branchspec.train.classifier import PRECISIONS, WD_MODES
@@ -46,11 +45,10 @@ def add_arguments(p):
                    help="cosine / linear (to 0) after a linear warm-up, onecycle or constant (default cosine)")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length in epochs (default 1)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128")
-    p.add_argument("--engine", choices=list(ENGINES), default="packed",
-                   help="Branched engine (default packed; auto: timed once, not exact on resume)")
-    p.add_argument("--precision", choices=list(PRECISIONS), default=None,
-                   help="fp32 (default) or bf16 autocast of the forward pass (weights, optimiser and loss stay fp32); "
-                        "--resume keeps the run's precision")
+    engine_precision_arguments(
+        p, PRECISIONS, "Branched engine (default packed; auto: timed once, not exact on resume)",
+        "fp32 (default) or bf16 autocast of the forward pass (weights, optimiser and loss stay fp32); "
+        "--resume keeps the run's precision")
     p.add_argument("--device", choices=list(DEVICES), default="cpu",
                    help="cpu (default), cuda or auto; under torchrun: gloo on CPU, nccl on CUDA (one GPU per LOCAL_RANK)")
     p.add_argument("--no-clamp", action="store_true", help="plain one-hot cross-entropy on unclamped logits (comparison)")
@@ -78,7 +76,7 @@ def add_arguments(p):
 def run(args) -> int:
     from branchspec.models.resnet import DEFAULT_WIDTH
     from branchspec.train.checkpoint import restore_runtime
-    from branchspec.train.classifier import TrainConfig, train
+    from branchspec.train.classifier import TrainConfig
 
     if args.data != "digits":
         existing_dir(args.data, "--data")
@@ -122,22 +120,22 @@ def run(args) -> int:
         tta=args.tta, head_init_scale=args.head_init_scale, clamp_grad=args.clamp_grad, precision=precision,
         device=args.device,
     )
-    if args.sweep:
-        from branchspec.analysis.classifier_run import run_sweep
+    from branchspec.experiments import classifier
 
-        ms = int_range(args.sweep, "--sweep", MAX_BRANCHES)
+    ms = ()
+    if args.sweep:
+        ms = tuple(int_range(args.sweep, "--sweep", MAX_BRANCHES))
         if ms[0] < 1:
             raise UsageError("--sweep: M must be >= 1")
-        cfg = TrainConfig(**base)
-        res = run_sweep(cfg, ms, Path(out), resume=args.resume, progress=not args.quiet,
-                        procs=at_least(args.sweep_procs, 1, "--sweep-procs"), threads=args.threads)
-        from branchspec.figures.classifier import draw_sweep
-
-        draw_sweep(Path(out) / "sweep.json", Path(out) / "sweep.png")
-        print(f"sweep: {Path(out) / 'sweep.json'}  active {res['active']} silent {res['silent']} for M {res['M']}")
+    cfg = classifier.Config(train=TrainConfig(**base), sweep=ms, resume=args.resume, max_steps=args.max_steps,
+                            progress=not args.quiet, sweep_procs=at_least(args.sweep_procs, 1, "--sweep-procs"),
+                            sweep_threads=args.threads)
+    res = classifier.run(cfg, out)
+    if ms:
+        sw = res["sweep"]
+        print(f"sweep: {Path(out) / 'sweep.json'}  active {sw['active']} silent {sw['silent']} for M {sw['M']}")
         return 0
-    cfg = TrainConfig(**base)
-    summary = train(cfg, resume=args.resume, max_steps=args.max_steps, progress=not args.quiet)
+    summary = res["train"]
     state = "stopped at step {}".format(summary["step"]) if summary.get("stopped_early") else "done"
     print(f"{state}: checkpoint {Path(out) / 'last.json'}, test accuracy {summary.get('test_acc', 'n/a')}")
     return 0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from branchspec.branched import ENGINES
-from branchspec.commands._common import MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, writable_dir
+from branchspec.commands._common import (
+    MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, engine_precision_arguments, writable_dir,
+)
 from branchspec.errors import UsageError
 from branchspec.models.generator import INITS
 from branchspec.train.gan_config import PRECISIONS
@@ -38,11 +39,9 @@ def add_arguments(p) -> None:
     p.add_argument("--sigma", type=float, default=None, help="Gaussian sigma in pixels (default max(1, img_size/32))")
     p.add_argument("--base-width", type=int, default=32, help="generator branch base width (default 32)")
     p.add_argument("--max-width", type=int, default=128, help="generator branch widest layer (default 128)")
-    p.add_argument("--engine", choices=list(ENGINES), default="packed",
-                   help="branch engine of branchspec.Branched (default packed; auto: timed once, not exact on resume)")
-    p.add_argument("--precision", choices=list(PRECISIONS), default=None,
-                   help="fp32, or bf16 autocast on CPU/CUDA with fp32 weights, optimiser state and losses "
-                        "(default fp32; kept by --resume)")
+    engine_precision_arguments(
+        p, PRECISIONS, "branch engine of branchspec.Branched (default packed; auto: timed once, not exact on resume)",
+        "fp32, or bf16 autocast on CPU/CUDA with fp32 weights, optimiser state and losses (default fp32; kept by --resume)")
     p.add_argument("--init", choices=list(INITS), default="he",
                    help="initialisation of G's branches and D: StarGAN-v2's he_init (default) or torch's defaults")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
@@ -65,7 +64,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     import torch
 
-    from branchspec.train.gan import GanTrainConfig, train_gan
+    from branchspec.experiments import gan
+    from branchspec.train.gan import GanTrainConfig
     from branchspec.train.gan_config import saved_precision
 
     at_least(args.img_size, 8, "--img-size")
@@ -124,7 +124,7 @@ def run(args) -> int:
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    last = train_gan(cfg, out, progress=not args.no_progress, resume=args.resume)
+    res = gan.run(gan.Config(train=cfg, resume=args.resume, progress=not args.no_progress), out)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"train-gan: checkpoint {last}")
+        print(f"train-gan: checkpoint {res['train']['checkpoint']}")
     return 0

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from branchspec.errors import DataError
+from branchspec.seeds import derive_seed
 
 
 def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
@@ -49,7 +50,7 @@ def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
 
 
 def _batch_seed(seed: int, epoch: int, index: int) -> int:
-    return (seed * 1_000_003 + epoch * 10_007 + index) % (2**63 - 1)
+    return derive_seed(seed, "batch", epoch, index)
 
 
 @dataclass

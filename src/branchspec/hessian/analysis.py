@@ -19,7 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch import Tensor
 from torch.func import vmap
 
 from branchspec.errors import BranchspecError
+from branchspec.io import atomic_write_json, atomic_write_npz
 from branchspec.hessian.exact import (
     DEFAULT_BUDGET_BYTES,
     analysis_mode,
@@ -175,10 +175,7 @@ def save_results(out_dir: Path, result: dict, H: Tensor | None, compare: dict | 
     doc = dict(result)
     if compare is not None:
         doc["compare"] = compare
-    jp = out_dir / "hessian.json"
-    tmp = jp.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(jp)
+    jp = atomic_write_json(out_dir / "hessian.json", doc)
     arrays = {}
     if H is not None:
         arrays["H"] = H.detach().cpu().numpy()
@@ -187,8 +184,5 @@ def save_results(out_dir: Path, result: dict, H: Tensor | None, compare: dict | 
         arrays["H_compare"] = H_compare.detach().cpu().numpy()
     npz = None
     if arrays:
-        npz = out_dir / "hessian.npz"
-        tmpn = out_dir / ".hessian.tmp.npz"
-        np.savez_compressed(tmpn, **arrays)
-        tmpn.replace(npz)
+        npz = atomic_write_npz(out_dir / "hessian.npz", arrays)
     return jp, npz

@@ -48,6 +48,7 @@ from branchspec.branched import ENGINES, Branched
 from branchspec.packed import PackedLayer, pack, register_packer
 from branchspec.models.diffusion import GaussianSmoothing, LearntDiffusion
 from branchspec.models.layers import INITS, InstanceNorm, ResBlock, he_init, instance_norm
+from branchspec.seeds import derive_seed
 
 RESIDUALS = ("gaussian", "diffusion", "none")
 
@@ -264,7 +265,7 @@ def build_generator(cfg: GeneratorConfig) -> Branched:
     if cfg.residual != "none":
         with torch.random.fork_rng(devices=[]):
             if cfg.seed is not None:
-                torch.manual_seed(cfg.seed + 1_000_003)
+                torch.manual_seed(derive_seed(cfg.seed, "gan", "generator-residual"))
             residual = make_residual(cfg)
     return Branched(lambda: GeneratorBranch(cfg), cfg.num_branches, residual=residual, engine=cfg.engine, seed=cfg.seed)
 

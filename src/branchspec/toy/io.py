@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from branchspec import metrics
+from branchspec.io import atomic_write_json, atomic_write_npz
 from branchspec.toy.problems import PROBLEMS
 from branchspec.toy.train import ToyRun
 
@@ -97,23 +97,9 @@ def write_results(run: ToyRun, out_dir: str | os.PathLike) -> dict:
         g = run.network(m, 0)
         arrays[f"w_m{m}"], arrays[f"b_m{m}"] = run.params(g)
         arrays[f"w0_m{m}"], arrays[f"b0_m{m}"] = run.params(g, initial=True)
-    _atomic_npz(out / "traces.npz", arrays)
-    tmp = out / ".results.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(out / "results.json")
+    atomic_write_npz(out / "traces.npz", arrays)
+    atomic_write_json(out / "results.json", doc, indent=1)
     return doc
-
-
-def _atomic_npz(path: Path, arrays: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict]:

@@ -37,6 +37,7 @@ from branchspec import metrics
 from branchspec.models.toy_neuron import toy_model
 from branchspec.toy.engine import PackedSweep
 from branchspec.toy.problems import DEFAULT_STEPS, PROBLEMS, toy_data
+from branchspec.seeds import derive_seed
 
 @dataclass(frozen=True)
 class ToyConfig:
@@ -160,7 +161,7 @@ def initial_parameters(config: ToyConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """
     ws, bs = [], []
     for m in config.branches:  # init only; training has no loop over M
-        g = torch.Generator().manual_seed(config.seed * 1_000_003 + m)
+        g = torch.Generator().manual_seed(derive_seed(config.seed, "toy-init", m))
         wb = torch.empty(2, config.trials, m, dtype=torch.float64).uniform_(-config.init_scale, config.init_scale,
                                                                             generator=g)  # (2, T, M)
         ws.append(wb[0].reshape(-1))

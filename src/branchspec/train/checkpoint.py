@@ -156,31 +156,39 @@ def _read_state_json(spath: Path) -> dict[str, Any]:
     return state
 
 
+def _header(wpath: Path, tensors: bool = False) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
+    """The metadata of a ``.safetensors`` unit (and its tensors when ``tensors``); a one-line error if unreadable."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(wpath), framework="pt", device="cpu") as fh:
+            return (fh.metadata() or {}), ({k: fh.get_tensor(k) for k in fh.keys()} if tensors else {})
+    except Exception as exc:  # safetensors raises its own error types
+        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint weights {wpath} are unreadable: {msg}") from None
+
+
+def _state(meta: dict[str, str], wpath: Path, spath: Path, missing: str) -> dict[str, Any]:
+    """The state in a safetensors header, else in the JSON beside it (previous format); ``missing`` if neither."""
+    if STATE_KEY in meta:
+        try:
+            state, where = json.loads(meta[STATE_KEY]), wpath
+        except ValueError as exc:
+            raise CheckpointError(f"checkpoint {wpath}: its state is not valid JSON: {exc}") from None
+    elif spath.is_file():
+        state, where = _read_state_json(spath), spath
+    else:
+        raise CheckpointError(missing)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {where}: state must be a JSON object, got {type(state).__name__}")
+    return state
+
+
 def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
     """Only the state of a checkpoint (its header; no tensor is read)."""
     wpath, spath = checkpoint_paths(path)
-    if wpath.is_file():
-        try:
-            from safetensors import safe_open
-
-            with safe_open(str(wpath), framework="pt", device="cpu") as fh:
-                meta = fh.metadata() or {}
-        except Exception as exc:  # safetensors raises its own error types
-            raise CheckpointError(f"checkpoint weights {wpath} are unreadable: {str(exc).strip()[:200]}") from None
-        if STATE_KEY in meta:
-            try:
-                state = json.loads(meta[STATE_KEY])
-            except ValueError as exc:
-                raise CheckpointError(f"checkpoint {wpath}: its state is not valid JSON: {exc}") from None
-            if not isinstance(state, dict):
-                raise CheckpointError(f"checkpoint {wpath}: state must be a JSON object, got {type(state).__name__}")
-            return state
-    if not spath.is_file():
-        raise CheckpointError(f"checkpoint not found: {spath}")
-    state = _read_state_json(spath)
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {spath}: state must be a JSON object, got {type(state).__name__}")
-    return state
+    meta = _header(wpath)[0] if wpath.is_file() else {}
+    return _state(meta, wpath, spath, f"checkpoint not found: {spath}")
 
 
 def restore_runtime(path: str | os.PathLike) -> None:
@@ -208,26 +216,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise CheckpointError(f"--device: not a device: {device!r} ({str(exc).splitlines()[0]})") from None
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(wpath), framework="pt", device="cpu") as fh:
-            meta = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    except Exception as exc:  # safetensors raises its own error types
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint weights {wpath} are unreadable: {msg}") from None
-    if STATE_KEY in meta:
-        try:
-            state = json.loads(meta[STATE_KEY])
-        except ValueError as exc:
-            raise CheckpointError(f"checkpoint {wpath}: its state is not valid JSON: {exc}") from None
-    elif spath.is_file():
-        state = _read_state_json(spath)  # previous format: state in the JSON only
-    else:
-        raise CheckpointError(f"checkpoint {wpath} holds no state and {spath.name} is missing")
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {spath}: state must be a JSON object, got {type(state).__name__}")
+    meta, tensors = _header(wpath, tensors=True)
+    state = _state(meta, wpath, spath, f"checkpoint {wpath} holds no state and {spath.name} is missing")
     state.pop("weights_file", None)
     if dev.type != "cpu":
         tensors = {k: v.to(dev) for k, v in tensors.items()}

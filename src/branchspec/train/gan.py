@@ -65,6 +65,7 @@ from branchspec.train.checkpoint import (
 from branchspec.train.export import refuse_weights_only
 from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig, resume_mismatch
 from branchspec.train.gan_io import rotate_checkpoints, save_image_grid
+from branchspec.seeds import derive_seed
 
 __all__ = ["GanTrainConfig", "GanTrainer", "NonFiniteLossError", "PRECISIONS", "RESUMABLE_CHANGES", "run_training",
            "save_image_grid", "train_gan"]
@@ -111,7 +112,7 @@ class GanTrainer:
         self.gcfg = cfg.generator_config(nd)
         self.G = build_generator(self.gcfg).to(self.device)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed + 2)
+            torch.manual_seed(derive_seed(cfg.seed, "gan", "discriminator"))
             self.D = Discriminator(cfg.discriminator_config(nd)).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
         adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)

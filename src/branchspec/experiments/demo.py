@@ -1,0 +1,118 @@
+"""``branchspec demo`` as data: the small Configs of every experiment, on embedded data (CPU, < 10 min).
+
+:func:`plan` lists, in order, ``Step(folder, module, config, section)``:
+each step is ``module.run(config, REPORT/folder)`` and, where ``section``,
+``module.section(REPORT/folder)`` — the same functions the commands call.
+The sizes below are the only demo settings; ``quick`` shrinks every one to a
+smoke test. Products pass between steps as files: the Hessian step reads
+the toy step's M = 10 checkpoints, the apps step the GAN step's
+decompositions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from branchspec.experiments import apps, classifier, gan, hessian, toy
+from branchspec.train.classifier import TrainConfig
+from branchspec.train.gan_config import GanTrainConfig
+
+PARTS = ["toy", "hessian", "classifier", "decomposition", "apps"]
+TOY_M = 10  # the toy model whose Hessian the demo takes
+
+
+@dataclass(frozen=True)
+class Step:
+    folder: str  # under the report folder; also the section's key
+    module: ModuleType  # an experiment: run(cfg, out), section(out)
+    config: object
+    section: bool = True
+
+
+def toy_config(quick: bool) -> toy.Config:
+    """Toy1 and Toy2 at the paper's size (M = 2…30, 1000 trials), or a few seconds' worth."""
+    if quick:
+        return toy.Config(problems=("toy1", "toy2"), branches=(2, 3, 5, 10, 20), trials=8, steps=300,
+                          save_models=(TOY_M,))
+    return toy.Config(problems=("toy1", "toy2"), save_models=(TOY_M,))
+
+
+def hessian_config(root: Path, quick: bool, checkpoints: Path) -> hessian.Config:
+    """The exact Hessian of the toy model, after training vs at initialisation (§5.2, §8)."""
+    return hessian.Config(checkpoint=str(checkpoints / f"m{TOY_M}_trained"),
+                          compare_checkpoint=str(checkpoints / f"m{TOY_M}_init"), params="all", batch=4,
+                          probes=4 if quick else 16, label="after training", compare_label="initialisation")
+
+
+def classifier_config(quick: bool) -> classifier.Config:
+    """Slim-ResNet18 classifiers with M ∈ {2, 4, 8, 16} on the embedded digits, the M = 16 one analysed (§6).
+
+    Width 1 on all 1,438 training digits for 8 epochs (AdamW 3e-3): measured to converge on digits (12
+    epochs: test 0.939, train loss 1.944 against the floor 1.895; docs/classifier.md) within the demo's
+    budget. The section also shows the shipped CIFAR-10 model's saved figures (``checkpoints/cifar10-m16``)
+    when the package runs from its source checkout.
+    """
+    train = TrainConfig(data="digits", out="", width=1, epochs=1 if quick else 8, batch_size=64,
+                        optimizer="adamw", lr=3e-3, engine="packed", subset=128 if quick else None, seed=0)
+    return classifier.Config(train=train, sweep=(2, 4) if quick else (2, 4, 8, 16), resume=True,
+                             training_figure=True, shipped="" if quick else classifier.shipped_folder(),
+                             analysis=classifier.Analysis(per_class=5 if quick else 20,
+                                                          hessian_samples=0 if quick else 16))
+
+
+def gan_config(quick: bool) -> gan.Config:
+    """A small branched GAN (M = 9, Gaussian R) on crops of scikit-image's photographs, then new crops decomposed.
+
+    Training runs in chunks (exact resume between them) until ``steps`` or the time budget.
+    Training targets are the image's own domain (``same_domain=1``); the paper draws them uniformly.
+    """
+    common = dict(data="embedded", ema=0.99, same_domain=1.0, seed=0, engine="packed", sample_every=0,
+                  ckpt_every=0, device="cpu", keep_last=1)  # keep only "last" and the newest step-*
+    if quick:
+        train = GanTrainConfig(img_size=16, num_branches=3, base_width=4, max_width=8, style_dim=4, d_base_width=4,
+                               d_max_width=8, batch_size=2, n_per_domain=4, steps=2, **common)
+        return gan.Config(train=train, run_folder="gan-run", time_budget_s=30.0, chunk=2, progress=False,
+                          decompose=gan.Decompose(crops_per_domain=2, grid_per_domain=4, progress=False))
+    train = GanTrainConfig(img_size=32, num_branches=9, base_width=16, max_width=64, style_dim=32, d_base_width=16,
+                           d_max_width=64, batch_size=8, n_per_domain=64, steps=600, **common)
+    return gan.Config(train=train, run_folder="gan-run", time_budget_s=150.0, chunk=50,
+                      decompose=gan.Decompose(crops_per_domain=8, grid_per_domain=4, png_min_size=64,
+                                              progress=False))
+
+
+def apps_config(root: Path, quick: bool) -> apps.Config:
+    """Manipulation, augmentation and segmentation of a cat's decomposition from the GAN step."""
+    alphas = (-1.0, 0.0, 1.0, 2.0, 3.0) if quick else (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+    return apps.Config(search=str(root / "decomposition"),
+                       manipulate=apps.Manipulate(alphas=alphas, subsets="thirds", gif="strongest"),
+                       augment=apps.Augment(gain_range=0.5, samples=4 if quick else 6, seed=0),
+                       segment=apps.Segment())
+
+
+def plan(root, quick: bool = False, parts=tuple(PARTS)) -> list[Step]:
+    """The demo's steps for ``parts`` (in :data:`PARTS` order) writing under ``root``."""
+    root = Path(root)
+    steps = []
+    for part in PARTS:
+        if part not in parts:
+            continue
+        if part == "toy":
+            steps.append(Step("toy", toy, toy_config(quick)))
+        elif part == "hessian":
+            ck = root / "toy" / "models"
+            if "toy" not in parts and not (ck / f"m{TOY_M}_trained.json").is_file():
+                ck = root / "hessian" / "toy"  # no toy step: one M = 10 Toy1 network, trained here
+                steps.append(Step("hessian/toy", toy, toy.Config(branches=(TOY_M,), trials=1,
+                                                                 steps=300 if quick else 0, save_models=(TOY_M,),
+                                                                 figures=False), section=False))
+                ck = ck / "models"
+            steps.append(Step("hessian", hessian, hessian_config(root, quick, ck)))
+        elif part == "classifier":
+            steps.append(Step("classifier", classifier, classifier_config(quick)))
+        elif part == "decomposition":
+            steps.append(Step("decomposition", gan, gan_config(quick)))
+        elif part == "apps":
+            steps.append(Step("apps", apps, apps_config(root, quick)))
+    return steps
