@@ -70,7 +70,7 @@ def shipped_folder(name: str = "cifar10-m16") -> str:
     return str(p) if (p / SHIPPED_FILE).is_file() else ""
 
 
-SHIPPED_FILE = "shipped.json"  # {"title", "numbers", "figures": [{"file", "caption", "command"}], "notes"}
+SHIPPED_FILE = "shipped.json"  # {"title", "figures": [{"file", "caption", "command"}], "notes", "analysis"}
 
 
 def _copy_shipped(src: Path, dest: Path) -> dict:
@@ -86,7 +86,23 @@ def _copy_shipped(src: Path, dest: Path) -> dict:
             raise ConfigError("shipped", f"{f} is listed in {SHIPPED_FILE} but missing")
         atomic_write_bytes(dest / f.name, f.read_bytes())
         figures.append({**fig, "file": f.name})
-    return {**doc, "figures": figures, "source": str(src)}
+    numbers = dict(doc.get("numbers", {}))
+    ana = src / doc.get("analysis", "analysis/analysis.json")
+    if ana.is_file():  # the numbers come from the saved analysis, not from hand-written text
+        numbers.update(_analysis_numbers(json.loads(ana.read_text())))
+    return {**doc, "numbers": numbers, "figures": figures, "source": str(src)}
+
+
+def _analysis_numbers(res: dict) -> dict:
+    """The headline numbers of an ``analysis.json`` (accuracy, activity, correlation, Hessian diagonality)."""
+    out = {"test accuracy (analysis)": round(res["accuracy"], 4),
+           "active / silent branches": f"{res['num_active']} / {res['num_silent']}",
+           "mean |correlation| between branches": round(res["mean_abs_offdiag_correlation"], 3)}
+    h = res.get("hessian", {})
+    if h.get("available") and "init" in h and "trained" in h:
+        out["first-layer Hessian block diagonality, init → trained"] = (
+            f"{h['init']['summary']['block_diagonality']:.3f} → {h['trained']['summary']['block_diagonality']:.3f}")
+    return out
 
 
 def run(cfg: Config, out) -> dict:
