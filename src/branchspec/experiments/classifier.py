@@ -200,7 +200,7 @@ def section(out) -> Section:
         if (ana / "fig5_hessian.png").exists():
             figs.append(Figure(rel(ana / "fig5_hessian.png"), "First-layer Hessian at initialisation and after "
                                "training (paper Fig. 5 panels 3–4).", an_cmd))
-        how = f" ({t['data']}, {t['subset']} training images, {t['epochs']} epochs)" if t else ""
+        how = f" ({t['data']}, {t['subset'] or 'all'} training images, {t['epochs']} epochs)" if t else ""
         numbers[f"test accuracy, M = {m}{how}"] = round(an["accuracy"], 4)
         numbers[f"active / silent branches, M = {m}"] = f"{an['num_active']} / {an['num_silent']}"
     if "sweep" in summary:
