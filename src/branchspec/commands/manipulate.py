@@ -42,6 +42,7 @@ def run(args) -> int:
     alphas = parse_alphas(args.alphas, "--alphas")
     if Path(args.decomposition).is_dir():
         return _run_folder(args, alphas)
+    existing_file(args.decomposition, "DECOMPOSITION.npz")
     m = Decomposition.load(args.decomposition).num_components
     comps = None
     if args.component:
