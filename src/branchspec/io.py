@@ -111,6 +111,16 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2,
     return atomic_write_text(path, json.dumps(obj, indent=indent, **kw))
 
 
+def atomic_write_via(path: str | os.PathLike, write) -> Path:
+    """:func:`atomic_write_bytes` of whatever ``write(buffer)`` writes to an in-memory binary buffer
+    (``PIL.Image.save``, ``np.save``, ``Figure.savefig`` …): one atomic write for every file format."""
+    import io as _bytes_io
+
+    buf = _bytes_io.BytesIO()
+    write(buf)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_npz(path: str | os.PathLike, arrays: dict, compressed: bool = True) -> Path:
     """:func:`atomic_write_bytes` of ``np.savez_compressed`` (or ``np.savez``) of ``arrays``."""
     import io as _bytes_io

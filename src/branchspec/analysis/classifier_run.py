@@ -24,7 +24,7 @@ import torch
 from branchspec.analysis import classifier as A
 from branchspec.data.imageset import ImageSet, test_set_for
 from branchspec.errors import BranchspecError
-from branchspec.io import atomic_write_text
+from branchspec.io import atomic_write_npz, atomic_write_text
 from branchspec.loading import load_model
 from branchspec.models.registry import build_model
 from branchspec.train.checkpoint import CheckpointError
@@ -115,8 +115,8 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
     hess_arrays = {f"hessian_{tag}": np.asarray(hess[tag].pop("matrix"), dtype=np.float32)
                    for tag in ("init", "trained") if isinstance(hess.get(tag), dict) and "matrix" in hess[tag]}
     # arrays in the NPZ (the first-layer Hessians alone were ~30 MB as JSON), scalars and small lists in the JSON
-    np.savez_compressed(out / "analysis.npz", outputs=V.numpy().astype(np.float32), labels=labels.numpy(),
-                        **gallery_arrays, **hess_arrays)
+    atomic_write_npz(out / "analysis.npz", dict(outputs=V.numpy().astype(np.float32), labels=labels.numpy(),
+                                                **gallery_arrays, **hess_arrays))
     atomic_write_text(out / "analysis.json", json.dumps(res))
     return res  # figures: branchspec.figures.classifier.draw_analysis(out_dir), drawn by the caller
 

@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from branchspec.io import atomic_write_npz
+
 
 class ComponentAugment(nn.Module):
     """x̃ = R + Σ_k g_k v_k with g_k ~ U[1 − s, 1 + s] on ``components`` (all by default).
@@ -121,5 +123,5 @@ def augment_samples(dec, gain_range: float, n: int = 6, components: Sequence[int
     doc = {"output": dec.output, "samples": x.numpy(), "gains": g.numpy(),
            "value_range": np.asarray(dec.value_range), "gain_range": np.asarray(gain_range)}
     if out_npz is not None:
-        np.savez(out_npz, **doc)
+        atomic_write_npz(out_npz, doc, compressed=False)
     return doc

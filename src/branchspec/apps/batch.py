@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from branchspec.io import atomic_write_npz
 from branchspec.apps.components import Decomposition
 from branchspec.apps.manipulation import subset_sum, sweep
 from branchspec.apps.segmentation import SegmentConfig, save_segmentation, segment
@@ -121,9 +122,10 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         "per_image": per, "skipped": skipped, "files": ["segment.json"] + [f"{r['name']}/" for r in per],
     }
     if len(shapes) == 1:  # one montage array when all images share a size (decompose writes one size)
-        np.savez(out / "montage.npz", images=np.stack(images), masks=np.stack(masks), inits=np.stack(inits),
-                 names=np.asarray([r["name"] for r in per]), found=np.asarray([r["pair_found"] for r in per]),
-                 value_range=np.asarray(vrs[0], np.float32))
+        atomic_write_npz(out / "montage.npz", dict(
+            images=np.stack(images), masks=np.stack(masks), inits=np.stack(inits),
+            names=np.asarray([r["name"] for r in per]), found=np.asarray([r["pair_found"] for r in per]),
+            value_range=np.asarray(vrs[0], np.float32)), compressed=False)
         summary["files"].append("montage.npz")
     atomic_write_text(out / "segment.json", json.dumps(summary, indent=2))
     return summary
@@ -183,9 +185,11 @@ def manipulate_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.Path
         raise DataError("the images got different numbers of subsets; give --subsets explicitly")
     vr = np.asarray(decs[0][1].value_range, np.float32)
     names = np.asarray([r["name"] for r in per])
-    np.savez(out / "sweeps.npz", images=np.stack(rows), components=np.asarray([r["component"] for r in per]),
-             alphas=np.asarray(alphas, np.float32), names=names, value_range=vr)
-    np.savez(out / "subsets.npz", images=np.stack(sums), labels=np.asarray(labels), names=names, value_range=vr)
+    atomic_write_npz(out / "sweeps.npz", dict(
+        images=np.stack(rows), components=np.asarray([r["component"] for r in per]),
+        alphas=np.asarray(alphas, np.float32), names=names, value_range=vr), compressed=False)
+    atomic_write_npz(out / "subsets.npz", dict(images=np.stack(sums), labels=np.asarray(labels), names=names,
+                                               value_range=vr), compressed=False)
     doc = {"images": len(per), "alphas": [float(a) for a in alphas], "branches": sorted(ms),
            "component_rule": "largest energy share" if component is None else f"given ({component})",
            "subset_rule": "strongest third by energy vs the rest" if subsets is None else "given",

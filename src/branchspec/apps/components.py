@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from branchspec.io import atomic_write_npz, atomic_write_via
 from branchspec.errors import DataError
 
 DEFAULT_RANGE = (-1.0, 1.0)
@@ -105,11 +106,7 @@ class Decomposition:
         }
         if self.input is not None:
             arrays["input"] = np.asarray(self.input, np.float32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, **arrays)
-        tmp.replace(path)
-        return path
+        return atomic_write_npz(path, arrays, compressed=False)
 
     @staticmethod
     def load(path: str | os.PathLike) -> "Decomposition":
@@ -207,11 +204,7 @@ def save_png(img01: np.ndarray, path: str | os.PathLike, min_size: int = 0) -> P
     if min_size and min(im.size) < min_size:
         scale = -(-min_size // min(im.size))
         im = im.resize((im.size[0] * scale, im.size[1] * scale), Image.NEAREST)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    im.save(tmp, format="PNG")
-    tmp.replace(path)
-    return path
+    return atomic_write_via(path, lambda buf: im.save(buf, format="PNG"))
 
 
 def overlay(image01: np.ndarray, mask: np.ndarray, color=(1.0, 0.1, 0.1), alpha: float = 0.5) -> np.ndarray:

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from branchspec.io import atomic_write_json
 from branchspec.apps.components import DEFAULT_RANGE, Decomposition, save_png, stretch, to_unit
 from branchspec.apps.decomp_stats import DecompositionStats
 from branchspec.branched import Branched, as_branched
@@ -237,9 +238,7 @@ def decompose_images(
     })
     res.summary = summary
     res.json_path = out_dir / "decomposition.json"
-    tmp = res.json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(res.json_path)
+    atomic_write_json(res.json_path, summary)
     return res
 
 
@@ -248,7 +247,5 @@ def add_to_summary(json_path: str | os.PathLike, key: str, value) -> dict:
     path = Path(json_path)
     doc = json.loads(path.read_text())
     doc[key] = value
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(doc, indent=2))
-    tmp.replace(path)
+    atomic_write_json(path, doc)
     return doc

@@ -31,7 +31,7 @@ import numpy as np
 
 from branchspec.apps.components import Decomposition, to_uint8_hwc, to_unit
 from branchspec.errors import BranchspecError, UsageError
-from branchspec.io import atomic_write_json, atomic_write_npz
+from branchspec.io import atomic_write_json, atomic_write_npz, atomic_write_via
 
 
 def sweep(dec: Decomposition, k: int, alphas: Sequence[float]) -> np.ndarray:
@@ -117,12 +117,8 @@ def write_gif(frames01: np.ndarray, path: str | os.PathLike, duration_ms: int = 
         ims = [im.resize((im.size[0] * s, im.size[1] * s), Image.NEAREST) for im in ims]
     ims = [im.convert("RGB") for im in ims]
     seq = ims + ims[-2:0:-1]  # forwards then backwards
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.gif")
-    seq[0].save(tmp, format="GIF", save_all=True, append_images=seq[1:], duration=duration_ms, loop=0)
-    tmp.replace(path)
-    return path
+    return atomic_write_via(path, lambda buf: seq[0].save(buf, format="GIF", save_all=True, append_images=seq[1:],
+                                                          duration=duration_ms, loop=0))
 
 
 def manipulate(

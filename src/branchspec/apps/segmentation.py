@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
+from branchspec.io import atomic_write_json, atomic_write_npz, atomic_write_via
 from branchspec.apps.components import Decomposition
 
 
@@ -274,7 +275,6 @@ def save_segmentation(dec: Decomposition, res: SegmentResult, out_dir, truth: np
     The Fig. 21 panels (``segmentation.png``) are drawn from ``segment.npz`` by
     :func:`branchspec.figures.apps.segmentation_figure`.
     """
-    import json
     from pathlib import Path
 
     from branchspec.apps.components import overlay, save_png, to_unit
@@ -282,13 +282,14 @@ def save_segmentation(dec: Decomposition, res: SegmentResult, out_dir, truth: np
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     image = dec.input if dec.input is not None else dec.output
-    np.save(out / "mask.npy", res.mask)
+    atomic_write_via(out / "mask.npy", lambda buf: np.save(buf, res.mask))
     save_png(res.mask[None].astype(np.float64), out / "mask.png")
     save_png(overlay(to_unit(image, dec.value_range), res.mask), out / "overlay.png", min_size=256)
     loc_map = sum(_energy(value_channel(dec.components[k])) for k in res.locators)
-    np.savez(out / "segment.npz", image=image, value_range=np.asarray(dec.value_range), mask=res.mask, raw=res.raw,
-             init=res.init, locators=np.asarray(res.locators), target=np.asarray(res.target),
-             locator_map=loc_map, target_map=value_channel(dec.components[res.target]))
+    atomic_write_npz(out / "segment.npz", dict(
+        image=image, value_range=np.asarray(dec.value_range), mask=res.mask, raw=res.raw, init=res.init,
+        locators=np.asarray(res.locators), target=np.asarray(res.target), locator_map=loc_map,
+        target_map=value_channel(dec.components[res.target])), compressed=False)
     doc = {
         "source": dec.source, "locators": res.locators, "target": res.target, "automatic": res.automatic,
         "locator_scores": res.locator_scores, "target_scores": res.target_scores,
@@ -298,5 +299,5 @@ def save_segmentation(dec: Decomposition, res: SegmentResult, out_dir, truth: np
     if truth is not None:
         doc["dice"] = dice(res.mask, truth)
         doc["iou"] = iou(res.mask, truth)
-    (out / "segment.json").write_text(json.dumps(doc, indent=2))
+    atomic_write_json(out / "segment.json", doc)
     return doc

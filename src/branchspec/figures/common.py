@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from branchspec.io import atomic_write_via
+
 
 def new_figure(*args, **kwargs):
     """``plt.subplots`` with a constrained layout."""
@@ -17,11 +19,8 @@ def new_figure(*args, **kwargs):
 
 
 def save(fig, path: str | Path, dpi: int = 110) -> Path:
-    """Save ``fig`` as PNG atomically (temp file + rename) and close it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    """Save ``fig`` as PNG atomically (:mod:`branchspec.io`) and close it."""
+    try:
+        return atomic_write_via(path, lambda buf: fig.savefig(buf, dpi=dpi, format="png"))
+    finally:
+        plt.close(fig)

@@ -10,13 +10,13 @@ Example:
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 from torch import Tensor
 
+from branchspec.io import atomic_write_via
 from branchspec.train.checkpoint import checkpoint_paths
 
 _STEP = re.compile(r"^step-(\d+)$")
@@ -35,10 +35,7 @@ def save_image_grid(grid: Tensor, path: Path, pad: int = 2) -> None:
             img[pad + i * (s + pad): pad + i * (s + pad) + s, pad + j * (s + pad): pad + j * (s + pad) + s] = (
                 tile if c == 3 else np.repeat(tile, 3, axis=2)
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(img).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    atomic_write_via(path, lambda buf: Image.fromarray(img).save(buf, format="PNG"))
 
 
 def step_checkpoints(ckpt_dir: Path) -> list[tuple[int, Path]]:
