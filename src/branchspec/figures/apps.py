@@ -14,7 +14,8 @@ from branchspec.apps.components import overlay, stretch, to_unit
 from branchspec.figures.common import new_figure, save
 
 
-def _show(ax, img01, cmap=None) -> None:
+def show_image(ax, img01, cmap=None) -> None:
+    """Draw a (C, H, W) image in [0, 1] (grey when C = 1) without ticks."""
     a = np.asarray(img01)
     if a.ndim == 3:
         a = np.moveaxis(a, 0, -1)  # (H, W, C)
@@ -25,6 +26,15 @@ def _show(ax, img01, cmap=None) -> None:
     ax.set_yticks([])
 
 
+def sweep_row(axes, row, alphas, value_range, label: str, titles: bool, fontsize: float = 8) -> None:
+    """One App. A sweep on a row of axes: ``row[j]`` = R + Σ_{j≠k} v_j + α_j v_k, α over the columns."""
+    for j in range(len(alphas)):
+        show_image(axes[j], to_unit(row[j], value_range))
+        if titles:
+            axes[j].set_title(f"α={alphas[j]:g}", fontsize=7)
+    axes[0].set_ylabel(label, fontsize=fontsize)
+
+
 def sweep_strip(npz_path, out_png, cell: float = 0.9) -> Path:
     """One row per component: x(α) = R + Σ_{j≠k} v_j + α v_k for each α (Figs. 13–14, middle)."""
     with np.load(npz_path) as z:
@@ -32,11 +42,7 @@ def sweep_strip(npz_path, out_png, cell: float = 0.9) -> Path:
     k_n, a_n = imgs.shape[:2]  # (K, A, C, H, W)
     fig, axes = new_figure(k_n, a_n, figsize=(cell * a_n + 0.3, cell * k_n + 0.4), squeeze=False)
     for i in range(k_n):
-        for j in range(a_n):
-            _show(axes[i, j], to_unit(imgs[i, j], vr))
-            if i == 0:
-                axes[i, j].set_title(f"α={alphas[j]:g}", fontsize=7)
-        axes[i, 0].set_ylabel(f"v{int(comps[i])}", fontsize=8)
+        sweep_row(axes[i], imgs[i], alphas, vr, f"v{int(comps[i])}", titles=i == 0)
     fig.suptitle("R + Σ_{j≠k} v_j + α·v_k  (App. A)", fontsize=9)
     return save(fig, out_png)
 
@@ -48,7 +54,7 @@ def image_row(npz_path, out_png, title: str = "", cell: float = 1.5) -> Path:
     n = imgs.shape[0]
     fig, axes = new_figure(1, n, figsize=(cell * n, cell + 0.5), squeeze=False)
     for j in range(n):
-        _show(axes[0, j], to_unit(imgs[j], vr))
+        show_image(axes[0, j], to_unit(imgs[j], vr))
         axes[0, j].set_title(labels[j], fontsize=7)
     if title:
         fig.suptitle(title, fontsize=9)
@@ -61,10 +67,10 @@ def augment_figure(npz_path, out_png, cell: float = 1.2) -> Path:
         out, samples, gains, vr, s = z["output"], z["samples"], z["gains"], tuple(z["value_range"]), float(z["gain_range"])
     n = samples.shape[0]
     fig, axes = new_figure(1, n + 1, figsize=(cell * (n + 1), cell + 0.7), squeeze=False)
-    _show(axes[0, 0], to_unit(out, vr))
+    show_image(axes[0, 0], to_unit(out, vr))
     axes[0, 0].set_title("re-gen.", fontsize=7)
     for j in range(n):
-        _show(axes[0, j + 1], to_unit(samples[j], vr))
+        show_image(axes[0, j + 1], to_unit(samples[j], vr))
         g = gains[:, j]  # (M,)
         axes[0, j + 1].set_title(f"g∈[{g.min():.2f},{g.max():.2f}]", fontsize=6)
     fig.suptitle(f"component augmentation, g_k ~ U[{1 - s:g}, {1 + s:g}]", fontsize=9)
@@ -79,15 +85,15 @@ def segmentation_figure(npz_path, out_png, cell: float = 1.7) -> Path:
     loc, tgt = d["locators"].tolist(), int(d["target"])
     fig, axes = new_figure(1, 5, figsize=(cell * 5, cell + 0.6), squeeze=False)
     ax = axes[0]
-    _show(ax[0], to_unit(d["image"], vr))
+    show_image(ax[0], to_unit(d["image"], vr))
     ax[0].set_title("image", fontsize=8)
-    _show(ax[1], overlay(stretch(d["locator_map"])[None], d["init"], color=(0.1, 0.9, 0.1), alpha=0.35))
+    show_image(ax[1], overlay(stretch(d["locator_map"])[None], d["init"], color=(0.1, 0.9, 0.1), alpha=0.35))
     ax[1].set_title(f"locator v{loc} + initial region", fontsize=8)
-    _show(ax[2], stretch(d["target_map"])[None])
+    show_image(ax[2], stretch(d["target_map"])[None])
     ax[2].set_title(f"target v{tgt} (HSV value)", fontsize=8)
-    _show(ax[3], overlay(to_unit(d["image"], vr), d["raw"], alpha=0.45))
+    show_image(ax[3], overlay(to_unit(d["image"], vr), d["raw"], alpha=0.45))
     ax[3].set_title("Chan–Vese", fontsize=8)
-    _show(ax[4], overlay(to_unit(d["image"], vr), d["mask"], alpha=0.55))
+    show_image(ax[4], overlay(to_unit(d["image"], vr), d["mask"], alpha=0.55))
     ax[4].set_title("row-wise pairs kept", fontsize=8)
     return save(fig, out_png)
 

@@ -22,15 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.apps.components import overlay, to_unit
+from branchspec.figures.apps import show_image, sweep_row
 from branchspec.figures.common import new_figure, save
-
-
-def _show(ax, img01) -> None:
-    a = np.moveaxis(np.asarray(img01), 0, -1)  # (H, W, C)
-    ax.imshow(a[..., 0] if a.shape[-1] == 1 else a, cmap="gray" if a.shape[-1] == 1 else None,
-              vmin=0, vmax=1, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _short(name: str, n: int = 14) -> str:
@@ -66,7 +59,7 @@ def segmentation_montage(npz_path, out_png, cols: int = 7, cell: float = 1.3) ->
         if i >= n:
             ax.axis("off")
             continue
-        _show(ax, overlay(to_unit(imgs[i], vr), masks[i], color=(1.0, 0.0, 1.0), alpha=0.6))
+        show_image(ax, overlay(to_unit(imgs[i], vr), masks[i], color=(1.0, 0.0, 1.0), alpha=0.6))
         if inits[i].any():
             ax.contour(inits[i].astype(float), levels=[0.5], colors=["#2c2"], linewidths=0.6)
         if masks[i].any():  # outlined too: a tint alone vanishes on a similar colour
@@ -87,11 +80,8 @@ def sweep_montage(npz_path, out_png, cell: float = 0.8, max_rows: int = 24) -> P
     n = min(total, max_rows)
     fig, axes = _grid(n, a, cell * a + 0.9, cell * n + 0.6, left=0.9 / (cell * a + 0.9), top_in=0.6)
     for i in range(n):
-        for j in range(a):
-            _show(axes[i, j], to_unit(imgs[i, j], vr))
-            if i == 0:
-                axes[i, j].set_title(f"α={alphas[j]:g}", fontsize=7)
-        axes[i, 0].set_ylabel(f"{_short(names[i], 10)}\nv{int(comps[i])}", fontsize=6)
+        sweep_row(axes[i], imgs[i], alphas, vr, f"{_short(names[i], 10)}\nv{int(comps[i])}", titles=i == 0,
+                  fontsize=6)
     _title(fig, "R + Σ_{j≠k} v_j + α·v_k per image, k = chosen component (App. A)" + _first(n, total))
     return save(fig, out_png)
 
@@ -105,7 +95,7 @@ def subsets_montage(npz_path, out_png, cell: float = 1.0, max_rows: int = 24) ->
     fig, axes = _grid(n, s, cell * s + 0.9, (cell + 0.2) * n + 0.5, left=0.9 / (cell * s + 0.9), top_in=0.55)
     for i in range(n):
         for j in range(s):
-            _show(axes[i, j], to_unit(imgs[i, j], vr))
+            show_image(axes[i, j], to_unit(imgs[i, j], vr))
             axes[i, j].set_title(str(labels[i, j]), fontsize=5)
         axes[i, 0].set_ylabel(_short(names[i], 10), fontsize=6)
     _title(fig, "subset sums per image (Fig. 15)" + _first(n, total))
