@@ -25,16 +25,18 @@ def _is_cifar_dir(p: Path) -> bool:
     return (p / "batches.meta").is_file() and (p / "data_batch_1").is_file()
 
 
-def load_domains(spec: str, img_size: int, progress: bool = True, seed: int = 0) -> DomainImages:
+def load_domains(spec: str, img_size: int, progress: bool = True, seed: int = 0,
+                 n_per_domain: int = 64) -> DomainImages:
     """The data named by a ``--data`` string.
 
-    ``"embedded"`` — scikit-image photographs (see :mod:`branchspec.data.embedded`);
+    ``"embedded"`` — ``n_per_domain`` random crops of scikit-image photographs per domain
+    (see :mod:`branchspec.data.embedded`);
     a CIFAR-10 python folder (``cifar-10-batches-py``), optionally
     ``PATH:cat,dog`` to keep some classes; else an image-folder ROOT.
     Images not already ``img_size`` (CIFAR) are resized bilinearly.
     """
     if spec == "embedded":
-        return embedded_domains(img_size, seed=seed)
+        return embedded_domains(img_size, n_per_domain=n_per_domain, seed=seed)
     path, _, classes = spec.partition(":") if not Path(spec).exists() else (spec, "", "")
     p = Path(path)
     if _is_cifar_dir(p):

@@ -62,20 +62,18 @@ class Config:
 
 def train(cfg: Config, run_dir: Path) -> tuple[Path, int, float]:
     """Train ``cfg.train`` into ``run_dir``; returns (checkpoint, steps done, seconds)."""
-    from branchspec.data.embedded import embedded_domains
     from branchspec.train.gan import train_gan
 
     tc = cfg.train
-    data = embedded_domains(tc.img_size, n_per_domain=tc.n_per_domain, seed=tc.seed) if tc.data == "embedded" else None
     t0 = time.perf_counter()
     if cfg.time_budget_s <= 0:
-        ckpt = train_gan(tc, run_dir, progress=cfg.progress, resume=cfg.resume, data=data)
+        ckpt = train_gan(tc, run_dir, progress=cfg.progress, resume=cfg.resume)
         return ckpt, tc.steps, time.perf_counter() - t0
     steps, ckpt, n = 0, None, min(5, cfg.chunk)  # a short first chunk measures the speed
     while steps < tc.steps and n >= 1:
         steps = min(tc.steps, steps + n)
         ckpt = train_gan(replace(tc, steps=steps), run_dir, progress=cfg.progress,
-                         resume=cfg.resume or ckpt is not None, data=data)
+                         resume=cfg.resume or ckpt is not None)
         spent = time.perf_counter() - t0
         n = min(cfg.chunk, int((cfg.time_budget_s - spent) / (spent / steps)))  # steps that still fit
     return ckpt, steps, time.perf_counter() - t0

@@ -101,7 +101,8 @@ class GanTrainer:
         self.bf16 = cfg.precision == "bf16"  # autocast on CPU and CUDA; weights, Adam state, losses stay fp32
         self.main = self.rank == 0
         self.progress = progress and self.main
-        data = data if data is not None else load_domains(cfg.data, cfg.img_size, self.progress, cfg.seed)
+        if data is None:
+            data = load_domains(cfg.data, cfg.img_size, self.progress, cfg.seed, cfg.n_per_domain)
         self.held_out: DomainImages | None = None
         if cfg.holdout:
             data, self.held_out = data.split_holdout(cfg.holdout)
