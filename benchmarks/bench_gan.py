@@ -16,11 +16,13 @@ import time
 import torch
 
 
-def _throughput(img_size: int, engine: str, device: str, batch: int, steps: int, quick: bool, amp: bool = False) -> float:
+def _throughput(img_size: int, engine: str, device: str, batch: int, steps: int, quick: bool, amp: bool = False,
+                widths: dict | None = None) -> float:
     from branchspec.data.embedded import embedded_domains
     from branchspec.train.gan import GanTrainConfig, GanTrainer
 
-    widths = dict(base_width=4, max_width=8, style_dim=8, d_base_width=4, d_max_width=8) if quick else {}
+    if quick or widths is None:
+        widths = dict(base_width=4, max_width=8, style_dim=8, d_base_width=4, d_max_width=8) if quick else {}
     cfg = GanTrainConfig(img_size=img_size, num_branches=9, batch_size=batch, engine=engine, device=device, amp=amp,
                          n_per_domain=max(batch, 8), **widths)
     data = embedded_domains(img_size, n_per_domain=max(batch, 8))
