@@ -51,18 +51,17 @@ def test_lr_schedules():
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     cfg = T.TrainConfig(out=str(tmp_path / "r"), save_every=2, **TINY)
-    real = T.classifier_loss
+    real = T.training_loss
     calls = {"n": 0}
 
     def poisoned(f, y, clamp, *rest):
-        calls["n"] += torch.is_grad_enabled()  # count training steps, not evaluation batches
-        loss, logs = real(f, y, clamp, *rest)
-        if calls["n"] == 4 and torch.is_grad_enabled():  # step 4: after the checkpoints at steps 2 and 3
-            loss = loss * float("nan")
-            logs = {**logs, "loss": float("nan")}
-        return loss, logs
+        calls["n"] += 1  # training steps only (evaluation does not use training_loss)
+        loss, stats = real(f, y, clamp, *rest)
+        if calls["n"] == 4:  # step 4: after the checkpoints at steps 2 and 3
+            loss, stats = loss * float("nan"), stats * float("nan")
+        return loss, stats
 
-    monkeypatch.setattr(T, "classifier_loss", poisoned)
+    monkeypatch.setattr(T, "training_loss", poisoned)
     with pytest.raises(T.NonFiniteLoss) as e:
         T.train(cfg, **quiet)
     msg = str(e.value)

@@ -22,7 +22,7 @@ mkdir -p "$W" "$OUT"
 T0=$(date +%s)
 log() { echo "[$(date +%T) +$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/session.log"; }
 BS=(python3 -m branchspec)
-CLF=(--optimizer adamw --schedule onecycle --flip alternate --ema 0.99 --tta --engine packed --precision fp32
+CLF=(--optimizer adamw --lr 3e-3 --batch-size 512 --schedule onecycle --flip alternate --ema 0.99 --tta --engine packed --precision bf16
      --device "$DEV" --threads 2 --seed 0 --quiet)
 GAN=(--branches 9 --batch-size 8 --base-width 16 --max-width 64 --engine packed --device "$DEV" --threads 2
      --no-progress --seed 0)
@@ -38,13 +38,14 @@ if [ "$MODE" = calibrate ]; then
   mkdir -p "$W/cal"  # timing only: batches 1,2 stand in for 3..5 (removed by main)
   for i in 1 2 3 4 5; do ln -sf "$W/cifar/data_batch_$(( (i + 1) % 2 + 1 ))" "$W/cal/data_batch_$i"; done
   ln -sf "$W/cifar/test_batch" "$W/cal/test_batch"; ln -sf "$W/cifar/batches.meta" "$W/cal/batches.meta"
-  SUB=12800; STEPS32=60; STEPS256=20; [ "$SMOKE" = 1 ] && { SUB=256; STEPS32=4; STEPS256=2; }
+  SUB=25600; STEPS32=60; STEPS256=20; [ "$SMOKE" = 1 ] && { SUB=256; STEPS32=4; STEPS256=2; }
   for m in 16 32; do
     rm -rf "$W/t-c$m"
     timeout 60 "${BS[@]}" train-classifier --data "$W/cal" --out "$W/t-c$m" --branches $m --subset $SUB --epochs 1 "${CLF[@]}" \
       >> "$OUT/session.log" 2>&1 || log "classifier M=$m timing run failed (rc $?)"
     log "classifier M=$m alone: $(ips_of "$W/t-c$m") images/s"
   done
+  if [ "${QUICK:-0}" = 0 ]; then  # QUICK=1: the classifier timings only (a second lease reuses the first's GAN ones)
   rm -rf "$W/t-g32"
   timeout 60 "${BS[@]}" train-gan --data "$W/cal:cat,dog,deer,horse" --img-size 32 --steps $STEPS32 "${GAN[@]}" \
     --sample-every 0 --ckpt-every 0 --out "$W/t-g32" >> "$OUT/session.log" 2>&1 || log "GAN 32 timing failed (rc $?)"
@@ -57,6 +58,7 @@ if [ "$MODE" = calibrate ]; then
   done
   [ "$SMOKE" = 1 ] || timeout 70 python3 benchmarks/run.py cuda --json "$OUT/bench.json" > "$OUT/bench.md" 2>&1 \
     || log "benchmarks stopped (rc $?)"
+  fi
   python3 scripts/gpu/rates.py plan "$W" "$SMOKE" | tee -a "$OUT/session.log"
   cp "$W/plan.json" "$OUT/" 2>/dev/null
   log "calibrate done"
@@ -78,7 +80,7 @@ PIDS=($!)
 setsid timeout "$(left)" "${BS[@]}" train-classifier --data "$W/cifar" --out "$W/m16-wd0.5" --branches 16 --weight-decay 0.5 \
   --epochs "$E" "${SUBARG[@]}" "${CLF[@]}" --save-every 100 > "$W/m16-wd.log" 2>&1 &
 PIDS+=($!)
-setsid timeout "$(left)" "${BS[@]}" train-gan --data "$W/cifar:cat,dog,deer,horse" --img-size 32 --steps 200000 "${GAN[@]}" \
+setsid timeout "$(left)" "${BS[@]}" train-gan --data "$W/cifar:cat,dog,deer,horse" --img-size 32 --steps 200000 "${GAN[@]}" --batch-size 32 \
   --sample-every 2000 --ckpt-every 500 --keep-last 1 --out "$W/gan32" > "$W/gan32.log" 2>&1 &
 PIDS+=($!)
 setsid timeout "$(left)" "${BS[@]}" train-gan --data "$W/afhq-mini" --img-size 256 --steps 200000 --precision "$PREC256" "${GAN[@]}" \

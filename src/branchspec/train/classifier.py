@@ -61,7 +61,7 @@ from branchspec.train.classifier_recipe import (
     schedule_factor,
 )
 from branchspec.train.export import refuse_weights_only
-from branchspec.train.losses import CLAMP_GRADS, classifier_loss, logit_diagnostics, soft_target_floor
+from branchspec.train.losses import CLAMP_GRADS, soft_target_floor, training_loss
 
 OPTIMIZERS = ("sgd", "adamw")
 WD_MODES = ("coupled", "decoupled")
@@ -69,6 +69,11 @@ PRECISIONS = ("fp32", "bf16")
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s", "images_per_s",
               "train_clamped", "train_dead", "test_clamped", "test_dead", "grad_norm_min", "grad_norm_median",
               "grad_norm_max", "active", "silent", "ema_test_loss", "ema_test_acc", "tta_test_acc"]
+
+
+GRAD_NORM_EVERY = 10
+"""Per-branch gradient norms (the CSV's grad_norm_* columns) are sampled on the first batch of an epoch and every
+10th step: on every step their ~M·|layers| reductions cost as much as the packed step itself on a GPU."""
 
 
 class NonFiniteLoss(BranchspecError):
@@ -198,7 +203,7 @@ def _epoch_batches(cfg: TrainConfig, data: ImageSet, epoch: int, start: int, dro
 
 def _new_sums(m: int) -> dict:
     return {"loss": 0.0, "acc": 0.0, "n": 0, "time": 0.0, "clamped": 0.0, "dead": 0.0, "steps": 0,
-            "grad_norm": [0.0] * m}
+            "grad_norm": [0.0] * m, "grad_steps": 0}
 
 
 def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, progress: bool = True, log=print) -> dict:
@@ -243,7 +248,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
                 raise BranchspecError(f"--resume: {ckpt} was trained without --ema; resume it without --ema")
             ema.load_tensors(unprefixed("ema", tensors))
         restore_rng_state(tensors)
-        sums = {**_new_sums(m), **saved_sums}
+        sums = {**_new_sums(m), "grad_steps": saved_sums.get("steps", 0), **saved_sums}  # older runs: every step
         if cfg.engine == "auto":  # the timed choice may differ now: say so (exact resume needs a fixed engine)
             log("train-classifier: --resume with --engine auto: the engine is re-timed and may differ, so the "
                 "resumed run may not be bit-identical; train with a fixed --engine for exact resume")
@@ -276,17 +281,16 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
             x, y = ctx.shard(x, y)  # this process's part of the batch
             with autocast(x):
                 f = net(x)  # (B, C) = Σ_k v_k(x)
-            loss, logs = classifier_loss(f, y, cfg.clamp, cfg.clamp_grad)  # in fp32
-            d = logit_diagnostics(f, y)
+            loss, stats = training_loss(f, y, cfg.clamp, cfg.clamp_grad)  # fp32 loss; (4,) statistics
             b = len(y)
-            tot = ctx.sum([logs["loss"] * b, logs["acc"] * b, d["clamped"] * b, d["dead"] * b, float(b)])  # Σ ranks
+            tot = ctx.sum(torch.cat([stats * b, stats.new_tensor([b])]))  # Σ ranks; the step's one host sync
             logs = {"loss": tot[0] / tot[4], "acc": tot[1] / tot[4]}
             if not math.isfinite(logs["loss"]):
                 raise NonFiniteLoss(f"non-finite loss ({logs['loss']}) at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); "
                                     f"stopped, {_kept(ckpt)}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            gn = branch_grad_norms(model).tolist()  # (M,) ‖∂L/∂θ_k‖
+            gn = branch_grad_norms(model).tolist() if batch == 0 or step % GRAD_NORM_EVERY == 0 else None
             if cfg.weight_decay_mode == "decoupled":
                 decay_weights(model.parameters(), cfg.wd, lr / cfg.peak_lr)
             opt.step()
@@ -296,7 +300,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
             for k, v in zip(("loss", "acc", "clamped", "dead", "n"), tot):
                 sums[k] += int(v) if k == "n" else v
             sums["steps"] += 1
-            sums["grad_norm"] = [a + g for a, g in zip(sums["grad_norm"], gn)]
+            if gn is not None:  # (M,) ‖∂L/∂θ_k‖, sampled
+                sums["grad_norm"] = [a + g for a, g in zip(sums["grad_norm"], gn)]
+                sums["grad_steps"] += 1
             bar.update(1)
             bar.set_postfix(loss=f"{logs['loss']:.3f}", acc=f"{logs['acc']:.2f}", lr=f"{lr:.3g}", refresh=False)
             stop = max_steps is not None and step >= max_steps
@@ -317,7 +323,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
         if not math.isfinite(ev["test_loss"]):
             raise NonFiniteLoss(f"non-finite test loss after epoch {epoch + 1}; stopped, {_kept(ckpt)}")
         n = max(1, sums["n"])
-        gmean = torch.tensor(sums["grad_norm"]) / max(1, sums["steps"])  # (M,) mean over the epoch's steps
+        gmean = torch.tensor(sums["grad_norm"]) / max(1, sums["grad_steps"])  # (M,) mean over the sampled steps
         last_row = {"epoch": epoch + 1, "step": step, "lr": round(lr_at(cfg, step - 1, spe), 6),
                     "train_loss": round(sums["loss"] / n, 5), "train_acc": round(sums["acc"] / n, 5),
                     "test_loss": round(ev["test_loss"], 5), "test_acc": round(ev["test_acc"], 5),

@@ -76,13 +76,12 @@ class DistContext:
             x, y = x[self.rank::self.world], y[self.rank::self.world]
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
-    def sum(self, values: list[float]) -> list[float]:
-        """Σ over processes of each value (identity for one process)."""
-        if self.world == 1:
-            return values
-        t = torch.tensor(values, dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return t.tolist()
+    def sum(self, values: torch.Tensor) -> list[float]:
+        """Σ over processes of a float64 tensor of values (identity for one process), read with one host sync."""
+        if self.world > 1:
+            values = values.clone()
+            dist.all_reduce(values)
+        return values.tolist()
 
     def barrier(self) -> None:
         if self.world > 1:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from torch.nn.utils import get_total_norm
 
 from branchspec import metrics
 from branchspec.train.classifier_recipe import tta_logits
@@ -32,10 +33,9 @@ def branch_grad_norms(model) -> Tensor:
     """‖∂L/∂θ_k‖₂ over all parameters of branch k (after ``backward``), ``(M,)``; 0 where no grad."""
     out = []
     for k in range(model.num_branches):
-        gs = [torch.linalg.vector_norm(p.grad.detach().float()) for p in model.branch_parameters(k).values()
-              if p.grad is not None]
-        out.append(torch.linalg.vector_norm(torch.stack(gs)) if gs else torch.zeros(()))
-    return torch.stack(out).cpu()  # (M,)
+        gs = [p.grad.detach() for p in model.branch_parameters(k).values() if p.grad is not None]
+        out.append(get_total_norm(gs, 2.0, foreach=True).float().cpu() if gs else torch.zeros(()))  # fused; 1 sync
+    return torch.stack(out)  # (M,)
 
 
 def grad_norm_summary(norms: Tensor) -> dict[str, float]:

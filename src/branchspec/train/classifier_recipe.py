@@ -23,6 +23,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from branchspec.data.imageset import prefetched
 
@@ -101,12 +102,14 @@ class WeightEMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
-        for k, v in model.state_dict().items():
-            e = self.shadow[k]
-            if e.is_floating_point():
-                e.lerp_(v.detach().to(e.dtype), 1.0 - d)
-            else:
-                e.copy_(v)
+        live = model.state_dict()
+        floats = [k for k, e in self.shadow.items() if e.is_floating_point()]
+        if floats:  # one fused lerp over all tensors (one kernel per dtype and device, not one per tensor)
+            get_ema_multi_avg_fn(d)([self.shadow[k] for k in floats],
+                                    [live[k].detach().to(self.shadow[k].dtype) for k in floats], None)
+        for k, e in self.shadow.items():
+            if not e.is_floating_point():
+                e.copy_(live[k])
         self.updates += 1
 
     def tensors(self) -> dict[str, Tensor]:

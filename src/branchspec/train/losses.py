@@ -113,11 +113,14 @@ def clamped_soft_ce(f: Tensor, labels: Tensor, clamp_grad: str = "hard", reducti
     Returns:
         ``(loss, {"loss": ..., "acc": ...})`` with acc the batch accuracy of argmax clamp(f).
     """
-    fc = clamp(f, clamp_grad)  # (B, C)
-    p = soft_targets(labels, f.shape[1])  # (B, C)
-    loss = _reduce(-(p * fc.log_softmax(dim=1)).sum(dim=1), reduction)  # per-sample H(p, softmax(clamp f))
-    acc = (fc.argmax(dim=1) == labels).float().mean()
+    loss = _clamped_soft_ce(f, labels, clamp_grad, reduction)
+    acc = (f.clamp(-1.0, 1.0).argmax(dim=1) == labels).float().mean()
     return loss, {"loss": float(loss.detach()), "acc": float(acc)}
+
+
+def _clamped_soft_ce(f: Tensor, labels: Tensor, clamp_grad: str, reduction: str) -> Tensor:
+    p = soft_targets(labels, f.shape[1])  # (B, C)
+    return _reduce(-(p * clamp(f, clamp_grad).log_softmax(dim=1)).sum(dim=1), reduction)  # H(p, softmax(clamp f))
 
 
 def onehot_ce(f: Tensor, labels: Tensor, reduction: str = "mean") -> tuple[Tensor, dict[str, float]]:
@@ -143,6 +146,29 @@ def classifier_loss(f: Tensor, labels: Tensor, clamp: bool = True, clamp_grad: s
     """
     f = f.float()
     return clamped_soft_ce(f, labels, clamp_grad, reduction) if clamp else onehot_ce(f, labels, reduction)
+
+
+def training_loss(f: Tensor, labels: Tensor, clamp: bool = True, clamp_grad: str = "hard") -> tuple[Tensor, Tensor]:
+    """The batch-mean §6 loss of :func:`classifier_loss` and its statistics, without a host sync.
+
+    Returns ``(loss, stats)`` with ``stats`` a float64 ``(4,)`` tensor on ``f``'s device:
+    [loss, accuracy, clamped fraction, dead fraction] (accuracy and the fractions as in
+    :func:`classifier_loss` and :func:`logit_diagnostics`). The training step reads all four
+    with one ``.tolist()`` — on a GPU every ``float()`` would stall the launch queue.
+
+    Example:
+        >>> loss, stats = training_loss(torch.tensor([[2.0, -3.0], [0.0, 1.5]]), torch.tensor([0, 0]))
+        >>> [round(v, 4) for v in stats.tolist()[1:]]
+        [0.5, 0.75, 0.5]
+    """
+    f = f.float()
+    loss = _clamped_soft_ce(f, labels, clamp_grad, "mean") if clamp else F.cross_entropy(f, labels)
+    with torch.no_grad():
+        g = f.detach()
+        acc = ((g.clamp(-1.0, 1.0) if clamp else g).argmax(dim=1) == labels).double().mean()
+        clamped, dead = _clamped_dead(g, labels)
+        stats = torch.stack([loss.detach().double(), acc, clamped, dead])
+    return loss, stats
 
 
 def classifier_loss_sum(clamp: bool = True):
@@ -177,8 +203,13 @@ def logit_diagnostics(f: Tensor, labels: Tensor) -> dict[str, float]:
         >>> d["clamped"], d["dead"]
         (0.75, 0.5)
     """
-    f = f.detach().float()  # (B, C)
+    clamped, dead = _clamped_dead(f.detach().float(), labels)
+    return {"clamped": float(clamped), "dead": float(dead)}
+
+
+def _clamped_dead(f: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """0-d float64 fractions of logits with |f| > 1 and of dead samples (see :func:`logit_diagnostics`)."""
     true = f.gather(1, labels[:, None])[:, 0]  # (B,)
     wrong = f.scatter(1, labels[:, None], float("-inf"))  # (B, C), true class masked out
     dead = (wrong.max(dim=1).values >= 1.0) | (true <= -1.0)  # (B,)
-    return {"clamped": float((f.abs() > 1.0).float().mean()), "dead": float(dead.float().mean())}
+    return (f.abs() > 1.0).double().mean(), dead.double().mean()
