@@ -3,6 +3,7 @@ decay, EMA, flip TTA, alternating flips, translation, the pass-inward clamp grad
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -300,3 +301,15 @@ def test_cli_engine_choices_come_from_branched_engines():
     assert args.engine == branched.ENGINES[-1] and args.precision is None
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train-classifier", "--data", "digits", "--out", "x", "--engine", "warp"])
+
+
+def test_branch_norm_ratios_and_figure_from_saved_diagnostics(tmp_path):
+    from branchspec.figures.classifier import branch_norm_ratios, draw_branch_norms
+
+    run = tmp_path / "run"
+    run.mkdir()
+    epochs = [{"epoch": 1, "branch_norm": [1.0, 1.0, 1.0]}, {"epoch": 2, "branch_norm": [2.0, 8.0, 4.0]}]
+    (run / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
+    np.testing.assert_allclose(branch_norm_ratios(run), [1.0, 0.5, 0.25])  # last epoch, sorted, over the max
+    out = draw_branch_norms({"M=3": run}, tmp_path / "norms.png")
+    assert out.is_file() and out.stat().st_size > 1000

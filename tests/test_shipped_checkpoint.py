@@ -57,5 +57,9 @@ def test_shipped_checkpoint_reproduces_its_test_accuracy():
     model, state = load_model(SHIP / "last")
     test = test_set_for(state, str(CIFAR))
     assert len(test) == 1000
-    res = evaluate(model, test, clamp=True)
-    assert round(res["test_acc"] * 1000) == round(_recorded_accuracy() * 1000)
+    res = evaluate(model, test, clamp=True)  # fp32 on this CPU
+    cfg = json.loads((SHIP / "config.json").read_text())
+    # A run trained and evaluated elsewhere (CUDA, bf16 autocast) may differ by a few of the 1,000 images in fp32 on
+    # a CPU; one trained here in fp32 must match exactly.
+    tol = 0 if (cfg["device"], cfg["precision"]) == ("cpu", "fp32") else 3
+    assert abs(round(res["test_acc"] * 1000) - round(_recorded_accuracy() * 1000)) <= tol

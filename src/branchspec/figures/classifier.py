@@ -237,3 +237,34 @@ def draw_recipe_comparison(runs: dict, path) -> Path:
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=7)
     return save(fig, path)
+
+
+def draw_branch_norms(runs: dict, path, threshold: float = 0.1) -> Path:
+    """Fig. 17 seen per branch: each run's branch norms ‖F_k‖ / max_j ‖F_j‖, sorted, against the activity threshold.
+
+    ``runs`` maps a label (e.g. ``"M=16, 9 ep."``) to a run folder whose ``diagnostics.json`` (written by
+    ``train-classifier`` every epoch) holds ``branch_norm`` per epoch; the last epoch is drawn. A silent
+    branch (§6, Fig. 4 rule) is a point below the dashed line.
+    """
+    fig, axes = new_figure(1, 1, figsize=(6.4, 3.6), squeeze=False)
+    a = axes[0, 0]
+    for label, run in runs.items():
+        ratios = branch_norm_ratios(run)
+        a.plot(np.arange(1, len(ratios) + 1), ratios, "o-", ms=3, label=label)
+    a.axhline(threshold, color="k", ls="--", lw=1, label=f"activity threshold {threshold:g}")
+    a.set_xscale("log", base=2)
+    a.set_ylim(0, 1.05)
+    a.set_xlabel("branch rank")
+    a.set_ylabel("‖F_k‖ / max ‖F_j‖")
+    a.set_title("branch norms, sorted (test set)", fontsize=9)
+    a.legend(fontsize=7)
+    return save(fig, path)
+
+
+def branch_norm_ratios(run) -> np.ndarray:
+    """``(M,)`` ‖F_k‖ / max_j ‖F_j‖ of a run's last logged epoch (``RUN/diagnostics.json``), in descending order.
+
+    Example (a run whose last epoch logged norms 2, 8, 4 gives 1, 0.5, 0.25)."""
+    epochs = json.loads((Path(run) / "diagnostics.json").read_text())["epochs"]
+    norms = np.sort(np.asarray(epochs[-1]["branch_norm"], float))[::-1]  # (M,) descending
+    return norms / norms[0]
