@@ -12,7 +12,7 @@ from PIL import Image
 from branchspec.apps.augment import ComponentAugment, DecompositionDataset
 from branchspec.apps.components import Decomposition
 from branchspec.apps.manipulation import parse_alphas, subset_sum, sweep, with_gains
-from branchspec.apps.segmentation import dice, iou, row_pairs, segment
+from branchspec.apps.segmentation import dice, iou, pair_geometry, row_pairs, segment
 from branchspec.cli import main
 
 H = W = 64
@@ -188,6 +188,20 @@ def test_row_pairs_brute_force():
     assert row_pairs(lab) == [1, 2]  # rows 6–7 hold three components
     lab[6:8, 3:5] = 0
     assert row_pairs(lab) == [1, 2, 4, 5]
+
+
+def test_pair_geometry_accepts_eyes_and_rejects_border_and_one_sided_pairs():
+    def two(c1, c2, r=4):
+        return _disc(*c1, r) | _disc(*c2, r)
+
+    g = pair_geometry(two((24, 18), (25, 46)))  # 64x64: eye rows 0.38, left and right of the midline
+    assert g["eye_like"] and [round(r["x"], 3) for r in g["regions"]] == [round(18 / 64, 3), round(46 / 64, 3)]
+    assert not pair_geometry(two((2, 18), (2, 46)))["eye_like"]  # touching the top border
+    assert not pair_geometry(two((24, 10), (24, 26)))["eye_like"]  # both left of the midline
+    assert not pair_geometry(two((20, 18), (34, 46)))["eye_like"]  # heights differ by 0.22 of the image
+    assert not pair_geometry(two((56, 18), (56, 46)))["eye_like"]  # below the eye band (mouth level)
+    assert not pair_geometry(_disc(24, 18, 4) | _disc(25, 46, 12))["eye_like"]  # areas 9x apart
+    assert not pair_geometry(_disc(24, 18, 4))["eye_like"] and not pair_geometry(np.zeros((8, 8), bool))["eye_like"]
 
 
 def test_dice_iou():

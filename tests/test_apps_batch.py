@@ -62,6 +62,8 @@ def test_segment_folder_counts_pairs(segmented):
     assert found == {"a_pair": True, "b_single": False, "c_pair": True}
     assert doc["images"] == 3 and doc["pairs_found"] == 2 == sum(found.values())
     assert doc["pair_fraction"] == pytest.approx(2 / 3)
+    eye = {r["name"]: r["eye_like"] for r in doc["per_image"]}  # the constructed pairs sit like eyes
+    assert eye == found and doc["eye_like_pairs"] == 2
     assert [s["file"].endswith("z_other.npz") for s in doc["skipped"]] == [True]
     for r in doc["per_image"]:  # the heuristic picks the constructed locator and target
         assert r["locators"] == [2] and r["target"] == 4
@@ -77,7 +79,7 @@ def test_segment_folder_counts_pairs(segmented):
 def test_cli_segment_folder(folder, tmp_path, capsys):
     out = tmp_path / "s"
     assert main(["segment", str(folder), "--out", str(out), "--iterations", "100"]) == 0
-    assert "eye pair found on 2 of 3" in capsys.readouterr().out
+    assert "eye pair found on 2 of 3 image(s) by the App. F rule, placed like eyes on 2" in capsys.readouterr().out
     doc = json.loads((out / "segment.json").read_text())
     assert doc["pairs_found"] == 2 and doc["config"]["max_num_iter"] == 100
     assert (out / "montage.png").stat().st_size > 1000

@@ -104,6 +104,7 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         doc = save_segmentation(dec, res, out / p.stem)
         found = res.kept == 2
         per.append({"name": p.stem, "source": str(p), "domain": dec.domain, "pair_found": found,
+                    "eye_like": found and doc["pair_geometry"]["eye_like"],
                     "locators": res.locators, "target": res.target, "regions": res.regions, "kept": res.kept,
                     "mask_pixels": doc["mask_pixels"]})
         images.append(_unit_image(dec))
@@ -116,7 +117,9 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     n_found = sum(r["pair_found"] for r in per)
     summary = {
         "images": len(per), "pairs_found": n_found, "pair_fraction": n_found / len(per),
-        "rule": "eye pair found = exactly two regions kept by the row-wise multiplicity-2 rule (App. F)",
+        "eye_like_pairs": sum(r["eye_like"] for r in per),
+        "rule": "eye pair found = exactly two regions kept by the row-wise multiplicity-2 rule (App. F); eye-like = "
+                "that pair placed like the eyes of an aligned face (segmentation.pair_geometry, beyond the paper)",
         "automatic": {"locators": locators is None, "target": target is None},
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "per_image": per, "skipped": skipped, "files": ["segment.json"] + [f"{r['name']}/" for r in per],
@@ -125,6 +128,7 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         atomic_write_npz(out / "montage.npz", dict(
             images=np.stack(images), masks=np.stack(masks), inits=np.stack(inits),
             names=np.asarray([r["name"] for r in per]), found=np.asarray([r["pair_found"] for r in per]),
+            eye_like=np.asarray([r["eye_like"] for r in per]),
             value_range=np.asarray(vrs[0], np.float32)), compressed=False)
         summary["files"].append("montage.npz")
     atomic_write_text(out / "segment.json", json.dumps(summary, indent=2))

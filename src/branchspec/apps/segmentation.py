@@ -169,6 +169,42 @@ def row_pairs(labels: np.ndarray, keep_fraction: float = 0.5) -> list[int]:
     return keep
 
 
+def pair_geometry(mask: np.ndarray, max_dy: float = 0.12, band: tuple[float, float] = (0.15, 0.7),
+                  max_area_ratio: float = 4.0) -> dict:
+    """Is a kept pair of regions placed like two eyes of an aligned face? (a check beyond App. F)
+
+    The App. F rule only asks for two regions on the same rows; on a poor decomposition those can be two
+    patches of the image border. On face-aligned crops (AFHQ, CelebA-HQ) two eyes lie left and right of the
+    vertical midline, at about the same height inside the ``band`` of rows (fractions of the height), with
+    comparable areas and away from the border. Returns the centroids (fractions of width / height), areas and
+    ``eye_like``; with any number of regions but two, ``eye_like`` is False.
+
+    Example:
+        >>> m = np.zeros((20, 20), bool); m[6:9, 3:6] = True; m[6:9, 13:16] = True
+        >>> pair_geometry(m)["eye_like"]
+        True
+        >>> m[:, :] = False; m[0:3, 3:6] = True; m[0:3, 13:16] = True   # two patches on the top border
+        >>> pair_geometry(m)["eye_like"]
+        False
+    """
+    h, w = mask.shape
+    lab, n = ndi.label(mask)
+    regions = []
+    for i in range(1, n + 1):
+        ys, xs = np.nonzero(lab == i)
+        border = bool(ys.min() == 0 or xs.min() == 0 or ys.max() == h - 1 or xs.max() == w - 1)
+        regions.append({"x": float(xs.mean() / w), "y": float(ys.mean() / h), "area": int(len(ys)), "border": border})
+    doc = {"regions": regions, "eye_like": False}
+    if n != 2:
+        return doc
+    a, b = sorted(regions, key=lambda r: r["x"])
+    doc["eye_like"] = bool(
+        a["x"] < 0.5 < b["x"] and abs(a["y"] - b["y"]) <= max_dy
+        and all(band[0] <= r["y"] <= band[1] and not r["border"] for r in (a, b))
+        and max(a["area"], b["area"]) <= max_area_ratio * min(a["area"], b["area"]))
+    return doc
+
+
 @dataclass(frozen=True)
 class SegmentResult:
     """The mask and how it was obtained."""
@@ -294,7 +330,7 @@ def save_segmentation(dec: Decomposition, res: SegmentResult, out_dir, truth: np
         "source": dec.source, "locators": res.locators, "target": res.target, "automatic": res.automatic,
         "locator_scores": res.locator_scores, "target_scores": res.target_scores,
         "mask_pixels": int(res.mask.sum()), "regions_before_pair_filter": res.regions, "regions_kept": res.kept,
-        "files": ["mask.png", "mask.npy", "overlay.png", "segment.npz"],
+        "pair_geometry": pair_geometry(res.mask), "files": ["mask.png", "mask.npy", "overlay.png", "segment.npz"],
     }
     if truth is not None:
         doc["dice"] = dice(res.mask, truth)

@@ -85,7 +85,8 @@ def _run_folder(args) -> int:
                          progress=True)
     if "montage.npz" in doc["files"]:
         segmentation_montage(out / "montage.npz", out / "montage.png")
-    print(f"eye pair found on {doc['pairs_found']} of {doc['images']} image(s)"
+    print(f"eye pair found on {doc['pairs_found']} of {doc['images']} image(s) by the App. F rule, "
+          f"placed like eyes on {doc['eye_like_pairs']}"
           + (f"; {len(doc['skipped'])} file(s) skipped (not decompositions)" if doc["skipped"] else ""))
     print(f"wrote {out}/segment.json, montage.png and one folder per image")
     return 0

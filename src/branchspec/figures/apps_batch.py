@@ -50,6 +50,7 @@ def segmentation_montage(npz_path, out_png, cols: int = 7, cell: float = 1.3) ->
     with np.load(npz_path) as z:
         imgs, masks, inits, names, found, vr = (z["images"], z["masks"], z["inits"], [str(s) for s in z["names"]],
                                                z["found"].astype(bool), tuple(z["value_range"]))
+        eye = z["eye_like"].astype(bool) if "eye_like" in z.files else np.zeros_like(found)  # older montages: none
     n = imgs.shape[0]
     cols = max(1, min(cols, n))
     rows = -(-n // cols)
@@ -64,9 +65,9 @@ def segmentation_montage(npz_path, out_png, cols: int = 7, cell: float = 1.3) ->
             ax.contour(inits[i].astype(float), levels=[0.5], colors=["#2c2"], linewidths=0.6)
         if masks[i].any():  # outlined too: a tint alone vanishes on a similar colour
             ax.contour(masks[i].astype(float), levels=[0.5], colors=["#f0f"], linewidths=1.2)
-        ax.set_title(f"{_short(names[i])} {'pair' if found[i] else '—'}", fontsize=6,
-                     color="#060" if found[i] else "#555")
-    _title(fig, f"App. F on {n} images: eye pair found on {int(found.sum())}\n"
+        ax.set_title(f"{_short(names[i])} {'eye-like pair' if eye[i] else 'pair' if found[i] else '—'}", fontsize=6,
+                     color="#060" if eye[i] else "#a60" if found[i] else "#555")
+    _title(fig, f"App. F on {n} images: pair of regions kept on {int(found.sum())}, placed like eyes on {int(eye.sum())}\n"
                 "(magenta: kept mask, green: initial region)")
     return save(fig, out_png)
 

@@ -77,7 +77,8 @@ def section_for(sub: Path, note: str = "") -> Section | None:
                              f"branchspec decompose … --out {sub}"), notes)
     if (doc := _read(sub / "segment.json")) is not None and "pairs_found" in doc:
         per = doc.get("per_image", [])
-        numbers = {"images": doc["images"], "eye pair found on": f"{doc['pairs_found']} of {doc['images']}",
+        numbers = {"images": doc["images"], "pair of regions kept on": f"{doc['pairs_found']} of {doc['images']}",
+                   "placed like eyes (aligned face)": f"{doc.get('eye_like_pairs', 'not measured')} of {doc['images']}",
                    "images found": ", ".join(r["name"] for r in per if r.get("pair_found")) or "none",
                    "rule": doc.get("rule", "")}
         return Section(sub.name, f"App. F Chan–Vese eye segmentation: {sub.name}",
