@@ -39,6 +39,19 @@ def test_copied_checkpoint_loads_its_own_weights(tmp_path):
     assert s["step"] == 1 and t["w"].tolist() == [0.0, 0.0]
 
 
+def test_written_files_get_the_mode_open_would_give(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0)
+    os.umask(mask)
+    p = atomic_write_bytes(tmp_path / "a.bin", b"x")  # not mkstemp's 0600: readable by the group/others umask allows
+    assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
+    ref = tmp_path / "ref.bin"
+    ref.write_bytes(b"x")
+    assert stat.S_IMODE(p.stat().st_mode) == stat.S_IMODE(ref.stat().st_mode)
+
+
 def test_stale_temporaries_are_removed(tmp_path):
     stale = tmp_path / ".last.safetensors.abc123.tmp"
     stale.write_bytes(b"half a checkpoint")

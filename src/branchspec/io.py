@@ -68,6 +68,15 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_umask()  # read once at import: os.umask can only be read by setting it
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file + fsync + rename + folder fsync); returns ``path``."""
     p = Path(path)
@@ -79,6 +88,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=temp_prefix(p), suffix=".tmp", dir=p.parent)
+        os.fchmod(fd, _FILE_MODE)  # mkstemp makes 0600; give the file what open() would (0666 less the umask)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
