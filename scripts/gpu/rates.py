@@ -36,7 +36,7 @@ def plan(w: str, smoke: bool) -> dict:
     ``share`` of its solo speed beside the other seven processes (an assumption, recorded in the plan)."""
     r16, r32 = ips(f"{w}/t-c16"), ips(f"{w}/t-c32")
     g256 = {p: gan(f"{w}/t-g256-{p}") for p in ("fp32", "bf16")}
-    share, train_s = 0.5, 400
+    share, train_s = 0.3, 400  # measured 26 Nov 2026: M = 16 kept 0.30 of its solo speed beside 7 other processes
     rates = [r for r in (r16, r32) if r > 0]
     epochs = int(max(6, min(40, 0.85 * train_s * share * min(rates) / 50000))) if rates else 10
     return {"epochs": 1 if smoke else epochs, "subset": 512 if smoke else 0,
