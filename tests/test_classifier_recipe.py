@@ -313,3 +313,21 @@ def test_branch_norm_ratios_and_figure_from_saved_diagnostics(tmp_path):
     np.testing.assert_allclose(branch_norm_ratios(run), [1.0, 0.5, 0.25])  # last epoch, sorted, over the max
     out = draw_branch_norms({"M=3": run}, tmp_path / "norms.png")
     assert out.is_file() and out.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("clamp,clamp_grad", [(True, "hard"), (True, "pass-inward"), (False, "hard")])
+def test_training_loss_equals_classifier_loss_and_diagnostics(clamp, clamp_grad):
+    from branchspec.train.losses import classifier_loss, logit_diagnostics, training_loss
+
+    g = torch.Generator().manual_seed(3)
+    f0 = 2.0 * torch.randn(32, 10, generator=g)
+    y = torch.randint(0, 10, (32,), generator=g)
+    f1, f2 = f0.clone().requires_grad_(), f0.clone().requires_grad_()
+    loss, stats = training_loss(f1, y, clamp, clamp_grad)
+    ref, logs = classifier_loss(f2, y, clamp, clamp_grad)
+    d = logit_diagnostics(f0, y)
+    assert loss.item() == ref.item() and stats.dtype == torch.float64
+    np.testing.assert_allclose(stats.tolist(), [logs["loss"], logs["acc"], d["clamped"], d["dead"]], rtol=1e-6)
+    loss.backward()
+    ref.backward()
+    torch.testing.assert_close(f1.grad, f2.grad, rtol=0, atol=0)  # the same loss, the same gradient

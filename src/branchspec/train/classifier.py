@@ -73,7 +73,8 @@ CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "te
 
 GRAD_NORM_EVERY = 10
 """Per-branch gradient norms (the CSV's grad_norm_* columns) are sampled on the first batch of an epoch and every
-10th step: on every step their ~M·|layers| reductions cost as much as the packed step itself on a GPU."""
+10th step: taken on every step as M·|layers| separate reductions, they were one of the three per-step costs that
+held the trainer at a quarter of the bare packed step's speed on a GPU (docs/gpu.md)."""
 
 
 class NonFiniteLoss(BranchspecError):
