@@ -31,11 +31,12 @@ from branchspec.train.losses import classifier_loss, logit_diagnostics
 
 def branch_grad_norms(model) -> Tensor:
     """‖∂L/∂θ_k‖₂ over all parameters of branch k (after ``backward``), ``(M,)``; 0 where no grad."""
+    dev = next(model.parameters()).device
     out = []
     for k in range(model.num_branches):
         gs = [p.grad.detach() for p in model.branch_parameters(k).values() if p.grad is not None]
-        out.append(get_total_norm(gs, 2.0, foreach=True).float().cpu() if gs else torch.zeros(()))  # fused; 1 sync
-    return torch.stack(out)  # (M,)
+        out.append(get_total_norm(gs, 2.0, foreach=True).float() if gs else torch.zeros((), device=dev))  # fused
+    return torch.stack(out).cpu()  # (M,), one host sync for all branches
 
 
 def grad_norm_summary(norms: Tensor) -> dict[str, float]:

@@ -95,6 +95,7 @@ class WeightEMA:
         self.decay = decay
         self.updates = 0
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self._floats = [k for k, e in self.shadow.items() if e.is_floating_point()]  # averaged; the rest copied
 
     def current_decay(self) -> float:
         return min(self.decay, (1 + self.updates) / (10 + self.updates))
@@ -103,10 +104,9 @@ class WeightEMA:
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
         live = model.state_dict()
-        floats = [k for k, e in self.shadow.items() if e.is_floating_point()]
-        if floats:  # one fused lerp over all tensors (one kernel per dtype and device, not one per tensor)
-            get_ema_multi_avg_fn(d)([self.shadow[k] for k in floats],
-                                    [live[k].detach().to(self.shadow[k].dtype) for k in floats], None)
+        if self._floats:  # one fused lerp over all tensors (one kernel per dtype and device, not one per tensor)
+            get_ema_multi_avg_fn(d)([self.shadow[k] for k in self._floats],
+                                    [live[k].detach().to(self.shadow[k].dtype) for k in self._floats], None)
         for k, e in self.shadow.items():
             if not e.is_floating_point():
                 e.copy_(live[k])
