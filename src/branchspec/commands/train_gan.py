@@ -32,6 +32,8 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="run folder RUN")
     p.add_argument("--batch-size", type=int, default=8, help="images per step per process (default 8)")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--d-lr", type=float, default=None,
+                   help="discriminator Adam learning rate (default: --lr; not the paper's: a two-time-scale departure)")
     p.add_argument("--r1", type=float, default=1.0, help="weight of the R1 penalty (default 1)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the sampled generator (default 0.999)")
     p.add_argument("--residual", choices=["gaussian", "diffusion", "none"], default="gaussian",
@@ -39,6 +41,9 @@ def add_arguments(p) -> None:
     p.add_argument("--sigma", type=float, default=None, help="Gaussian sigma in pixels (default max(1, img_size/32))")
     p.add_argument("--base-width", type=int, default=32, help="generator branch base width (default 32)")
     p.add_argument("--max-width", type=int, default=128, help="generator branch widest layer (default 128)")
+    p.add_argument("--num-down", type=int, default=None,
+                   help="generator down-sampling blocks, 1..log2(img-size)-1 (default: bottleneck at 16x16 as "
+                        "StarGAN-v2, i.e. max(1, log2(img-size)-4))")
     engine_precision_arguments(
         p, PRECISIONS, "branch engine of branchspec.Branched (default packed; auto: timed once, not exact on resume)",
         "fp32, or bf16 autocast on CPU/CUDA with fp32 weights, optimiser state and losses (default fp32; kept by --resume)")
@@ -85,6 +90,11 @@ def run(args) -> int:
     at_least(args.keep_last, 0, "--keep-last")
     if args.lr <= 0:
         raise UsageError(f"--lr must be > 0, got {args.lr}")
+    if args.d_lr is not None and args.d_lr <= 0:
+        raise UsageError(f"--d-lr must be > 0, got {args.d_lr}")
+    if args.num_down is not None and not 1 <= args.num_down <= args.img_size.bit_length() - 2:
+        raise UsageError(f"--num-down must be in 1..{args.img_size.bit_length() - 2} for --img-size {args.img_size}, "
+                         f"got {args.num_down}")
     if args.r1 < 0:
         raise UsageError(f"--r1 must be >= 0, got {args.r1}")
     if not 0 <= args.ema < 1:
@@ -116,11 +126,11 @@ def run(args) -> int:
     try:
         cfg = GanTrainConfig(
             data=args.data, img_size=args.img_size, num_branches=args.branches, steps=args.steps,
-            batch_size=args.batch_size, lr=args.lr, r1=args.r1, ema=args.ema, residual=args.residual,
+            batch_size=args.batch_size, lr=args.lr, d_lr=args.d_lr, r1=args.r1, ema=args.ema, residual=args.residual,
             sigma=args.sigma, base_width=args.base_width, max_width=args.max_width, engine=args.engine,
             seed=args.seed, sample_every=args.sample_every, ckpt_every=args.ckpt_every, precision=precision,
             device=args.device, holdout=args.holdout, same_domain=args.same_domain, keep_last=args.keep_last,
-            init=args.init,
+            init=args.init, num_down=args.num_down,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -118,7 +118,7 @@ class GanTrainer:
         self.G_ema = copy.deepcopy(self.G).eval()
         adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
         self.opt_g = torch.optim.Adam(self.G.parameters(), **adam)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), **adam)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), **{**adam, "lr": cfg.d_lr or cfg.lr})
         self.step = 0
         self.last_logs: dict[str, float] = {}
         self.ckpt_dir = self.out / "checkpoints"

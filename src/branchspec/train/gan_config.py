@@ -36,7 +36,8 @@ class GanTrainConfig:
     num_branches: int = 9  # M (§7)
     steps: int = 1000  # optimisation steps (D step + G step each)
     batch_size: int = 8  # images per step and per process
-    lr: float = 1e-4  # Adam learning rate for G and D (StarGAN-v2: 1e-4)
+    lr: float = 1e-4  # Adam learning rate for G (and D unless d_lr is set; StarGAN-v2: 1e-4)
+    d_lr: float | None = None  # Adam learning rate for D (None: lr); a larger one is the TTUR departure
     beta1: float = 0.0  # Adam β1 (StarGAN-v2: 0)
     beta2: float = 0.99  # Adam β2 (StarGAN-v2: 0.99)
     weight_decay: float = 1e-4  # Adam weight decay (StarGAN-v2: 1e-4)
@@ -46,6 +47,7 @@ class GanTrainConfig:
     sigma: float | None = None  # Gaussian σ in pixels (None: max(1, img_size/32))
     base_width: int = 32  # generator branch width after from_rgb
     max_width: int = 128  # generator branch widest layer
+    num_down: int | None = None  # generator down-sampling blocks (None: bottleneck at 16², as StarGAN-v2)
     style_dim: int = 64  # style code size
     d_base_width: int = 32  # discriminator width after from_rgb
     d_max_width: int = 256  # discriminator widest layer
@@ -74,6 +76,8 @@ class GanTrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.same_domain <= 1:
             raise ValueError(f"same_domain must be in [0, 1], got {self.same_domain}")
+        if self.d_lr is not None and self.d_lr <= 0:
+            raise ValueError(f"d_lr must be > 0, got {self.d_lr}")
         if self.lr <= 0 or self.r1 < 0 or not 0 <= self.ema < 1:
             raise ValueError(f"need lr > 0, r1 >= 0, 0 <= ema < 1; got lr={self.lr}, r1={self.r1}, ema={self.ema}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -88,7 +92,7 @@ class GanTrainConfig:
     def generator_config(self, num_domains: int) -> GeneratorConfig:
         return GeneratorConfig(
             img_size=self.img_size, num_domains=num_domains, num_branches=self.num_branches,
-            base_width=self.base_width, max_width=self.max_width, style_dim=self.style_dim,
+            base_width=self.base_width, max_width=self.max_width, style_dim=self.style_dim, num_down=self.num_down,
             residual=self.residual, sigma=self.sigma, engine=self.engine, seed=self.seed, init=self.init,
         )
 
