@@ -223,3 +223,31 @@ def test_training_curves_from_log(tmp_path):
     got = read_log(log)
     assert [r["step"] for r in got] == [10, 20, 30] and got[1]["d/real"] == 0.5
     assert training_curves(log, tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_num_down_and_d_lr_reach_the_models(tmp_path, data):
+    """--num-down sets the generator's bottleneck (16² -> 2² at img 16, num_down 3), --d-lr only D's Adam."""
+    cfg = GanTrainConfig(**TINY, steps=1, num_down=3, d_lr=4e-4)
+    trainer = GanTrainer(cfg, tmp_path, progress=False, data=data)
+    assert [g["lr"] for g in trainer.opt_d.param_groups] == [4e-4]
+    assert [g["lr"] for g in trainer.opt_g.param_groups] == [cfg.lr]
+    last = train_gan(cfg, tmp_path, progress=False, data=data)
+    model, state = load_model(last)
+    assert state["train_config"]["num_down"] == 3 and state["train_config"]["d_lr"] == 4e-4
+    default, _ = load_model(train_gan(GanTrainConfig(**TINY, steps=1), tmp_path / "d", progress=False, data=data))
+    assert sum(p.numel() for p in model.parameters()) != sum(p.numel() for p in default.parameters())
+    x, y = data.batch(torch.arange(2))
+    assert model(x, y).shape == (2, 3, 16, 16)
+    with pytest.raises(ValueError, match="d_lr"):
+        GanTrainConfig(**TINY, d_lr=0.0)
+    with pytest.raises(ValueError, match="num_down"):
+        GanTrainConfig(**TINY, num_down=4)
+
+
+def test_cli_num_down_d_lr_errors(tmp_path, capsys):
+    common = ["train-gan", "--out", str(tmp_path), "--img-size", "16", "--no-progress"]
+    assert main(common + ["--num-down", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "--num-down" in err and err.count("\n") == 1
+    assert main(common + ["--d-lr", "-1"]) == 2
+    assert "--d-lr" in capsys.readouterr().err
