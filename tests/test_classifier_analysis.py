@@ -176,3 +176,20 @@ def test_shipped_figures_join_the_section(tmp_path):
     (ship / "analysis" / "fig6.png").unlink()
     with pytest.raises(ConfigError, match="missing"):
         classifier.run(classifier.Config(shipped=str(ship)), tmp_path / "out2")
+
+
+def test_demo_shipped_option(tmp_path, capsys):
+    """demo --shipped DIR shows that folder's model, 'none' none; a folder without shipped.json is a one-line error."""
+    from branchspec.cli import main
+    from branchspec.experiments import demo
+
+    def shipped_of(**kw):
+        [step] = demo.plan(tmp_path / "out", parts=("classifier",), **kw)
+        return step.config.shipped
+
+    assert shipped_of(shipped=str(tmp_path / "x")) == str(tmp_path / "x")
+    assert shipped_of(shipped="") == ""
+    assert shipped_of(quick=True) == ""
+    assert main(["demo", "--out", str(tmp_path / "o"), "--parts", "classifier", "--shipped", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--shipped" in err and "shipped.json" in err and err.count("\n") == 1

@@ -46,18 +46,19 @@ def hessian_config(root: Path, quick: bool, checkpoints: Path) -> hessian.Config
                           probes=4 if quick else 16, label="after training", compare_label="initialisation")
 
 
-def classifier_config(quick: bool) -> classifier.Config:
+def classifier_config(quick: bool, shipped: str | None = None) -> classifier.Config:
     """Slim-ResNet18 classifiers with M ∈ {2, 4, 8, 16} on the embedded digits, the M = 16 one analysed (§6).
 
     Width 1 on all 1,438 training digits for 8 epochs (AdamW 3e-3): measured to converge on digits (12
     epochs: test 0.939, train loss 1.944 against the floor 1.895; docs/classifier.md) within the demo's
-    budget. The section also shows the shipped CIFAR-10 model's saved figures (``checkpoints/cifar10-m16``)
-    when the package runs from its source checkout.
+    budget. The section also shows the shipped CIFAR-10 model's saved figures: ``shipped`` (a folder with
+    ``shipped.json``), or when None ``checkpoints/cifar10-m16`` of the source checkout if the package runs
+    from one; "" shows none.
     """
     train = TrainConfig(data="digits", out="", width=1, epochs=1 if quick else 8, batch_size=64,
                         optimizer="adamw", lr=3e-3, engine="packed", subset=128 if quick else None, seed=0)
     return classifier.Config(train=train, sweep=(2, 4) if quick else (2, 4, 8, 16), resume=True,
-                             training_figure=True, shipped="" if quick else classifier.shipped_folder(),
+                             training_figure=True, shipped=shipped_choice(quick, shipped),
                              analysis=classifier.Analysis(per_class=5 if quick else 20,
                                                           hessian_samples=0 if quick else 16))
 
@@ -91,8 +92,18 @@ def apps_config(root: Path, quick: bool) -> apps.Config:
                        segment=apps.Segment())
 
 
-def plan(root, quick: bool = False, parts=tuple(PARTS)) -> list[Step]:
-    """The demo's steps for ``parts`` (in :data:`PARTS` order) writing under ``root``."""
+def shipped_choice(quick: bool, shipped: str | None) -> str:
+    """The shipped-model folder the classifier section shows: given, the checkout's (None), or none."""
+    if shipped is not None:
+        return shipped
+    return "" if quick else classifier.shipped_folder()
+
+
+def plan(root, quick: bool = False, parts=tuple(PARTS), shipped: str | None = None) -> list[Step]:
+    """The demo's steps for ``parts`` (in :data:`PARTS` order) writing under ``root``.
+
+    ``shipped``: see :func:`classifier_config`.
+    """
     root = Path(root)
     steps = []
     for part in PARTS:
@@ -110,7 +121,7 @@ def plan(root, quick: bool = False, parts=tuple(PARTS)) -> list[Step]:
                 ck = ck / "models"
             steps.append(Step("hessian", hessian, hessian_config(root, quick, ck)))
         elif part == "classifier":
-            steps.append(Step("classifier", classifier, classifier_config(quick)))
+            steps.append(Step("classifier", classifier, classifier_config(quick, shipped)))
         elif part == "decomposition":
             steps.append(Step("decomposition", gan, gan_config(quick)))
         elif part == "apps":
