@@ -73,6 +73,27 @@ def test_transfer_scores_pure():
     # pairs t ≠ y: (0,1)✗ (0,2)✗ (1,0)✗ (1,2)✓ (2,0)✗ (2,1)✗ → 1/6; own: ✓ ✓ ✓
     assert s["transfer_accuracy"] == pytest.approx(1 / 6) and s["source_retention"] == 1.0
     assert s["transfer_matrix"][1] == [0.0, 1.0, 1.0]
+    # lift, by hand: (0,1) 0 − ½ (G(x0, 2) judged 1), (1,2) 1 − 0, the other four 0 − 0 → ½ / 6
+    assert s["transfer_lift"] == pytest.approx(1 / 12)
+    assert s["transfer_per_target"] == [0.0, 0.0, 0.5]
+
+
+def test_transfer_lift_brute_force_and_bias():
+    """The lift against an explicit loop on random predictions; 0 for a generator that ignores ỹ, 1 for perfect."""
+    rng = np.random.default_rng(0)
+    n, d = 40, 4
+    pred, y = rng.integers(0, d, (n, d)), rng.integers(0, d, n)
+    vals = []
+    for i in range(n):
+        for t in range(d):
+            if t != y[i]:
+                vals.append((pred[i, t] == t) - np.mean([pred[i, u] == t for u in range(d) if u != t]))
+    assert transfer_scores(pred, y)["transfer_lift"] == pytest.approx(np.mean(vals))
+    one_class = transfer_scores(np.full((n, d), 3), y)  # every output judged class 3
+    assert one_class["transfer_lift"] == 0.0 and one_class["transfer_accuracy"] > 0
+    keep = transfer_scores(np.repeat(y[:, None], d, 1), y)  # G keeps the source class
+    assert keep["transfer_lift"] == 0.0 and keep["source_retention"] == 1.0
+    assert transfer_scores(np.tile(np.arange(d), (n, 1)), y)["transfer_lift"] == 1.0
 
 
 def test_judge_from_checkpoint_rejects_wrong_classes(tmp_path):

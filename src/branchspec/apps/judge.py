@@ -7,6 +7,11 @@ then scores the outputs, its decision restricted to the generator's domains
 (chance = 1 / number of domains):
 
 * **transfer accuracy** — fraction of G(x, ỹ), ỹ ≠ y, classified as ỹ;
+* **transfer lift** — transfer accuracy minus the rate at which the same
+  image's outputs for the *other* targets t' ≠ ỹ are classified as ỹ: 0 for a
+  generator that ignores ỹ (keeps the source, or pushes every image to one
+  class — a bias the plain accuracy partly rewards), 1 for perfect transfer;
+  and the transfer accuracy per target domain, which shows such a bias;
 * **source retention** — fraction of G(x, y) classified as y;
 * the judge's own accuracy on the inputs x and on R(x) alone (the ceilings and
   the baseline the branches start from); the full source × target matrix;
@@ -98,8 +103,15 @@ class ClassifierJudge:
 def transfer_scores(pred: np.ndarray, y: np.ndarray) -> dict:
     """Scores from ``pred[i, t]`` = predicted domain of G(x_i, t), shape (N, D), and sources ``y`` (N,).
 
-    Returns transfer accuracy (t ≠ y_i), source retention (t = y_i) and the
-    (D, D) matrix ``[s][t]`` = fraction of source-s images whose G(x, t) is classified t.
+    Returns transfer accuracy (t ≠ y_i), source retention (t = y_i), the (D, D)
+    matrix ``[s][t]`` = fraction of source-s images whose G(x, t) is classified t,
+    the transfer accuracy per target t (over sources ≠ t) and the transfer lift:
+    the mean over pairs (i, t ≠ y_i) of [pred[i, t] = t] − mean_{t' ≠ t} [pred[i, t'] = t].
+
+    Example:
+        >>> s = transfer_scores(np.array([[2, 2, 2], [2, 2, 2]]), np.array([0, 1]))  # every output "class 2"
+        >>> round(s["transfer_accuracy"], 3), s["transfer_lift"], s["transfer_per_target"]
+        (0.5, 0.0, [0.0, 0.0, 1.0])
     """
     pred, y = np.asarray(pred), np.asarray(y)
     n, d = pred.shape
@@ -107,10 +119,15 @@ def transfer_scores(pred: np.ndarray, y: np.ndarray) -> dict:
     own = np.zeros_like(hit)
     own[np.arange(n), y] = True
     matrix = [[float(hit[y == s, t].mean()) if (y == s).any() else None for t in range(d)] for s in range(d)]
+    as_t = pred[:, :, None] == np.arange(d)[None, None, :]  # (N, D, D): [i, t', t] = G(x_i, t') classified t
+    blind = (as_t.sum(1) - hit) / max(d - 1, 1)  # (N, D): mean over t' != t of [G(x_i, t') classified t]
+    per_target = [float(hit[y != t, t].mean()) if (y != t).any() else None for t in range(d)]
     return {
         "transfer_accuracy": float(hit[~own].mean()) if (~own).any() else None,
         "source_retention": float(hit[own].mean()),
         "transfer_matrix": matrix,
+        "transfer_lift": float((hit - blind)[~own].mean()) if (~own).any() else None,
+        "transfer_per_target": per_target,
     }
 
 
@@ -181,6 +198,7 @@ def judge_numbers(doc: dict | None) -> dict:
     rows = {
         "judge: images scored (domains, chance)": f"{doc.get('images')} ({doc.get('domains')}, {f(doc.get('chance'), '.2f')})",
         "transfer accuracy: G(x, ỹ) judged ỹ, ỹ ≠ y": f(doc.get("transfer_accuracy"), ".3f"),
+        "transfer lift: accuracy minus G(x, t' ≠ ỹ) judged ỹ (0: ỹ ignored)": f(doc.get("transfer_lift"), ".3f"),
         "source retention: G(x, y) judged y": f(doc.get("source_retention"), ".3f"),
         "judge accuracy on inputs x / on R(x) alone": f"{f(doc.get('judge_accuracy_inputs'), '.3f')} / "
                                                       f"{f(doc.get('judge_accuracy_residual'), '.3f')}",

@@ -80,7 +80,8 @@ def run(args) -> int:
     if j is not None:
         f = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731
         print(f"judge ({j['images']} images, chance {j['chance']:.2f}): transfer accuracy "
-              f"{f(j['transfer_accuracy'], '.3f')}, source retention {j['source_retention']:.3f}, judge on inputs "
+              f"{f(j['transfer_accuracy'], '.3f')} (lift {f(j.get('transfer_lift'), '.3f')}; per target "
+              f"{', '.join(f(v, '.2f') for v in j.get('transfer_per_target') or [])}), source retention {j['source_retention']:.3f}, judge on inputs "
               f"{j['judge_accuracy_inputs']:.3f}, on R {j['judge_accuracy_residual']:.3f}; own-domain PSNR "
               f"{f(j['psnr_own'], '.2f')} dB vs R {f(j['psnr_residual_only'], '.2f')} dB")
     print(f"wrote {out}/*.npz, {out}/grid.png, {out}/profiles.png, {res['json']}")
