@@ -56,6 +56,7 @@ def test_judge_hand_computed():
     assert res["judge_accuracy_residual"] == pytest.approx(3 / 4)
     assert res["transfer_matrix"] == [[0.5, 0.5, 0.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]
     assert res["chance"] == pytest.approx(1 / 3) and res["images"] == 4
+    assert res["input_dependence"] == pytest.approx([0.0, 0.0], abs=1e-9)  # Paint ignores x: a pure template
     # PSNR on [0, 1] images (x + 1) / 2: R − x = −c / 2 → −c / 4;  f_own − x = −c/2 + 0.25 e_y → −c/4 + e_y/8
     def psnr(diff_unit):
         return 10 * math.log10(1 / (np.sum(np.square(diff_unit)) / 3))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from branchspec.apps.profiles import (
-    ProfileStats, chroma_fraction, energy_share, frequency_centroid, profile_components, spatial_entropy,
+    DependenceSums, ProfileStats, chroma_fraction, input_dependence, energy_share, frequency_centroid, profile_components, spatial_entropy,
     transfer_change,
 )
 
@@ -94,3 +94,25 @@ def test_profile_stats_and_transfer_change():
     assert set(profile_components(v)) == set(r)
     ch = transfer_change(v, v + np.arange(4.0)[:, None, None, None])  # branch k shifted by k everywhere
     assert ch.tolist() == pytest.approx([0.0, 192.0, 4 * 192.0, 9 * 192.0])
+
+
+def test_input_dependence_loop_and_extremes():
+    """Template branch -> 0, zero-mean image-driven branch -> 1, a loop for a mixture; streaming sums agree."""
+    rng = np.random.default_rng(1)
+    n = 6
+    template = np.broadcast_to(rng.normal(size=(3, 4, 4)), (n, 3, 4, 4))  # the same on every image
+    driven = rng.normal(size=(n, 3, 4, 4))
+    driven -= driven.mean(axis=0)  # zero mean over images
+    mixed = template + 0.5 * driven
+    v = np.stack([template, driven, mixed, np.zeros((n, 3, 4, 4))])  # (M=4, N, C, H, W)
+    dep = input_dependence(v)
+    assert dep[0] == pytest.approx(0, abs=1e-12) and dep[1] == pytest.approx(1) and dep[3] == 0
+    mean = sum(mixed[i] for i in range(n)) / n
+    loop = sum(float(((mixed[i] - mean) ** 2).sum()) for i in range(n)) / sum(float((mixed[i] ** 2).sum()) for i in range(n))
+    assert dep[2] == pytest.approx(loop)
+    # streamed in two batches and two targets (the second target: the same components + a per-target offset)
+    sums = DependenceSums()
+    sums.add(0, v[:, :2]), sums.add(0, v[:, 2:]), sums.add(1, v + 1.0)
+    other = input_dependence(v + 1.0)
+    tot0, tot1 = (v**2).sum(axis=(1, 2, 3, 4)), ((v + 1.0) ** 2).sum(axis=(1, 2, 3, 4))
+    np.testing.assert_allclose(sums.result(), (dep * tot0 + other * tot1) / (tot0 + tot1), rtol=1e-9, atol=1e-12)

@@ -18,7 +18,10 @@ then scores the outputs, its decision restricted to the generator's domains
 * **own-domain fidelity** — PSNR and SSIM of G(x, y) vs x, and of R(x) vs x
   (the branches must add detail, not remove it);
 * **transfer change per branch** — the share of Σ_k ‖v_k(x, ỹ) − v_k(x, y)‖²
-  each branch carries (:func:`branchspec.apps.profiles.transfer_change`).
+  each branch carries (:func:`branchspec.apps.profiles.transfer_change`);
+* **input dependence per branch** — how much v_k(x, ỹ) varies with x for a
+  fixed ỹ (:func:`branchspec.apps.profiles.input_dependence`; 0: a template
+  painted on every image).
 
 Example:
     >>> import torch
@@ -45,7 +48,7 @@ from torch import Tensor
 
 from branchspec.apps.components import DEFAULT_RANGE, to_unit
 from branchspec.apps.decomp_stats import psnr_ssim
-from branchspec.apps.profiles import transfer_change
+from branchspec.apps.profiles import DependenceSums, transfer_change
 from branchspec.branched import as_branched
 from branchspec.errors import UsageError
 
@@ -141,6 +144,7 @@ def judge_generator(gen, judge: ClassifierJudge, x: Tensor, y: Tensor, batch_siz
     nd = len(judge.class_of_domain)
     preds, pred_in, pred_r, change = [], [], [], None
     psnr_f, ssim_f, psnr_r, ssim_r = [], [], [], []
+    dependence = DependenceSums()
     for s in range(0, len(x), batch_size):
         xb, yb = x[s:s + batch_size].to(dev), y[s:s + batch_size].to(dev)
         cols, vs = [], []
@@ -154,6 +158,8 @@ def judge_generator(gen, judge: ClassifierJudge, x: Tensor, y: Tensor, batch_siz
         pred_r.append(judge.predict_domain(r.clamp(*value_range)).cpu())
         ybn = yb.cpu().numpy()
         v_all = np.stack(vs)  # (D, M, B, C, H, W)
+        for t in range(nd):
+            dependence.add(t, v_all[t])
         v_own = v_all[ybn, :, np.arange(len(ybn))]  # (B, M, C, H, W)
         for t in range(nd):
             other = ybn != t
@@ -178,6 +184,7 @@ def judge_generator(gen, judge: ClassifierJudge, x: Tensor, y: Tensor, batch_siz
         "psnr_own": _mean(psnr_f), "ssim_own": _mean(ssim_f),
         "psnr_residual_only": _mean(psnr_r), "ssim_residual_only": _mean(ssim_r),
         "transfer_change_share": (change / change.sum()).tolist() if change is not None and change.sum() > 0 else None,
+        "input_dependence": dependence.result(),
     })
     return out
 
@@ -211,4 +218,8 @@ def judge_numbers(doc: dict | None) -> dict:
     if share:
         k = int(np.argmax(share))
         rows["branch class transfer changes most"] = f"v{k} ({share[k]:.0%} of the change)"
+    dep = doc.get("input_dependence")
+    if dep:
+        rows["input dependence per branch, min / median / max (0: same template on every image)"] = (
+            f"{min(dep):.2f} / {float(np.median(dep)):.2f} / {max(dep):.2f}")
     return rows

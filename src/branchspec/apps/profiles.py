@@ -14,7 +14,12 @@ characteristics". These functions turn that into numbers per component v_k
   1 when the energy is spread evenly over the image, 0 when it sits on one pixel;
 * **transfer change** (with :func:`transfer_change`): the share of
   Σ_k ‖v_k(x, ỹ) − v_k(x, y)‖² that branch k contributes when the target domain
-  changes — which component class transfer edits most.
+  changes — which component class transfer edits most;
+* **input dependence** (:func:`input_dependence`, over many images x rendered
+  to one target domain): Σ_x ‖v_k(x) − mean_x v_k‖² / Σ_x ‖v_k(x)‖² — 0 for a
+  branch that paints the same template on every image, 1 for a zero-mean
+  component that depends on x alone. A decomposition *of the image* needs it
+  well above 0.
 
 Example:
     >>> import numpy as np
@@ -102,6 +107,44 @@ def transfer_change(v_own, v_target) -> np.ndarray:
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     return ((b - a) ** 2).reshape(a.shape[0], -1).sum(axis=1)
+
+
+def input_dependence(v) -> np.ndarray:
+    """Σ_n ‖v_kn − mean_n v_k‖² / Σ_n ‖v_kn‖² per branch, (M,), for components ``(M, N, …)`` of N images
+    rendered to the same target domain; 0 for a component that is the same on every image (or zero)."""
+    v = np.asarray(v, np.float64)
+    if v.ndim < 2:
+        raise ValueError(f"components must be (M, N, ...), got shape {v.shape}")
+    flat = v.reshape(v.shape[0], v.shape[1], -1)  # (M, N, D)
+    total = (flat**2).sum(axis=(1, 2))  # (M,)
+    spread = ((flat - flat.mean(axis=1, keepdims=True)) ** 2).sum(axis=(1, 2))  # (M,)
+    return np.divide(spread, total, out=np.zeros_like(total), where=total > 0)
+
+
+class DependenceSums:
+    """:func:`input_dependence` pooled over targets and batches, from running sums (Σ v, Σ ‖v‖², n) per target."""
+
+    def __init__(self) -> None:
+        self.sums: dict[int, list] = {}  # target -> [Σ_n v (M, D), Σ_n ‖v‖² (M,), n]
+
+    def add(self, target: int, v) -> None:
+        """``v``: components (M, N, …) of N images rendered to ``target``."""
+        v = np.asarray(v, np.float64)
+        flat = v.reshape(v.shape[0], v.shape[1], -1)  # (M, N, D)
+        s = self.sums.get(target)
+        first, second = flat.sum(axis=1), (flat**2).sum(axis=(1, 2))  # (M, D), (M,)
+        if s is None:
+            self.sums[target] = [first, second, flat.shape[1]]
+        else:
+            s[0], s[1], s[2] = s[0] + first, s[1] + second, s[2] + flat.shape[1]
+
+    def result(self) -> list[float] | None:
+        """Σ_t Σ_n ‖v − mean_t‖² / Σ_t Σ_n ‖v‖² per branch (None before any add)."""
+        if not self.sums:
+            return None
+        spread = sum(sq - (s1**2).sum(axis=1) / n for s1, sq, n in self.sums.values())  # (M,)
+        total = sum(sq for _, sq, _ in self.sums.values())
+        return np.divide(spread, total, out=np.zeros_like(total), where=total > 0).clip(0, 1).tolist()
 
 
 class ProfileStats:

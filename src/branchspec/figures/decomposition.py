@@ -95,17 +95,19 @@ PROFILE_PANELS = (
     ("chroma_fraction", "chroma fraction (energy off grey)", (0, 1)),
     ("spatial_entropy", "spatial entropy of |v_k|² (1 = spread)", (0, 1)),
     ("transfer_change_share", "share of change under class transfer", (0, None)),
+    ("input_dependence", "input dependence (0 = same on every image)", (0, 1)),
 )
 
 
 def profile_figure(json_path, out_png) -> Path:
     """One bar panel per profile, one bar per branch, from decomposition.json (``profiles`` and,
-    when the judge ran, ``judge.transfer_change_share``); see :mod:`branchspec.apps.profiles`."""
+    when the judge ran, ``judge.transfer_change_share`` and ``judge.input_dependence``); see :mod:`branchspec.apps.profiles`."""
     doc = json.loads(Path(json_path).read_text())
     prof = dict(doc["profiles"])
     judge = doc.get("judge") or {}
-    if judge.get("transfer_change_share") is not None:
-        prof["transfer_change_share"] = judge["transfer_change_share"]
+    for key in ("transfer_change_share", "input_dependence"):
+        if judge.get(key) is not None:
+            prof[key] = judge[key]
     panels = [p for p in PROFILE_PANELS if prof.get(p[0]) is not None]
     fig, axes = new_figure(1, len(panels), figsize=(2.6 * len(panels), 2.6), squeeze=False)
     for ax, (key, title, (lo, hi)) in zip(axes[0], panels):
