@@ -95,7 +95,7 @@ PROFILE_PANELS = (
     ("chroma_fraction", "chroma fraction (energy off grey)", (0, 1)),
     ("spatial_entropy", "spatial entropy of |v_k|² (1 = spread)", (0, 1)),
     ("transfer_change_share", "share of change under class transfer", (0, None)),
-    ("input_dependence", "input dependence (0 = same on every image)", (0, 1)),
+    ("input_dependence", "input dependence (0: a template)", (0, 1)),
 )
 
 
