@@ -321,7 +321,7 @@ def test_demo_quick_and_with_toy_checkpoints(tmp_path):
     from branchspec.experiments import demo, hessian
 
     class Args:
-        out, quick, parts = str(tmp_path), True, "hessian"
+        out, quick, parts, shipped = str(tmp_path), True, "hessian", None
 
     assert demo_run(Args) == 0  # no toy part: the demo trains its own M = 10 toy network first
     sec = hessian.section(tmp_path / "hessian")
