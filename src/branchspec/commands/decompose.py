@@ -29,8 +29,8 @@ def add_arguments(p):
                    help="also decompose the images the checkpoint's training run held out (train-gan --holdout)")
     p.add_argument("--judge", default=None, metavar="CLASSIFIER_CKPT",
                    help="score class transfer with a branchspec train-classifier checkpoint whose classes include "
-                        "the generator's domains: transfer accuracy, source retention, own-domain PSNR/SSIM vs R "
-                        "(written to decomposition.json under 'judge')")
+                        "the generator's domains: transfer accuracy and lift, source retention, own-domain PSNR/SSIM "
+                        "vs R, per-branch input dependence (written to decomposition.json under 'judge')")
     p.add_argument("--judge-data", default=None, metavar="SPEC",
                    help="images the judge scores: a CIFAR-10 folder (its test split, the generator's classes) or an "
                         "image-folder ROOT (ROOT/val, ROOT/test or ROOT/train); default: the decomposed images")
