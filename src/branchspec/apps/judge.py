@@ -158,10 +158,9 @@ def judge_generator(gen, judge: ClassifierJudge, x: Tensor, y: Tensor, batch_siz
         pred_r.append(judge.predict_domain(r.clamp(*value_range)).cpu())
         ybn = yb.cpu().numpy()
         v_all = np.stack(vs)  # (D, M, B, C, H, W)
-        for t in range(nd):
-            dependence.add(t, v_all[t])
         v_own = v_all[ybn, :, np.arange(len(ybn))]  # (B, M, C, H, W)
         for t in range(nd):
+            dependence.add(t, v_all[t])
             other = ybn != t
             if other.any():
                 c = transfer_change(np.moveaxis(v_own[other], 0, 1), v_all[t][:, other])  # (M,)

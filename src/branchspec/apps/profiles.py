@@ -112,31 +112,25 @@ def transfer_change(v_own, v_target) -> np.ndarray:
 def input_dependence(v) -> np.ndarray:
     """Σ_n ‖v_kn − mean_n v_k‖² / Σ_n ‖v_kn‖² per branch, (M,), for components ``(M, N, …)`` of N images
     rendered to the same target domain; 0 for a component that is the same on every image (or zero)."""
-    v = np.asarray(v, np.float64)
-    if v.ndim < 2:
-        raise ValueError(f"components must be (M, N, ...), got shape {v.shape}")
-    flat = v.reshape(v.shape[0], v.shape[1], -1)  # (M, N, D)
-    total = (flat**2).sum(axis=(1, 2))  # (M,)
-    spread = ((flat - flat.mean(axis=1, keepdims=True)) ** 2).sum(axis=(1, 2))  # (M,)
-    return np.divide(spread, total, out=np.zeros_like(total), where=total > 0)
+    sums = DependenceSums()
+    sums.add(0, v)
+    return np.asarray(sums.result())
 
 
 class DependenceSums:
     """:func:`input_dependence` pooled over targets and batches, from running sums (Σ v, Σ ‖v‖², n) per target."""
 
     def __init__(self) -> None:
-        self.sums: dict[int, list] = {}  # target -> [Σ_n v (M, D), Σ_n ‖v‖² (M,), n]
+        self.sums: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}  # target -> (Σ_n v (M, D), Σ_n ‖v‖² (M,), n)
 
     def add(self, target: int, v) -> None:
         """``v``: components (M, N, …) of N images rendered to ``target``."""
         v = np.asarray(v, np.float64)
+        if v.ndim < 2:
+            raise ValueError(f"components must be (M, N, ...), got shape {v.shape}")
         flat = v.reshape(v.shape[0], v.shape[1], -1)  # (M, N, D)
-        s = self.sums.get(target)
-        first, second = flat.sum(axis=1), (flat**2).sum(axis=(1, 2))  # (M, D), (M,)
-        if s is None:
-            self.sums[target] = [first, second, flat.shape[1]]
-        else:
-            s[0], s[1], s[2] = s[0] + first, s[1] + second, s[2] + flat.shape[1]
+        first, second, n = self.sums.get(target, (0.0, 0.0, 0))
+        self.sums[target] = (first + flat.sum(axis=1), second + (flat**2).sum(axis=(1, 2)), n + flat.shape[1])
 
     def result(self) -> list[float] | None:
         """Σ_t Σ_n ‖v − mean_t‖² / Σ_t Σ_n ‖v‖² per branch (None before any add)."""
