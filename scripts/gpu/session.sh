@@ -14,25 +14,10 @@
 # everything into at most 8 files under $OUT. Env: SMOKE=1 runs it all tiny on the CPU (to test this script).
 set -u
 MODE=${1:?calibrate or main}
-W=${BS_WORK:-/root/bs}
-export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
-DEV=cuda; SMOKE=${SMOKE:-0}
-[ "$SMOKE" = 1 ] && DEV=cpu
-mkdir -p "$W" "$OUT"
-T0=$(date +%s)
-log() { echo "[$(date +%T) +$(( $(date +%s) - T0 ))s] $*" | tee -a "$OUT/session.log"; }
-BS=(python3 -m branchspec)
-CLF=(--optimizer adamw --lr 3e-3 --batch-size 512 --schedule onecycle --flip alternate --ema 0.99 --tta --engine packed --precision bf16
-     --device "$DEV" --threads 2 --seed 0 --quiet)
-GAN=(--branches 9 --batch-size 8 --base-width 16 --max-width 64 --engine packed --device "$DEV" --threads 2
-     --no-progress --seed 0)
-
-ips_of() { python3 scripts/gpu/rates.py ips "$1"; }
-gan_rate() { python3 scripts/gpu/rates.py gan "$1"; }
+source scripts/gpu/common.sh
 
 if [ "$MODE" = calibrate ]; then
-  { nvidia-smi; python3 -c "import torch, sys; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0))"; nproc; free -g; } > "$OUT/env.txt" 2>&1
-  log "env: $(tail -4 "$OUT/env.txt" | head -1)"
+  env_report
   python3 scripts/gpu/pack_data.py unpack .gpu/p1/cifar "$W/cifar" >> "$OUT/session.log" 2>&1 || log "UNPACK p1 FAILED"
   cp -r .gpu/p1/afhq-mini .gpu/p1/celeba-hq-mini "$W/" 2>/dev/null
   mkdir -p "$W/cal"  # timing only: batches 1,2 stand in for 3..5 (removed by main)
