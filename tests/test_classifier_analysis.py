@@ -193,3 +193,38 @@ def test_demo_shipped_option(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "o"), "--parts", "classifier", "--shipped", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--shipped" in err and "shipped.json" in err and err.count("\n") == 1
+
+
+def test_train_split_loss_matches_a_loop(tmp_path, capsys):
+    """``analyze-classifier --train-split``: the §6 loss on the whole un-augmented training split, by hand."""
+    from branchspec.analysis.classifier_run import train_split_loss
+    from branchspec.data.imageset import test_set_for
+    from branchspec.loading import load_model
+
+    run = tmp_path / "r"
+    assert main(["train-classifier", "--data", "digits", "--out", str(run), "--branches", "2", "--width", "1",
+                 "--subset", "64", "--batch-size", "32", "--epochs", "1", "--engine", "loop", "--quiet"]) == 0
+    model, state = load_model(run / "last")
+    res = train_split_loss(model, state, "digits", clamp=True)
+    train = test_set_for(state, "digits", train=True)
+    model.eval()
+    total, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in train.batches(97, augment=False, prefetch=False):
+            for i in range(len(y)):  # one sample at a time: CE(softmax(±1 vector), softmax(clamp f))
+                f = model(x[i:i + 1])[0].clamp(-1, 1)
+                t = -torch.ones(10)
+                t[y[i]] = 1.0
+                p = torch.softmax(t, 0)
+                total += float(-(p * torch.log_softmax(f, 0)).sum())
+                correct += int(f.argmax() == y[i])
+                n += 1
+    assert res["images"] == n == len(train)
+    assert res["loss"] == pytest.approx(total / n, abs=1e-5) and res["accuracy"] == pytest.approx(correct / n)
+    assert res["loss_floor"] == pytest.approx(1.8949, abs=1e-4)
+    assert res["above_floor"] == pytest.approx(res["loss"] - res["loss_floor"]) and res["above_floor"] > 0
+    out = tmp_path / "a"
+    assert main(["analyze-classifier", "--checkpoint", str(run / "last"), "--data", "digits", "--out", str(out),
+                 "--hessian-samples", "0", "--train-split"]) == 0
+    assert "training split" in capsys.readouterr().out
+    assert json.loads((out / "analysis.json").read_text())["train_split"]["loss"] == pytest.approx(res["loss"])

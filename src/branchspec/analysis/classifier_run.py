@@ -28,6 +28,8 @@ from branchspec.io import atomic_write_npz, atomic_write_text
 from branchspec.loading import load_model
 from branchspec.models.registry import build_model
 from branchspec.train.checkpoint import CheckpointError
+from branchspec.train.classifier_eval import evaluate
+from branchspec.train.losses import soft_target_floor
 
 
 @torch.no_grad()
@@ -73,9 +75,25 @@ def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples
     return out
 
 
+def train_split_loss(model, state: dict, data: str, clamp: bool) -> dict:
+    """§6 loss and accuracy of ``model`` on the whole training split of ``data`` (un-augmented, eval mode), and the
+    loss's floor H(softmax(±1 targets)) (eq. of §6; 0 for the plain cross-entropy of ``--no-clamp``)."""
+    train = test_set_for(state, data, train=True)
+    ev = evaluate(model, train, clamp)
+    floor = soft_target_floor(train.num_classes) if clamp else 0.0
+    return {"images": len(train), "loss": ev["test_loss"], "accuracy": ev["test_acc"], "loss_floor": floor,
+            "above_floor": ev["test_loss"] - floor}
+
+
 def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: float = 0.07, gallery_max: int = 16,
-            pairs: list[tuple[int, int]] | None = None, hessian_samples: int = 32, seed: int = 0) -> dict:
-    """The full analysis of one checkpoint; returns the dict saved as ``analysis.json``."""
+            pairs: list[tuple[int, int]] | None = None, hessian_samples: int = 32, seed: int = 0,
+            train_split: bool = False) -> dict:
+    """The full analysis of one checkpoint; returns the dict saved as ``analysis.json``.
+
+    With ``train_split`` it also evaluates the §6 loss and accuracy on the whole training split, un-augmented, in
+    eval mode (``res["train_split"]``, with the loss floor H(p)): the converged-or-not number that the running
+    training loss of ``metrics.csv`` (augmented images, weights changing during the epoch) only approximates.
+    """
     model, state = load_model(checkpoint)
     spec = state["model"]
     if spec.get("kind") != "classifier":
@@ -106,6 +124,8 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
         images.append(test.images_hwc[idx[:gallery_max]])
     res["galleries"] = {"top_fraction": top_fraction, "pairs": galleries}
     res["ablation"] = A.ablation(V, labels, clamp)
+    if train_split:
+        res["train_split"] = train_split_loss(model, state, data, clamp)
     init = build_model(spec["kind"], spec["config"])
     res["hessian"] = first_layer_hessians(model, init, test, clamp, hessian_samples)
     out = Path(out_dir)

@@ -27,6 +27,9 @@ def add_arguments(p):
     p.add_argument("--top", type=float, default=7.0, help="gallery: top PERCENT most confident images (default 7, Fig. 16)")
     p.add_argument("--pairs", default=None, help="gallery (branch:class) pairs, e.g. 10:7,14:7 (default: 2 most informative branches x their 2 top classes)")
     p.add_argument("--hessian-samples", type=int, default=32, help="test images for the first-layer Hessian (0: skip)")
+    p.add_argument("--train-split", action="store_true",
+                   help="also the §6 loss and accuracy on the whole training split, un-augmented, against the loss "
+                        "floor (analysis.json 'train_split'; minutes on a CPU for CIFAR-10)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -62,8 +65,13 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)
     out = writable_dir(args.out)
     analysis = classifier.Analysis(checkpoint=str(state_path), data=args.data, per_class=args.per_class, top=args.top,
-                                   pairs=_pairs(args.pairs), hessian_samples=args.hessian_samples, folder="")
+                                   pairs=_pairs(args.pairs), hessian_samples=args.hessian_samples, folder="",
+                                   train_split=args.train_split)
     res = classifier.run(classifier.Config(analysis=analysis), out)["analysis"]
     print(f"accuracy {res['accuracy']:.4f}; {res['num_active']} active, {res['num_silent']} silent branches; "
           f"{Path(out) / 'analysis.json'}")
+    if "train_split" in res:
+        t = res["train_split"]
+        print(f"training split ({t['images']} images, un-augmented): loss {t['loss']:.4f} "
+              f"({t['above_floor']:+.4f} from the floor {t['loss_floor']:.4f}), accuracy {t['accuracy']:.4f}")
     return 0

@@ -155,13 +155,13 @@ def load_source(data: str, train: bool = True) -> ImageSet:
     return ImageSet(*load_cifar10(data, train))
 
 
-def test_set_for(state: dict, data: str) -> ImageSet:
-    """The test split of ``data`` normalised with the training statistics a
-    classifier checkpoint recorded (``state["data"]["mean" / "std"]``);
-    without them, with the test split's own statistics."""
-    test = load_source(data, train=False)
+def test_set_for(state: dict, data: str, train: bool = False) -> ImageSet:
+    """The test split of ``data`` (the training split with ``train=True``) normalised with the
+    training statistics a classifier checkpoint recorded (``state["data"]["mean" / "std"]``);
+    without them, with the split's own statistics."""
+    split = load_source(data, train=train)
     d = state.get("data", {}) if isinstance(state.get("data"), dict) else {}
-    return ImageSet(test.images_hwc, test.labels_np, test.class_names, d.get("mean"), d.get("std"))
+    return ImageSet(split.images_hwc, split.labels_np, split.class_names, d.get("mean"), d.get("std"))
 
 
 def prefetched(build, start: int, stop: int):

@@ -40,6 +40,7 @@ class Analysis:
     top: float = 7.0  # gallery: top PERCENT most confident images (Fig. 16)
     pairs: tuple[tuple[int, int], ...] | None = None  # gallery (branch, class) pairs; None = most informative
     hessian_samples: int = 32  # test images for the first-layer Hessian (0: skip)
+    train_split: bool = False  # also the §6 loss / accuracy on the whole training split (un-augmented)
     folder: str = "analysis"  # results go to out/<folder> ("" = out itself)
     figures: bool = True
 
@@ -141,7 +142,7 @@ def run(cfg: Config, out) -> dict:
         dest = out / a.folder if a.folder else out
         res = analyze(ckpt, data, dest, per_class=a.per_class, top_fraction=a.top / 100,
                       pairs=[tuple(p) for p in a.pairs] if a.pairs else None,
-                      hessian_samples=max(0, a.hessian_samples))
+                      hessian_samples=max(0, a.hessian_samples), train_split=a.train_split)
         if a.figures:
             from branchspec.figures.classifier import draw_analysis
 
@@ -154,6 +155,8 @@ def run(cfg: Config, out) -> dict:
             "keep_top": {str(k): v for k, v in keep.items()},
             "hessian_note": res["hessian"].get("note", "computed with branchspec.hessian"),
         }
+        if "train_split" in res:
+            summary["analysis"]["train_split"] = res["train_split"]
     if cfg.shipped:
         summary["shipped"] = _copy_shipped(Path(cfg.shipped), out / "shipped")
     resolved = replace(cfg, train=replace(cfg.train, out=str(out))) if cfg.train is not None else cfg
