@@ -162,6 +162,9 @@ def test_shipped_figures_join_the_section(tmp_path):
     ship = tmp_path / "ship"
     (ship / "analysis").mkdir(parents=True)
     Image.new("RGB", (8, 8)).save(ship / "analysis" / "fig6.png")
+    (ship / "analysis" / "analysis.json").write_text(json.dumps({
+        "accuracy": 0.855, "num_active": 16, "num_silent": 0, "mean_abs_offdiag_correlation": 0.2,
+        "train_split": {"images": 50000, "loss": 1.9516, "accuracy": 0.9118, "loss_floor": 1.8949, "above_floor": 0.0567}}))
     (ship / "shipped.json").write_text(json.dumps({
         "title": "CIFAR-10, M = 16", "numbers": {"test accuracy": 0.8},
         "figures": [{"file": "analysis/fig6.png", "caption": "class means", "command": "branchspec analyze-classifier X"}],
@@ -173,6 +176,9 @@ def test_shipped_figures_join_the_section(tmp_path):
     fig = [f for f in sec.figures if f.path.endswith("fig6.png")][0]
     assert not Path(fig.path).is_absolute() and fig.command == "branchspec analyze-classifier X"
     assert sec.numbers["CIFAR-10, M = 16: test accuracy"] == 0.8 and "trained elsewhere" in sec.notes
+    assert sec.numbers["CIFAR-10, M = 16: active / silent branches"] == "16 / 0"  # read from analysis.json
+    assert sec.numbers["CIFAR-10, M = 16: training-split loss (un-augmented) vs floor"] == (
+        "1.9516 vs 1.8949 (+0.0567); train accuracy 0.9118")
     (ship / "analysis" / "fig6.png").unlink()
     with pytest.raises(ConfigError, match="missing"):
         classifier.run(classifier.Config(shipped=str(ship)), tmp_path / "out2")

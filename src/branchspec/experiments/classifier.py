@@ -103,6 +103,10 @@ def _analysis_numbers(res: dict) -> dict:
     if h.get("available") and "init" in h and "trained" in h:
         out["first-layer Hessian block diagonality, init → trained"] = (
             f"{h['init']['summary']['block_diagonality']:.3f} → {h['trained']['summary']['block_diagonality']:.3f}")
+    t = res.get("train_split")
+    if t:
+        out["training-split loss (un-augmented) vs floor"] = (
+            f"{t['loss']:.4f} vs {t['loss_floor']:.4f} ({t['above_floor']:+.4f}); train accuracy {t['accuracy']:.4f}")
     return out
 
 
