@@ -214,7 +214,7 @@ def test_train_split_loss_matches_a_loop(tmp_path, capsys):
     res = train_split_loss(model, state, "digits", clamp=True)
     train = test_set_for(state, "digits", train=True)
     model.eval()
-    total, correct, n = 0.0, 0, 0
+    total, correct, n, saturated, clamped = 0.0, 0, 0, 0, 0
     with torch.no_grad():
         for x, y in train.batches(97, augment=False, prefetch=False):
             for i in range(len(y)):  # one sample at a time: CE(softmax(±1 vector), softmax(clamp f))
@@ -224,9 +224,14 @@ def test_train_split_loss_matches_a_loop(tmp_path, capsys):
                 p = torch.softmax(t, 0)
                 total += float(-(p * torch.log_softmax(f, 0)).sum())
                 correct += int(f.argmax() == y[i])
+                raw = model(x[i:i + 1])[0]
+                saturated += int(all(abs(float(v)) > 1 for v in raw))
+                clamped += sum(int(abs(float(v)) > 1) for v in raw)
                 n += 1
     assert res["images"] == n == len(train)
     assert res["loss"] == pytest.approx(total / n, abs=1e-5) and res["accuracy"] == pytest.approx(correct / n)
+    assert res["saturated_samples"] == pytest.approx(saturated / n)
+    assert res["clamped_logits"] == pytest.approx(clamped / (10 * n))
     assert res["loss_floor"] == pytest.approx(1.8949, abs=1e-4)
     assert res["above_floor"] == pytest.approx(res["loss"] - res["loss_floor"]) and res["above_floor"] > 0
     out = tmp_path / "a"

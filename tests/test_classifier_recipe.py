@@ -169,6 +169,25 @@ def test_branch_grad_norms_and_activity_of_a_zeroed_branch():
     assert ev["silent"] == 1 and ev["active"] == 2 and ev["branch_norm"][1] == 0.0
 
 
+def test_evaluate_counts_saturated_samples():
+    """``saturated``: samples whose every logit is outside [−1, 1] (zero hard-clamp gradient), by hand."""
+    f = torch.tensor([[2.0] * 10, [-3.0] * 9 + [0.5], [1.5, -1.5] * 5, [-2.0] * 9 + [1.0]])  # 1.0 is inside
+
+    class Fixed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):
+            return f[: len(x)] + self.w
+
+    data = ImageSet(torch.zeros(4, 8, 8, 3, dtype=torch.uint8).numpy(), torch.zeros(4, dtype=torch.long).numpy(),
+                    [str(i) for i in range(10)])
+    ev = evaluate(Fixed(), data, True, batch_size=4)
+    assert ev["test_saturated"] == pytest.approx(2 / 4)  # rows 0 and 2
+    assert ev["test_clamped"] == pytest.approx((10 + 9 + 10 + 9) / 40)
+
+
 @pytest.mark.parametrize("recipe", [
     dict(flip="alternate", weight_decay_mode="decoupled", ema=0.9, schedule="linear", clamp_grad="pass-inward"),
     dict(precision="bf16", tta=True, head_init_scale=0.1),

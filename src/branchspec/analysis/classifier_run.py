@@ -76,13 +76,16 @@ def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples
 
 
 def train_split_loss(model, state: dict, data: str, clamp: bool) -> dict:
-    """§6 loss and accuracy of ``model`` on the whole training split of ``data`` (un-augmented, eval mode), and the
-    loss's floor H(softmax(±1 targets)) (eq. of §6; 0 for the plain cross-entropy of ``--no-clamp``)."""
+    """§6 loss and accuracy of ``model`` on the whole training split of ``data`` (un-augmented, eval mode), the
+    loss's floor H(softmax(±1 targets)) (eq. of §6; 0 for the plain cross-entropy of ``--no-clamp``), and where
+    the clamp stops learning on those images: the fractions of logits outside [−1, 1], of dead samples and of
+    saturated samples (every logit clamped, so ∂L/∂f = 0, eq. 10: weight decay alone acts on their branches)."""
     train = test_set_for(state, data, train=True)
     ev = evaluate(model, train, clamp)
     floor = soft_target_floor(train.num_classes) if clamp else 0.0
     return {"images": len(train), "loss": ev["test_loss"], "accuracy": ev["test_acc"], "loss_floor": floor,
-            "above_floor": ev["test_loss"] - floor}
+            "above_floor": ev["test_loss"] - floor, "clamped_logits": ev["test_clamped"],
+            "dead_samples": ev["test_dead"], "saturated_samples": ev["test_saturated"]}
 
 
 def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: float = 0.07, gallery_max: int = 16,

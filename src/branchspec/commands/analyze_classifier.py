@@ -73,5 +73,7 @@ def run(args) -> int:
     if "train_split" in res:
         t = res["train_split"]
         print(f"training split ({t['images']} images, un-augmented): loss {t['loss']:.4f} "
-              f"({t['above_floor']:+.4f} from the floor {t['loss_floor']:.4f}), accuracy {t['accuracy']:.4f}")
+              f"({t['above_floor']:+.4f} from the floor {t['loss_floor']:.4f}), accuracy {t['accuracy']:.4f}; "
+              f"logits clamped {t['clamped_logits']:.3f}, samples dead {t['dead_samples']:.3f}, "
+              f"saturated {t['saturated_samples']:.3f}")
     return 0
