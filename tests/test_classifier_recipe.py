@@ -227,6 +227,35 @@ def test_cli_precision_recorded_and_kept_on_resume(tmp_path, capsys):
     assert "precision" in capsys.readouterr().err.splitlines()[-1]
 
 
+def test_cli_init_from_starts_at_the_given_weights(tmp_path, capsys):
+    """--init-from: the new run's step 0 is the given checkpoint's weights (a weights-only export too); the EMA
+    starts there; a checkpoint of another shape or a missing one is a one-line error naming --init-from."""
+    from branchspec.loading import load_model
+
+    base = ["--data", "digits", "--branches", "2", "--width", "1", "--subset", "64", "--batch-size", "32",
+            "--engine", "loop", "--quiet"]
+    assert main(["train-classifier", "--out", str(tmp_path / "a"), "--epochs", "1"] + base) == 0
+    assert main(["export", "--checkpoint", str(tmp_path / "a" / "last"), "--out", str(tmp_path / "w")]) == 0
+    # lr 1e-12, no weight decay, one epoch (2 steps): the weights (and the EMA) stay the given ones (BatchNorm's running
+    # statistics move with the batches: parameters only)
+    assert main(["train-classifier", "--out", str(tmp_path / "b"), "--epochs", "1", "--init-from", str(tmp_path / "w"),
+                 "--optimizer", "adamw", "--lr", "1e-12", "--weight-decay", "0", "--ema", "0.5"]
+                + base) == 0
+    a, _ = load_model(tmp_path / "w")
+    for name in ("b/last", "b/ema"):
+        b, _ = load_model(tmp_path / name)
+        for (k, pa), pb in zip(a.named_parameters(), b.parameters()):
+            torch.testing.assert_close(pb, pa, atol=1e-6, rtol=0, msg=f"{name} {k}")
+    assert json.loads((tmp_path / "b" / "config.json").read_text())["init_from"] == str(tmp_path / "w")
+    capsys.readouterr()
+    base3 = [a if a != "2" else "3" for a in base]  # M = 3: the weights do not fit
+    assert main(["train-classifier", "--out", str(tmp_path / "c"), "--init-from", str(tmp_path / "w")] + base3) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "do not fit" in err
+    assert main(["train-classifier", "--out", str(tmp_path / "d"), "--init-from", str(tmp_path / "nope")] + base) == 2
+    assert "--init-from" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("extra, needle", [
     (["--ema", "1.5"], "--ema"),
     (["--head-init-scale", "-1"], "--head-init-scale"),

@@ -55,6 +55,9 @@ def add_arguments(p):
     p.add_argument("--clamp-grad", choices=list(CLAMP_GRADS), default="hard",
                    help="gradient of the §6 clamp: hard (the paper, default) or pass-inward (same loss value; a clamped "
                         "logit gets its gradient when descent moves it back into [-1, 1]) — not the paper's training")
+    p.add_argument("--init-from", default=None, metavar="CKPT",
+                   help="start from the model weights of this checkpoint (e.g. a shipped, weights-only one; same M "
+                        "and width) with a fresh optimiser, schedule and EMA: fine-tuning")
     p.add_argument("--head-init-scale", type=float, default=None, help="scale of each branch head's initial weights (default 1/sqrt(M))")
     p.add_argument("--no-augment", action="store_true", help="no random crop / flip")
     p.add_argument("--flip", choices=list(FLIPS), default="random",
@@ -97,6 +100,13 @@ def run(args) -> int:
     at_least(args.save_every, 0, "--save-every")
     if args.head_init_scale is not None and not args.head_init_scale >= 0:
         raise UsageError(f"--head-init-scale must be >= 0, got {args.head_init_scale}")
+    if args.init_from is not None:
+        from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
+
+        if not checkpoint_exists(checkpoint_paths(args.init_from)[1]):
+            raise UsageError(f"--init-from: no such checkpoint: {args.init_from}")
+        if args.sweep:
+            raise UsageError("--init-from: one model's weights cannot start a sweep over M; drop --sweep")
     if not 0.0 <= args.ema < 1.0:
         raise UsageError(f"--ema must lie in [0, 1), got {args.ema}")
     if not args.warmup_epochs >= 0:
@@ -118,7 +128,7 @@ def run(args) -> int:
         augment=not args.no_augment, subset=args.subset, seed=args.seed, save_every=args.save_every,
         warmup_epochs=args.warmup_epochs, weight_decay_mode=args.weight_decay_mode, flip=args.flip, ema=args.ema,
         tta=args.tta, head_init_scale=args.head_init_scale, clamp_grad=args.clamp_grad, precision=precision,
-        device=args.device,
+        device=args.device, init_from=args.init_from,
     )
     from branchspec.experiments import classifier
 

@@ -112,6 +112,7 @@ class TrainConfig:
     seed: int = 0  # initialisation, data order and augmentation
     eval_batch_size: int = 500
     save_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
+    init_from: str | None = None  # start from this checkpoint's model weights (fresh optimiser, schedule and EMA)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -228,6 +229,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
     train_set, test_set = load_data(cfg)
     mcfg = cfg.model_config(train_set.num_classes)
     model = build_classifier(mcfg).to(ctx.device)
+    if cfg.init_from and not resume:  # before the EMA copies the weights; a resumed run has its own
+        load_weights(model, unprefixed("model", load_checkpoint(cfg.init_from)[0]), cfg.init_from)
     model.train()
     opt = make_optimizer(cfg, model)
     ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
