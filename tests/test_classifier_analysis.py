@@ -204,7 +204,7 @@ def test_demo_shipped_option(tmp_path, capsys):
 def test_train_split_loss_matches_a_loop(tmp_path, capsys):
     """``analyze-classifier --train-split``: the §6 loss on the whole un-augmented training split, by hand."""
     from branchspec.analysis.classifier_run import train_split_loss
-    from branchspec.data.imageset import test_set_for
+    from branchspec.data.imageset import split_for
     from branchspec.loading import load_model
 
     run = tmp_path / "r"
@@ -212,7 +212,7 @@ def test_train_split_loss_matches_a_loop(tmp_path, capsys):
                  "--subset", "64", "--batch-size", "32", "--epochs", "1", "--engine", "loop", "--quiet"]) == 0
     model, state = load_model(run / "last")
     res = train_split_loss(model, state, "digits", clamp=True)
-    train = test_set_for(state, "digits", train=True)
+    train = split_for(state, "digits", train=True)
     model.eval()
     total, correct, n, saturated, clamped = 0.0, 0, 0, 0, 0
     with torch.no_grad():

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from branchspec.analysis import classifier as A
-from branchspec.data.imageset import ImageSet, test_set_for
+from branchspec.data.imageset import ImageSet, split_for, test_set_for
 from branchspec.errors import BranchspecError
 from branchspec.io import atomic_write_npz, atomic_write_text
 from branchspec.loading import load_model
@@ -80,7 +80,7 @@ def train_split_loss(model, state: dict, data: str, clamp: bool) -> dict:
     loss's floor H(softmax(±1 targets)) (eq. of §6; 0 for the plain cross-entropy of ``--no-clamp``), and where
     the clamp stops learning on those images: the fractions of logits outside [−1, 1], of dead samples and of
     saturated samples (every logit clamped, so ∂L/∂f = 0, eq. 10: weight decay alone acts on their branches)."""
-    train = test_set_for(state, data, train=True)
+    train = split_for(state, data, train=True)
     ev = evaluate(model, train, clamp)
     floor = soft_target_floor(train.num_classes) if clamp else 0.0
     return {"images": len(train), "loss": ev["test_loss"], "accuracy": ev["test_acc"], "loss_floor": floor,

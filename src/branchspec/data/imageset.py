@@ -155,13 +155,17 @@ def load_source(data: str, train: bool = True) -> ImageSet:
     return ImageSet(*load_cifar10(data, train))
 
 
-def test_set_for(state: dict, data: str, train: bool = False) -> ImageSet:
-    """The test split of ``data`` (the training split with ``train=True``) normalised with the
-    training statistics a classifier checkpoint recorded (``state["data"]["mean" / "std"]``);
-    without them, with the split's own statistics."""
+def split_for(state: dict, data: str, train: bool) -> ImageSet:
+    """The training (``train=True``) or test split of ``data`` normalised with the training statistics a
+    classifier checkpoint recorded (``state["data"]["mean" / "std"]``); without them, with the split's own."""
     split = load_source(data, train=train)
     d = state.get("data", {}) if isinstance(state.get("data"), dict) else {}
     return ImageSet(split.images_hwc, split.labels_np, split.class_names, d.get("mean"), d.get("std"))
+
+
+def test_set_for(state: dict, data: str) -> ImageSet:
+    """The test split of ``data`` as a checkpoint's model sees it (:func:`split_for`)."""
+    return split_for(state, data, train=False)
 
 
 def prefetched(build, start: int, stop: int):
