@@ -34,14 +34,7 @@ if [ "$MODE" = prep ]; then
     CP+=($!)
   done
   wait "${CP[@]}"; kill -- -$GPID 2>/dev/null; wait
-  python3 - "$W" <<'PY' | tee -a "$OUT/session.log"
-import json, subprocess, sys
-w = sys.argv[1]
-rate = lambda kind, run: float(subprocess.check_output(["python3", "scripts/gpu/rates.py", kind, f"{w}/{run}"]))
-r = {"hard_images_s": rate("ips", "t-hard"), "pi_images_s": rate("ips", "t-pi"), "gan32_steps_s": rate("gan", "t-g32")}
-json.dump(r, open(f"{w}/rates.json", "w"))
-print("rates, the three jobs together:", json.dumps(r))
-PY
+  python3 scripts/gpu/rates.py together "$W" | tee -a "$OUT/session.log"
   cp "$W/rates.json" "$OUT/"
   log "prep done"
   exit 0

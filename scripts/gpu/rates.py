@@ -3,6 +3,7 @@
     python3 scripts/gpu/rates.py ips RUN          # images/s of a classifier run's last epoch (0 if none)
     python3 scripts/gpu/rates.py gan RUN          # GAN steps/s from RUN/log.jsonl (0 if none)
     python3 scripts/gpu/rates.py plan W SMOKE     # W/plan.json from W/t-* timing runs
+    python3 scripts/gpu/rates.py together W       # W/rates.json from lease2.sh's joint timing runs W/t-hard, t-pi, t-g32
 """
 
 from __future__ import annotations
@@ -45,8 +46,17 @@ def plan(w: str, smoke: bool) -> dict:
             "alone": {"c16_images_s": r16, "c32_images_s": r32, "g32_steps_s": gan(f"{w}/t-g32"), "g256_steps_s": g256}}
 
 
+def together(w: str) -> dict:
+    """Rates of the jobs of scripts/gpu/lease2.sh timed side by side (its ``prep`` call)."""
+    return {"hard_images_s": ips(f"{w}/t-hard"), "pi_images_s": ips(f"{w}/t-pi"), "gan32_steps_s": gan(f"{w}/t-g32")}
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "ips":
+    if sys.argv[1] == "together":
+        r = together(sys.argv[2])
+        (Path(sys.argv[2]) / "rates.json").write_text(json.dumps(r))
+        print("rates, the three jobs together:", json.dumps(r))
+    elif sys.argv[1] == "ips":
         print(ips(sys.argv[2]))
     elif sys.argv[1] == "gan":
         print(gan(sys.argv[2]))

@@ -78,7 +78,7 @@ def add_arguments(p):
 
 def run(args) -> int:
     from branchspec.models.resnet import DEFAULT_WIDTH
-    from branchspec.train.checkpoint import restore_runtime
+    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths, restore_runtime
     from branchspec.train.classifier import TrainConfig
 
     if args.data != "digits":
@@ -101,8 +101,6 @@ def run(args) -> int:
     if args.head_init_scale is not None and not args.head_init_scale >= 0:
         raise UsageError(f"--head-init-scale must be >= 0, got {args.head_init_scale}")
     if args.init_from is not None:
-        from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
-
         if not checkpoint_exists(checkpoint_paths(args.init_from)[1]):
             raise UsageError(f"--init-from: no such checkpoint: {args.init_from}")
         if args.sweep:

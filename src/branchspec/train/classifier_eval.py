@@ -48,14 +48,13 @@ def grad_norm_summary(norms: Tensor) -> dict[str, float]:
 @torch.no_grad()
 def evaluate(model, data, clamp: bool, batch_size: int = 500, tta: bool = False, branches: bool = False,
              precision: str = "fp32") -> dict[str, float]:
-    """Test loss and accuracy (argmax of clamp(f)) in eval mode, plus ``clamped`` and
-    ``dead`` fractions and ``saturated`` (samples with every logit outside [−1, 1], whose hard-clamp gradient —
-    the collaborative factor ∂L/∂f of eq. 10 — is zero for every branch); with ``tta`` on the flip-averaged logits (:func:`tta_logits`); with
-    ``branches`` also ``active`` / ``silent`` branch counts and per-branch ``branch_norm``
-    (a list) on the response matrix of the (un-augmented) test set (Fig. 4 rule)."""
+    """Test loss and accuracy (argmax of clamp(f)) in eval mode, plus the ``clamped``, ``dead`` and
+    ``saturated`` fractions of :func:`~branchspec.train.losses.logit_diagnostics`; with ``tta`` on the
+    flip-averaged logits (:func:`tta_logits`); with ``branches`` also ``active`` / ``silent`` branch counts
+    and per-branch ``branch_norm`` (a list) on the response matrix of the (un-augmented) test set (Fig. 4 rule)."""
     was = model.training
     model.eval()
-    n, loss_sum, correct, clamped, dead, saturated = 0, 0.0, 0, 0.0, 0.0, 0
+    n, loss_sum, correct, clamped, dead, saturated = 0, 0.0, 0, 0.0, 0.0, 0.0
     outs = []
     dev = next(model.parameters()).device
     for x, y in data.batches(batch_size, augment=False, prefetch=False):
@@ -76,7 +75,7 @@ def evaluate(model, data, clamp: bool, batch_size: int = 500, tta: bool = False,
         correct += round(logs["acc"] * b)
         clamped += d["clamped"] * b
         dead += d["dead"] * b
-        saturated += int((f.detach().abs() > 1.0).all(dim=1).sum())  # every logit clamped: no gradient (eq. 10)
+        saturated += d["saturated"] * b
     model.train(was)
     n = max(1, n)
     res = {"test_loss": loss_sum / n, "test_acc": correct / n, "test_clamped": clamped / n, "test_dead": dead / n,

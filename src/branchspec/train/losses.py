@@ -194,17 +194,21 @@ def classifier_loss_sum(clamp: bool = True):
 
 def logit_diagnostics(f: Tensor, labels: Tensor) -> dict[str, float]:
     """Where the §6 clamp stops learning: the fraction of logits outside [−1, 1]
-    (``clamped``: |f| > 1, no gradient through the hard clamp) and of samples that
+    (``clamped``: |f| > 1, no gradient through the hard clamp), of samples that
     are ``dead`` — a wrong-class logit ≥ +1 or the true logit ≤ −1, a state the
-    hard clamp's zero gradient cannot leave through that logit.
+    hard clamp's zero gradient cannot leave through that logit — and of samples that
+    are ``saturated``: every logit clamped, so ∂L/∂f (the collaborative factor of
+    eq. 10) is zero for every branch.
 
     Example:
         >>> d = logit_diagnostics(torch.tensor([[2.0, -3.0], [0.0, 1.5]]), torch.tensor([0, 0]))
-        >>> d["clamped"], d["dead"]
-        (0.75, 0.5)
+        >>> d["clamped"], d["dead"], d["saturated"]
+        (0.75, 0.5, 0.5)
     """
-    clamped, dead = _clamped_dead(f.detach().float(), labels)
-    return {"clamped": float(clamped), "dead": float(dead)}
+    f = f.detach().float()
+    clamped, dead = _clamped_dead(f, labels)
+    saturated = (f.abs() > 1.0).all(dim=1).double().mean()
+    return {"clamped": float(clamped), "dead": float(dead), "saturated": float(saturated)}
 
 
 def _clamped_dead(f: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
