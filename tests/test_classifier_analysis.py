@@ -1,6 +1,7 @@
 """Classifier analysis functions against explicit loops (STYLE habit 4), and the analysis command."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,39 @@ def test_sweep_records_activity_per_m(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 1000
     again = run_sweep(cfg, [1, 2], tmp_path, progress=False, log=lambda s: None)  # finished runs are reused
     assert again["test_acc"] == saved["test_acc"]
+
+
+def test_sweep_to_a_train_loss_criterion(tmp_path):
+    """stop_loss: each M stops after the first epoch whose train loss (metrics.csv) is within stop_loss of the
+    floor; a criterion no epoch meets runs the whole schedule; sweep.json records, per M, the epochs trained and
+    the eval-mode loss on the images it trained on (checked against train_split_loss); reached runs are reused."""
+    import csv
+
+    from branchspec.analysis.classifier_run import run_sweep, train_split_loss
+    from branchspec.data.imageset import load_source
+    from branchspec.loading import load_model
+    from branchspec.train.classifier import TrainConfig
+    from branchspec.train.losses import soft_target_floor
+
+    floor = soft_target_floor(10)
+    base = TrainConfig(data="digits", out=str(tmp_path), width=1, epochs=3, batch_size=32, subset=64, engine="loop",
+                       schedule="constant")
+    for delta, want in ((1.0, 1), (1e-6, 3)):  # 2.30 - 1.89 < 1.0 from the first epoch; 1e-6 is never reached
+        out = tmp_path / f"d{delta}"
+        res = run_sweep(replace(base, stop_loss=delta), [1, 2], out, progress=False, log=lambda s: None)
+        assert res["epochs"] == [want, want] and res["stop_loss"] == delta
+        assert res["loss_floor"] == pytest.approx(floor)
+        for i, m in enumerate((1, 2)):
+            rows = list(csv.DictReader(open(out / f"M{m}" / "metrics.csv")))
+            assert len(rows) == want
+            assert [float(r["train_loss"]) <= floor + delta for r in rows] == [False] * (want - 1) + [delta == 1.0]
+            model, state = load_model(out / f"M{m}" / "last")
+            fit = train_split_loss(model, state, "digits", True, subset=64)
+            assert fit["images"] == 64 and res["train_split_loss"][i] == pytest.approx(fit["loss"])
+        again = run_sweep(replace(base, stop_loss=delta), [1, 2], out, progress=False, log=lambda s: None)
+        assert again["epochs"] == [want, want]  # finished (criterion met or schedule done): reused, not trained on
+    whole = len(load_source("digits", train=True))
+    assert whole > 64 and train_split_loss(model, state, "digits", True)["images"] == whole  # no subset: all of it
 
 
 def test_sweep_on_two_processes_matches_one(tmp_path):

@@ -217,6 +217,20 @@ def test_recipe_runs_resume_exactly_and_log_diagnostics(tmp_path, recipe):
         assert 0 <= a["tta_test_acc"] <= 1
 
 
+def test_stop_loss_ends_the_run_and_resume_keeps_it(tmp_path, capsys):
+    """A run stops after the first epoch within stop_loss of the floor, says so, and --resume trains no further."""
+    args = ["train-classifier", "--data", "digits", "--out", str(tmp_path / "r"), "--branches", "2", "--width", "1",
+            "--subset", "64", "--batch-size", "32", "--epochs", "4", "--engine", "loop", "--quiet", "--stop-loss", "1"]
+    assert main(args) == 0
+    assert "within 1.0 of the floor" in capsys.readouterr().out
+    st = load_checkpoint(tmp_path / "r" / "last")[1]
+    assert st["epoch"] == 1 and st["step"] == 2
+    assert main(args + ["--resume"]) == 0
+    assert load_checkpoint(tmp_path / "r" / "last")[1]["step"] == 2
+    with pytest.raises(ValueError, match="stop_loss"):
+        T.TrainConfig(out="x", data="digits", stop_loss=-1.0)
+
+
 def test_cli_precision_recorded_and_kept_on_resume(tmp_path, capsys):
     base = ["train-classifier", "--data", "digits", "--out", str(tmp_path / "r"), "--branches", "2", "--width", "1",
             "--subset", "64", "--batch-size", "32", "--epochs", "2", "--engine", "loop", "--quiet"]
@@ -261,6 +275,8 @@ def test_cli_init_from_starts_at_the_given_weights(tmp_path, capsys):
     (["--head-init-scale", "-1"], "--head-init-scale"),
     (["--no-clamp", "--clamp-grad", "pass-inward"], "--clamp-grad"),
     (["--warmup-epochs", "-1"], "--warmup-epochs"),
+    (["--stop-loss", "0"], "--stop-loss"),
+    (["--stop-loss", "nan"], "--stop-loss"),
 ])
 def test_cli_recipe_errors(tmp_path, capsys, extra, needle):
     rc = main(["train-classifier", "--data", "digits", "--out", str(tmp_path / "o")] + extra)

@@ -75,12 +75,14 @@ def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples
     return out
 
 
-def train_split_loss(model, state: dict, data: str, clamp: bool) -> dict:
+def train_split_loss(model, state: dict, data: str, clamp: bool, subset: int | None = None) -> dict:
     """§6 loss and accuracy of ``model`` on the whole training split of ``data`` (un-augmented, eval mode), the
     loss's floor H(softmax(±1 targets)) (eq. of §6; 0 for the plain cross-entropy of ``--no-clamp``), and where
     the clamp stops learning on those images: the fractions of logits outside [−1, 1], of dead samples and of
-    saturated samples (every logit clamped, so ∂L/∂f = 0, eq. 10: weight decay alone acts on their branches)."""
+    saturated samples (every logit clamped, so ∂L/∂f = 0, eq. 10: weight decay alone acts on their branches).
+    ``subset``: the first N training images only (what a ``--subset`` run trained on)."""
     train = split_for(state, data, train=True)
+    train = train.subset(subset) if subset is not None else train
     ev = evaluate(model, train, clamp)
     floor = soft_target_floor(train.num_classes) if clamp else 0.0
     return {"images": len(train), "loss": ev["test_loss"], "accuracy": ev["test_acc"], "loss_floor": floor,
@@ -152,14 +154,17 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
     ``num_branches`` and ``out`` are replaced per M. ``resume=True`` skips
     finished runs and continues unfinished ones; ``procs`` > 1 trains the runs
     on that many processes (:mod:`branchspec.train.classifier_sweep`). Writes
-    ``out/sweep.json`` (drawn by ``branchspec.figures.classifier.draw_sweep``).
+    ``out/sweep.json`` (drawn by ``branchspec.figures.classifier.draw_sweep``) with, per M, the epochs trained
+    and the loss and accuracy on the (un-augmented) images it trained on, beside the floor H(p): with
+    ``cfg.stop_loss`` every M is trained to the same train-loss criterion (issue #10), not the same epochs.
     """
     from branchspec.train.classifier_sweep import train_runs
 
     out = Path(out)
     cfgs = [replace(cfg, num_branches=m, out=str(out / f"M{m}")) for m in ms]
     train_runs(cfgs, resume=resume, procs=procs, threads=threads, progress=progress, log=log)
-    rows = {"M": [], "active": [], "silent": [], "test_acc": [], "covariance": [], "class_means": [], "class_names": None}
+    rows = {"M": [], "active": [], "silent": [], "test_acc": [], "covariance": [], "class_means": [], "class_names": None,
+            "epochs": [], "train_split_loss": [], "train_split_acc": [], "loss_floor": None, "stop_loss": cfg.stop_loss}
     for m in ms:
         model, state = load_model(out / f"M{m}" / "last")
         test = _test_set(state, cfg.data)
@@ -172,5 +177,10 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
         rows["covariance"].append(summ["covariance"])
         rows["class_means"].append(A.class_means(V, labels, test.num_classes).tolist())
         rows["class_names"] = test.class_names
+        fit = train_split_loss(model, state, cfg.data, cfg.clamp, cfg.subset)  # the images the run trained on
+        rows["epochs"].append(int(state.get("epoch", 0)))
+        rows["train_split_loss"].append(fit["loss"])
+        rows["train_split_acc"].append(fit["accuracy"])
+        rows["loss_floor"] = fit["loss_floor"]
     atomic_write_text(out / "sweep.json", json.dumps(rows))
     return rows

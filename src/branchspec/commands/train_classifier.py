@@ -69,6 +69,10 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true", help="continue RUN/last exactly where it stopped")
     p.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps in total")
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (default: at epoch ends)")
+    p.add_argument("--stop-loss", type=float, default=None, metavar="DELTA",
+                   help="stop after the first epoch whose train loss is within DELTA of the floor H(p), e.g. 0.05; "
+                        "--epochs is then the most (pair it with --schedule constant, whose lr does not depend on "
+                        "where the run stops): every M of a --sweep trained to the same criterion")
     p.add_argument("--sweep", default=None, help="train one run per M, e.g. 2,4,8,16,32 (overrides --branches)")
     p.add_argument("--sweep-procs", type=int, default=1,
                    help="train the sweep's runs on this many processes, largest M first (default 1); on CUDA "
@@ -98,6 +102,8 @@ def run(args) -> int:
     if args.max_steps is not None:
         at_least(args.max_steps, 1, "--max-steps")
     at_least(args.save_every, 0, "--save-every")
+    if args.stop_loss is not None:
+        finite(args.stop_loss, "--stop-loss", 0, open_lo=True)
     if args.head_init_scale is not None and not args.head_init_scale >= 0:
         raise UsageError(f"--head-init-scale must be >= 0, got {args.head_init_scale}")
     if args.init_from is not None:
@@ -126,7 +132,7 @@ def run(args) -> int:
         augment=not args.no_augment, subset=args.subset, seed=args.seed, save_every=args.save_every,
         warmup_epochs=args.warmup_epochs, weight_decay_mode=args.weight_decay_mode, flip=args.flip, ema=args.ema,
         tta=args.tta, head_init_scale=args.head_init_scale, clamp_grad=args.clamp_grad, precision=precision,
-        device=args.device, init_from=args.init_from,
+        device=args.device, init_from=args.init_from, stop_loss=args.stop_loss,
     )
     from branchspec.experiments import classifier
 
@@ -145,6 +151,7 @@ def run(args) -> int:
         return 0
     summary = res["train"]
     state = "stopped at step {}".format(summary["step"]) if summary.get("stopped_early") else "done"
+    state += f" (train loss within {args.stop_loss} of the floor)" if summary.get("loss_reached") else ""
     print(f"{state}: checkpoint {Path(out) / 'last.json'}, test accuracy {summary.get('test_acc', 'n/a')}")
     return 0
 

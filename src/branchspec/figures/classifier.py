@@ -174,7 +174,8 @@ def draw_analysis(out_dir) -> list[Path]:
 
 
 def draw_sweep(sweep_json, path) -> Path:
-    """Figs. 5 panel 1, 17: #active and #silent branches vs M (log scale), plus each M's covariance."""
+    """Figs. 5 panel 1, 17: #active and #silent branches vs M (log scale), plus each M's covariance (titled with
+    its epochs and train loss above the floor H(p) when the sweep recorded them, e.g. a ``--stop-loss`` sweep)."""
     s = json.loads(Path(sweep_json).read_text())
     ms = s["M"]
     fig, axes = new_figure(1, 1 + len(ms), figsize=(4 + 2.2 * len(ms), 3.4), squeeze=False)
@@ -187,9 +188,11 @@ def draw_sweep(sweep_json, path) -> Path:
     a.set_ylabel("# branches")
     a.set_title("active / silent vs M (Fig. 5, 17)", fontsize=9)
     a.legend(fontsize=8)
-    for ax, m, cov, acc in zip(axes[0, 1:], ms, s["covariance"], s["test_acc"]):
+    fits = zip(s.get("epochs") or [None] * len(ms), s.get("train_split_loss") or [None] * len(ms))
+    for ax, m, cov, acc, (ep, loss) in zip(axes[0, 1:], ms, s["covariance"], s["test_acc"], fits):
         ax.imshow(np.asarray(cov), cmap="viridis", interpolation="nearest")
-        ax.set_title(f"M={m} cov, acc {acc:.2f}", fontsize=8)
+        fit = f"\n{ep} ep, train loss H{loss - s['loss_floor']:+.3f}" if ep is not None else ""
+        ax.set_title(f"M={m} cov, acc {acc:.2f}{fit}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     return save(fig, path)

@@ -58,6 +58,7 @@ from branchspec.train.classifier_recipe import (
     WeightEMA,
     alternate_flip_batches,
     decay_weights,
+    loss_reached,
     schedule_factor,
 )
 from branchspec.train.export import refuse_weights_only
@@ -113,6 +114,7 @@ class TrainConfig:
     eval_batch_size: int = 500
     save_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
     init_from: str | None = None  # start from this checkpoint's model weights (fresh optimiser, schedule and EMA)
+    stop_loss: float | None = None  # stop after the first epoch with train loss <= floor + stop_loss (epochs: the most)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -133,8 +135,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.subset is not None and self.subset < 1:
             raise ValueError(f"subset must be >= 1, got {self.subset}")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("lr", "stop_loss"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
     @property
     def peak_lr(self) -> float:
@@ -274,7 +277,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
     info = lambda: {"step": step, "epoch": epoch, "batch": batch, "epoch_sums": dict(sums), "metrics": last_row}  # noqa: E731
     autocast = lambda x: torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")  # noqa: E731
 
-    while epoch < cfg.epochs:
+    while epoch < cfg.epochs and not loss_reached(cfg.stop_loss, floor, last_row):
         bar = tqdm(total=spe, initial=batch, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
         t0 = time.perf_counter()
@@ -363,7 +366,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
             f"clamped {last_row['test_clamped']:.3f} dead {last_row['test_dead']:.3f} | "
             f"{last_row['active']} active {last_row['silent']} silent | {last_row['epoch_time_s']} s")
         ctx.barrier()
-    return {**last_row, "stopped_early": False, "step": step}
+    return {**last_row, "stopped_early": False, "step": step, "loss_reached": loss_reached(cfg.stop_loss, floor, last_row)}
 
 
 def _kept(ckpt: Path) -> str:

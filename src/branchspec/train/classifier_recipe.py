@@ -31,6 +31,21 @@ SCHEDULES = ("cosine", "onecycle", "constant", "linear")
 FLIPS = ("random", "alternate", "none")
 
 
+def loss_reached(stop_loss: float | None, floor: float, row: dict) -> bool:
+    """Whether a metrics row's epoch train loss lies within ``stop_loss`` of the floor H(p) (§6).
+
+    The stopping rule of ``--stop-loss``: every run of a sweep trained to the
+    same criterion (issue #10) instead of the same number of epochs. ``row``
+    is a metrics.csv row (numbers or the strings read back from the CSV); an
+    empty row (no epoch yet) or ``stop_loss=None`` never stops.
+
+    Example:
+        >>> loss_reached(0.05, 1.8949, {"train_loss": "1.93"}), loss_reached(0.05, 1.8949, {"train_loss": 1.96})
+        (True, False)
+    """
+    return stop_loss is not None and bool(row) and float(row["train_loss"]) <= floor + stop_loss
+
+
 def schedule_factor(schedule: str, step: int, total: int, warmup: float) -> float:
     """lr(step) / peak lr, for ``total`` steps with a linear warm-up of ``warmup`` steps.
 

@@ -28,20 +28,24 @@ from branchspec.errors import BranchspecError
 from branchspec.train.checkpoint import checkpoint_exists, checkpoint_state
 from branchspec.train.classifier import TrainConfig, train
 from branchspec.train.classifier_io import check_resume
+from branchspec.train.classifier_recipe import loss_reached
+from branchspec.train.losses import soft_target_floor
 
 
 def pending(cfg: TrainConfig, resume: bool) -> bool:
     """Whether ``cfg``'s run still needs training; an unfinished run needs ``resume``.
 
-    A finished run (its checkpoint at ``cfg.epochs``) is reused as it is; its
-    saved config must match ``cfg`` (same rules as ``--resume``).
+    A finished run (its checkpoint at ``cfg.epochs``, or at an epoch whose
+    train loss met ``cfg.stop_loss``) is reused as it is; its saved config must
+    match ``cfg`` (same rules as ``--resume``).
     """
     ckpt = Path(cfg.out) / "last"
     if not checkpoint_exists(ckpt):
         return True
     st = checkpoint_state(ckpt)
     check_resume(st.get("train_config"), cfg)
-    if st.get("epoch", 0) >= cfg.epochs:
+    floor = soft_target_floor(len(st.get("data", {}).get("class_names") or range(10))) if cfg.clamp else 0.0
+    if st.get("epoch", 0) >= cfg.epochs or loss_reached(cfg.stop_loss, floor, st.get("metrics") or {}):
         return False
     if not resume:
         raise BranchspecError(f"--out: {cfg.out} holds an unfinished run; pass --resume to continue it")
