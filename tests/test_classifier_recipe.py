@@ -28,6 +28,7 @@ def test_schedule_values():
     assert f("linear", 4, 10, 0) == pytest.approx(0.6)  # no warm-up
     assert f("linear", 50, 10, 2) == 0.0  # clipped past the end
     assert f("constant", 7, 10, 2) == 1.0
+    assert [f("flat", s, 10, 4) for s in (0, 3, 4, 10, 99)] == pytest.approx([0.25, 1.0, 1.0, 1.0, 1.0])
     assert f("onecycle", 0, 10, 0) == pytest.approx(1 / 25) and f("onecycle", 3, 10, 0) == pytest.approx(1.0)
     cfg = T.TrainConfig(out="x", data="digits", epochs=2, schedule="linear", lr=0.4, warmup_epochs=0.5)
     assert T.lr_at(cfg, 0, 10) == pytest.approx(0.08) and T.lr_at(cfg, 5, 10) == pytest.approx(0.4)

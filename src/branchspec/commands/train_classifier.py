@@ -42,7 +42,8 @@ def add_arguments(p):
                    help="coupled: torch's weight_decay (default); decoupled: θ ← θ(1 − wd·lr/peak lr) each step, "
                         "so --lr and --weight-decay are independent (default wd then 1e-4)")
     p.add_argument("--schedule", choices=list(SCHEDULES), default="cosine",
-                   help="cosine / linear (to 0) after a linear warm-up, onecycle or constant (default cosine)")
+                   help="cosine / linear (to 0) after a linear warm-up, onecycle, constant, or flat (warm-up, then "
+                        "constant) (default cosine)")
     p.add_argument("--warmup-epochs", type=float, default=1.0, help="linear warm-up length in epochs (default 1)")
     p.add_argument("--batch-size", type=int, default=128, help="default 128")
     engine_precision_arguments(
@@ -71,7 +72,7 @@ def add_arguments(p):
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (default: at epoch ends)")
     p.add_argument("--stop-loss", type=float, default=None, metavar="DELTA",
                    help="stop after the first epoch whose train loss is within DELTA of the floor H(p), e.g. 0.05; "
-                        "--epochs is then the most (pair it with --schedule constant, whose lr does not depend on "
+                        "--epochs is then the most (pair it with --schedule flat, whose lr does not depend on "
                         "where the run stops): every M of a --sweep trained to the same criterion")
     p.add_argument("--sweep", default=None, help="train one run per M, e.g. 2,4,8,16,32 (overrides --branches)")
     p.add_argument("--sweep-procs", type=int, default=1,

@@ -27,7 +27,7 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from branchspec.data.imageset import prefetched
 
-SCHEDULES = ("cosine", "onecycle", "constant", "linear")
+SCHEDULES = ("cosine", "onecycle", "constant", "linear", "flat")
 FLIPS = ("random", "alternate", "none")
 
 
@@ -52,7 +52,11 @@ def schedule_factor(schedule: str, step: int, total: int, warmup: float) -> floa
     * ``"cosine"`` — warm-up, then half a cosine to 0;
     * ``"linear"`` — warm-up, then a straight line to 0 at ``total`` (airbench);
     * ``"onecycle"`` — 30 % linear ramp from 1/25, then cosine to 1e-4 (``warmup`` ignored);
-    * ``"constant"`` — 1.
+    * ``"constant"`` — 1 (``warmup`` ignored);
+    * ``"flat"`` — warm-up, then 1: a rate that does not depend on ``total``, for runs that stop at a
+      train-loss criterion (``--stop-loss``) — the warm-up keeps the first Adam steps, which move every
+      weight by about the peak lr whatever M, from driving all logits past the §6 clamp (where the
+      gradient is 0, eq. 10) at large M.
 
     Example:
         >>> schedule_factor("cosine", 10, 20, 10)
@@ -70,6 +74,8 @@ def schedule_factor(schedule: str, step: int, total: int, warmup: float) -> floa
         raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
     if step < warmup:
         return (step + 1) / warmup
+    if schedule == "flat":
+        return 1.0
     t = min(1.0, (step - warmup) / max(1.0, total - warmup))
     if schedule == "linear":
         return 1.0 - t
