@@ -273,3 +273,55 @@ def test_train_split_loss_matches_a_loop(tmp_path, capsys):
                  "--hessian-samples", "0", "--train-split"]) == 0
     assert "training split" in capsys.readouterr().out
     assert json.loads((out / "analysis.json").read_text())["train_split"]["loss"] == pytest.approx(res["loss"])
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sweep_workers_exit_when_the_parent_is_killed(tmp_path):
+    """A sweep's spawn workers leave once their parent is killed (SIGKILL reaches no child), instead of training
+    on into the run folders (found when a restarted sweep met the orphans of a killed one)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "from branchspec.train.classifier import TrainConfig\n"
+        "from branchspec.train.classifier_sweep import train_runs\n"
+        f"cfgs = [TrainConfig(data='digits', out=r'{tmp_path}/M%d' % m, num_branches=m, width=1, epochs=10000, "
+        "batch_size=32, subset=64, engine='loop') for m in (1, 2)]\n"
+        "train_runs(cfgs, procs=2, threads=1, progress=False, log=lambda s: None)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+
+    def children():
+        kids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                cmd = (stat.parent / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(fields[1]) == parent.pid and b"spawn_main" in cmd:
+                kids.append(int(stat.parent.name))
+        return kids
+
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (len(children()) >= 2 and (tmp_path / "M1" / "config.json").exists()):
+            time.sleep(0.5)
+        workers = children()
+        assert len(workers) >= 2, "the sweep's workers did not start"
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    def running(pid):
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"  # not a zombie
+        except OSError:
+            return False
+
+    deadline = time.time() + 30
+    alive = workers
+    while alive and time.time() < deadline:
+        time.sleep(0.5)
+        alive = [p for p in workers if running(p)]
+    assert not alive, f"workers {alive} still running after their parent was killed"

@@ -18,6 +18,8 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
@@ -52,8 +54,25 @@ def pending(cfg: TrainConfig, resume: bool) -> bool:
     return True
 
 
-def _init_worker(slots, threads: int | None) -> None:
-    """Worker start-up: take a GPU slot (``CUDA_VISIBLE_DEVICES``, before CUDA starts) and pin threads."""
+PARENT_POLL_S = 2.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Exit this worker once ``parent`` is gone (re-parented: ``os.getppid()`` changed).
+
+    A ``spawn`` worker outlives a parent killed by a signal (only Ctrl-C reaches the whole process group),
+    and would train on into the run folder a restarted sweep is writing too. Checkpoints are written
+    atomically, so leaving between two steps loses at most the steps since the last one.
+    """
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
+
+
+def _init_worker(slots, threads: int | None, parent: int) -> None:
+    """Worker start-up: take a GPU slot (``CUDA_VISIBLE_DEVICES``, before CUDA starts), pin threads, and watch
+    the parent process (:func:`_exit_with_parent`)."""
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -87,13 +106,12 @@ def train_runs(cfgs: list[TrainConfig], resume: bool = False, procs: int = 1, th
         raise BranchspecError("--device cuda: no CUDA device available")
     ctx = get_context("spawn")
     workers = min(procs, len(todo))
-    with ctx.Manager() as manager:
-        slots = manager.Queue()
-        for i in range(workers):
-            slots.put(i % n_gpu if n_gpu else None)  # worker i sees GPU i mod n_gpu only
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(slots, threads)) as pool:
-            futures = [pool.submit(_worker, c) for c in todo]
-            log(f"sweep: M={[c.num_branches for c in todo]} on {workers} processes")
-            for f in futures:
-                log(f"sweep: finished {f.result()}")
+    slots = ctx.Queue()  # handed to each worker at its start (no Manager process, which a killed parent orphans)
+    for i in range(workers):
+        slots.put(i % n_gpu if n_gpu else None)  # worker i sees GPU i mod n_gpu only
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(slots, threads, os.getpid())) as pool:
+        futures = [pool.submit(_worker, c) for c in todo]
+        log(f"sweep: M={[c.num_branches for c in todo]} on {workers} processes")
+        for f in futures:
+            log(f"sweep: finished {f.result()}")
