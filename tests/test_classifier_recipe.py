@@ -254,14 +254,17 @@ def test_cli_init_from_starts_at_the_given_weights(tmp_path, capsys):
     # lr 1e-12, no weight decay, one epoch (2 steps): the weights (and the EMA) stay the given ones (BatchNorm's running
     # statistics move with the batches: parameters only)
     assert main(["train-classifier", "--out", str(tmp_path / "b"), "--epochs", "1", "--init-from", str(tmp_path / "w"),
-                 "--optimizer", "adamw", "--lr", "1e-12", "--weight-decay", "0", "--ema", "0.5"]
+                 "--optimizer", "adamw", "--lr", "1e-12", "--weight-decay", "0", "--ema", "0.5", "--seed", "5"]
                 + base) == 0
     a, _ = load_model(tmp_path / "w")
     for name in ("b/last", "b/ema"):
         b, _ = load_model(tmp_path / name)
         for (k, pa), pb in zip(a.named_parameters(), b.parameters()):
             torch.testing.assert_close(pb, pa, atol=1e-6, rtol=0, msg=f"{name} {k}")
-    assert json.loads((tmp_path / "b" / "config.json").read_text())["init_from"] == str(tmp_path / "w")
+    saved = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert saved["init_from"] == str(tmp_path / "w") and saved["seed"] == 5
+    # the model spec names the initialisation the weights descend from (seed 0 of run a), not the fine-tune's seed
+    assert saved["model"]["seed"] == 0 and load_checkpoint(tmp_path / "b" / "last")[1]["model"]["config"]["seed"] == 0
     capsys.readouterr()
     base3 = [a if a != "2" else "3" for a in base]  # M = 3: the weights do not fit
     assert main(["train-classifier", "--out", str(tmp_path / "c"), "--init-from", str(tmp_path / "w")] + base3) == 1

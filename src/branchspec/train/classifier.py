@@ -189,6 +189,12 @@ def load_data(cfg: TrainConfig) -> tuple[ImageSet, ImageSet]:
     return train_set, test_set
 
 
+def lineage_seed(mcfg: ClassifierConfig, state: dict) -> ClassifierConfig:
+    """``mcfg`` with the initialisation seed of the checkpoint whose weights a fine-tune started from: the model
+    spec then rebuilds the initialisation the weights descend from (the "at initialisation" Hessian, Fig. 5)."""
+    return replace(mcfg, seed=ClassifierConfig.from_dict(state["model"]["config"]).seed)
+
+
 def _finite_params(model) -> bool:
     return all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -233,7 +239,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
     mcfg = cfg.model_config(train_set.num_classes)
     model = build_classifier(mcfg).to(ctx.device)
     if cfg.init_from and not resume:  # before the EMA copies the weights; a resumed run has its own
-        load_weights(model, unprefixed("model", load_checkpoint(cfg.init_from)[0]), cfg.init_from)
+        tensors, state = load_checkpoint(cfg.init_from)
+        load_weights(model, unprefixed("model", tensors), cfg.init_from)
+        mcfg = lineage_seed(mcfg, state)
     model.train()
     opt = make_optimizer(cfg, model)
     ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
@@ -247,6 +255,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
         refuse_weights_only(state, ckpt)
         check_resume(state.get("train_config"), cfg)
         check_runtime(state)
+        mcfg = lineage_seed(mcfg, state) if cfg.init_from else mcfg
         step, epoch, batch, saved_sums = progress_from(state, spe)
         load_weights(model, unprefixed("model", tensors), ckpt)
         optimizer_from_tensors(opt, unprefixed("optim", tensors), state.get("optimizer") or {})
