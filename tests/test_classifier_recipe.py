@@ -296,16 +296,18 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, out, result_dir):
+def _ddp_worker(rank, world, port, out, result_dir, extra=None):
     import os
+    from datetime import timedelta
 
     import torch.distributed as dist
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=60))  # a hang fails
     try:
-        res = T.train(T.TrainConfig(out=out, **{**TINY, "epochs": 1}), progress=False, log=lambda s: None)
+        res = T.train(T.TrainConfig(out=out, **{**TINY, "epochs": 1, **(extra or {})}), progress=False,
+                      log=lambda s: None)
         torch.save({"res": res}, os.path.join(result_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -326,6 +328,18 @@ def test_ddp_two_cpu_processes_match_the_global_batch(tmp_path):
     single = T.train(T.TrainConfig(out=str(tmp_path / "one"), **{**TINY, "epochs": 1}), **quiet)
     assert r0["res"]["train_loss"] == pytest.approx(single["train_loss"], abs=0.05)
     assert r0["res"]["train_loss"] != single["train_loss"]  # BN statistics over half batches differ
+
+
+def test_ddp_stop_loss_stops_every_rank(tmp_path):
+    """--stop-loss under DDP: every rank stops after the same epoch (rank 0 alone evaluates; the criterion is the
+    all-reduced train loss every rank holds), instead of rank 1 training on and waiting for rank 0 forever."""
+    import torch.multiprocessing as mp
+
+    extra = {"epochs": 4, "stop_loss": 1.0}  # 2.30 − 1.89 < 1: met after the first epoch
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path / "run"), str(tmp_path), extra), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["res"]["step"] == r1["res"]["step"] == 3 and r0["res"]["loss_reached"] and r1["res"]["loss_reached"]
+    assert load_checkpoint(tmp_path / "run" / "last")[1]["epoch"] == 1
 
 
 @pytest.mark.slow

@@ -331,7 +331,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
                 return {**last_row, "stopped_early": True, "step": step}
         bar.close()
         sums["time"] += time.perf_counter() - t0
-        if not ctx.main:  # rank 0 evaluates and writes
+        if not ctx.main:  # rank 0 evaluates and writes; all ranks hold the same all-reduced loss (--stop-loss)
+            last_row = {"train_loss": round(sums["loss"] / max(1, sums["n"]), 5)}
             epoch, batch, sums = epoch + 1, 0, _new_sums(m)
             ctx.barrier()
             continue
