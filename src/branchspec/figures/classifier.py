@@ -184,6 +184,7 @@ def draw_sweep(sweep_json, path) -> Path:
     a.plot(ms, s["silent"], "s-", label="silent")
     a.set_xscale("log", base=2)
     a.set_yscale("symlog", base=2, linthresh=1)
+    a.set_ylim(bottom=-0.25)  # counts are >= 0: no negative symlog ticks
     a.set_xlabel("M (branches)")
     a.set_ylabel("# branches")
     a.set_title("active / silent vs M (Fig. 5, 17)", fontsize=9)
