@@ -26,7 +26,9 @@ def add_arguments(p):
     p.add_argument("--per-class", type=int, default=20, help="random test samples per class in Fig. 7 (default 20)")
     p.add_argument("--top", type=float, default=7.0, help="gallery: top PERCENT most confident images (default 7, Fig. 16)")
     p.add_argument("--pairs", default=None, help="gallery (branch:class) pairs, e.g. 10:7,14:7 (default: 2 most informative branches x their 2 top classes)")
-    p.add_argument("--hessian-samples", type=int, default=32, help="test images for the first-layer Hessian (0: skip)")
+    p.add_argument("--hessian-samples", type=int, default=256,
+                   help="test images for the first-layer Hessian (0: skip; default 256: on 32 images the inter-branch "
+                        "blocks of a trained model do not yet cancel and its block diagonality is noise-dominated)")
     p.add_argument("--train-split", action="store_true",
                    help="also the §6 loss and accuracy on the whole training split, un-augmented, against the loss "
                         "floor (analysis.json 'train_split'; minutes on a CPU for CIFAR-10)")

@@ -39,7 +39,7 @@ class Analysis:
     per_class: int = 20  # random test samples per class in Fig. 7
     top: float = 7.0  # gallery: top PERCENT most confident images (Fig. 16)
     pairs: tuple[tuple[int, int], ...] | None = None  # gallery (branch, class) pairs; None = most informative
-    hessian_samples: int = 32  # test images for the first-layer Hessian (0: skip)
+    hessian_samples: int = 256  # test images for the first-layer Hessian (0: skip; scripts/hessian_samples.py)
     train_split: bool = False  # also the §6 loss / accuracy on the whole training split (un-augmented)
     folder: str = "analysis"  # results go to out/<folder> ("" = out itself)
     figures: bool = True
