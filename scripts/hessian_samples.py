@@ -24,21 +24,16 @@ import sys
 
 import torch
 
-from branchspec import hessian as H
+from branchspec.analysis.classifier_run import first_layer_hessian
 from branchspec.data.imageset import ImageSet, test_set_for
-from branchspec.hessian.factors import blockwise_hessian
 from branchspec.loading import load_model
 from branchspec.models.registry import build_model
-from branchspec.train.losses import classifier_loss_sum
 
 SETS = [(a, 32) for a in (0, 250, 500, 750)] + [(0, 128), (500, 128), (0, 256), (0, 512)]  # (first image, count)
 
 
 def block_diagonality(model, x, y) -> dict:
-    model.eval()
-    params = H.select_params(model, "first-layer")
-    mat, _ = blockwise_hessian(model, params, x, y, classifier_loss_sum(True))
-    s = H.block_summary(mat, params.boundaries)
+    s = first_layer_hessian(model, x, y, clamp=True)[0]["summary"]
     return {"block_diagonality": round(s["block_diagonality"], 3), "scale_free": round(s["scale_free_block_diagonality"], 3)}
 
 

@@ -46,6 +46,21 @@ def collect_outputs(model, data: ImageSet, batch_size: int = 500) -> tuple[torch
 _test_set = test_set_for
 
 
+def first_layer_hessian(model, x, y, clamp: bool) -> tuple[dict, list[str]]:
+    """Exact first-layer Hessian of ``model`` (eval mode) on the batch ``(x, y)`` with the loss the run was trained
+    with, summed (§6), via eq. 13–14 (~M× cheaper than direct): ``{"matrix", "boundaries", "summary"}`` (the block
+    summary of ``branchspec.hessian``) and the parameter names."""
+    from branchspec import hessian as H
+    from branchspec.hessian.factors import blockwise_hessian
+    from branchspec.train.losses import classifier_loss_sum
+
+    model.eval()
+    subset = H.select_params(model, "first-layer")
+    mat, _ = blockwise_hessian(model, subset, x, y, classifier_loss_sum(clamp))
+    return ({"matrix": mat, "boundaries": list(subset.boundaries), "summary": H.block_summary(mat, subset.boundaries)},
+            list(subset.names))
+
+
 def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples: int) -> dict:
     """First-layer Hessian at initialisation and at convergence (Fig. 5 panels 3–4) via ``branchspec.hessian``.
 
@@ -59,22 +74,12 @@ def first_layer_hessians(model, init_model, data: ImageSet, clamp: bool, samples
     """
     if samples <= 0:
         return {"available": False, "note": "skipped (--hessian-samples 0)"}
-    from branchspec import hessian as H
-    from branchspec.hessian.factors import blockwise_hessian
-    from branchspec.train.losses import classifier_loss_sum
-
     x, y = next(iter(data.batches(samples, augment=False, prefetch=False)))
-    loss_sum = classifier_loss_sum(clamp)  # the loss the run was trained with, summed (§6)
-
     out = {"available": True, "samples": int(len(y))}
     try:
         for tag, m in (("init", init_model), ("trained", model)):
-            m.eval()
-            subset = H.select_params(m, "first-layer")
-            mat, _ = blockwise_hessian(m, subset, x, y, loss_sum)  # exact, via eq. 13-14: ~M x cheaper
-            out[tag] = {"matrix": mat, "boundaries": list(subset.boundaries),  # matrix -> analysis.npz
-                        "summary": H.block_summary(mat, subset.boundaries)}
-        out["params"] = list(subset.names)
+            out[tag], names = first_layer_hessian(m, x, y, clamp)  # matrix -> analysis.npz
+        out["params"] = names
     except BranchspecError as exc:  # e.g. the memory budget: said in the report, not swallowed
         return {"available": False, "note": f"first-layer Hessian not computed: {str(exc).splitlines()[0]}"}
     return out
