@@ -55,6 +55,12 @@ def add_arguments(p) -> None:
     p.add_argument("--same-domain", type=float, default=0.0,
                    help="probability that the target domain is the image's own (default 0: uniform target, "
                         "class transfer as in the paper; 1: re-generation only)")
+    p.add_argument("--cls-weight", type=float, default=0.0,
+                   help="weight of an AC-GAN domain classifier in D that G's outputs must satisfy (default 0: the "
+                        "paper's adversarial-only loss; a departure, docs/gan.md)")
+    p.add_argument("--rec-weight", type=float, default=0.0,
+                   help="weight of an L1 loss between G(x, y) and x on own-domain samples (default 0: the paper; "
+                        "a departure, docs/gan.md)")
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoints/last exactly")
     p.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (0: at the end)")
     p.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (0: at the end)")
@@ -101,6 +107,9 @@ def run(args) -> int:
         raise UsageError(f"--ema must be in [0, 1), got {args.ema}")
     if not 0 <= args.same_domain <= 1:
         raise UsageError(f"--same-domain must be in [0, 1], got {args.same_domain}")
+    for arg, v in (("--cls-weight", args.cls_weight), ("--rec-weight", args.rec_weight)):
+        if not v >= 0:
+            raise UsageError(f"{arg} must be >= 0, got {v}")
     if args.sigma is not None and args.sigma <= 0:
         raise UsageError(f"--sigma must be > 0, got {args.sigma}")
     if args.data != "embedded" and not os.path.exists(args.data.partition(":")[0] if not os.path.exists(args.data) else args.data):
@@ -130,7 +139,7 @@ def run(args) -> int:
             sigma=args.sigma, base_width=args.base_width, max_width=args.max_width, engine=args.engine,
             seed=args.seed, sample_every=args.sample_every, ckpt_every=args.ckpt_every, precision=precision,
             device=args.device, holdout=args.holdout, same_domain=args.same_domain, keep_last=args.keep_last,
-            init=args.init, num_down=args.num_down,
+            init=args.init, num_down=args.num_down, cls_weight=args.cls_weight, rec_weight=args.rec_weight,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -5,7 +5,9 @@ selected, so each domain has its own binary real/fake task on a shared trunk
 (Choi et al. 2020). Layout: 3×3 ``from_rgb`` conv → log2(img_size) − 2
 ResBlk down-sampling blocks (width doubling up to ``max_width``, no
 normalisation) down to 4×4 → LeakyReLU → 4×4 valid conv → LeakyReLU → 1×1
-conv to ``num_domains`` logits.
+conv to ``num_domains`` logits. With ``domain_head`` (a departure, not in
+the paper or StarGAN-v2: the auxiliary classifier of AC-GAN / StarGAN v1) a
+second 1×1 conv on the same features classifies the image's domain.
 
 Example:
     >>> import torch
@@ -36,6 +38,7 @@ class DiscriminatorConfig:
     base_width: int = 32  # width after from_rgb
     max_width: int = 256  # widest layer
     init: str = "he"  # StarGAN-v2's "he" init (kaiming-normal, zero bias) or PyTorch's "torch" defaults
+    domain_head: bool = False  # an auxiliary domain classifier on the shared features (AC-GAN; not the paper's)
 
     def __post_init__(self) -> None:
         s = self.img_size
@@ -66,15 +69,26 @@ class Discriminator(nn.Module):
         self.trunk = nn.Sequential(*blocks)
         self.conv4 = nn.Conv2d(w, w, 4, 1, 0)  # 4x4 -> 1x1
         self.head = nn.Conv2d(w, cfg.num_domains, 1)
+        # created after ``head`` so that the default D draws the same initial weights with or without it
+        self.domain_head = nn.Conv2d(w, cfg.num_domains, 1) if cfg.domain_head else None
         if cfg.init == "he":  # StarGAN-v2 initialises D this way; PyTorch's default leaves D at chance
             he_init(self)
 
-    def logits(self, x: Tensor) -> Tensor:
-        """All domains' logits, (B, num_domains)."""
+    def features(self, x: Tensor) -> Tensor:
+        """The shared features, (B, w, 1, 1)."""
         h = self.trunk(x)  # (B, w, 4, 4)
-        h = F.leaky_relu(self.conv4(F.leaky_relu(h, 0.2)), 0.2)  # (B, w, 1, 1)
-        return self.head(h).flatten(1)  # (B, D)
+        return F.leaky_relu(self.conv4(F.leaky_relu(h, 0.2)), 0.2)  # (B, w, 1, 1)
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        out = self.logits(x)  # (B, D)
-        return out.gather(1, y.view(-1, 1).long()).squeeze(1)  # (B,)
+    def logits(self, x: Tensor) -> Tensor:
+        """All domains' real/fake logits, (B, num_domains)."""
+        return self.head(self.features(x)).flatten(1)  # (B, D)
+
+    def forward(self, x: Tensor, y: Tensor, classes: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Real/fake logit of domain y, (B,); with ``classes`` also the domain-classifier logits (B, D)."""
+        h = self.features(x)
+        out = self.head(h).flatten(1).gather(1, y.view(-1, 1).long()).squeeze(1)  # (B,)
+        if not classes:
+            return out
+        if self.domain_head is None:
+            raise ValueError("classes=True needs a discriminator built with domain_head=True")
+        return out, self.domain_head(h).flatten(1)

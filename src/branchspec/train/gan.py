@@ -199,9 +199,14 @@ class GanTrainer:
             x_fake = self.G(x, y_trg)
         x_real = x.detach().requires_grad_(True)
         with self._autocast():
-            logits = self.D_train(torch.cat([x_real, x_fake.float()]), torch.cat([y, y_trg]))  # (2B,)
+            out = self.D_train(torch.cat([x_real, x_fake.float()]), torch.cat([y, y_trg]), classes=cfg.cls_weight > 0)
+        logits, cls = out if cfg.cls_weight > 0 else (out, None)  # (2B,), (2B, D) domain classes
         logits = logits.float()  # losses in fp32 (the R1 gradient too, see gan_losses)
         d_loss, d_logs = gan_losses.discriminator_loss(logits[:b], logits[b:], x_real, cfg.r1)
+        if cls is not None:  # AC-GAN departure: D classifies the domain of reals
+            d_cls = gan_losses.domain_class_loss(cls[:b], y)
+            d_loss = d_loss + cfg.cls_weight * d_cls
+            d_logs["d/cls"] = d_cls.item()
         d_logs = self._reduced(d_logs)
         self._check_finite(d_logs)
         self.opt_d.zero_grad(set_to_none=True)
@@ -213,8 +218,17 @@ class GanTrainer:
         try:
             with self._autocast():
                 x_fake = self.G_train(x, y_trg)
-                fake_logits = self.D(x_fake.float(), y_trg)  # (B,)
+                out = self.D(x_fake.float(), y_trg, classes=cfg.cls_weight > 0)
+            fake_logits, cls = out if cfg.cls_weight > 0 else (out, None)  # (B,), (B, D)
             g_loss, g_logs = gan_losses.generator_loss(fake_logits.float())
+            if cls is not None:  # AC-GAN departure: fakes must be classified as their target ỹ
+                g_cls = gan_losses.domain_class_loss(cls, y_trg)
+                g_loss = g_loss + cfg.cls_weight * g_cls
+                g_logs["g/cls"] = g_cls.item()
+            if cfg.rec_weight > 0:  # departure: G(x, y) pulled towards x on own-domain samples
+                g_rec = gan_losses.regeneration_loss(x_fake, x, y_trg, y)
+                g_loss = g_loss + cfg.rec_weight * g_rec
+                g_logs["g/rec"] = g_rec.item()
             g_logs = self._reduced(g_logs)
             self._check_finite(g_logs)
             self.opt_g.zero_grad(set_to_none=True)

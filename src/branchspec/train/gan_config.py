@@ -59,6 +59,8 @@ class GanTrainConfig:
     n_per_domain: int = 64  # crops per domain of the embedded data
     holdout: int = 0  # per domain, the last N images (file-name order) are held out of training
     same_domain: float = 0.0  # probability that the target ỹ is the source domain y (0: uniform ỹ, the paper)
+    cls_weight: float = 0.0  # λ of the AC-GAN domain-classification losses (0: none, the paper; a departure)
+    rec_weight: float = 0.0  # λ of the L1 re-generation loss on samples with ỹ = y (0: none, the paper; a departure)
     sample_every: int = 500  # write a sample grid every N steps (0: only at the end)
     ckpt_every: int = 1000  # write a checkpoint every N steps (0: only at the end)
     keep_last: int = 0  # keep only the newest N checkpoints/step-* (0: keep all); "last" is always kept
@@ -74,6 +76,8 @@ class GanTrainConfig:
         for name in ("sample_every", "ckpt_every", "holdout", "keep_last"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.cls_weight < 0 or self.rec_weight < 0:
+            raise ValueError(f"cls_weight and rec_weight must be >= 0, got {self.cls_weight}, {self.rec_weight}")
         if not 0 <= self.same_domain <= 1:
             raise ValueError(f"same_domain must be in [0, 1], got {self.same_domain}")
         if self.d_lr is not None and self.d_lr <= 0:
@@ -97,7 +101,8 @@ class GanTrainConfig:
         )
 
     def discriminator_config(self, num_domains: int) -> DiscriminatorConfig:
-        return DiscriminatorConfig(self.img_size, num_domains, 3, self.d_base_width, self.d_max_width, self.init)
+        return DiscriminatorConfig(self.img_size, num_domains, 3, self.d_base_width, self.d_max_width, self.init,
+                                   domain_head=self.cls_weight > 0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
