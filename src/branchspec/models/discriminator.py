@@ -69,10 +69,12 @@ class Discriminator(nn.Module):
         self.trunk = nn.Sequential(*blocks)
         self.conv4 = nn.Conv2d(w, w, 4, 1, 0)  # 4x4 -> 1x1
         self.head = nn.Conv2d(w, cfg.num_domains, 1)
-        # created after ``head`` so that the default D draws the same initial weights with or without it
-        self.domain_head = nn.Conv2d(w, cfg.num_domains, 1) if cfg.domain_head else None
         if cfg.init == "he":  # StarGAN-v2 initialises D this way; PyTorch's default leaves D at chance
             he_init(self)
+        # created last, so that the shared layers draw the same initial weights with or without it
+        self.domain_head = nn.Conv2d(w, cfg.num_domains, 1) if cfg.domain_head else None
+        if self.domain_head is not None and cfg.init == "he":
+            he_init(self.domain_head)
 
     def features(self, x: Tensor) -> Tensor:
         """The shared features, (B, w, 1, 1)."""
