@@ -116,3 +116,20 @@ def test_cli_rejects_negative_weights(tmp_path, capsys):
         assert main(common + [arg, "-0.5"]) == 2
         err = capsys.readouterr().err
         assert arg in err and err.count("\n") == 1
+
+
+def test_training_curves_add_a_departure_panel(tmp_path):
+    import json
+
+    from PIL import Image
+
+    from branchspec.figures.gan import training_curves
+
+    base = {"d/real": 0.6, "d/fake": 0.7, "d/acc_real": 0.6, "d/acc_fake": 0.55, "d/r1": 0.02, "g/adv": 0.8}
+    plain, extra = tmp_path / "plain.jsonl", tmp_path / "extra.jsonl"
+    plain.write_text("\n".join(json.dumps({"step": s, **base}) for s in (10, 20)) + "\n")
+    extra.write_text("\n".join(json.dumps({"step": s, **base, "d/cls": 1.2, "g/cls": 1.3, "g/rec": 0.1})
+                               for s in (10, 20)) + "\n")
+    w_plain = Image.open(training_curves(plain, tmp_path / "p.png")).size[0]
+    w_extra = Image.open(training_curves(extra, tmp_path / "e.png")).size[0]
+    assert w_extra > 1.15 * w_plain  # five panels instead of four

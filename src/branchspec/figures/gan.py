@@ -25,6 +25,8 @@ PANELS = (
     (("d/r1",), "R1 penalty ½E‖∇ₓD‖²", None),
     (("g/adv",), "G adversarial loss", math.log(2)),
 )
+# drawn only when the run used train-gan's departures (--cls-weight, --rec-weight)
+DEPARTURE_PANEL = (("d/cls", "g/cls", "g/rec"), "departures: domain CE (D reals, G fakes), re-gen. L1", None)
 
 
 def read_log(path) -> list[dict]:
@@ -38,11 +40,15 @@ def read_log(path) -> list[dict]:
 
 
 def training_curves(log_path, out_png, title: str | None = None) -> Path:
-    """Four panels over training steps: D losses, D accuracies, R1, g/adv; dashed lines at chance."""
+    """Four panels over training steps: D losses, D accuracies, R1, g/adv; dashed lines at chance.
+
+    A fifth panel shows d/cls, g/cls and g/rec when the log has any of them.
+    """
     rows = read_log(log_path)
     steps = np.array([r["step"] for r in rows])
-    fig, axes = new_figure(1, len(PANELS), figsize=(3.0 * len(PANELS), 2.6))
-    for ax, (keys, name, chance) in zip(axes, PANELS):
+    panels = PANELS + ((DEPARTURE_PANEL,) if any(k in r for r in rows for k in DEPARTURE_PANEL[0]) else ())
+    fig, axes = new_figure(1, len(panels), figsize=(3.0 * len(panels), 2.6))
+    for ax, (keys, name, chance) in zip(axes, panels):
         for k in keys:
             vals = np.array([r.get(k, np.nan) for r in rows], float)
             if np.isfinite(vals).any():
