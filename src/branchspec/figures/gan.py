@@ -26,7 +26,7 @@ PANELS = (
     (("g/adv",), "G adversarial loss", math.log(2)),
 )
 # drawn only when the run used train-gan's departures (--cls-weight, --rec-weight)
-DEPARTURE_PANEL = (("d/cls", "g/cls", "g/rec"), "departures: domain CE (D reals, G fakes), re-gen. L1", None)
+DEPARTURE_PANEL = (("d/cls", "g/cls", "g/rec"), "departures: domain CE, re-gen. L1", None)
 
 
 def read_log(path) -> list[dict]:
