@@ -25,7 +25,7 @@ import sys
 import torch
 
 from branchspec.analysis.classifier_run import first_layer_hessian
-from branchspec.data.imageset import ImageSet, test_set_for
+from branchspec.data.imageset import test_set_for
 from branchspec.loading import load_model
 from branchspec.models.registry import build_model
 
@@ -51,8 +51,7 @@ def main(argv: list[str]) -> int:
     test = test_set_for(state, data)
     res = {}
     for a, n in SETS:
-        sub = ImageSet(test.images_hwc[a:a + n], test.labels_np[a:a + n], test.class_names, test.mean, test.std)
-        x, y = next(iter(sub.batches(n, augment=False, prefetch=False)))
+        x, y = test.make_batch(torch.arange(a, a + n), augment=False, gen=None)  # normalised with the test set's statistics
         res[f"test images {a}-{a + n - 1}"] = row = {k: block_diagonality(m, x, y) for k, m in models.items()}
         print(f"images {a}-{a + n - 1}: " + ", ".join(f"{k} {v['block_diagonality']:.3f} ({v['scale_free']:.3f})"
                                                       for k, v in row.items()), flush=True)
