@@ -204,6 +204,12 @@ def section(out) -> Section:
             "--same-domain); the paper draws targets uniformly (class transfer). Decomposition uses the own domain, "
             "and on this short budget own-domain training gave markedly more faithful re-generations "
             "(docs/decompose.md).",
+            "Losses: adversarial + R1 (App. E)"
+            + "".join(f", {w:g} × {name} (train-gan {flag}; not in the paper, docs/gan.md run 8)"
+                      for flag, name, w in (("--cls-weight", "the domain-classifier loss", t.get("cls_weight", 0.0)),
+                                            ("--rec-weight", "the L1 re-generation loss on own-domain targets",
+                                             t.get("rec_weight", 0.0))) if w)
+            + ".",
         ]
     if d["crops_per_domain"]:
         notes.append("Held-out = new random crops (another seed) of the same five photographs: unseen crops, not "
