@@ -42,6 +42,7 @@ from branchspec.apps.components import DEFAULT_RANGE, Decomposition, save_png, s
 from branchspec.apps.decomp_stats import DecompositionStats
 from branchspec.branched import Branched, as_branched
 from branchspec.errors import BranchspecError, DataError, UsageError
+from branchspec.models.generator import generator_labels, is_source_aware
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
@@ -191,6 +192,10 @@ def decompose_images(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = [(Path(p), image_domain(Path(p), domains, domain)) for p in paths]
+    lost = [p for p, _ in targets if p.parent.name not in domains]
+    if lost and is_source_aware(gen):  # it is told each image's own domain: the folder name
+        raise UsageError(f"{lost[0]}: a source-aware generator needs each image in a folder named after its own "
+                         f"domain ({', '.join(domains)})")
     res = DecomposeResult()
     stats = DecompositionStats()
     used: set[str] = set()
@@ -201,7 +206,7 @@ def decompose_images(
         bar = tqdm(total=len(targets), desc="decompose", unit="img")
     for start in range(0, len(targets), batch_size):
         chunk = targets[start:start + batch_size]
-        xs, ys, names = [], [], []
+        xs, ys, sources, names = [], [], [], []
         for p, d in chunk:
             try:
                 xs.append(load_image(p, img_size, value_range))
@@ -209,10 +214,12 @@ def decompose_images(
                 res.skipped.append(f"{p} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
                 continue
             ys.append(domains.index(d))
+            sources.append(domains.index(p.parent.name) if p.parent.name in domains else -1)
             names.append((p, d))
         if xs:
             x = torch.stack(xs).to(device)  # (B, C, H, W)
-            y = torch.tensor(ys, dtype=torch.long, device=device)  # (B,)
+            y = torch.tensor(ys, dtype=torch.long, device=device)  # (B,) targets
+            y = generator_labels(gen, torch.tensor(sources, dtype=torch.long, device=device), y)
             f, v, r = decompose_batch(gen, x, y)  # (B,C,H,W), (M,B,C,H,W), (B,C,H,W)
             xin = x.float().cpu().numpy()
             for b, (p, d) in enumerate(names):

@@ -51,6 +51,7 @@ from branchspec.apps.decomp_stats import psnr_ssim
 from branchspec.apps.profiles import DependenceSums, transfer_change
 from branchspec.branched import as_branched
 from branchspec.errors import UsageError
+from branchspec.models.generator import generator_labels
 
 
 @dataclass
@@ -149,7 +150,8 @@ def judge_generator(gen, judge: ClassifierJudge, x: Tensor, y: Tensor, batch_siz
         xb, yb = x[s:s + batch_size].to(dev), y[s:s + batch_size].to(dev)
         cols, vs = [], []
         for t in range(nd):
-            f, v, r = gen.forward_all(xb, torch.full_like(yb, t))  # (B,C,H,W), (M,B,C,H,W), (B,C,H,W)|None
+            labels = generator_labels(gen, yb, torch.full_like(yb, t))  # target t (and source y if source-aware)
+            f, v, r = gen.forward_all(xb, labels)  # (B,C,H,W), (M,B,C,H,W), (B,C,H,W)|None
             cols.append(judge.predict_domain(f.clamp(*value_range)))
             vs.append(v.float().cpu().numpy())
         preds.append(torch.stack(cols, 1).cpu())  # (B, D)

@@ -61,6 +61,9 @@ def add_arguments(p) -> None:
     p.add_argument("--rec-weight", type=float, default=0.0,
                    help="weight of an L1 loss between G(x, y) and x on own-domain samples (default 0: the paper; "
                         "a departure, docs/gan.md)")
+    p.add_argument("--source-aware", action="store_true",
+                   help="G's style from (source, target) domain pairs, so it knows re-generation from transfer "
+                        "(default: from the target alone, the paper; a departure, docs/gan.md)")
     p.add_argument("--resume", action="store_true", help="continue RUN/checkpoints/last exactly")
     p.add_argument("--sample-every", type=int, default=500, help="sample grid every N steps (0: at the end)")
     p.add_argument("--ckpt-every", type=int, default=1000, help="checkpoint every N steps (0: at the end)")
@@ -140,6 +143,7 @@ def run(args) -> int:
             seed=args.seed, sample_every=args.sample_every, ckpt_every=args.ckpt_every, precision=precision,
             device=args.device, holdout=args.holdout, same_domain=args.same_domain, keep_last=args.keep_last,
             init=args.init, num_down=args.num_down, cls_weight=args.cls_weight, rec_weight=args.rec_weight,
+            source_aware=args.source_aware,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

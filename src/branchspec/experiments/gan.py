@@ -209,7 +209,8 @@ def section(out) -> Section:
                       for flag, name, w in (("--cls-weight", "the domain-classifier loss", t.get("cls_weight", 0.0)),
                                             ("--rec-weight", "the L1 re-generation loss on own-domain targets",
                                              t.get("rec_weight", 0.0))) if w)
-            + ".",
+            + (", G's style from (source, target) pairs (train-gan --source-aware; not in the paper)"
+               if t.get("source_aware") else "") + ".",
         ]
     if d["crops_per_domain"]:
         notes.append("Held-out = new random crops (another seed) of the same five photographs: unseen crops, not "

@@ -95,18 +95,56 @@ class DomainStyle(nn.Module):
 
     StarGAN-v2's mapping network turns a random latent into a per-domain
     style; class transfer needs no diversity, so the latent is replaced by a
-    learnt per-domain code: s = MLP(c_y).
+    learnt per-domain code: s = MLP(c_ỹ). Labels are the target ỹ, shape
+    (B,), or (source y, target ỹ) pairs, shape (B, 2), of which only ỹ is used.
+
+    ``source_aware`` (a departure from the paper, off by default): a second
+    learnt code per *source* domain is added, s = MLP(c_ỹ + c'_y), so the
+    generator knows whether it is asked to re-generate (ỹ = y) or to
+    transfer; it then needs (y, ỹ) pairs. Without it nothing more is drawn,
+    so a default generator keeps its initial weights.
     """
 
-    def __init__(self, num_domains: int, style_dim: int, hidden: int) -> None:
+    def __init__(self, num_domains: int, style_dim: int, hidden: int, source_aware: bool = False) -> None:
         super().__init__()
         self.codes = nn.Parameter(torch.randn(num_domains, style_dim))
         self.mlp = nn.Sequential(
             nn.Linear(style_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, style_dim)
         )
+        self.source_codes = nn.Parameter(torch.randn(num_domains, style_dim)) if source_aware else None
 
-    def forward(self, y: Tensor) -> Tensor:  # y (B,) int64 -> (B, S)
-        return self.mlp(F.embedding(y, self.codes))
+    def forward(self, y: Tensor) -> Tensor:  # y (B,) or (B, 2) int64 -> (B, S)
+        return self.mlp(style_input(y, self.codes, self.source_codes))
+
+
+def domain_pairs(source: Tensor, target: Tensor) -> Tensor:
+    """Generator labels ``(B, 2)`` = (source y, target ỹ); a source of −1 means "unknown"."""
+    return torch.stack([source.expand_as(target), target], -1)
+
+
+def is_source_aware(gen: nn.Module) -> bool:
+    """True if ``gen`` holds a source-aware :class:`DomainStyle` (it then takes (source, target) pairs)."""
+    return any(isinstance(m, DomainStyle) and m.source_codes is not None for m in gen.modules())
+
+
+def generator_labels(gen: nn.Module, source: Tensor, target: Tensor) -> Tensor:
+    """``gen``'s domain argument: the targets ``(B,)``, or (source, target) pairs ``(B, 2)`` if it is source-aware.
+
+    Any generator ``gen(x, y)`` taking target domains works with the callers of this function
+    (training, decomposition, the judge); only a source-aware one is handed the sources too.
+    """
+    return domain_pairs(source, target) if is_source_aware(gen) else target
+
+
+def style_input(y: Tensor, codes: Tensor, source_codes: Tensor | None) -> Tensor:
+    """c_ỹ (+ c'_y when ``source_codes`` is given) for labels ``y`` (B,) or (B, 2): (B, width of the tables)."""
+    target = y[..., -1] if y.dim() == 2 else y
+    c = F.embedding(target, codes)
+    if source_codes is None:
+        return c
+    if y.dim() != 2 or bool((y[:, 0] < 0).any()):
+        raise ValueError("a source-aware generator needs each image's own domain: (source, target) labels")
+    return c + F.embedding(y[:, 0], source_codes)
 
 
 # Packing rules (branchspec.packed): the M branches' layers as one block-diagonal layer.
@@ -136,8 +174,8 @@ class PackedDomainStyle(PackedLayer):
         super().__init__(sources)
         self.mlp = pack([s.mlp for s in sources])
 
-    def forward(self, y: Tensor) -> Tensor:  # y (B,) -> (B, M·S)
-        return self.mlp(F.embedding(y, self.cat("codes", dim=1)))
+    def forward(self, y: Tensor) -> Tensor:  # y (B,) or (B, 2) -> (B, M·S)
+        return self.mlp(style_input(y, self.cat("codes", dim=1), self.cat("source_codes", dim=1)))
 
 
 @dataclass(frozen=True)
@@ -161,6 +199,7 @@ class GeneratorConfig:
     engine: str = "auto"  # Branched engine, one of branchspec.branched.ENGINES
     seed: int | None = 0  # initialisation seed of the branches and R (None = global RNG)
     init: str = "he"  # branch weights: StarGAN-v2's "he" init, or "torch" defaults (before 2026-11-26)
+    source_aware: bool = False  # style from (source, target) domain pairs (a departure; see DomainStyle)
 
     def __post_init__(self) -> None:
         s = self.img_size
@@ -220,7 +259,7 @@ class GeneratorBranch(nn.Module):
         super().__init__()
         w = cfg.base_width
         self.from_rgb = nn.Conv2d(cfg.channels, w, 3, 1, 1)
-        self.style = DomainStyle(cfg.num_domains, cfg.style_dim, cfg.mapping_width)
+        self.style = DomainStyle(cfg.num_domains, cfg.style_dim, cfg.mapping_width, cfg.source_aware)
         self.encode = nn.ModuleList()
         decode = []
         for _ in range(cfg.down_blocks):

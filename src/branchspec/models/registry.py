@@ -91,6 +91,10 @@ def _domains(b: int) -> tuple[torch.Tensor]:
     return (torch.arange(b) % 3,)  # target domain y of every image, (B,)
 
 
+def _domain_pairs(b: int) -> tuple[torch.Tensor]:
+    return (torch.stack([torch.arange(b) % 3, (torch.arange(b) + 1) % 3], 1),)  # (source, target) pairs, (B, 2)
+
+
 # tiny StarGAN-v2-style generator branches (§7, App. D–E) at 16², three domains
 _TINY_GENERATOR = dict(img_size=16, num_domains=3, base_width=8, max_width=16, style_dim=8, mapping_width=8,
                        num_down=1, num_bottleneck=1, sigma=1.0, engine="loop")
@@ -108,6 +112,9 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "generator-diffusion": ArchSpec(generator.build_from_config,
                                     {**_TINY_GENERATOR, "residual": "diffusion", "diffusion_width": 8},
                                     _image, _domains, kind="generator", prepare=_nonzero_diffusion_q),
+    # the source-aware style departure of docs/gan.md: style from (source, target) pairs
+    "generator-source-aware": ArchSpec(generator.build_from_config, {**_TINY_GENERATOR, "source_aware": True},
+                                       _image, _domain_pairs, kind="generator"),
 }
 
 # checkpoint kind -> builder; register() adds more (tests register stand-ins)

@@ -55,7 +55,7 @@ from branchspec.data.folders import DomainImages
 from branchspec.errors import BranchspecError
 from branchspec.io import atomic_write_json
 from branchspec.models.discriminator import Discriminator
-from branchspec.models.generator import build_generator
+from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
 from branchspec.train.checkpoint import (
@@ -195,8 +195,9 @@ class GanTrainer:
             y_trg = torch.where(keep, y, y_trg)
 
         # D step: real (x, y) vs fake (G(x, ỹ), ỹ), R1 on reals
+        labels = generator_labels(self.G, y, y_trg)  # ỹ (B,), or (y, ỹ) pairs (B, 2) when source-aware
         with torch.no_grad(), self._autocast():
-            x_fake = self.G(x, y_trg)
+            x_fake = self.G(x, labels)
         x_real = x.detach().requires_grad_(True)
         with self._autocast():
             out = self.D_train(torch.cat([x_real, x_fake.float()]), torch.cat([y, y_trg]), classes=cfg.cls_weight > 0)
@@ -217,7 +218,7 @@ class GanTrainer:
         self.D.requires_grad_(False)
         try:
             with self._autocast():
-                x_fake = self.G_train(x, y_trg)
+                x_fake = self.G_train(x, labels)
                 out = self.D(x_fake.float(), y_trg, classes=cfg.cls_weight > 0)
             fake_logits, cls = out if cfg.cls_weight > 0 else (out, None)  # (B,), (B, D)
             g_loss, g_logs = gan_losses.generator_loss(fake_logits.float())
@@ -314,7 +315,7 @@ class GanTrainer:
     def save_samples(self) -> Path:
         """A PNG grid, one row per sample image: input | re-generation (own domain) | R."""
         x, y = self.data.batch(self.sample_idx, self.device)
-        f, _, r = self.G_ema.forward_all(x, y)
+        f, _, r = self.G_ema.forward_all(x, generator_labels(self.G_ema, y, y))
         cols = [x, f] + ([r] if r is not None else [])
         grid = torch.stack(cols, 1)  # (N, 3 cols, C, S, S)
         path = self.out / "samples" / f"step-{self.step:06d}.png"

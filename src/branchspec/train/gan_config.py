@@ -61,6 +61,7 @@ class GanTrainConfig:
     same_domain: float = 0.0  # probability that the target ỹ is the source domain y (0: uniform ỹ, the paper)
     cls_weight: float = 0.0  # λ of the AC-GAN domain-classification losses (0: none, the paper; a departure)
     rec_weight: float = 0.0  # λ of the L1 re-generation loss on samples with ỹ = y (0: none, the paper; a departure)
+    source_aware: bool = False  # G's style from (source y, target ỹ) pairs (False: from ỹ alone, the paper; a departure)
     sample_every: int = 500  # write a sample grid every N steps (0: only at the end)
     ckpt_every: int = 1000  # write a checkpoint every N steps (0: only at the end)
     keep_last: int = 0  # keep only the newest N checkpoints/step-* (0: keep all); "last" is always kept
@@ -98,6 +99,7 @@ class GanTrainConfig:
             img_size=self.img_size, num_domains=num_domains, num_branches=self.num_branches,
             base_width=self.base_width, max_width=self.max_width, style_dim=self.style_dim, num_down=self.num_down,
             residual=self.residual, sigma=self.sigma, engine=self.engine, seed=self.seed, init=self.init,
+            source_aware=self.source_aware,
         )
 
     def discriminator_config(self, num_domains: int) -> DiscriminatorConfig:
