@@ -5,6 +5,7 @@ Both are off by default; the default run must be unchanged by their existence.
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -133,3 +134,18 @@ def test_training_curves_add_a_departure_panel(tmp_path):
     w_plain = Image.open(training_curves(plain, tmp_path / "p.png")).size[0]
     w_extra = Image.open(training_curves(extra, tmp_path / "e.png")).size[0]
     assert w_extra > 1.15 * w_plain  # five panels instead of four
+
+
+def test_transfer_fidelity_figure(tmp_path):
+    from PIL import Image
+
+    from branchspec.figures.gan import transfer_fidelity
+
+    def j(t, p):
+        return {"transfer_accuracy": t, "psnr_own": p, "psnr_residual_only": 25.0, "chance": 0.25}
+
+    png = transfer_fidelity({"a": [j(0.3, 24.0), j(0.4, 26.0)], "b": [j(0.62, 27.5)]}, tmp_path / "tf.png")
+    im = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    assert im.shape[0] > 300 and im.shape[1] > 400
+    green = (im[..., 1] > im[..., 0] + 8) & (im[..., 1] > im[..., 2] + 8)  # the shaded target corner is drawn
+    assert green.sum() > 500

@@ -63,3 +63,36 @@ def training_curves(log_path, out_png, title: str | None = None) -> Path:
     if title:
         fig.suptitle(title, fontsize=9)
     return save(fig, out_png)
+
+
+def transfer_fidelity(runs: dict[str, list[dict]], out_png, transfer_target: float = 0.6,
+                      gain_target: float = 2.0, title: str | None = None) -> Path:
+    """Class transfer against own-domain fidelity, one line per run through its judged checkpoints (issue 11).
+
+    ``runs``: run label → judge results (``decomposition.json["judge"]`` of :mod:`branchspec.apps.judge`)
+    in step order; each gives x = PSNR of G(x, y) minus PSNR of R alone (dB: what the branches add, §7
+    eq. 15) and y = transfer accuracy. The shaded corner is where both targets hold; the last point of a
+    run is filled.
+    """
+    fig, ax = new_figure(figsize=(6.4, 4.6))
+    xs = [j["psnr_own"] - j["psnr_residual_only"] for js in runs.values() for j in js]
+    ys = [j["transfer_accuracy"] for js in runs.values() for j in js]
+    hi_x, hi_y = max(xs + [gain_target]) + 0.7, max(ys + [transfer_target]) + 0.05
+    ax.fill_between([gain_target, hi_x], transfer_target, hi_y, color="tab:green", alpha=0.12, lw=0,
+                    label=f"targets: ≥ R + {gain_target:g} dB, ≥ {transfer_target:g}")
+    ax.axvline(0, color="grey", lw=0.8, ls="--")
+    for label, js in runs.items():
+        x = [j["psnr_own"] - j["psnr_residual_only"] for j in js]
+        y = [j["transfer_accuracy"] for j in js]
+        (line,) = ax.plot(x, y, "o-", mfc="none", label=label)
+        ax.plot(x[-1:], y[-1:], "o", color=line.get_color())
+    chance = next((j.get("chance") for js in runs.values() for j in js if j.get("chance")), None)
+    if chance:
+        ax.axhline(chance, color="grey", lw=0.8, ls=":")
+    ax.set_xlim(min(xs) - 0.7, hi_x)
+    ax.set_ylim(min(ys + [chance or 1]) - 0.05, hi_y)
+    ax.set_xlabel("own-domain PSNR of G(x, y) minus PSNR of R alone (dB)")
+    ax.set_ylabel("transfer accuracy (judge)")
+    ax.set_title(title or "class transfer vs what the branches add")
+    ax.legend(fontsize=7, loc="lower left")
+    return save(fig, out_png)
