@@ -207,6 +207,8 @@ def test_cli_judge_and_profiles(setup, tmp_path, capsys):
     assert set(doc["profiles"]) == {"energy_share", "frequency_centroid", "chroma_fraction", "spatial_entropy"}
     assert doc["profiles"]["energy_share"] == pytest.approx(doc["energy_share"])
     assert (out / "profiles.png").is_file() and "transfer accuracy" in capsys.readouterr().out
+    ex = np.load(out / "transfer.npz")  # the first two images of each domain, G(x, t) for every target t
+    assert ex["outputs"].shape[:2] == (4, 2) and ex["judged"].shape == (4, 2) and (out / "transfer.png").is_file()
     # a classifier without the generator's classes is a one-line error naming --judge
     bad = _classifier_checkpoint(tmp_path / "bad", ["ship", "truck"])
     assert main(["decompose", "--checkpoint", str(ckpt), str(data), "--out", str(out), "--judge", str(bad)]) == 2

@@ -120,3 +120,25 @@ def test_judge_from_checkpoint_rejects_wrong_classes(tmp_path):
         ClassifierJudge.from_checkpoint(tmp_path / "clf", ["cat", "horse"])
     with pytest.raises(UsageError, match="no such checkpoint"):
         ClassifierJudge.from_checkpoint(tmp_path / "nope", ["cat"])
+
+
+def test_transfer_examples_and_grid(tmp_path):
+    """Same hand-computed calls as test_judge_hand_computed, for the first image of each source domain."""
+    from PIL import Image
+
+    from branchspec.apps.judge import transfer_examples
+    from branchspec.figures.gan import transfer_grid
+
+    judge = ClassifierJudge(lambda x: x.mean(dim=(2, 3)), [0, 1, 2])
+    x, y = _data()
+    ex = transfer_examples(_generator(), judge, x, y, per_domain=1)
+    assert ex["sources"].tolist() == [0, 1, 2]  # images 0, 1, 2 (image 3 is the second of domain 0)
+    assert ex["judged"].tolist() == [[0, 0, 0], [0, 1, 2], [0, 1, 2]]
+    assert ex["outputs"].shape == (3, 3, 3, 4, 4)
+    np.testing.assert_allclose(ex["outputs"][0, 2], 0.5 * x[0].numpy() + 0.25 * np.eye(3)[2][:, None, None], atol=1e-6)
+    np.savez(tmp_path / "t.npz", **ex)
+    png = transfer_grid(tmp_path / "t.npz", ["r", "g", "b"], tmp_path / "t.png")
+    w, h = Image.open(png).size
+    assert w > 250 and h > 250
+    with pytest.raises(ValueError, match="no image"):
+        transfer_examples(_generator(), judge, x, torch.tensor([5, 5, 5, 5]), per_domain=1)

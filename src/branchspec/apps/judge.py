@@ -190,6 +190,32 @@ def judge_generator(gen, judge: ClassifierJudge, x: Tensor, y: Tensor, batch_siz
     return out
 
 
+@torch.no_grad()
+def transfer_examples(gen, judge: ClassifierJudge, x: Tensor, y: Tensor, per_domain: int = 2,
+                      value_range=DEFAULT_RANGE) -> dict[str, np.ndarray]:
+    """G(x, t) for every target t of the first ``per_domain`` images of each source domain, with the judge's calls.
+
+    Returns numpy arrays: ``inputs`` (N, C, H, W), ``outputs`` (N, D, C, H, W) clamped to ``value_range``,
+    ``sources`` (N,), ``judged`` (N, D) = the judge's domain for G(x_i, t), and ``value_range`` (2,) —
+    what :func:`branchspec.figures.gan.transfer_grid` draws (``np.savez(path, **result)`` keeps it).
+    """
+    gen = as_branched(gen, "branched generator").eval()
+    dev = next(iter(gen.parameters()), torch.zeros(())).device
+    nd = len(judge.class_of_domain)
+    pick = [int(i) for d in range(nd) for i in torch.nonzero(y == d).flatten()[:per_domain]]
+    if not pick:
+        raise ValueError("no image of any of the generator's domains")
+    xb, yb = x[pick].to(dev), y[pick].to(dev)
+    outs, calls = [], []
+    for t in range(nd):
+        f = gen(xb, generator_labels(gen, yb, torch.full_like(yb, t))).clamp(*value_range)  # (N, C, H, W)
+        outs.append(f.float().cpu())
+        calls.append(judge.predict_domain(f).cpu())
+    return {"inputs": xb.float().cpu().numpy(), "outputs": torch.stack(outs, 1).numpy(),
+            "sources": yb.cpu().numpy(), "judged": torch.stack(calls, 1).numpy(),
+            "value_range": np.asarray(value_range, np.float64)}
+
+
 def _mean(vals) -> float | None:
     vals = [v for v in vals if v is not None and np.isfinite(v)]
     return float(np.mean(vals)) if vals else None

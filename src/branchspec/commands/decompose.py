@@ -84,5 +84,6 @@ def run(args) -> int:
               f"{', '.join(f(v, '.2f') for v in j.get('transfer_per_target') or [])}), source retention {j['source_retention']:.3f}, judge on inputs "
               f"{j['judge_accuracy_inputs']:.3f}, on R {j['judge_accuracy_residual']:.3f}; own-domain PSNR "
               f"{f(j['psnr_own'], '.2f')} dB vs R {f(j['psnr_residual_only'], '.2f')} dB")
-    print(f"wrote {out}/*.npz, {out}/grid.png, {out}/profiles.png, {res['json']}")
+    extra = f", {out}/transfer.png" if j is not None else ""
+    print(f"wrote {out}/*.npz, {out}/grid.png, {out}/profiles.png{extra}, {res['json']}")
     return 0

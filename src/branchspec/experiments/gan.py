@@ -15,9 +15,12 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from branchspec.apps.judge import judge_numbers
 from branchspec.errors import BranchspecError, ConfigError
 from branchspec.experiments import common
+from branchspec.io import atomic_write_via
 from branchspec.report import Figure, Section
 from branchspec.train.gan_config import GanTrainConfig
 from branchspec.seeds import derive_seed
@@ -127,12 +130,16 @@ def decompose(d: Decompose, out: Path, checkpoint: str, seed: int = 0) -> dict:
                "npz": [str(p) for p in res.npz], "json": str(res.json_path), "decomposition": dict(res.summary)}
     if judge is not None:
         from branchspec.apps.decompose import add_to_summary
-        from branchspec.apps.judge import judge_generator
+        from branchspec.apps.judge import judge_generator, transfer_examples
+        from branchspec.figures.gan import transfer_grid
 
         j = judge_generator(gen, judge, x, y, batch_size=d.batch_size, value_range=vr)
         j.update({"classifier": str(d.judge), "data": d.judge_data or "the decomposed images"})
         add_to_summary(res.json_path, "judge", j)
         summary["judge"] = j
+        examples = transfer_examples(gen, judge, x, y, per_domain=2, value_range=vr)
+        atomic_write_via(out / "transfer.npz", lambda buf: np.savez(buf, **examples))
+        transfer_grid(out / "transfer.npz", domains, out / "transfer.png")
     profile_figure(res.json_path, out / "profiles.png")
     return summary
 

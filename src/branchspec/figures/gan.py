@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from branchspec.apps.components import to_unit
 from branchspec.figures.common import new_figure, save
 
 PANELS = (
@@ -95,4 +96,33 @@ def transfer_fidelity(runs: dict[str, list[dict]], out_png, transfer_target: flo
     ax.set_ylabel("transfer accuracy (judge)")
     ax.set_title(title or "class transfer vs what the branches add")
     ax.legend(fontsize=7, loc="lower left")
+    return save(fig, out_png)
+
+
+def transfer_grid(examples, domains, out_png, cell: float = 1.0, title: str | None = None) -> Path:
+    """Rows = images; columns = the input, then G(x, t) for every target domain t (issue 11's class transfer).
+
+    ``examples``: the dict of :func:`branchspec.apps.judge.transfer_examples` or an ``.npz`` of it. Each
+    output is labelled with the judge's call, green when it is the target, red otherwise; the source
+    domain's column is the re-generation.
+    """
+    ex = dict(np.load(examples)) if isinstance(examples, (str, Path)) else examples
+    x, f, src, calls = ex["inputs"], ex["outputs"], ex["sources"], ex["judged"]
+    vr = tuple(np.asarray(ex.get("value_range", (-1.0, 1.0))).tolist())
+    n, nd = f.shape[:2]
+    fig, axes = new_figure(n, nd + 1, figsize=(cell * (nd + 1), cell * n + 0.5), squeeze=False)
+    for i in range(n):
+        for j in range(nd + 1):
+            ax = axes[i, j]
+            img = to_unit(x[i] if j == 0 else f[i, j - 1], vr)
+            ax.imshow(np.moveaxis(img, 0, -1), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title("input" if j == 0 else f"→ {domains[j - 1]}", fontsize=8)
+            if j > 0:
+                hit = calls[i, j - 1] == j - 1
+                ax.set_xlabel(f"judged {domains[calls[i, j - 1]]}", fontsize=6, color="tab:green" if hit else "tab:red")
+        axes[i, 0].set_ylabel(domains[src[i]], fontsize=7)
+    fig.suptitle(title or "class transfer G(x, ỹ), judged (green: judged as the target)", fontsize=9)
     return save(fig, out_png)
