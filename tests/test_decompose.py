@@ -209,6 +209,10 @@ def test_cli_judge_and_profiles(setup, tmp_path, capsys):
     assert (out / "profiles.png").is_file() and "transfer accuracy" in capsys.readouterr().out
     ex = np.load(out / "transfer.npz")  # the first two images of each domain, G(x, t) for every target t
     assert ex["outputs"].shape[:2] == (4, 2) and ex["judged"].shape == (4, 2) and (out / "transfer.png").is_file()
+    from branchspec.experiments.gan import section
+
+    shown = [f for f in section(out).figures if f.path.endswith("transfer.png")]  # the report shows it
+    assert len(shown) == 1 and f"--judge {clf}" in shown[0].command
     # a classifier without the generator's classes is a one-line error naming --judge
     bad = _classifier_checkpoint(tmp_path / "bad", ["ship", "truck"])
     assert main(["decompose", "--checkpoint", str(ckpt), str(data), "--out", str(out), "--judge", str(bad)]) == 2

@@ -200,6 +200,9 @@ def section(out) -> Section:
                "centroid, chroma fraction and spatial entropy of each branch's energy — what makes one component "
                "different from another, as numbers.", cmd),
     ]
+    if (out / "transfer.png").is_file():  # the decomposition was judged
+        figures.append(Figure(rel("transfer.png"), "Class transfer G(x, ỹ) of judged images to every domain, each "
+                              "labelled with the judge's call (green: the target).", cmd + f" --judge {d['judge']}"))
     notes = []
     if t:
         notes += [
