@@ -75,7 +75,7 @@ def transfer_fidelity(runs: dict[str, list[dict]], out_png, transfer_target: flo
     eq. 15) and y = transfer accuracy. The shaded corner is where both targets hold; the last point of a
     run is filled.
     """
-    fig, ax = new_figure(figsize=(6.4, 4.6))
+    fig, ax = new_figure(figsize=(9.0, 4.6))
     xs = [j["psnr_own"] - j["psnr_residual_only"] for js in runs.values() for j in js]
     ys = [j["transfer_accuracy"] for js in runs.values() for j in js]
     hi_x, hi_y = max(xs + [gain_target]) + 0.7, max(ys + [transfer_target]) + 0.05
@@ -95,7 +95,7 @@ def transfer_fidelity(runs: dict[str, list[dict]], out_png, transfer_target: flo
     ax.set_xlabel("own-domain PSNR of G(x, y) minus PSNR of R alone (dB)")
     ax.set_ylabel("transfer accuracy (judge)")
     ax.set_title(title or "class transfer vs what the branches add")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, out_png)
 
 
