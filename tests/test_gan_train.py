@@ -157,7 +157,7 @@ def test_bf16_precision_runs_and_resumes(tmp_path, data):
     assert all(t.dtype == torch.float32 for k, t in tensors.items() if k.split(".")[0] in ("gen", "disc", "opt_g"))
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
     with pytest.raises(Exception, match="precision"):
-        train_gan(GanTrainConfig(**TINY, steps=3), tmp_path, progress=False, resume=True, data=data)
+        train_gan(GanTrainConfig(**TINY, steps=3, precision="fp32"), tmp_path, progress=False, resume=True, data=data)
     # the CLI without --precision keeps the run's bf16
     from branchspec.train.gan_config import saved_precision
     assert saved_precision(last) == "bf16"

@@ -9,6 +9,7 @@ from branchspec.commands._common import (
 )
 from branchspec.errors import UsageError
 from branchspec.models.generator import INITS
+from branchspec.models.layers import PADDINGS
 from branchspec.train.gan_config import PRECISIONS
 
 NAME = "train-gan"
@@ -35,6 +36,13 @@ def add_arguments(p) -> None:
     p.add_argument("--d-lr", type=float, default=None,
                    help="discriminator Adam learning rate (default: --lr; not the paper's: a two-time-scale departure)")
     p.add_argument("--r1", type=float, default=1.0, help="weight of the R1 penalty (default 1)")
+    p.add_argument("--r1-every", type=int, default=1,
+                   help="lazy R1 (StyleGAN2): the penalty, scaled by N, on every N-th step only (default 1: every step)")
+    p.add_argument("--padding", choices=list(PADDINGS), default="reflect",
+                   help="padding of G's 3x3 convolutions: reflect (default; no border frame in the components) or "
+                        "zeros (StarGAN-v2; generators trained before 2026-12-05)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile G's training forward (compiles for about a minute; pays with --padding zeros)")
     p.add_argument("--ema", type=float, default=0.999, help="EMA decay of the sampled generator (default 0.999)")
     p.add_argument("--residual", choices=["gaussian", "diffusion", "none"], default="gaussian",
                    help="R: Gaussian smoothing or the learnt nonlinear diffusion of App. E (default gaussian)")
@@ -46,7 +54,8 @@ def add_arguments(p) -> None:
                         "StarGAN-v2, i.e. max(1, log2(img-size)-4))")
     engine_precision_arguments(
         p, PRECISIONS, "branch engine of branchspec.Branched (default packed; auto: timed once, not exact on resume)",
-        "fp32, or bf16 autocast on CPU/CUDA with fp32 weights, optimiser state and losses (default fp32; kept by --resume)")
+        "auto (bf16 on CUDA and on CPUs with native bf16, AVX512-BF16/AMX; fp32 otherwise), fp32, or bf16 autocast "
+        "with fp32 weights, optimiser state and losses (default auto; --resume keeps the run's)")
     p.add_argument("--init", choices=list(INITS), default="he",
                    help="initialisation of G's branches and D: StarGAN-v2's he_init (default) or torch's defaults")
     p.add_argument("--seed", type=int, default=0, help="seed of initialisation and data order (default 0)")
@@ -134,7 +143,7 @@ def run(args) -> int:
         raise UsageError(f"--amp means --precision bf16, but --precision {args.precision} was given")
     precision = "bf16" if args.amp else args.precision
     if precision is None:  # a resumed run keeps the precision it was trained with
-        precision = saved_precision(out / "checkpoints" / "last") if args.resume else "fp32"
+        precision = saved_precision(out / "checkpoints" / "last") if args.resume else "auto"
     try:
         cfg = GanTrainConfig(
             data=args.data, img_size=args.img_size, num_branches=args.branches, steps=args.steps,
@@ -143,7 +152,8 @@ def run(args) -> int:
             seed=args.seed, sample_every=args.sample_every, ckpt_every=args.ckpt_every, precision=precision,
             device=args.device, holdout=args.holdout, same_domain=args.same_domain, keep_last=args.keep_last,
             init=args.init, num_down=args.num_down, cls_weight=args.cls_weight, rec_weight=args.rec_weight,
-            source_aware=args.source_aware,
+            source_aware=args.source_aware, r1_every=at_least(args.r1_every, 1, "--r1-every"), padding=args.padding,
+            compile=args.compile,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

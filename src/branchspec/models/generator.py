@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from branchspec.branched import ENGINES, Branched
 from branchspec.packed import PackedLayer, pack, register_packer
 from branchspec.models.diffusion import GaussianSmoothing, LearntDiffusion
-from branchspec.models.layers import INITS, InstanceNorm, ResBlock, he_init, instance_norm
+from branchspec.models.layers import INITS, PADDINGS, InstanceNorm, ResBlock, he_init, instance_norm
 from branchspec.seeds import derive_seed
 
 RESIDUALS = ("gaussian", "diffusion", "none")
@@ -69,13 +69,14 @@ class AdaIN(nn.Module):
 class AdaINResBlock(nn.Module):
     """StarGAN-v2 AdainResBlk: AdaIN-conditioned residual block, optional 2× nearest up-sampling."""
 
-    def __init__(self, dim_in: int, dim_out: int, style_dim: int, upsample: bool = False) -> None:
+    def __init__(self, dim_in: int, dim_out: int, style_dim: int, upsample: bool = False,
+                 padding: str = "zeros") -> None:
         super().__init__()
         self.upsample = upsample
         self.norm1 = AdaIN(style_dim, dim_in)
-        self.conv1 = nn.Conv2d(dim_in, dim_out, 3, 1, 1)
+        self.conv1 = nn.Conv2d(dim_in, dim_out, 3, 1, 1, padding_mode=padding)
         self.norm2 = AdaIN(style_dim, dim_out)
-        self.conv2 = nn.Conv2d(dim_out, dim_out, 3, 1, 1)
+        self.conv2 = nn.Conv2d(dim_out, dim_out, 3, 1, 1, padding_mode=padding)
         self.skip = nn.Conv2d(dim_in, dim_out, 1, bias=False) if dim_in != dim_out else None
 
     def forward(self, x: Tensor, s: Tensor) -> Tensor:
@@ -200,6 +201,7 @@ class GeneratorConfig:
     seed: int | None = 0  # initialisation seed of the branches and R (None = global RNG)
     init: str = "he"  # branch weights: StarGAN-v2's "he" init, or "torch" defaults (before 2026-11-26)
     source_aware: bool = False  # style from (source, target) domain pairs (a departure; see DomainStyle)
+    padding: str = "reflect"  # 3×3 convs: "reflect" (no border frame in the components) or "zeros" (before 2026-12-05)
 
     def __post_init__(self) -> None:
         s = self.img_size
@@ -224,6 +226,8 @@ class GeneratorConfig:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {self.padding!r}")
         if self.residual == "diffusion" and self.kappa * self.diffusion_time / self.num_branches > 0.25:
             limit = math.sqrt(self.num_branches / 2)
             raise ValueError(f"sigma={self.sigma} too large for the explicit diffusion with M={self.num_branches} (max {limit:.2f})")
@@ -258,18 +262,19 @@ class GeneratorBranch(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
         w = cfg.base_width
-        self.from_rgb = nn.Conv2d(cfg.channels, w, 3, 1, 1)
+        pad = cfg.padding
+        self.from_rgb = nn.Conv2d(cfg.channels, w, 3, 1, 1, padding_mode=pad)
         self.style = DomainStyle(cfg.num_domains, cfg.style_dim, cfg.mapping_width, cfg.source_aware)
         self.encode = nn.ModuleList()
         decode = []
         for _ in range(cfg.down_blocks):
             w_out = min(2 * w, cfg.max_width)
-            self.encode.append(ResBlock(w, w_out, normalize=True, downsample=True))
-            decode.insert(0, AdaINResBlock(w_out, w, cfg.style_dim, upsample=True))
+            self.encode.append(ResBlock(w, w_out, normalize=True, downsample=True, padding=pad))
+            decode.insert(0, AdaINResBlock(w_out, w, cfg.style_dim, upsample=True, padding=pad))
             w = w_out
         for _ in range(cfg.num_bottleneck):
-            self.encode.append(ResBlock(w, w, normalize=True))
-            decode.insert(0, AdaINResBlock(w, w, cfg.style_dim))
+            self.encode.append(ResBlock(w, w, normalize=True, padding=pad))
+            decode.insert(0, AdaINResBlock(w, w, cfg.style_dim, padding=pad))
         self.decode = nn.ModuleList(decode)
         self.out_norm = InstanceNorm(cfg.base_width)
         self.to_rgb = nn.Conv2d(cfg.base_width, cfg.channels, 1)
@@ -310,8 +315,11 @@ def build_generator(cfg: GeneratorConfig) -> Branched:
 
 
 def build_from_config(config: dict[str, Any]) -> Branched:
-    """The generator a checkpoint's ``{"kind": "generator", "config": {...}}`` describes (registry builder)."""
-    return build_generator(GeneratorConfig(**config))
+    """The generator a checkpoint's ``{"kind": "generator", "config": {...}}`` describes (registry builder).
+
+    A config without ``padding`` was written before the option existed: its convolutions zero-padded.
+    """
+    return build_generator(GeneratorConfig(**{"padding": "zeros", **config}))
 
 
 def count_parameters(module: nn.Module) -> int:

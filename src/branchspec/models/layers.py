@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from branchspec.packed import PerChannel, register_packer
 
 INITS = ("he", "torch")  # weight initialisation: StarGAN-v2's he_init, or PyTorch's layer defaults
+PADDINGS = ("reflect", "zeros")  # padding of the 3×3 convolutions (torch's padding_mode)
 
 
 @torch.no_grad()
@@ -72,11 +73,12 @@ class InstanceNorm(nn.Module):
 class ResBlock(nn.Module):
     """StarGAN-v2 ResBlk: pre-activation residual block, optional IN and 2× average-pool down-sampling."""
 
-    def __init__(self, dim_in: int, dim_out: int, normalize: bool = False, downsample: bool = False) -> None:
+    def __init__(self, dim_in: int, dim_out: int, normalize: bool = False, downsample: bool = False,
+                 padding: str = "zeros") -> None:
         super().__init__()
         self.normalize, self.downsample = normalize, downsample
-        self.conv1 = nn.Conv2d(dim_in, dim_in, 3, 1, 1)
-        self.conv2 = nn.Conv2d(dim_in, dim_out, 3, 1, 1)
+        self.conv1 = nn.Conv2d(dim_in, dim_in, 3, 1, 1, padding_mode=padding)
+        self.conv2 = nn.Conv2d(dim_in, dim_out, 3, 1, 1, padding_mode=padding)
         if normalize:
             self.norm1, self.norm2 = InstanceNorm(dim_in), InstanceNorm(dim_in)
         self.skip = nn.Conv2d(dim_in, dim_out, 1, bias=False) if dim_in != dim_out else None

@@ -132,6 +132,12 @@ class GanTrainer:
             self.D_train = DDP(self.D, device_ids=ids)
         else:
             self.G_train, self.D_train = self.G, self.D
+        # channels_last activations: the CPU's (oneDNN's) and cuDNN's faster convolution layout; values as NCHW
+        self.channels_last = os.environ.get("BRANCHSPEC_NCHW") is None
+        if self.channels_last:
+            for net in (self.G, self.D, self.G_ema):
+                net.to(memory_format=torch.channels_last)
+        self.G_forward = self.G_train  # replaced by its torch.compile'd form at the first step when cfg.compile
         self._epoch_cache: tuple[int, list[int]] | None = None
         self.sample_idx = self._sample_indices()
 
@@ -160,6 +166,9 @@ class GanTrainer:
         return torch.cat(idx)
 
     # ----------------------------------------------------------------- step
+    def _layout(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
@@ -194,16 +203,25 @@ class GanTrainer:
             keep = (torch.rand(b, generator=gen) < cfg.same_domain).to(dev)
             y_trg = torch.where(keep, y, y_trg)
 
-        # D step: real (x, y) vs fake (G(x, ỹ), ỹ), R1 on reals
+        # G(x, ỹ) once: G does not change during the D step, so the D step's (detached) fake and the
+        # G step's fake are the same tensor (StarGAN-v2 computes it twice; the values are identical)
         labels = generator_labels(self.G, y, y_trg)  # ỹ (B,), or (y, ỹ) pairs (B, 2) when source-aware
-        with torch.no_grad(), self._autocast():
-            x_fake = self.G(x, labels)
-        x_real = x.detach().requires_grad_(True)
+        if self.cfg.compile and self.G_forward is self.G_train:
+            with torch.no_grad(), self._autocast():  # packs the branches eagerly, so compile sees the packed net
+                self.G_train(self._layout(x), labels)
+            self.G_forward = torch.compile(self.G_train)
         with self._autocast():
-            out = self.D_train(torch.cat([x_real, x_fake.float()]), torch.cat([y, y_trg]), classes=cfg.cls_weight > 0)
+            x_fake = self.G_forward(self._layout(x), labels)  # (B, C, S, S)
+
+        # D step: real (x, y) vs fake (G(x, ỹ), ỹ), R1 on reals (every r1_every-th step, scaled: lazy R1)
+        r1_weight = cfg.r1 * cfg.r1_every if self.step % cfg.r1_every == 0 else 0.0
+        x_real = self._layout(x.detach()).requires_grad_(r1_weight > 0)
+        with self._autocast():
+            out = self.D_train(torch.cat([x_real, x_fake.detach().float()]), torch.cat([y, y_trg]),
+                               classes=cfg.cls_weight > 0)
         logits, cls = out if cfg.cls_weight > 0 else (out, None)  # (2B,), (2B, D) domain classes
         logits = logits.float()  # losses in fp32 (the R1 gradient too, see gan_losses)
-        d_loss, d_logs = gan_losses.discriminator_loss(logits[:b], logits[b:], x_real, cfg.r1)
+        d_loss, d_logs = gan_losses.discriminator_loss(logits[:b], logits[b:], x_real, r1_weight)
         if cls is not None:  # AC-GAN departure: D classifies the domain of reals
             d_cls = gan_losses.domain_class_loss(cls[:b], y)
             d_loss = d_loss + cfg.cls_weight * d_cls
@@ -214,11 +232,10 @@ class GanTrainer:
         d_loss.backward()
         self.opt_d.step()
 
-        # G step: non-saturating adversarial loss through a frozen D
+        # G step: non-saturating adversarial loss through a frozen (just updated) D
         self.D.requires_grad_(False)
         try:
             with self._autocast():
-                x_fake = self.G_train(x, labels)
                 out = self.D(x_fake.float(), y_trg, classes=cfg.cls_weight > 0)
             fake_logits, cls = out if cfg.cls_weight > 0 else (out, None)  # (B,), (B, D)
             g_loss, g_logs = gan_losses.generator_loss(fake_logits.float())

@@ -15,16 +15,18 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from branchspec.models.discriminator import DiscriminatorConfig
 from branchspec.models.generator import GeneratorConfig
 from branchspec.train.checkpoint import CheckpointError, checkpoint_state
 
-PRECISIONS = ("fp32", "bf16")
+from branchspec.precision import PRECISIONS, resolve_precision
 # Config fields that may change when resuming (they do not change the trajectory).
 # "device" is not among them: CPU and CUDA kernels round differently, so a resume there would not be exact.
 RESUMABLE_CHANGES = {"steps", "sample_every", "ckpt_every", "log_every", "keep_last"}
 # What a checkpoint written before a field existed was trained with (default: the field's default).
-LEGACY_VALUES = {"init": "torch", "precision": "fp32"}
+LEGACY_VALUES = {"init": "torch", "precision": "fp32", "padding": "zeros"}
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,7 @@ class GanTrainConfig:
     beta2: float = 0.99  # Adam β2 (StarGAN-v2: 0.99)
     weight_decay: float = 1e-4  # Adam weight decay (StarGAN-v2: 1e-4)
     r1: float = 1.0  # λ of the R1 penalty on real images
+    r1_every: int = 1  # lazy R1 (StyleGAN2): the penalty, scaled by N, on every N-th step only (1: every step, the paper)
     ema: float = 0.999  # EMA decay of the sampled generator (warm-up: min(ema, (1+t)/(10+t)))
     residual: str = "gaussian"  # R: "gaussian" or learnt "diffusion" (App. E) or "none"
     sigma: float | None = None  # Gaussian σ in pixels (None: max(1, img_size/32))
@@ -51,9 +54,11 @@ class GanTrainConfig:
     style_dim: int = 64  # style code size
     d_base_width: int = 32  # discriminator width after from_rgb
     d_max_width: int = 256  # discriminator widest layer
+    padding: str = "reflect"  # G's 3×3 convs: "reflect" (no border frame) or "zeros" (StarGAN-v2; runs before 2026-12-05)
     init: str = "he"  # weights of G's branches and D: StarGAN-v2's "he" init or PyTorch's "torch" defaults
     engine: str = "auto"  # Branched engine, one of branchspec.branched.ENGINES
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast on CPU/CUDA; fp32 weights, optimiser state, losses)
+    precision: str = "auto"  # "fp32", "bf16" (autocast; fp32 weights, optimiser state, losses) or "auto" (resolved here)
+    compile: bool = False  # torch.compile the generator's training forward (minutes to compile, faster steps)
     seed: int = 0  # initialisation and data-order seed
     flip: bool = True  # random horizontal flips
     n_per_domain: int = 64  # crops per domain of the embedded data
@@ -70,7 +75,7 @@ class GanTrainConfig:
     device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
 
     def __post_init__(self) -> None:
-        for name in ("num_branches", "steps", "batch_size", "base_width", "max_width", "style_dim",
+        for name in ("num_branches", "steps", "batch_size", "r1_every", "base_width", "max_width", "style_dim",
                      "d_base_width", "d_max_width", "n_per_domain", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -89,6 +94,9 @@ class GanTrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision == "auto":  # the run records what "auto" meant on this machine
+            cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
+            object.__setattr__(self, "precision", resolve_precision("auto", "cuda" if cuda else "cpu"))
         if self.amp:  # the old flag: same as precision="bf16", recorded as such
             object.__setattr__(self, "precision", "bf16")
             object.__setattr__(self, "amp", False)
@@ -99,7 +107,7 @@ class GanTrainConfig:
             img_size=self.img_size, num_domains=num_domains, num_branches=self.num_branches,
             base_width=self.base_width, max_width=self.max_width, style_dim=self.style_dim, num_down=self.num_down,
             residual=self.residual, sigma=self.sigma, engine=self.engine, seed=self.seed, init=self.init,
-            source_aware=self.source_aware,
+            source_aware=self.source_aware, padding=self.padding,
         )
 
     def discriminator_config(self, num_domains: int) -> DiscriminatorConfig:
