@@ -11,7 +11,10 @@ holds every pixel of v_k on every image, F = [v_k(x_1) … v_k(x_N)] of shape
   components differ from one another);
 * the same after removing each branch's mean (Pearson correlation,
   ``mean_abs_pearson``), which ignores constant colour offsets;
-* active / silent branches: ‖F_k‖ ≥ 10 % of the largest (Fig. 4, Fig. 5).
+* active / silent branches: ‖F_k‖ ≥ 10 % of the largest (Fig. 4, Fig. 5);
+* where the components put their energy (:mod:`branchspec.apps.spatial`):
+  border ratio (frames), spatial entropy, and with ``face_regions`` the
+  share in eyes / mouth / hair / background of an aligned face.
 
 Per-branch profiles (:mod:`branchspec.apps.profiles`: energy share,
 radial-frequency centroid, chroma fraction, spatial entropy) go under
@@ -39,6 +42,7 @@ import torch
 from branchspec import metrics
 from branchspec.apps.components import Decomposition, to_unit
 from branchspec.apps.profiles import ProfileStats
+from branchspec.apps.spatial import FACE_REGIONS, SpatialStats
 
 
 def correlation_from_covariance(cov: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -63,8 +67,10 @@ def psnr_ssim(x01: np.ndarray, y01: np.ndarray) -> tuple[float, float | None]:
 class DecompositionStats:
     """Accumulate Cov = F·Fᵀ and PSNR / SSIM over decompositions, one image at a time."""
 
-    def __init__(self, active_fraction: float = 0.1) -> None:
+    def __init__(self, active_fraction: float = 0.1, face_regions: bool = False) -> None:
         self.active_fraction = active_fraction
+        self.spatial = SpatialStats()  # border ratio, entropy (and face-region shares) of the energy maps
+        self.face_regions = face_regions
         self.cov: torch.Tensor | None = None  # (M, M) float64
         self.total: torch.Tensor | None = None  # (M,) Σ of every branch's values, for the centred version
         self.values = 0  # number of values per branch so far (N·C·H·W)
@@ -90,6 +96,7 @@ class DecompositionStats:
             self.cov = self.cov + cov
         self.count += 1
         self.profiles.add(dec.components)
+        self.spatial.add(dec.components)
         self.max_reconstruction_error = max(self.max_reconstruction_error, dec.reconstruction_error())
         if dec.input is not None:
             p, s = psnr_ssim(to_unit(dec.input, dec.value_range), to_unit(dec.output, dec.value_range))
@@ -140,6 +147,7 @@ class DecompositionStats:
             "ssim_per_image": self.ssim,
             "max_reconstruction_error": self.max_reconstruction_error,
             "profiles": self.profiles.result(),  # per branch, see branchspec.apps.profiles
+            "spatial": self.spatial.result(FACE_REGIONS if self.face_regions else None),  # branchspec.apps.spatial
         }
 
 

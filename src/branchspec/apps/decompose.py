@@ -179,6 +179,7 @@ def decompose_images(
     png_min_size: int = 0,
     progress: bool = False,
     device: str | torch.device = "cpu",
+    face_regions: bool = False,
 ) -> DecomposeResult:
     """Decompose every image of ``paths`` (files) and write the results to ``out_dir``.
 
@@ -197,7 +198,7 @@ def decompose_images(
         raise UsageError(f"{lost[0]}: a source-aware generator needs each image in a folder named after its own "
                          f"domain ({', '.join(domains)})")
     res = DecomposeResult()
-    stats = DecompositionStats()
+    stats = DecompositionStats(face_regions=face_regions)
     used: set[str] = set()
     bar = None
     if progress:

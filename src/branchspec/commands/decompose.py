@@ -35,6 +35,8 @@ def add_arguments(p):
                    help="images the judge scores: a CIFAR-10 folder (its test split, the generator's classes) or an "
                         "image-folder ROOT (ROOT/val, ROOT/test or ROOT/train); default: the decomposed images")
     p.add_argument("--judge-max", type=int, default=400, help="at most N images for the judge (default 400)")
+    p.add_argument("--face-regions", action="store_true",
+                   help="aligned faces: also each component's energy share in eyes, mouth, hair and background")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
 
 
@@ -68,7 +70,7 @@ def run(args) -> int:
     d = gan.Decompose(checkpoint=args.checkpoint, images=tuple(args.images), held_out=args.held_out,
                       domain=args.domain, img_size=args.img_size, batch_size=args.batch_size, grid_rows=args.grid_rows,
                       judge=args.judge or "", judge_data=args.judge_data or "", judge_max=args.judge_max,
-                      device=args.device)
+                      face_regions=args.face_regions, device=args.device)
     with flag_errors(FLAGS):
         res = gan.run(gan.Config(decompose=d), out)
     s = res["decomposition"]
@@ -76,6 +78,9 @@ def run(args) -> int:
     psnr = f"{s['psnr']:.2f} dB" if s.get("psnr") is not None else "n/a"
     print(f"decomposed {s['images']} image(s), skipped {s['skipped']}; PSNR {psnr}, SSIM {ssim}, "
           f"mean |corr| {s['mean_abs_correlation']:.3f} (centred {s['mean_abs_pearson']:.3f}), active {s['active']}/{s['branches']}")
+    sp = s["spatial"]
+    print(f"border ratio (energy share in the outer {sp['border_band']}-pixel band / its area share; 1 = no frame): "
+          f"mean {sp['border_ratio_mean']:.2f}, worst branch {sp['border_ratio_max']:.2f}")
     j = res.get("judge")
     if j is not None:
         f = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731

@@ -46,6 +46,7 @@ class Decompose:
     judge: str = ""  # a train-classifier checkpoint scoring class transfer
     judge_data: str = ""  # images the judge scores ("" = the decomposed ones)
     judge_max: int = 400
+    face_regions: bool = False  # also each branch's energy share in eyes / mouth / hair / background (aligned faces)
     device: str = "cpu"
     progress: bool = True
 
@@ -110,7 +111,8 @@ def decompose(d: Decompose, out: Path, checkpoint: str, seed: int = 0) -> dict:
         x, y = judge_images(d.judge_data, paths, domains, int(size), vr, d.judge_max)
     t0 = time.perf_counter()
     res = decompose_images(gen, paths, out, domains, img_size=int(size), domain=d.domain, batch_size=d.batch_size,
-                           value_range=vr, png_min_size=d.png_min_size, progress=d.progress, device=d.device)
+                           value_range=vr, png_min_size=d.png_min_size, progress=d.progress, device=d.device,
+                           face_regions=d.face_regions)
     seconds = time.perf_counter() - t0
     if not res.npz:
         raise BranchspecError(f"no image could be read ({len(res.skipped)} skipped); see {res.json_path}")
