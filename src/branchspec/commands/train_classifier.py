@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from branchspec.commands._common import (
-    MAX_BRANCHES, at_least, at_most, engine_precision_arguments, existing_dir, finite, int_range, writable_dir,
+    MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, engine_precision_arguments, existing_dir, finite, int_range, writable_dir,
 )
 from branchspec.errors import UsageError
 from branchspec.train.classifier import PRECISIONS, WD_MODES
@@ -29,7 +29,11 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
-    p.add_argument("--data", required=True, help="a cifar-10-batches-py folder, or 'digits' (embedded in scikit-learn)")
+    p.add_argument("--data", required=True,
+                   help="a cifar-10-batches-py folder, an image-folder ROOT with ROOT/train/<class>/ and ROOT/val/<class>/ "
+                        "(AFHQ / ImageFolder layout; unreadable images skipped and counted), or 'digits' (scikit-learn)")
+    p.add_argument("--img-size", type=int, default=32,
+                   help="image side for image-folder data: centre square crop, resized (default 32)")
     p.add_argument("--out", required=True, help="run folder")
     p.add_argument("--branches", type=int, default=16, help="M, number of branches (default 16)")
     p.add_argument("--epochs", type=int, default=60, help="epochs of the schedule (default 60)")
@@ -94,6 +98,8 @@ def run(args) -> int:
     at_least(args.batch_size, 1, "--batch-size")
     if args.subset is not None:
         at_least(args.subset, 1, "--subset")
+    at_least(args.img_size, 8, "--img-size")
+    at_most(args.img_size, MAX_IMG_SIZE, "--img-size")
     if args.lr is not None:
         finite(args.lr, "--lr", 0, open_lo=True)
     if args.width is not None:
@@ -130,7 +136,7 @@ def run(args) -> int:
         data=args.data, out=str(out), num_branches=args.branches, width=args.width or DEFAULT_WIDTH,
         clamp=not args.no_clamp, engine=args.engine, epochs=args.epochs, batch_size=args.batch_size,
         optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.schedule,
-        augment=not args.no_augment, subset=args.subset, seed=args.seed, save_every=args.save_every,
+        augment=not args.no_augment, subset=args.subset, img_size=args.img_size, seed=args.seed, save_every=args.save_every,
         warmup_epochs=args.warmup_epochs, weight_decay_mode=args.weight_decay_mode, flip=args.flip, ema=args.ema,
         tta=args.tta, head_init_scale=args.head_init_scale, clamp_grad=args.clamp_grad, precision=precision,
         device=args.device, init_from=args.init_from, stop_loss=args.stop_loss,

@@ -66,6 +66,7 @@ class ImageSet:
     class_names: list
     mean: tuple | None = None
     std: tuple | None = None
+    skipped: int = 0  # unreadable image files left out when the set was read (image folders)
 
     def __post_init__(self) -> None:
         if self.images_hwc.ndim != 4 or self.images_hwc.shape[3] != 3 or self.images_hwc.dtype != np.uint8:
@@ -144,12 +145,42 @@ class ImageSet:
         yield from prefetched(build, start, nb)
 
 
-def load_source(data: str, train: bool = True) -> ImageSet:
-    """``"digits"`` (embedded, :mod:`branchspec.data.digits`) or a CIFAR-10 python-format folder."""
+def is_image_folder(data: str) -> bool:
+    """True if ``data`` is an image-folder root ``ROOT/train/<class>/`` (AFHQ / ImageFolder layout)."""
+    from pathlib import Path
+
+    root = Path(data)
+    return (root / "train").is_dir() and not (root / "data_batch_1").exists()
+
+
+def folder_split(root: str, train: bool, img_size: int, progress: bool = False) -> ImageSet:
+    """``ROOT/train/<class>/*`` (``train``) or ``ROOT/val/<class>/*`` (else ``ROOT/test/``) as an ImageSet.
+
+    Classes are the sub-folders in sorted order; images are centre-cropped and
+    resized to ``img_size``; unreadable files are skipped and counted
+    (``ImageSet.skipped``). The images are put in a fixed shuffled order, so
+    ``--subset N`` takes N images of every class in proportion, not the first class.
+    """
+    from pathlib import Path
+
+    from branchspec.data.folders import load_image_folders
+
+    split = "train" if train else next((s for s in ("val", "test") if (Path(root) / s).is_dir()), "val")
+    d = load_image_folders(root, img_size, split, progress)
+    order = np.random.default_rng(derive_seed(0, "image-folder-order")).permutation(len(d))
+    images = d.images.numpy()[order].transpose(0, 2, 3, 1)  # (N, S, S, 3) uint8
+    return ImageSet(np.ascontiguousarray(images), d.labels.numpy()[order], list(d.domains), skipped=d.skipped)
+
+
+def load_source(data: str, train: bool = True, img_size: int = 32) -> ImageSet:
+    """``"digits"`` (embedded, :mod:`branchspec.data.digits`), a CIFAR-10 python-format folder, or an
+    image-folder root ``ROOT/{train,val}/<class>/`` read at ``img_size`` (:func:`folder_split`)."""
     if data == "digits":
         from branchspec.data.digits import load_digits_images
 
         return ImageSet(*load_digits_images(train))
+    if is_image_folder(data):
+        return folder_split(data, train, img_size)
     from branchspec.data.cifar import load_cifar10
 
     return ImageSet(*load_cifar10(data, train))
@@ -157,9 +188,11 @@ def load_source(data: str, train: bool = True) -> ImageSet:
 
 def split_for(state: dict, data: str, train: bool) -> ImageSet:
     """The training (``train=True``) or test split of ``data`` normalised with the training statistics a
-    classifier checkpoint recorded (``state["data"]["mean" / "std"]``); without them, with the split's own."""
-    split = load_source(data, train=train)
+    classifier checkpoint recorded (``state["data"]["mean" / "std"]``, and ``img_size`` for image folders);
+    without them, with the split's own."""
     d = state.get("data", {}) if isinstance(state.get("data"), dict) else {}
+    size = d.get("img_size", 32)
+    split = load_source(data, train=train, img_size=size if isinstance(size, int) and not isinstance(size, bool) else 32)
     return ImageSet(split.images_hwc, split.labels_np, split.class_names, d.get("mean"), d.get("std"))
 
 

@@ -86,7 +86,7 @@ class NonFiniteLoss(BranchspecError):
 class TrainConfig:
     """One classifier training run (written to RUN/config.json)."""
 
-    data: str  # "digits" or a cifar-10-batches-py folder
+    data: str  # "digits", a cifar-10-batches-py folder, or an image-folder ROOT/{train,val}/<class>/
     out: str  # run folder: config.json, metrics.csv, last.{json,safetensors}
     num_branches: int = 16  # M (§6: 16)
     width: float = DEFAULT_WIDTH  # branch base width (≈ 0.08 M parameters per branch)
@@ -110,6 +110,7 @@ class TrainConfig:
     precision: str = "fp32"  # "fp32" or "bf16" (autocast forward; fp32 weights, optimiser and loss)
     device: str = "cpu"  # "cpu", "cuda" or "auto"; under torchrun each process takes its LOCAL_RANK GPU
     subset: int | None = None  # train on the first N training images
+    img_size: int = 32  # image side for image-folder data (CIFAR and digits keep their own size)
     seed: int = 0  # initialisation, data order and augmentation
     eval_batch_size: int = 500
     save_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
@@ -181,10 +182,12 @@ def make_optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
 
 def load_data(cfg: TrainConfig) -> tuple[ImageSet, ImageSet]:
     """Training set (first ``subset`` images) and test set normalised with the training statistics."""
-    train_set = load_source(cfg.data, train=True)
+    train_set = load_source(cfg.data, train=True, img_size=cfg.img_size)
+    skipped = train_set.skipped
     if cfg.subset is not None:
         train_set = train_set.subset(cfg.subset)
-    test = load_source(cfg.data, train=False)
+    train_set.skipped = skipped
+    test = load_source(cfg.data, train=False, img_size=cfg.img_size)
     test_set = ImageSet(test.images_hwc, test.labels_np, test.class_names, train_set.mean, train_set.std)
     return train_set, test_set
 

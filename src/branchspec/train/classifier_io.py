@@ -29,7 +29,8 @@ from branchspec.train.checkpoint import (
 
 
 def data_info(cfg, data) -> dict:
-    return {"source": cfg.data, "mean": list(data.mean), "std": list(data.std), "class_names": data.class_names}
+    return {"source": cfg.data, "mean": list(data.mean), "std": list(data.std), "class_names": data.class_names,
+            "img_size": int(data.images_hwc.shape[1]), "skipped": data.skipped}
 
 
 def save_run(path: Path, model, opt, cfg, mcfg, data, progress: dict, ema=None) -> None:
