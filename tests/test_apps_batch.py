@@ -186,3 +186,34 @@ def test_montage_rows_capped(tmp_path):
     h = [Image.open(sweep_montage(tmp_path / "m" / "sweeps.npz", tmp_path / f"s{r}.png", max_rows=r)).size[1]
          for r in (1, 3)]
     assert h[0] < h[1]
+
+
+def test_segment_folder_counts_pairs_on_marked_eyes(folder, tmp_path, capsys):
+    """--eyes MARKS.json: a pair counts only where it lies on the marked centres; unmarked images are not counted."""
+    marks = {"a_pair": [[0.375, 0.27], [0.375, 0.73]],  # the constructed blobs: (18, 13) and (18, 35) of 48
+             "c_pair": [[0.75, 0.3], [0.75, 0.7]],  # marked elsewhere: the found pair is not on them
+             "b_single": [[0.375, 0.27], [0.375, 0.73]]}  # no pair found: not on the eyes
+    path = tmp_path / "marks.json"
+    path.write_text(json.dumps(marks))
+    out = tmp_path / "s"
+    assert main(["segment", str(folder), "--out", str(out), "--iterations", "100", "--eyes", str(path)]) == 0
+    assert "kept pair on the true eyes: 1 of 3 marked image(s) (0.33)" in capsys.readouterr().out
+    doc = json.loads((out / "segment.json").read_text())
+    assert {r["name"]: r["on_eyes"] for r in doc["per_image"]} == {"a_pair": True, "b_single": False, "c_pair": False}
+    bad = tmp_path / "bad.json"
+    for text in ("{", json.dumps({"a": [[0.1, 2.0], [0.1, 0.2]]}), json.dumps([1, 2])):
+        bad.write_text(text)
+        assert main(["segment", str(folder), "--out", str(out), "--eyes", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "--eyes" in err, err
+
+
+def test_pair_on_eyes_by_hand():
+    from branchspec.apps.spatial import EYE_CENTRES, pair_on_eyes
+
+    left, right = {"x": EYE_CENTRES[0][1], "y": EYE_CENTRES[0][0]}, {"x": EYE_CENTRES[1][1], "y": EYE_CENTRES[1][0]}
+    assert pair_on_eyes([left, right]) and pair_on_eyes([right, left])
+    assert not pair_on_eyes([left, left])  # both on one eye
+    assert not pair_on_eyes([left])
+    assert not pair_on_eyes([left, {"x": right["x"], "y": right["y"] + 0.11}])  # just outside the tolerance
+    assert pair_on_eyes([left, {"x": right["x"], "y": right["y"] + 0.11}], tol=0.12)

@@ -38,6 +38,7 @@ import numpy as np
 from branchspec.io import atomic_write_npz
 from branchspec.apps.components import Decomposition
 from branchspec.apps.manipulation import subset_sum, sweep
+from branchspec.apps.spatial import pair_on_eyes
 from branchspec.apps.segmentation import SegmentConfig, save_segmentation, segment
 from branchspec.errors import DataError, UsageError
 from branchspec.io import atomic_write_text
@@ -75,13 +76,19 @@ def _unit_image(dec: Decomposition) -> np.ndarray:
 
 def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                    locators: Sequence[int] | None = None, target: int | None = None,
-                   cfg: SegmentConfig = SegmentConfig(), progress: bool = False) -> dict:
+                   cfg: SegmentConfig = SegmentConfig(), progress: bool = False,
+                   eyes: dict[str, list] | None = None, eye_tol: float = 0.1) -> dict:
     """App. F on every decomposition; per-image results in ``out_dir/NAME/``, summary ``out_dir/segment.json``.
 
     An *eye pair is found* when exactly two regions are kept by the row-wise
     multiplicity-2 rule (``SegmentResult.kept == 2``). The per-image panels
     (image, locator energy + initial region, target, Chan–Vese, kept mask) go
     to ``out_dir/montage.npz`` for :func:`branchspec.figures.apps_batch.segmentation_montage`.
+
+    ``eyes`` (optional): the true eye centres, ``{image name: [(row, col), (row, col)]}`` as fractions of
+    the side, or ``{"*": [...]}`` for every image (aligned faces: :data:`branchspec.apps.spatial.EYE_CENTRES`);
+    then ``on_eyes`` counts the images whose kept pair lies on them (:func:`branchspec.apps.spatial.pair_on_eyes`,
+    within ``eye_tol`` of the side). Images without marks are not counted.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,8 +110,10 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
             bar.update(1)
         doc = save_segmentation(dec, res, out / p.stem)
         found = res.kept == 2
+        marks = None if eyes is None else eyes.get(p.stem, eyes.get("*"))
+        on_eyes = None if marks is None else bool(found and pair_on_eyes(doc["pair_geometry"]["regions"], marks, eye_tol))
         per.append({"name": p.stem, "source": str(p), "domain": dec.domain, "pair_found": found,
-                    "eye_like": found and doc["pair_geometry"]["eye_like"],
+                    "eye_like": found and doc["pair_geometry"]["eye_like"], "on_eyes": on_eyes,
                     "locators": res.locators, "target": res.target, "regions": res.regions, "kept": res.kept,
                     "mask_pixels": doc["mask_pixels"]})
         images.append(_unit_image(dec))
@@ -118,6 +127,10 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     summary = {
         "images": len(per), "pairs_found": n_found, "pair_fraction": n_found / len(per),
         "eye_like_pairs": sum(r["eye_like"] for r in per),
+        "marked_images": sum(r["on_eyes"] is not None for r in per),
+        "on_eyes": sum(bool(r["on_eyes"]) for r in per),
+        "on_eyes_fraction": (sum(bool(r["on_eyes"]) for r in per) / max(1, sum(r["on_eyes"] is not None for r in per))
+                             if eyes is not None else None),
         "rule": "eye pair found = exactly two regions kept by the row-wise multiplicity-2 rule (App. F); eye-like = "
                 "that pair placed like the eyes of an aligned face (segmentation.pair_geometry, beyond the paper)",
         "automatic": {"locators": locators is None, "target": target is None},

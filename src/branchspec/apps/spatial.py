@@ -156,3 +156,28 @@ class SpatialStats:
         if regions is not None:
             out["regions"] = localisation(self.energy, regions)
         return out
+
+
+def pair_on_eyes(regions: list[dict], centres=EYE_CENTRES, tol: float = 0.1) -> bool:
+    """True if exactly two regions were kept and each lies on its own eye.
+
+    ``regions``: ``[{"x": col, "y": row, …}]`` centroids as fractions of the side
+    (:func:`branchspec.apps.segmentation.pair_geometry`); ``centres``: the two
+    eye centres as (row, col) fractions — :data:`EYE_CENTRES` for aligned
+    faces, or the marks of one image. Each region must lie within ``tol`` (a
+    fraction of the side, Euclidean) of a different centre.
+
+    Example:
+        >>> pair_on_eyes([{"x": 0.3, "y": 0.27}, {"x": 0.69, "y": 0.3}])
+        True
+        >>> pair_on_eyes([{"x": 0.3, "y": 0.7}, {"x": 0.7, "y": 0.7}])  # a pair on the mouth row
+        False
+    """
+    if len(regions) != 2 or len(centres) != 2:
+        return False
+
+    def near(r: dict, c) -> bool:
+        return float(np.hypot(r["y"] - c[0], r["x"] - c[1])) <= tol
+
+    a, b = regions
+    return (near(a, centres[0]) and near(b, centres[1])) or (near(a, centres[1]) and near(b, centres[0]))

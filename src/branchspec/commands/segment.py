@@ -26,6 +26,10 @@ def add_arguments(p):
     p.add_argument("--locator", default=None, metavar="I,J", help="locator component(s) (default: automatic)")
     p.add_argument("--target", type=int, default=None, metavar="K", help="component to segment (default: automatic)")
     p.add_argument("--truth", default=None, metavar="MASK.png", help="ground-truth mask (non-zero = eye) for Dice / IoU")
+    p.add_argument("--eyes", default=None, metavar="aligned-face|MARKS.json",
+                   help="folder mode: count the images whose kept pair lies on the true eyes — 'aligned-face' (the "
+                        "eye centres of utkface-128's mean face) or a JSON {image name: [[row, col], [row, col]]} "
+                        "of marked centres, fractions of the side")
     p.add_argument("--mu", type=float, default=0.1, help="Chan-Vese length penalty (default 0.1)")
     p.add_argument("--iterations", type=int, default=300, help="Chan-Vese iterations (default 300)")
 
@@ -81,12 +85,41 @@ def _run_folder(args) -> int:
     if args.target is not None and args.target < 0:
         raise UsageError(f"--target: component {args.target} must be >= 0")
     out = writable_dir(args.out)
+    eyes = _eye_marks(args.eyes) if args.eyes is not None else None
     doc = segment_folder(files, out, loc, args.target, SegmentConfig(mu=args.mu, max_num_iter=args.iterations),
-                         progress=True)
+                         progress=True, eyes=eyes)
     if "montage.npz" in doc["files"]:
         segmentation_montage(out / "montage.npz", out / "montage.png")
     print(f"eye pair found on {doc['pairs_found']} of {doc['images']} image(s) by the App. F rule, "
           f"placed like eyes on {doc['eye_like_pairs']}"
           + (f"; {len(doc['skipped'])} file(s) skipped (not decompositions)" if doc["skipped"] else ""))
+    if doc["on_eyes_fraction"] is not None:
+        print(f"kept pair on the true eyes: {doc['on_eyes']} of {doc['marked_images']} marked image(s) "
+              f"({doc['on_eyes_fraction']:.2f})")
     print(f"wrote {out}/segment.json, montage.png and one folder per image")
     return 0
+
+
+def _eye_marks(spec: str) -> dict:
+    """``--eyes``: {"*": EYE_CENTRES} for 'aligned-face', else a JSON of per-image marks (one-line errors)."""
+    import json
+    import math
+
+    from branchspec.apps.spatial import EYE_CENTRES
+    from branchspec.errors import UsageError
+
+    if spec == "aligned-face":
+        return {"*": [list(c) for c in EYE_CENTRES]}
+    path = existing_file(spec, "--eyes")
+    try:
+        marks = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise UsageError(f"--eyes: {path} is not readable JSON ({type(exc).__name__})") from None
+    ok = isinstance(marks, dict) and all(
+        isinstance(v, list) and len(v) == 2 and all(
+            isinstance(c, list) and len(c) == 2 and all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                                                        and math.isfinite(t) and 0 <= t <= 1 for t in c) for c in v)
+        for v in marks.values())
+    if not ok:
+        raise UsageError(f"--eyes: {path} must map image names to [[row, col], [row, col]] fractions in [0, 1]")
+    return marks
