@@ -101,7 +101,8 @@ def _run_folder(args) -> int:
 
 
 def _eye_marks(spec: str) -> dict:
-    """``--eyes``: {"*": EYE_CENTRES} for 'aligned-face', else a JSON of per-image marks (one-line errors)."""
+    """``--eyes``: {"*": EYE_CENTRES} for 'aligned-face', else a JSON of per-image marks (one-line errors;
+    keys starting with "_" are comments)."""
     import json
     import math
 
@@ -115,6 +116,8 @@ def _eye_marks(spec: str) -> dict:
         marks = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise UsageError(f"--eyes: {path} is not readable JSON ({type(exc).__name__})") from None
+    if isinstance(marks, dict):  # keys starting with "_" are comments
+        marks = {k: v for k, v in marks.items() if not k.startswith("_")}
     ok = isinstance(marks, dict) and all(
         isinstance(v, list) and len(v) == 2 and all(
             isinstance(c, list) and len(c) == 2 and all(isinstance(t, (int, float)) and not isinstance(t, bool)
