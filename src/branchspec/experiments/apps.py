@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.errors import ConfigError
-from branchspec.experiments import common
+from branchspec.experiments import common, shipped
 from branchspec.report import Figure, Section
 
 NAME = "apps"
@@ -62,6 +62,7 @@ class Config:
     manipulate: Manipulate | None = None
     augment: Augment | None = None
     segment: Segment | None = None
+    shipped: tuple[str, ...] = ()  # shipped generators' folders (shipped.json): their App. A/F figures join the section
 
 
 def pick(cfg: Config) -> Path:
@@ -115,6 +116,8 @@ def run(cfg: Config, out) -> dict:
         summary["augment"] = {"npz": str(out / "augment.npz"), "figure": str(out / "augment.png")}
     if (sc := cfg.segment) is not None:
         summary["segmentation"] = _segment(dec, sc, _sub(out, sc.folder))
+    if cfg.shipped:
+        summary["shipped"] = shipped.copy_all(cfg.shipped, out, NAME)
     return common.save(out, NAME, cfg, summary)
 
 
@@ -175,6 +178,9 @@ def section(out) -> Section:
         "not eyes found on a real cat face (there is no ground truth here; see tests/test_apps.py for the "
         "constructed cases with a known answer).",
     ]
+    sf, sn, snotes = shipped.section_parts(summary.get("shipped", []), out)
+    figures, notes = figures + sf, notes + snotes
+    numbers.update(sn)
     return Section(key=NAME, title="Using the decomposition: manipulation, augmentation, segmentation",
                    intro="Ambient-space editing (App. A), component augmentation and unsupervised "
                          "segmentation (App. F) on a decomposition from the previous section.",

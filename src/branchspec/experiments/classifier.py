@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from branchspec.errors import ConfigError
-from branchspec.experiments import common
-from branchspec.io import atomic_write_bytes
+from branchspec.experiments import common, shipped
+from branchspec.experiments.shipped import copy_shipped
 from branchspec.report import Figure, Section
 from branchspec.train.classifier import TrainConfig
 
@@ -71,27 +71,20 @@ def shipped_folder(name: str = "cifar10-m16") -> str:
     return str(p) if (p / SHIPPED_FILE).is_file() else ""
 
 
-SHIPPED_FILE = "shipped.json"  # {"title", "figures": [{"file", "caption", "command"}], "notes", "analysis"}
+SHIPPED_FILE = shipped.SHIPPED_FILE  # {"title", "figures": [{"file", "caption", "command"}], "notes", "analysis"}
 
 
 def _copy_shipped(src: Path, dest: Path) -> dict:
     """Copy a shipped model's figures into the report folder (the report embeds only its own files)."""
-    try:
-        doc = json.loads((src / SHIPPED_FILE).read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError("shipped", f"{src / SHIPPED_FILE} is unreadable ({type(exc).__name__})") from None
-    figures = []
-    for fig in doc.get("figures", []):
-        f = src / fig["file"]
-        if not f.is_file():
-            raise ConfigError("shipped", f"{f} is listed in {SHIPPED_FILE} but missing")
-        atomic_write_bytes(dest / f.name, f.read_bytes())
-        figures.append({**fig, "file": f.name})
+    doc = copy_shipped(src, dest)
     numbers = dict(doc.get("numbers", {}))
-    ana = src / doc.get("analysis", "analysis/analysis.json")
-    if ana.is_file():  # the numbers come from the saved analysis, not from hand-written text
-        numbers.update(_analysis_numbers(json.loads(ana.read_text())))
-    return {**doc, "numbers": numbers, "figures": figures, "source": str(src)}
+    name = doc.get("analysis", "analysis/analysis.json")
+    if isinstance(name, str) and (src / name).is_file():  # the numbers come from the saved analysis
+        try:
+            numbers.update(_analysis_numbers(json.loads(shipped.inside(src, name).read_text())))
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise ConfigError("shipped", f"{src / name} is not an analysis.json ({type(exc).__name__})") from None
+    return {**doc, "numbers": numbers}
 
 
 def _analysis_numbers(res: dict) -> dict:

@@ -82,7 +82,16 @@ def gan_config(quick: bool) -> gan.Config:
                            d_max_width=64, batch_size=8, n_per_domain=64, steps=600, **common)
     return gan.Config(train=train, run_folder="gan-run", time_budget_s=150.0, chunk=50,
                       decompose=gan.Decompose(crops_per_domain=8, grid_per_domain=4, png_min_size=64,
-                                              progress=False))
+                                              progress=False), shipped=shipped_generators())
+
+
+SHIPPED_GENERATORS = ("gan-catdog-64", "gan-utkface-64")  # the §7 photograph models under checkpoints/
+
+
+def shipped_generators() -> tuple[str, ...]:
+    """The shipped photograph generators of the source checkout (those present): their figures join the
+    decomposition and applications sections; the demo's own tiny GAN stays the pipeline check."""
+    return tuple(f for f in (classifier.shipped_folder(n) for n in SHIPPED_GENERATORS) if f)
 
 
 def apps_config(root: Path, quick: bool) -> apps.Config:
@@ -91,7 +100,7 @@ def apps_config(root: Path, quick: bool) -> apps.Config:
     return apps.Config(search=str(root / "decomposition"),
                        manipulate=apps.Manipulate(alphas=alphas, subsets="thirds", gif="strongest"),
                        augment=apps.Augment(gain_range=0.5, samples=4 if quick else 6, seed=0),
-                       segment=apps.Segment())
+                       segment=apps.Segment(), shipped=() if quick else shipped_generators())
 
 
 def shipped_choice(quick: bool, shipped: str | None) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 
 from branchspec.apps.judge import judge_numbers
 from branchspec.errors import BranchspecError, ConfigError
-from branchspec.experiments import common
+from branchspec.experiments import common, shipped
 from branchspec.io import atomic_write_via
 from branchspec.report import Figure, Section
 from branchspec.train.gan_config import GanTrainConfig
@@ -62,6 +62,7 @@ class Config:
     chunk: int = 50  # at most this many steps between time checks
     progress: bool = True
     decompose: Decompose | None = None
+    shipped: tuple[str, ...] = ()  # shipped generators' folders (shipped.json): their figures join the section
 
 
 def train(cfg: Config, run_dir: Path) -> tuple[Path, int, float]:
@@ -159,6 +160,8 @@ def run(cfg: Config, out) -> dict:
     if cfg.decompose is not None:
         seed = cfg.train.seed if cfg.train else 0
         summary.update(decompose(cfg.decompose, out, cfg.decompose.checkpoint or ckpt, seed))
+    if cfg.shipped:
+        summary["shipped"] = shipped.copy_all(cfg.shipped, out, NAME)
     return common.save(out, NAME, cfg, summary)
 
 
@@ -188,6 +191,8 @@ def section(out) -> Section:
         "mean |Pearson correlation| (centred)": round(s["mean_abs_pearson"], 3),
         "active / silent branches": f"{s['active']} / {s['silent']}",
         "max |R + Σ v_k − output|": f"{s['max_reconstruction_error']:.2e}",
+        "border ratio, mean / worst branch (1 = no frame)": (
+            f"{s['spatial']['border_ratio_mean']:.2f} / {s['spatial']['border_ratio_max']:.2f}" if "spatial" in s else "n/a"),
         "decomposition time (s)": summary["seconds"],
     })
     numbers.update(judge_numbers(s.get("judge")))  # transfer accuracy etc. when the decomposition was judged
@@ -229,6 +234,9 @@ def section(out) -> Section:
                      "unseen photographs. The run is tiny; the paper trains at 256² on AFHQ/CelebA-HQ for days.")
     notes.append("Correlation is the normalised uncentred covariance Cov = F·Fᵀ of §4.1 with F the flattened branch "
                  "outputs over all images; a silent branch has zero correlation with every other.")
+    sf, sn, snotes = shipped.section_parts(summary.get("shipped", []), out)
+    figures, notes = figures + sf, notes + snotes
+    numbers.update(sn)
     return Section(key=NAME, title="Image decomposition by a branched class-transfer GAN",
                    intro="A branched generator f = R + Σ_k v_k(x, y) (paper §7, eq. 15) re-generates each image; "
                          "its branch outputs are ambient-space components of the image.",

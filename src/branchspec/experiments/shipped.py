@@ -1,0 +1,97 @@
+"""Shipped models in the report: a folder with ``shipped.json`` whose saved figures join a section.
+
+A shipped model (the §6 CIFAR-10 classifier, the §7 photograph generators)
+keeps, beside its weights, the figures and numbers of its analysis and a
+``shipped.json``::
+
+    {"title": "...", "numbers": {"name": value}, "notes": ["..."],
+     "figures": [{"file": "grid.png", "caption": "...", "command": "branchspec ...",
+                  "section": "decomposition"}]}
+
+:func:`copy_shipped` copies the figures of one section into the report
+folder (the report embeds only its own files). Only regular files inside
+the shipped folder are taken: a name that leaves it (absolute, ``..``, a
+symlink out) or a malformed ``shipped.json`` is a one-line
+:class:`~branchspec.errors.ConfigError`; nothing is copied before every
+entry has been checked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from branchspec.errors import ConfigError
+from branchspec.io import atomic_write_bytes
+
+SHIPPED_FILE = "shipped.json"
+MAX_SHIPPED_BYTES = 1 << 20  # shipped.json larger than this is refused
+MAX_FIGURE_BYTES = 16 << 20  # one figure larger than this is refused
+
+
+def read_shipped(src: str | Path, field: str = "shipped") -> dict:
+    """The checked ``shipped.json`` of folder ``src`` (errors name ``field``)."""
+    path = Path(src) / SHIPPED_FILE
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_SHIPPED_BYTES:
+            raise ConfigError(field, f"{path} is missing, not a file or larger than {MAX_SHIPPED_BYTES} bytes")
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ConfigError(field, f"{path} is unreadable ({type(exc).__name__})") from None
+    figs = doc.get("figures", []) if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(figs, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("file"), str) for f in figs):
+        raise ConfigError(field, f"{path} must be an object with 'figures': [{{'file': ...}}, ...]")
+    if not isinstance(doc.get("numbers", {}), dict) or not isinstance(doc.get("notes", []), list):
+        raise ConfigError(field, f"{path}: 'numbers' must be an object and 'notes' a list")
+    return doc
+
+
+def inside(folder: Path, name: str, field: str = "shipped") -> Path:
+    """``folder / name`` if it is a regular file inside ``folder`` (symlinks resolved), else a ConfigError."""
+    base = folder.resolve()
+    p = (folder / name).resolve()
+    if Path(name).is_absolute() or not p.is_relative_to(base):
+        raise ConfigError(field, f"{folder / SHIPPED_FILE} names {name!r}, outside {folder}")
+    if not p.is_file():
+        raise ConfigError(field, f"{p} is listed in {SHIPPED_FILE} but missing or not a file")
+    if p.stat().st_size > MAX_FIGURE_BYTES:
+        raise ConfigError(field, f"{p} is larger than {MAX_FIGURE_BYTES} bytes")
+    return p
+
+
+def copy_shipped(src: str | Path, dest: str | Path, section: str | None = None, field: str = "shipped") -> dict:
+    """Copy the figures of ``section`` (None: all; a figure without "section" belongs to every section)
+    of the shipped folder ``src`` into ``dest``; returns the document with the copied file names."""
+    src, dest = Path(src), Path(dest)
+    doc = read_shipped(src, field)
+    chosen = [f for f in doc.get("figures", []) if section is None or f.get("section", section) == section]
+    files = [inside(src, f["file"], field) for f in chosen]  # every entry checked before any copy
+    figures, used = [], set()
+    for fig, path in zip(chosen, files):
+        name = path.name if path.name not in used else f"{len(used)}-{path.name}"
+        used.add(name)
+        atomic_write_bytes(dest / name, path.read_bytes())
+        figures.append({**fig, "file": name})
+    return {**doc, "figures": figures, "source": str(src)}
+
+
+def copy_all(folders, out: Path, section: str) -> list[dict]:
+    """:func:`copy_shipped` of every folder in ``folders`` into ``out/shipped/<folder name>/``."""
+    return [copy_shipped(f, Path(out) / "shipped" / Path(f).name, section) for f in folders]
+
+
+def section_parts(docs: list[dict], out: Path) -> tuple[list, dict, list[str]]:
+    """(figures, numbers, notes) of copied shipped documents for a report section under ``out``."""
+    from branchspec.experiments import common
+    from branchspec.report import Figure
+
+    figures, numbers, notes = [], {}, []
+    for doc in docs:
+        title, folder = doc.get("title", Path(doc["source"]).name), Path(out) / "shipped" / Path(doc["source"]).name
+        for fig in doc["figures"]:
+            figures.append(Figure(common.relative(out, folder / fig["file"]), f"{title}: {fig.get('caption', '')}",
+                                  fig.get("command", "")))
+        numbers.update({f"{title}: {k}": v for k, v in doc.get("numbers", {}).items()})
+        notes += [f"{title}: {n}" for n in doc.get("notes", []) if isinstance(n, str)]
+    return figures, numbers, notes
