@@ -144,3 +144,15 @@ def test_old_generator_configs_keep_zero_padding():
     new = build_from_config({**cfg, "padding": "reflect"})
     assert new.branches[0].from_rgb.padding_mode == "reflect"
     assert copy.deepcopy(new).branches[0].encode[0].conv1.padding_mode == "reflect"
+
+
+def test_classifier_precision_auto_is_recorded_resolved(monkeypatch):
+    from branchspec.train.classifier import TrainConfig
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert TrainConfig(data="digits", out="x").precision == "fp32"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert TrainConfig(data="digits", out="x").precision == "bf16"
+    assert TrainConfig(data="digits", out="x", precision="fp32").precision == "fp32"

@@ -52,8 +52,8 @@ def add_arguments(p):
     p.add_argument("--batch-size", type=int, default=128, help="default 128")
     engine_precision_arguments(
         p, PRECISIONS, "Branched engine (default packed; auto: timed once, not exact on resume)",
-        "fp32 (default) or bf16 autocast of the forward pass (weights, optimiser and loss stay fp32); "
-        "--resume keeps the run's precision")
+        "auto (default: bf16 on CUDA and on CPUs with native bf16, AVX512-BF16/AMX; fp32 otherwise), fp32, or bf16 "
+        "autocast of the forward pass (weights, optimiser and loss stay fp32); --resume keeps the run's precision")
     p.add_argument("--device", choices=list(DEVICES), default="cpu",
                    help="cpu (default), cuda or auto; under torchrun: gloo on CPU, nccl on CUDA (one GPU per LOCAL_RANK)")
     p.add_argument("--no-clamp", action="store_true", help="plain one-hot cross-entropy on unclamped logits (comparison)")
@@ -131,7 +131,7 @@ def run(args) -> int:
         restore_runtime(Path(out) / "last")  # the thread count the run was saved with: exact resume
     precision = args.precision
     if precision is None:
-        precision = _saved_precision(Path(out)) if args.resume else "fp32"
+        precision = _saved_precision(Path(out)) if args.resume else "auto"
     base = dict(
         data=args.data, out=str(out), num_branches=args.branches, width=args.width or DEFAULT_WIDTH,
         clamp=not args.no_clamp, engine=args.engine, epochs=args.epochs, batch_size=args.batch_size,

@@ -50,6 +50,7 @@ from branchspec.train.classifier_io import (
     write_diagnostics,
     write_rows,
 )
+from branchspec.precision import PRECISIONS, resolve_precision  # ("auto", "fp32", "bf16")
 from branchspec.train.classifier_dist import DEVICES, DistContext
 from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary
 from branchspec.train.classifier_recipe import (
@@ -66,7 +67,6 @@ from branchspec.train.losses import CLAMP_GRADS, soft_target_floor, training_los
 
 OPTIMIZERS = ("sgd", "adamw")
 WD_MODES = ("coupled", "decoupled")
-PRECISIONS = ("fp32", "bf16")
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s", "images_per_s",
               "train_clamped", "train_dead", "test_clamped", "test_dead", "grad_norm_min", "grad_norm_median",
               "grad_norm_max", "active", "silent", "ema_test_loss", "ema_test_acc", "tta_test_acc"]
@@ -107,7 +107,7 @@ class TrainConfig:
     tta: bool = False  # also evaluate with flip test-time augmentation (column tta_test_acc)
     head_init_scale: float | None = None  # branch head init ×this; None -> 1/sqrt(M) (ClassifierConfig)
     clamp_grad: str = "hard"  # "hard" (the paper) or "pass-inward" (same loss, gradient of ClampPassInward)
-    precision: str = "fp32"  # "fp32" or "bf16" (autocast forward; fp32 weights, optimiser and loss)
+    precision: str = "auto"  # "fp32", "bf16" (autocast forward; fp32 weights, optimiser, loss) or "auto" (resolved here)
     device: str = "cpu"  # "cpu", "cuda" or "auto"; under torchrun each process takes its LOCAL_RANK GPU
     subset: int | None = None  # train on the first N training images
     img_size: int = 32  # image side for image-folder data (CIFAR and digits keep their own size)
@@ -127,6 +127,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must lie in [0, 1), got {self.ema}")
+        if self.precision == "auto":  # recorded resolved: bf16 only on CUDA or a CPU with native bf16
+            cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
+            object.__setattr__(self, "precision", resolve_precision("auto", "cuda" if cuda else "cpu"))
         if self.head_init_scale is not None and not self.head_init_scale >= 0:
             raise ValueError(f"head_init_scale must be >= 0, got {self.head_init_scale}")
         if self.clamp_grad != "hard" and not self.clamp:
