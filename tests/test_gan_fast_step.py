@@ -100,8 +100,8 @@ def test_lazy_r1_logs_the_penalty_only_on_its_steps(tmp_path, data):
 def test_compiled_generator_matches_eager(tmp_path, data):
     """--compile: the same losses as the eager step within float tolerance (torch.compile on CPU)."""
     pytest.importorskip("torch._inductor")
-    eager = GanTrainer(GanTrainConfig(**TINY, padding="zeros"), tmp_path / "a", progress=False, data=data)
-    comp = GanTrainer(GanTrainConfig(**TINY, padding="zeros", compile=True), tmp_path / "b", progress=False, data=data)
+    eager = GanTrainer(GanTrainConfig(**TINY), tmp_path / "a", progress=False, data=data)
+    comp = GanTrainer(GanTrainConfig(**TINY, compile=True), tmp_path / "b", progress=False, data=data)  # reflect
     try:
         la, lb = eager.train_step(), comp.train_step()
     except Exception as exc:  # no C++ compiler: inductor cannot build its kernels
@@ -156,3 +156,18 @@ def test_classifier_precision_auto_is_recorded_resolved(monkeypatch):
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
     assert TrainConfig(data="digits", out="x").precision == "bf16"
     assert TrainConfig(data="digits", out="x", precision="fp32").precision == "fp32"
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate"])
+def test_pad2d_equals_f_pad_with_its_gradient(mode):
+    import torch.nn.functional as F
+
+    from branchspec.padding import pad2d
+
+    x = torch.randn(2, 3, 6, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(pad2d(x, 2, mode), F.pad(x, (2, 2, 2, 2), mode=mode))
+    assert torch.autograd.gradcheck(lambda t: pad2d(t, 2, mode), (x,))
+    xc = torch.randn(2, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+    assert pad2d(xc, 1, mode).is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="mode"):
+        pad2d(x, 1, "circular")

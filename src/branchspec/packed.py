@@ -52,6 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from branchspec import padding as padding2d
+
 
 class NotPackable(ValueError):
     """A branch module has a layer without a packing rule (the message says which)."""
@@ -160,7 +162,10 @@ class PackedConv(PackedLayer):
             if isinstance(padding, str):
                 raise NotPackable(f"padding={padding!r} with padding_mode={s.padding_mode!r}")
             pads = [p for p in reversed(padding) for _ in range(2)]
-            x = F.pad(x, pads, mode=s.padding_mode)
+            if x.dim() == 4 and len(set(pads)) == 1 and s.padding_mode in padding2d.MODES:
+                x = padding2d.pad2d(x, pads[0], s.padding_mode)  # one opaque op for torch.compile
+            else:
+                x = F.pad(x, pads, mode=s.padding_mode)
             padding = 0
         if self.packed_channels(x, s.in_channels):
             groups = self.m * s.groups

@@ -1,0 +1,70 @@
+"""Reflect / replicate padding of 4-D activations as one opaque operator, for ``torch.compile``.
+
+The generator's 3×3 convolutions reflect-pad their input (no border frame in
+the components, §7). Eagerly that is ``F.pad(x, mode="reflect")``. Under
+``torch.compile`` on CPU, Inductor lowers the padding and its backward into
+generated index loops that were slower than the eager kernels (the compiled
+64² generator step got *slower* with reflect padding, measured in
+``benchmarks/bench_gan64.py``). :func:`pad2d` is a ``torch.library`` custom
+operator with its own backward (ATen's reflection / replication pad
+kernels), so the compiler keeps it as one call and still fuses everything
+around it. Eager results are identical to ``F.pad``.
+
+Example:
+    >>> import torch
+    >>> x = torch.arange(9.0).view(1, 1, 3, 3)
+    >>> pad2d(x, 1, "reflect")[0, 0, 0].tolist()
+    [4.0, 3.0, 4.0, 5.0, 4.0]
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+MODES = ("reflect", "replicate")
+
+
+@torch.library.custom_op("branchspec::pad2d", mutates_args=())
+def _pad2d(x: Tensor, pad: int, mode: str) -> Tensor:
+    return F.pad(x, (pad, pad, pad, pad), mode=mode)
+
+
+@_pad2d.register_fake
+def _pad2d_fake(x: Tensor, pad: int, mode: str) -> Tensor:
+    shape = (*x.shape[:2], x.shape[2] + 2 * pad, x.shape[3] + 2 * pad)
+    fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+        else torch.contiguous_format
+    return x.new_empty(shape).contiguous(memory_format=fmt)
+
+
+@torch.library.custom_op("branchspec::pad2d_backward", mutates_args=())
+def _pad2d_backward(grad: Tensor, x: Tensor, pad: int, mode: str) -> Tensor:
+    back = torch.ops.aten.reflection_pad2d_backward if mode == "reflect" else torch.ops.aten.replication_pad2d_backward
+    return back(grad, x, [pad, pad, pad, pad])
+
+
+@_pad2d_backward.register_fake
+def _pad2d_backward_fake(grad: Tensor, x: Tensor, pad: int, mode: str) -> Tensor:
+    return torch.empty_like(x)
+
+
+def _setup(ctx, inputs, output) -> None:
+    ctx.save_for_backward(inputs[0])
+    ctx.pad, ctx.mode = inputs[1], inputs[2]
+
+
+def _backward(ctx, grad: Tensor):
+    (x,) = ctx.saved_tensors
+    return _pad2d_backward(grad, x, ctx.pad, ctx.mode), None, None
+
+
+_pad2d.register_autograd(_backward, setup_context=_setup)
+
+
+def pad2d(x: Tensor, pad: int, mode: str) -> Tensor:
+    """``F.pad(x, (pad,) * 4, mode)`` for 4-D ``x`` (B, C, H, W) and ``mode`` in :data:`MODES`."""
+    if mode not in MODES or x.dim() != 4:
+        raise ValueError(f"pad2d: mode must be one of {MODES} on a 4-D tensor, got {mode!r}, {x.dim()}-D")
+    return _pad2d(x, int(pad), mode)
