@@ -82,3 +82,17 @@ def test_spatial_stats_accumulate_and_join_decomposition_stats():
     out = ds.result()["spatial"]
     np.testing.assert_allclose(out["border_ratio"], res["border_ratio"])
     assert out["regions"]["share"]["eyes"] == res["regions"]["share"]["eyes"]
+
+
+def test_detail_border_ratio_is_the_content_baseline():
+    """border_ratio_detail is the ratio of x − R over all images: a busy border in the images shows there."""
+    side = 20
+    x = np.zeros((3, side, side))
+    x[:, 0, :] = 1.0  # the image itself has a bright top row
+    R = np.zeros_like(x)
+    v = np.stack([x / 2, x / 2])  # the components add exactly that detail
+    ds = DecompositionStats()
+    ds.add(Decomposition(R=R, components=v, output=R + v.sum(0), input=x))
+    sp = ds.result()["spatial"]
+    assert sp["border_ratio_detail"] == pytest.approx(sp["border_ratio_mean"])
+    assert sp["border_ratio_detail"] == pytest.approx(border_ratio(energy_maps(x[None]))[0])

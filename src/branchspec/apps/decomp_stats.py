@@ -70,6 +70,7 @@ class DecompositionStats:
     def __init__(self, active_fraction: float = 0.1, face_regions: bool = False) -> None:
         self.active_fraction = active_fraction
         self.spatial = SpatialStats()  # border ratio, entropy (and face-region shares) of the energy maps
+        self.detail = SpatialStats()  # the same of the detail x − R the branches have to add: the content's own ratio
         self.face_regions = face_regions
         self.cov: torch.Tensor | None = None  # (M, M) float64
         self.total: torch.Tensor | None = None  # (M,) Σ of every branch's values, for the centred version
@@ -97,6 +98,8 @@ class DecompositionStats:
         self.count += 1
         self.profiles.add(dec.components)
         self.spatial.add(dec.components)
+        if dec.input is not None:
+            self.detail.add((np.asarray(dec.input, np.float64) - np.asarray(dec.R, np.float64))[None])  # (1, C, H, W)
         self.max_reconstruction_error = max(self.max_reconstruction_error, dec.reconstruction_error())
         if dec.input is not None:
             p, s = psnr_ssim(to_unit(dec.input, dec.value_range), to_unit(dec.output, dec.value_range))
@@ -147,8 +150,15 @@ class DecompositionStats:
             "ssim_per_image": self.ssim,
             "max_reconstruction_error": self.max_reconstruction_error,
             "profiles": self.profiles.result(),  # per branch, see branchspec.apps.profiles
-            "spatial": self.spatial.result(FACE_REGIONS if self.face_regions else None),  # branchspec.apps.spatial
+            "spatial": self._spatial(),  # branchspec.apps.spatial
         }
+
+
+    def _spatial(self) -> dict:
+        out = self.spatial.result(FACE_REGIONS if self.face_regions else None)
+        if self.detail.count:  # a frame is a component ratio above the content's own (its detail x − R)
+            out["border_ratio_detail"] = float(self.detail.result()["border_ratio"][0])
+        return out
 
 
 def summarize(paths) -> dict:

@@ -9,7 +9,10 @@ per-pixel energy Σ_c v_k(x)[c]² summed over images, shape (M, H, W):
   the outer band of width ``max(1, round(side / 20))`` divided by that band's
   share of the area. 1.0 = no preference for the border; a zero-padded
   generator draws a frame in every branch (ratios 2.7 on average, 4.0 at
-  worst on CIFAR); a decomposition without frames stays near 1.
+  worst on CIFAR); a decomposition without frames stays near 1, or near the
+  ratio of the image content itself — the detail x − R the branches add,
+  reported beside it (``border_ratio_detail``): on face crops hair and
+  background make the border busier than the cheeks.
 * **localisation** (:func:`localisation`): the normalised entropy of each
   branch's energy map (1 = uniform over the image, 0 = one pixel) and its
   share in named regions. :data:`FACE_REGIONS` are the regions of an aligned

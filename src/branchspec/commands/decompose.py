@@ -80,7 +80,8 @@ def run(args) -> int:
           f"mean |corr| {s['mean_abs_correlation']:.3f} (centred {s['mean_abs_pearson']:.3f}), active {s['active']}/{s['branches']}")
     sp = s["spatial"]
     print(f"border ratio (energy share in the outer {sp['border_band']}-pixel band / its area share; 1 = no frame): "
-          f"mean {sp['border_ratio_mean']:.2f}, worst branch {sp['border_ratio_max']:.2f}")
+          f"mean {sp['border_ratio_mean']:.2f}, worst branch {sp['border_ratio_max']:.2f}"
+          + (f"; of the detail x - R itself {sp['border_ratio_detail']:.2f}" if "border_ratio_detail" in sp else ""))
     j = res.get("judge")
     if j is not None:
         f = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731
