@@ -43,6 +43,8 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="scratch folder for the full evaluation")
     ap.add_argument("--per-domain", type=int, default=100, help="val images per domain (default 100)")
     ap.add_argument("--faces", action="store_true", help="aligned faces: face-region shares, --eyes aligned-face")
+    ap.add_argument("--component", action="append", default=[], metavar="K",
+                    help="App. A: sweep component K (repeatable; default: each image's strongest)")
     ap.add_argument("--eyes", default=None, help="marks JSON for segment --eyes (default: aligned-face with --faces)")
     args = ap.parse_args()
     out, ship = Path(args.out), Path(args.ship)
@@ -55,7 +57,8 @@ def main() -> int:
          *(["--face-regions"] if args.faces else []))
     eyes = args.eyes or ("aligned-face" if args.faces else None)
     call("segment", str(dec), "--out", str(out / "segment"), *(["--eyes", eyes] if eyes else []))
-    call("manipulate", str(dec), "--out", str(out / "manipulate"), "--alphas=-1:3:5", "--no-gif")
+    call("manipulate", str(dec), "--out", str(out / "manipulate"), "--alphas=-1:3:5", "--no-gif",
+         *[a for k in args.component for a in ("--component", k)])
 
     ship.mkdir(parents=True, exist_ok=True)
     call("export", "--checkpoint", ckpt, "--out", str(ship / "last"))
@@ -103,7 +106,9 @@ def main() -> int:
             {"file": "figures/segment.png", "section": "apps", "command": cmd,
              "caption": "App. F eye segmentation with the automatic component choice on val images."},
             {"file": "figures/manipulate.png", "section": "apps", "command": cmd,
-             "caption": "App. A: α-sweeps of each image's strongest component (α = −1 … 3)."},
+             "caption": "App. A: α-sweeps x(α) = R + Σ_{j≠k} v_j + α·v_k (α = −1 … 3) of "
+                        + (f"component(s) {', '.join(args.component)}" if args.component else
+                           "each image's strongest component") + "."},
         ],
     }
     doc["figures"] = [f for f in doc["figures"] if (ship / f["file"]).is_file()]
