@@ -42,6 +42,7 @@ from branchspec.hessian.exact import (
     block_summary,
     check_budget,
     estimate_bytes,
+    dense_hessian,
     exact_hessian,
     hvp_fn,
     scale_free,
@@ -56,14 +57,20 @@ from branchspec.hessian.factors import (
     hessian_factors,
     within_branch_curvature,
 )
-from branchspec.hessian.probes import ProbeEstimate, exact_stderr, probe_block_norms, rademacher_variance
+from branchspec.hessian.probes import (
+    ProbeEstimate,
+    exact_stderr,
+    probe_block_norms,
+    probe_blocks,
+    rademacher_variance,
+)
 
 __all__ = [
     "DEFAULT_BUDGET_BYTES", "DIRECT_MAX_PARAMS", "SELECTORS",
     "ParamSubset", "select_params", "estimate_bytes", "check_budget", "analysis_mode", "subset_loss", "hvp_fn",
-    "exact_hessian", "block_norms", "block_diagonality", "scale_free", "block_summary",
+    "dense_hessian", "exact_hessian", "block_norms", "block_diagonality", "scale_free", "block_summary",
     "HessianFactors", "hessian_factors", "auto_chunk", "within_branch_curvature", "blockwise_hessian", "eq14_report",
-    "ProbeEstimate", "rademacher_variance", "exact_stderr", "probe_block_norms",
+    "ProbeEstimate", "rademacher_variance", "exact_stderr", "probe_block_norms", "probe_blocks",
     "HessianData", "l2_sum", "toy_data", "classifier_data", "data_for",
     "HessianConfig", "column_check", "analyze", "save_results",
 ]

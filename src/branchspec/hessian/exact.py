@@ -218,23 +218,25 @@ def analysis_mode(model: Branched) -> Iterator[Branched]:
 
 
 def subset_loss(model: Branched, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn,
-                on: str = "f", args: tuple = ()) -> Callable[[Tensor], Tensor]:
+                on: str = "f", args: tuple = (), kwargs: dict | None = None) -> Callable[[Tensor], Tensor]:
     """θ_S ↦ L: the loss as a function of the flat subset vector, other parameters fixed.
 
     ``on="f"``: ``loss_fn(f(x), y)`` with f = R + Σ_k v_k (eq. 1), the
     setting of §5. ``on="branches"``: ``loss_fn(v, y)`` with v the ``(M, B, ...)``
-    branch outputs, e.g. a sum of per-branch losses Σ_k ℓ(v_k).
+    branch outputs, e.g. a sum of per-branch losses Σ_k ℓ(v_k). ``args`` /
+    ``kwargs``: extra model inputs (e.g. a conditioning vector), passed whole.
     Call it inside :func:`analysis_mode`.
     """
     if on not in ("f", "branches"):
         raise ValueError(f"on must be 'f' or 'branches', got {on!r}")
+    kwargs = kwargs or {}
 
     def loss_of(theta: Tensor) -> Tensor:
         params = subset.unflatten(theta)
         if on == "f":
-            f = functional_call(model, params, (x, *args))
+            f = functional_call(model, params, (x, *args), kwargs)
             return loss_fn(f, y)
-        _, v = functional_call(model, params, (x, *args), {"return_branches": True})  # (M, B, ...)
+        _, v = functional_call(model, params, (x, *args), {**kwargs, "return_branches": True})  # (M, B, ...)
         return loss_fn(v, y)
 
     return loss_of
@@ -250,15 +252,28 @@ def hvp_fn(loss_of: Callable[[Tensor], Tensor], theta: Tensor) -> Callable[[Tens
     return hvp
 
 
+def dense_hessian(loss_of: Callable[[Tensor], Tensor], theta: Tensor, chunk_size: int | None = 32) -> Tensor:
+    """The ``(P, P)`` Hessian of ``loss_of`` at ``theta``: ``vmap`` of :func:`hvp_fn` over the identity's columns.
+
+    Example:
+        >>> dense_hessian(lambda t: (t ** 3).sum(), torch.tensor([1., 2.])).tolist()
+        [[6.0, 0.0], [0.0, 12.0]]
+    """
+    hvp = hvp_fn(loss_of, theta)
+    eye = torch.eye(theta.numel(), dtype=theta.dtype, device=theta.device)
+    return vmap(hvp, chunk_size=chunk_size)(eye)  # (P, P), row i = H e_i
+
+
 def exact_hessian(model: nn.Module, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn, *,
-                  on: str = "f", args: tuple = (), chunk_size: int | None = 32,
+                  on: str = "f", args: tuple = (), kwargs: dict | None = None, chunk_size: int | None = 32,
                   budget_bytes: float = DEFAULT_BUDGET_BYTES) -> Tensor:
     """The dense ``(P, P)`` Hessian of the loss w.r.t. ``subset`` (§5.2), rows branch by branch.
 
     Forward-over-reverse: ``vmap`` over the columns of the identity of
     ``jvp(grad(loss))`` — :func:`torch.func.hessian` (``jacfwd(jacrev)``)
     with the P tangents taken ``chunk_size`` at a time. Every parameter not
-    in ``subset`` is held at its current value. Refuses (one line) when
+    in ``subset`` is held at its current value. ``args`` / ``kwargs``: extra
+    model inputs (whole batch, e.g. ``args=(cond,)``). Refuses (one line) when
     :func:`estimate_bytes` exceeds ``budget_bytes``.
 
     Example:
@@ -276,10 +291,7 @@ def exact_hessian(model: nn.Module, subset: ParamSubset, x: Tensor, y: Tensor, l
                  "choose a smaller parameter subset or estimate block norms with probes")
     with torch.no_grad(), analysis_mode(model):
         theta = subset.flat(model)
-        hvp = hvp_fn(subset_loss(model, subset, x, y, loss_fn, on, args), theta)
-        eye = torch.eye(subset.num_params, dtype=theta.dtype, device=theta.device)
-        H = vmap(hvp, chunk_size=chunk_size)(eye)  # (P, P), row i = H e_i
-    return H
+        return dense_hessian(subset_loss(model, subset, x, y, loss_fn, on, args, kwargs), theta, chunk_size)
 
 
 # --------------------------------------------------------------------------- block structure

@@ -30,6 +30,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -96,9 +97,33 @@ def exact_stderr(H: Tensor, boundaries, probes: int) -> Tensor:
     return out
 
 
+def probe_blocks(hvp: Callable[[Tensor], Tensor], theta: Tensor, boundaries: Sequence[int], *,
+                 probes: int = 32, seed: int = 0, chunk_size: int | None = 8) -> ProbeEstimate:
+    """The probe estimator of the module docstring for any ``hvp`` and block ``boundaries``.
+
+    Blocks may differ in size. Cost: ``probes`` Hessian-vector products per block.
+    """
+    if probes < 1:
+        raise ValueError(f"probes must be >= 1, got {probes}")
+    b = list(boundaries)
+    m = len(b) - 1
+    gen = torch.Generator().manual_seed(seed)
+    sq = torch.zeros(probes, m, m, dtype=torch.float64)  # (K, M_rows k, M_cols l)
+    for l in range(m):
+        signs = torch.randint(0, 2, (probes, b[l + 1] - b[l]), generator=gen).to(theta.dtype) * 2 - 1
+        z = torch.zeros(probes, theta.numel(), dtype=theta.dtype, device=theta.device)  # (K, P)
+        z[:, b[l]:b[l + 1]] = signs.to(theta.device)
+        hz = vmap(hvp, chunk_size=chunk_size)(z)  # (K, P): H z_l
+        for k in range(m):
+            sq[:, k, l] = hz[:, b[k]:b[k + 1]].double().pow(2).sum(1).cpu()
+    mean = sq.mean(0)
+    se = sq.std(0, unbiased=True) / probes**0.5 if probes > 1 else torch.full_like(mean, float("nan"))
+    return ProbeEstimate(mean, se, probes)
+
+
 def probe_block_norms(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn, *,
                       probes: int = 32, seed: int = 0, on: str = "f", args: tuple = (),
-                      chunk_size: int | None = 8) -> ProbeEstimate:
+                      kwargs: dict | None = None, chunk_size: int | None = 8) -> ProbeEstimate:
     """Estimate the ``(M, M)`` block norms of the subset Hessian with K·M Hessian-vector products.
 
     Works for any subset size (e.g. ``"all"`` of a 16-branch classifier)
@@ -107,19 +132,7 @@ def probe_block_norms(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn:
     if probes < 1:
         raise ValueError(f"probes must be >= 1, got {probes}")
     model = as_branched(model)
-    m, b = subset.num_branches, subset.boundaries
-    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad(), analysis_mode(model):
         theta = subset.flat(model)
-        hvp = hvp_fn(subset_loss(model, subset, x, y, loss_fn, on, args), theta)
-        sq = torch.zeros(probes, m, m, dtype=torch.float64)  # (K, M_rows k, M_cols l)
-        for l in range(m):
-            signs = torch.randint(0, 2, (probes, subset.per_branch), generator=gen).to(theta.dtype) * 2 - 1
-            z = torch.zeros(probes, subset.num_params, dtype=theta.dtype, device=theta.device)  # (K, P)
-            z[:, b[l]:b[l + 1]] = signs.to(theta.device)
-            hz = vmap(hvp, chunk_size=chunk_size)(z)  # (K, P): H z_l
-            for k in range(m):
-                sq[:, k, l] = hz[:, b[k]:b[k + 1]].double().pow(2).sum(1).cpu()
-    mean = sq.mean(0)
-    se = sq.std(0, unbiased=True) / probes**0.5 if probes > 1 else torch.full_like(mean, float("nan"))
-    return ProbeEstimate(mean, se, probes)
+        hvp = hvp_fn(subset_loss(model, subset, x, y, loss_fn, on, args, kwargs), theta)
+        return probe_blocks(hvp, theta, subset.boundaries, probes=probes, seed=seed, chunk_size=chunk_size)
