@@ -179,6 +179,30 @@ def branch_inputs(model, x: Tensor) -> Tensor | None:
     return model.branch_inputs(x)
 
 
+def per_sample_dims(args: tuple, kwargs: dict, n: int) -> tuple[tuple, dict]:
+    """Which extra inputs carry a sample axis: 0 for a tensor whose first dim is ``n``, else ``None``.
+
+    The ``in_dims`` of :func:`torch.func.vmap` for ``(args, kwargs)``: a
+    conditioning tensor ``(N, ...)`` is split per sample, anything else
+    (a scalar, a shared embedding, a string) is passed whole.
+
+    Example:
+        >>> per_sample_dims((torch.zeros(6), torch.zeros(3), "a"), {"c": torch.zeros(6, 2)}, 6)
+        ((0, None, None), {'c': 0})
+    """
+    def dim(a):
+        return 0 if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n else None
+
+    return tuple(dim(a) for a in args), {k: dim(v) for k, v in kwargs.items()}
+
+
+def take_samples(args: tuple, kwargs: dict, n: int, index: slice) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` with every per-sample input (see :func:`per_sample_dims`) indexed by ``index``."""
+    adims, kdims = per_sample_dims(args, kwargs, n)
+    return (tuple(a[index] if d == 0 else a for a, d in zip(args, adims)),
+            {k: v[index] if kdims[k] == 0 else v for k, v in kwargs.items()})
+
+
 def gradient_factors(
     model,
     x: Tensor,
@@ -186,8 +210,9 @@ def gradient_factors(
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     param_names: Sequence[str] | None = None,
     branches: Sequence[int] | None = None,
-    *args,
-    **kwargs,
+    *,
+    args: tuple = (),
+    kwargs: dict | None = None,
 ) -> GradientFactors:
     """Split the gradient of every chosen branch parameter into its factors.
 
@@ -205,7 +230,11 @@ def gradient_factors(
             samples (per-sample factors then add up to the batch gradient).
         param_names: names inside one branch (``"0.weight"``); default all.
         branches: which k; default all.
-        *args, **kwargs: extra branch inputs, as for ``model.forward``.
+        args, kwargs: extra branch inputs, as for ``model.forward``
+            (``model(x, *args, **kwargs)``). A tensor whose first dim is N
+            (e.g. a per-sample condition ``(N,)`` of a FiLM branch) is split
+            per sample like x; anything else is passed whole
+            (:func:`per_sample_dims`).
 
     Example:
         >>> import torch.nn as nn
@@ -218,10 +247,12 @@ def gradient_factors(
     """
     if branches is None:
         branches = range(model.num_branches)
+    args, kwargs = tuple(args), dict(kwargs or {})
     f = model(x, *args, **kwargs).detach().requires_grad_(True)
     (collab,) = torch.autograd.grad(loss_fn(f, y), f)
     collab = collab.reshape(f.shape[0], -1)  # (N, C)
     per_branch_in = branch_inputs(model, x)  # (M, N, ...) or None
+    adims, kdims = per_sample_dims(args, kwargs, x.shape[0])
     dist: list[dict[str, Tensor]] = []
     for k in branches:
         branch = model.branches[k]
@@ -235,11 +266,13 @@ def gradient_factors(
         buffers = dict(branch.named_buffers())
         xin = x if per_branch_in is None else per_branch_in[k]
 
-        def v_single(chosen, xj, _fixed=fixed, _buf=buffers, _branch=branch, _gain=gain):
-            out = functional_call(_branch, ({**_fixed, **chosen}, _buf), (xj[None], *args), kwargs)
+        def v_single(chosen, xj, aj, kj, _fixed=fixed, _buf=buffers, _branch=branch, _gain=gain):
+            aj = tuple(a[None] if d == 0 else a for a, d in zip(aj, adims))  # one sample of each split input
+            kj = {n: v[None] if kdims[n] == 0 else v for n, v in kj.items()}
+            out = functional_call(_branch, ({**_fixed, **chosen}, _buf), (xj[None], *aj), kj)
             return (_gain * out).reshape(-1)  # (C,)
 
         chosen = {n: params[n].detach() for n in names}
-        jac = vmap(jacrev(v_single), in_dims=(None, 0))(chosen, xin)  # {name: (N, C, *P)}
+        jac = vmap(jacrev(v_single), in_dims=(None, 0, adims, kdims))(chosen, xin, args, kwargs)  # {name: (N, C, *P)}
         dist.append(jac)
     return GradientFactors(distributive=dist, collaborative=collab)

@@ -50,7 +50,7 @@ from branchspec.hessian.exact import (
     check_budget,
     estimate_bytes,
 )
-from branchspec.metrics import branch_inputs, gradient_factors
+from branchspec.metrics import branch_inputs, gradient_factors, take_samples
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class HessianFactors:
 
 
 def hessian_factors(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn,
-                    args: tuple = (), sample_chunk: int = 16) -> HessianFactors:
+                    args: tuple = (), sample_chunk: int = 16, kwargs: dict | None = None) -> HessianFactors:
     """Distributive and collaborative factors of eq. 14 for every branch (loss of f only).
 
     ``loss_fn(f, y)`` must be the batch loss (a sum or mean over samples of
@@ -86,20 +86,23 @@ def hessian_factors(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: L
     samples are handled too). D_k comes from
     :func:`branchspec.metrics.gradient_factors` (eq. 11), ``sample_chunk``
     samples at a time to bound memory, in eval mode; dL/df from the whole batch.
+    Extra model inputs ``args`` / ``kwargs`` with a sample axis are chunked with x.
     """
     model = as_branched(model)
     names = list(subset.names)
     n = x.shape[0]
+    kwargs = kwargs or {}
     parts = []  # per chunk: (M, n_c, C, |w_k|)
     with analysis_mode(model):
         for i in range(0, n, sample_chunk):
             sl = slice(i, i + sample_chunk)
-            gf = gradient_factors(model, x[sl], y[sl], loss_fn, names, None, *args)
+            a_c, k_c = take_samples(args, kwargs, n, sl)
+            gf = gradient_factors(model, x[sl], y[sl], loss_fn, names, args=a_c, kwargs=k_c)
             parts.append(torch.stack([
                 torch.cat([gf.distributive[k][nm].reshape(*gf.distributive[k][nm].shape[:2], -1) for nm in names], 2)
                 for k in range(subset.num_branches)]))
         with torch.no_grad():
-            f = model(x, *args)
+            f = model(x, *args, **kwargs)
     dist = torch.cat(parts, dim=1)  # (M, N, C, |w_k|)
     c = dist.shape[2]
     flat_f = f.detach().reshape(-1)  # (N·C,)
@@ -121,7 +124,7 @@ def auto_chunk(batch: int, images: int = 2048) -> int:
 
 
 def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: Tensor, k: int,
-                            args: tuple = (), chunk_size: int | None = None) -> Tensor:
+                            args: tuple = (), chunk_size: int | None = None, kwargs: dict | None = None) -> Tensor:
     """∇²_{w_k} ⟨dL/df, v_k(x)⟩ with dL/df held fixed: the extra term of eq. 13, ``(|w_k|, |w_k|)``.
 
     |w_k| forward-over-reverse products of branch k alone, ``chunk_size`` at
@@ -145,7 +148,7 @@ def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: 
         for nm, shape, size in zip(names, subset.shapes, subset.sizes):
             params[nm] = th[i:i + size].reshape(shape)
             i += size
-        v = functional_call(branch, params, (xin, *args))  # (N, ...)
+        v = functional_call(branch, params, (xin, *args), kwargs or {})  # (N, ...)
         return (gain * v.reshape(v.shape[0], -1) * output_grad).sum()
 
     g = grad(s)
@@ -158,24 +161,25 @@ def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: 
 
 
 def blockwise_hessian(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn, *,
-                      args: tuple = (), chunk_size: int | None = None,
+                      args: tuple = (), kwargs: dict | None = None, chunk_size: int | None = None,
                       budget_bytes: float = DEFAULT_BUDGET_BYTES,
                       factors: HessianFactors | None = None) -> tuple[Tensor, HessianFactors]:
     """The exact ``(P, P)`` Hessian assembled from eq. 13–14: ``(H, factors)``.
 
     Same result as :func:`branchspec.hessian.exact_hessian` for a loss of
     f, at the cost of M within-branch Hessians plus per-sample Jacobians.
+    ``args`` / ``kwargs``: extra model inputs (a per-sample condition is split with x).
     Refuses (one line) when :func:`~branchspec.hessian.estimate_bytes` exceeds the budget.
     """
     model = as_branched(model)
     itemsize = next(model.parameters()).element_size()
     with torch.no_grad(), analysis_mode(model):
-        nc = model(x, *args).numel()
+        nc = model(x, *args, **(kwargs or {})).numel()
     check_budget(estimate_bytes(subset, nc, itemsize, "blockwise"), budget_bytes,
                  f"the exact Hessian of {subset.num_params} parameters ({subset.selector}) on {x.shape[0]} samples",
                  "choose a smaller parameter subset or batch, or estimate block norms with probes")
     if factors is None:
-        factors = hessian_factors(model, subset, x, y, loss_fn, args)
+        factors = hessian_factors(model, subset, x, y, loss_fn, args, kwargs=kwargs)
     m, pk = subset.num_branches, subset.per_branch
     d = factors.distributive.reshape(m, -1, pk)  # (M, N·C, |w_k|)
     co = factors.collaborative.reshape(m, -1, pk)  # (M, N·C, |w_k|)
@@ -183,7 +187,7 @@ def blockwise_hessian(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn:
     H = gn.clone()
     for k in range(m):
         sl = slice(k * pk, (k + 1) * pk)
-        H[sl, sl] += within_branch_curvature(model, subset, x, factors.output_grad, k, args, chunk_size)
+        H[sl, sl] += within_branch_curvature(model, subset, x, factors.output_grad, k, args, chunk_size, kwargs)
     return H, factors
 
 
