@@ -81,7 +81,11 @@ def correlation(F: Tensor, eps: float = 1e-12) -> Tensor:
     A silent branch (zero response) has zero correlation with everything,
     and 0 on its own diagonal entry.
     """
-    cov = covariance(F)
+    return normalised_covariance(covariance(F), eps)
+
+
+def normalised_covariance(cov: Tensor, eps: float = 1e-12) -> Tensor:
+    """Cov_ik / sqrt(Cov_ii · Cov_kk) of a given ``(M, M)`` covariance (0 where a diagonal entry is 0)."""
     d = cov.diagonal().clamp_min(0).sqrt()  # (M,)
     denom = d[:, None] * d[None, :]
     return torch.where(denom > eps, cov / denom.clamp_min(eps), torch.zeros_like(cov))
@@ -110,9 +114,13 @@ def active_mask(F: Tensor, fraction: float = 0.1) -> Tensor:
         >>> active_mask(torch.tensor([[1., 1.], [0.05, 0.], [0.5, 0.]])).tolist()
         [True, False, True]
     """
+    return active_by_norm(branch_norms(F), fraction)
+
+
+def active_by_norm(norms: Tensor, fraction: float = 0.1) -> Tensor:
+    """:func:`active_mask` from the branch norms ‖F_i‖ ``(M,)`` themselves."""
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must lie in [0, 1], got {fraction}")
-    norms = branch_norms(F)
     top = norms.max()
     if top <= 0:
         return torch.zeros_like(norms, dtype=torch.bool)
@@ -133,6 +141,55 @@ def activity(F: Tensor, fraction: float = 0.1) -> ActivityCounts:
     mask = active_mask(F, fraction)
     a = int(mask.sum())
     return ActivityCounts(active=a, silent=mask.numel() - a, mask=mask)
+
+
+class StreamingCovariance:
+    """Cov = F·Fᵀ (§4.1) accumulated batch by batch, never holding the ``(M, N·D)`` F of all samples.
+
+    F is the column blocks of the batches side by side, F = [F_1 … F_b], so
+    F·Fᵀ = Σ_b F_b·F_bᵀ; each :meth:`update` adds one batch's ``(M, M)``
+    product (in float64). ``reduction`` as in :func:`response_matrix`.
+
+    Example:
+        >>> acc = StreamingCovariance()
+        >>> V = torch.randn(3, 10, 4)                   # (M, N, D)
+        >>> acc.update(V[:, :6]); acc.update(V[:, 6:])
+        >>> bool(torch.allclose(acc.covariance, covariance(response_matrix(V)).double()))
+        True
+    """
+
+    def __init__(self, reduction: str = "auto") -> None:
+        self.reduction = reduction
+        self.cov: Tensor | None = None
+        self.samples = 0
+
+    def update(self, outputs: Tensor) -> None:
+        """Add a batch of branch outputs ``(M, B, ...)``."""
+        F = response_matrix(outputs.detach(), self.reduction).double()  # (M, B·D)
+        part = F @ F.T  # (M, M)
+        self.cov = part if self.cov is None else self.cov + part
+        self.samples += outputs.shape[1]
+
+    @property
+    def covariance(self) -> Tensor:
+        """Σ_b F_b·F_bᵀ, ``(M, M)``."""
+        if self.cov is None:
+            raise ValueError("no batch was added")
+        return self.cov
+
+    def norms(self) -> Tensor:
+        """‖F_i‖ of every branch over all samples, ``(M,)``."""
+        return self.covariance.diagonal().clamp_min(0).sqrt()
+
+    def correlation(self) -> Tensor:
+        """:func:`correlation` of the whole F."""
+        return normalised_covariance(self.covariance)
+
+    def activity(self, fraction: float = 0.1) -> ActivityCounts:
+        """:func:`activity` of the whole F."""
+        mask = active_by_norm(self.norms(), fraction)
+        a = int(mask.sum())
+        return ActivityCounts(active=a, silent=mask.numel() - a, mask=mask)
 
 
 # --------------------------------------------------------------------------

@@ -39,11 +39,12 @@ from branchspec.parts.curvature import (
 from branchspec.parts.experts import Experts, experts, softmax_weights
 from branchspec.parts.groups import Branches, Groups, branches, groups
 from branchspec.parts.spec import ParamSlice, PartSpec, Split
+from branchspec.parts.tracker import Tracker, read_records
 
 __all__ = [
     "PartSpec", "Split", "ParamSlice", "Heads", "ConcatHeads", "Experts", "Groups", "Branches",
     "heads", "experts", "groups", "branches", "softmax_weights",
     "Contributions", "contributions", "ranking", "silenced", "kept", "scaled", "hooked", "eval_mode",
     "PartLayout", "part_layout", "gradient_norms", "part_loss", "part_hessian", "probe_part_blocks",
-    "block_structure",
+    "block_structure", "Tracker", "read_records",
 ]
