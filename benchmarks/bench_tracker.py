@@ -1,0 +1,82 @@
+"""Overhead of parts.Tracker on a small CPU training run (a 1-layer transformer on digits rows).
+
+Trains the same model for ``steps`` steps with and without a tracker (same
+seed; the weights come out identical) and prints the wall times and the
+overhead at the tracker's default interval (every=20) and at every=1.
+Runs are interleaved and the fastest of ``repeats`` kept, since the CPU is
+shared. Usage: ``python benchmarks/bench_tracker.py [steps] [repeats]``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+
+import torch
+from sklearn.datasets import load_digits
+from torch import nn
+
+from branchspec import parts
+
+
+class RowTransformer(nn.Module):
+    """Digits as 8 tokens (rows) of 8 pixels: embedding, one attention layer (4 heads), mean pool, classifier."""
+
+    def __init__(self, e: int = 32, heads: int = 4):
+        super().__init__()
+        self.embed = nn.Linear(8, e)
+        self.pos = nn.Parameter(torch.randn(8, e) * 0.1)
+        self.attn = nn.MultiheadAttention(e, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.LayerNorm(e), nn.Linear(e, 64), nn.ReLU(), nn.Linear(64, e))
+        self.head = nn.Linear(e, 10)
+
+    def forward(self, x):  # (B, 8, 8)
+        h = self.embed(x) + self.pos  # (B, L, E)
+        h = h + self.attn(h, h, h, need_weights=False)[0]
+        h = h + self.mlp(h)
+        return self.head(h.mean(1))  # (B, 10)
+
+
+def run(steps: int, every: int | None) -> tuple[float, float]:
+    d = load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32) / 16  # (N, 8, 8)
+    y = torch.tensor(d.target)
+    torch.manual_seed(0)
+    model = RowTransformer()
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    gen = torch.Generator().manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        tracker = parts.Tracker(parts.heads(model.attn), tmp, every=every) if every else None
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            idx = torch.randint(0, len(x), (64,), generator=gen)
+            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            if tracker is not None:
+                tracker.step(model, (x[idx], y[idx]))
+            opt.step()
+        total = time.perf_counter() - t0
+    return total, tracker.seconds if tracker else 0.0
+
+
+def main(steps: int = 200, repeats: int = 3) -> None:
+    torch.set_num_threads(1)
+    best: dict = {}
+    for _ in range(repeats):
+        for every in (None, 20, 1):
+            t, m = run(steps, every)
+            if every not in best or t < best[every][0]:
+                best[every] = (t, m)
+    base = best[None][0]
+    print(f"tracker overhead, {steps} steps, 1-layer transformer (4 heads), batch 64, 1 CPU thread:")
+    print(f"  no tracker:        {base:7.3f} s")
+    for every in (20, 1):
+        t, m = best[every]
+        print(f"  every={every:<3d} (meas.)  {t:7.3f} s  overhead {100 * (t - base) / base:+6.1f} %"
+              f"  (measuring {m:.3f} s, {1000 * m / ((steps + every - 1) // every):.1f} ms each)")
+
+
+if __name__ == "__main__":
+    main(*(int(a) for a in sys.argv[1:3]))
