@@ -66,7 +66,7 @@ def test_ablation_loop_and_matches_model_silenced():
     data = ImageSet(imgs, np.arange(24) % 10, [str(i) for i in range(10)])
     V, labels = collect_outputs(model, data, batch_size=10)
     assert V.shape == (3, 24, 10)
-    ab = A.ablation(V, labels)
+    ab = A.ablation(V, labels, clamp=True)
     x, y = next(iter(data.batches(24, augment=False)))
     with torch.no_grad():
         assert ab["full"] == pytest.approx(float((model(x).clamp(-1, 1).argmax(1) == y).float().mean()))
@@ -325,3 +325,14 @@ def test_sweep_workers_exit_when_the_parent_is_killed(tmp_path):
         time.sleep(0.5)
         alive = [p for p in workers if running(p)]
     assert not alive, f"workers {alive} still running after their parent was killed"
+
+
+def test_accuracy_clamp_is_explicit():
+    V = torch.tensor([[[3.0, 2.0], [1.5, 4.0], [2.0, 1.2]]])  # (M=1, N=3, C=2): every logit > 1
+    labels = torch.tensor([0, 1, 0])
+    assert A.accuracy(V, labels, clamp=False) == 1.0  # argmax of the plain sum (a cross-entropy model)
+    assert A.accuracy(V, labels, clamp=True) == pytest.approx(2 / 3)  # clamped ties go to class 0
+    with pytest.raises(TypeError):
+        A.accuracy(V, labels)
+    from branchspec import metrics
+    assert A.branch_confidence is metrics.branch_confidence

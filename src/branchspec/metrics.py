@@ -127,6 +127,27 @@ def active_by_norm(norms: Tensor, fraction: float = 0.1) -> Tensor:
     return norms >= fraction * top
 
 
+def branch_confidence(V: Tensor, labels: Tensor) -> Tensor:
+    """Per-branch confidence on labelled samples, ``(M, N)`` (§6, Figs. 7, 8, 16).
+
+    The paper gives no formula; branchspec defines the confidence of branch
+    k on a sample of class y as its contribution to the true-class logit
+    minus its mean contribution to the other classes,
+    conf_k(x) = v_k(x)[y] − 1/(C−1) · Σ_{c≠y} v_k(x)[c]. Positive: branch k
+    pushes towards the right class; ≈ 0: silent or indifferent. Since
+    f = Σ_k v_k, the confidences add up to the margin of the unclamped sum.
+
+    Example:
+        >>> V = torch.tensor([[[1., 0.], [0., 1.]], [[0., 0.], [0., 0.]]])  # (M=2, N=2, C=2)
+        >>> branch_confidence(V, torch.tensor([0, 1])).tolist()
+        [[1.0, 1.0], [0.0, 0.0]]
+    """
+    m, n, c = V.shape
+    true = V.gather(2, labels.view(1, n, 1).expand(m, n, 1))[..., 0]  # (M, N)
+    others = (V.sum(2) - true) / (c - 1)  # (M, N)
+    return true - others
+
+
 @dataclass(frozen=True)
 class ActivityCounts:
     """Active / silent counts and masks of one response matrix."""

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from branchspec import metrics
+from branchspec.metrics import branch_confidence  # (M, N) conf_k(x_j); defined with the metrics
 
 
 def class_means(V: Tensor, labels: Tensor, num_classes: int) -> Tensor:
@@ -43,21 +44,18 @@ def class_means(V: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     return torch.einsum("mnc,nk->mkc", V, onehot) / counts[None, :, None]  # (M, K, C)
 
 
-def branch_confidence(V: Tensor, labels: Tensor) -> Tensor:
-    """conf_k(x_j) = v_k(x_j)[y_j] − mean_{c≠y_j} v_k(x_j)[c], ``(M, N)`` (module docstring)."""
-    m, n, c = V.shape
-    true = V.gather(2, labels.view(1, n, 1).expand(m, n, 1))[..., 0]  # (M, N)
-    others = (V.sum(2) - true) / (c - 1)  # (M, N)
-    return true - others
-
-
 def response(V: Tensor) -> Tensor:
     """The response matrix F of §4.1 for vector outputs: each sample's C logits side by side, ``(M, N·C)``."""
     return metrics.response_matrix(V, "flatten")
 
 
-def accuracy(V: Tensor, labels: Tensor, gains: Tensor | None = None, clamp: bool = True) -> float:
-    """Accuracy of argmax clamp(Σ_k g_k v_k) — the model's prediction with branch gains g (1 by default)."""
+def accuracy(V: Tensor, labels: Tensor, gains: Tensor | None = None, *, clamp: bool) -> float:
+    """Accuracy of argmax Σ_k g_k v_k — the model's prediction with branch gains g (1 by default).
+
+    ``clamp`` (required): True for a model trained with the clamped sum of §6,
+    argmax clamp(f, −1, 1) — ties among clamped logits then go to the first
+    class, so a plain cross-entropy model must pass False.
+    """
     g = torch.ones(V.shape[0], dtype=V.dtype) if gains is None else gains.to(V.dtype)
     f = (g[:, None, None] * V).sum(0)  # (N, C)
     if clamp:
@@ -71,7 +69,7 @@ def branch_ranking(V: Tensor) -> list[int]:
     return [int(k) for k in torch.argsort(norms, descending=True, stable=True)]
 
 
-def ablation(V: Tensor, labels: Tensor, clamp: bool = True, keep: list[int] | None = None) -> dict:
+def ablation(V: Tensor, labels: Tensor, *, clamp: bool, keep: list[int] | None = None) -> dict:
     """Accuracy with each branch silenced, and with all but the top-k (by ‖F_k‖) silenced.
 
     Silencing multiplies a branch's contribution by 0, exactly like
@@ -86,14 +84,14 @@ def ablation(V: Tensor, labels: Tensor, clamp: bool = True, keep: list[int] | No
     for k in range(m):
         g = torch.ones(m)
         g[k] = 0.0
-        without.append(accuracy(V, labels, g, clamp))
+        without.append(accuracy(V, labels, g, clamp=clamp))
     rank = branch_ranking(V)
     ks = keep if keep is not None else sorted({1, 2, 4, 8, 16, 32, m} & set(range(1, m + 1)))
     keep_top = {}
     for k in ks:
         g = torch.zeros(m)
         g[rank[:k]] = 1.0
-        keep_top[int(k)] = accuracy(V, labels, g, clamp)
+        keep_top[int(k)] = accuracy(V, labels, g, clamp=clamp)
     return {"full": full, "without_branch": without, "ranking": rank, "keep_top": keep_top}
 
 

@@ -138,7 +138,7 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
                           "confidence": conf[k, idx].tolist(), "shown": idx[:gallery_max]})
         images.append(test.images_hwc[idx[:gallery_max]])
     res["galleries"] = {"top_fraction": top_fraction, "pairs": galleries}
-    res["ablation"] = A.ablation(V, labels, clamp)
+    res["ablation"] = A.ablation(V, labels, clamp=clamp)
     if train_split:
         res["train_split"] = train_split_loss(model, state, data, clamp)
     init = build_model(spec["kind"], spec["config"])

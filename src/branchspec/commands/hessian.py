@@ -59,6 +59,7 @@ def run(args) -> int:
     line = f"block diagonality {res['block_diagonality']:.4f} over {res['num_params']} parameters ({res['method']})"
     if res["compare_block_diagonality"] is not None:
         line += f"; compare checkpoint {res['compare_block_diagonality']:.4f}"
+    print(f"parameters {res['picked']}")
     print(line)
     print(f"wrote {res['json']}" + (f", {res['npz']}" if res["npz"] else "") + "".join(f", {f}" for f in res["figures"]))
     return 0

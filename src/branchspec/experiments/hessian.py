@@ -99,7 +99,7 @@ def run(cfg: Config, out) -> dict:
     figs = draw(out) if cfg.figures else []
     summary = {"json": str(jp), "npz": str(npz) if npz else None, "figures": [str(f) for f in figs],
                "block_diagonality": res["block_diagonality"], "num_params": res["num_params"],
-               "method": res["method"],
+               "method": res["method"], "picked": res["picked"],
                "compare_block_diagonality": None if cmp is None else cmp["block_diagonality"]}
     return common.save(out, NAME, cfg, summary)
 

@@ -120,7 +120,8 @@ def analyze(model, data: HessianData, params: str = "first-layer", *, method: st
         raise BranchspecError(f"unknown Hessian method {method!r} (direct, blockwise, auto)")
     need = estimate_bytes(subset, nc, itemsize, method)
     res = {
-        "params": params, "param_names": list(subset.names), "num_branches": subset.num_branches,
+        "params": params, "picked": subset.describe(), "param_names": list(subset.names),
+        "num_branches": subset.num_branches,
         "num_params": subset.num_params, "params_per_branch": subset.per_branch,
         "boundaries": list(subset.boundaries), "batch": int(data.x.shape[0]), "loss": data.loss, "data": data.data,
         "memory": {"estimated_bytes": need, "budget_bytes": int(budget_bytes), "method": method},

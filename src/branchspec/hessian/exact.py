@@ -119,6 +119,16 @@ class ParamSubset:
                 i += size
         return out
 
+    def describe(self) -> str:
+        """What the selector picked, in one line.
+
+        Example:
+            >>> ParamSubset("first-layer", ("0.weight", "0.bias"), ((3, 2), (3,)), 2).describe()
+            "first-layer: 0.weight (3×2), 0.bias (3) of each of 2 branches = 18 parameters"
+        """
+        picked = ", ".join(f"{n} ({'×'.join(map(str, sh)) or 'scalar'})" for n, sh in zip(self.names, self.shapes))
+        return f"{self.selector}: {picked} of each of {self.num_branches} branches = {self.num_params} parameters"
+
     def labels(self) -> list[str]:
         """One row label per branch/name block, for figures."""
         return [f"{k}:{n}" for k in range(self.num_branches) for n in self.names]
@@ -140,11 +150,17 @@ def select_params(model: nn.Module, selector: str = "first-layer") -> ParamSubse
             names or :mod:`fnmatch` globs of names inside a branch
             (``"conv1.weight"``, ``"layer1.*.bn*.weight"``).
 
+    The result names what it picked: ``subset.names`` and the one-line
+    ``subset.describe()`` (also stored by :func:`branchspec.hessian.analyze`
+    and printed by ``branchspec hessian``).
+
     Example:
         >>> import torch.nn as nn
         >>> m = Branched(lambda: nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1)), 4)
         >>> select_params(m, "last-layer").names, select_params(m, "0.*").per_branch
         (('2.weight', '2.bias'), 9)
+        >>> select_params(m, "last-layer").describe()
+        'last-layer: 2.weight (1×3), 2.bias (1) of each of 4 branches = 16 parameters'
     """
     model = as_branched(model)
     text = (selector or "").strip()
