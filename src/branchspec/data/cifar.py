@@ -16,7 +16,7 @@ Example:
     ...     restricted_loads(bad, "x")
     ... except Exception as e:
     ...     print(type(e).__name__)
-    BranchspecError
+    DataError
 """
 
 from __future__ import annotations

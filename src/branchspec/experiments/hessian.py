@@ -11,7 +11,8 @@ Example:
     >>> import tempfile
     >>> from branchspec.experiments import toy
     >>> d = tempfile.mkdtemp()
-    >>> _ = toy.run(toy.Config(branches=(3,), trials=1, steps=20, save_models=(3,), figures=False), d)
+    >>> _ = toy.run(toy.Config(branches=(3,), trials=1, steps=20, save_models=(3,), figures=False), d)  # doctest: +ELLIPSIS
+    [toy] toy1: 1 values of M × 1 trials, 20 steps: ... s
     >>> ck = toy.checkpoints(d, 3)
     >>> run(Config(checkpoint=ck["trained"], params="all", batch=4), d + "/h")["num_params"]
     6

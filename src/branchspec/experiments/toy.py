@@ -12,7 +12,8 @@ Example:
     >>> import tempfile
     >>> from pathlib import Path
     >>> out = Path(tempfile.mkdtemp())
-    >>> s = run(Config(branches=(2, 10), trials=4, steps=50, figures=False), out)
+    >>> s = run(Config(branches=(2, 10), trials=4, steps=50, figures=False), out)  # doctest: +ELLIPSIS
+    [toy] toy1: 2 values of M × 4 trials, 50 steps: ... s
     >>> sorted(s["problems"]), (out / "results.json").is_file()
     (['toy1'], True)
 """

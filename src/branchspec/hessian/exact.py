@@ -124,7 +124,7 @@ class ParamSubset:
 
         Example:
             >>> ParamSubset("first-layer", ("0.weight", "0.bias"), ((3, 2), (3,)), 2).describe()
-            "first-layer: 0.weight (3×2), 0.bias (3) of each of 2 branches = 18 parameters"
+            'first-layer: 0.weight (3×2), 0.bias (3) of each of 2 branches = 18 parameters'
         """
         picked = ", ".join(f"{n} ({'×'.join(map(str, sh)) or 'scalar'})" for n, sh in zip(self.names, self.shapes))
         return f"{self.selector}: {picked} of each of {self.num_branches} branches = {self.num_params} parameters"

@@ -39,7 +39,7 @@ def he_init(module: nn.Module) -> nn.Module:
 
     Example:
         >>> m = he_init(nn.Conv2d(8, 4, 3))  # fan_in 72: weight std √(2/72) ≈ 0.17
-        >>> float(m.bias.abs().sum())
+        >>> float(m.bias.detach().abs().sum())
         0.0
     """
     for m in module.modules():

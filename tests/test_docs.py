@@ -1,0 +1,48 @@
+"""Every ``>>>`` example in src/branchspec runs (doctest), and the package ships its typing marker and licence."""
+
+import doctest
+import importlib
+import pkgutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import branchspec
+
+ROOT = Path(__file__).resolve().parents[1]
+MODULES = sorted(m.name for m in pkgutil.walk_packages(branchspec.__path__, "branchspec.")
+                 if not m.name.endswith("__main__"))
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name):
+    mod = importlib.import_module(name)
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    for test in finder.find(mod, name):  # globals: a copy of the module's
+        if test.examples:
+            runner.run(test)
+    res = runner.summarize(verbose=False)
+    assert res.failed == 0, f"{res.failed} of {res.attempted} examples failed in {name} (output above)"
+
+
+def test_public_api_is_curated_and_typed():
+    assert (ROOT / "src/branchspec/py.typed").exists() and (ROOT / "LICENSE").read_text().startswith("MIT License")
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "py.typed" in cfg["tool"]["setuptools"]["package-data"]["branchspec"]
+    assert cfg["project"]["license"] == {"text": "MIT"}
+    for name in branchspec.__all__:
+        assert getattr(branchspec, name) is not None, name
+    assert len(set(branchspec.__all__)) == len(branchspec.__all__)
+
+
+@pytest.mark.slow
+def test_wheel_ships_typing_marker_and_licence(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(ROOT)], check=True, cwd=tmp_path)
+    names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
+    assert "branchspec/py.typed" in names and any(n.endswith("licenses/LICENSE") for n in names)
