@@ -42,22 +42,22 @@ class Heads(PartSpec):
     kind = "heads"
 
     def __init__(self, mha: nn.MultiheadAttention) -> None:
-        self.module = mha
+        self.module = self.mha = mha
         self.num_parts = mha.num_heads
         self.head_dim = mha.embed_dim // mha.num_heads
 
     def _to_batch_first(self, out: Tensor) -> Tensor:
         if out.dim() == 2:  # unbatched (L, E)
             return out[None]
-        return out if self.module.batch_first else out.transpose(0, 1)  # (B, L, E)
+        return out if self.mha.batch_first else out.transpose(0, 1)  # (B, L, E)
 
     def _from_batch_first(self, f: Tensor, like: Tensor) -> Tensor:
         if like.dim() == 2:
             return f[0]
-        return f if self.module.batch_first else f.transpose(0, 1)
+        return f if self.mha.batch_first else f.transpose(0, 1)
 
     def split(self, args: tuple, kwargs: dict[str, Any], output: Any) -> Split:
-        mha = self.module
+        mha = self.mha
         call = bind(mha, args, kwargs)
         call["need_weights"] = False
         w = mha.out_proj.weight  # (E, E)
@@ -76,7 +76,7 @@ class Heads(PartSpec):
         return replace_first(output, self._from_batch_first(f, first_tensor(output)))
 
     def param_slices(self, k: int) -> list[ParamSlice]:
-        mha, d, e = self.module, self.head_dim, self.module.embed_dim
+        mha, d, e = self.mha, self.head_dim, self.mha.embed_dim
         a, z = k * d, (k + 1) * d
         if mha.in_proj_weight is not None:
             out = [ParamSlice("in_proj_weight", 0, i * e + a, i * e + z) for i in range(3)]
@@ -101,17 +101,17 @@ class ConcatHeads(PartSpec):
     def __init__(self, out_proj: nn.Linear, num_heads: int) -> None:
         if out_proj.in_features % num_heads:
             raise BranchspecError(f"{out_proj.in_features} input features do not split into {num_heads} heads")
-        self.module = out_proj
+        self.module = self.linear = out_proj
         self.num_parts = num_heads
         self.head_dim = out_proj.in_features // num_heads
 
     def split(self, args: tuple, kwargs: dict[str, Any], output: Any) -> Split:
         x = args[0] if args else next(iter(kwargs.values()))  # (B, ..., H·d)
-        w = self.module.weight  # (E, H·d)
+        w = self.linear.weight  # (E, H·d)
         xh = x.reshape(*x.shape[:-1], self.num_parts, self.head_dim)  # (B, ..., H, d)
         wh = w.reshape(w.shape[0], self.num_parts, self.head_dim)  # (E, H, d)
         parts = torch.einsum("...hd,ehd->h...e", xh, wh)  # (H, B, ..., E)
-        return Split(parts, expand_rest(self.module.bias, output), output)
+        return Split(parts, expand_rest(self.linear.bias, output), output)
 
     def param_slices(self, k: int) -> list[ParamSlice]:
         return [ParamSlice("weight", 1, k * self.head_dim, (k + 1) * self.head_dim)]

@@ -25,7 +25,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +74,7 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @contextlib.contextmanager
-def hooked(spec: PartSpec, on_split) -> Iterator[None]:
+def hooked(spec: PartSpec, on_split: Callable[[Split, Any], Any]) -> Iterator[None]:
     """A forward hook on ``spec.module`` calling ``on_split(split, output)`` on each call.
 
     ``on_split`` may return a replacement for the module's output. Calls the
@@ -82,7 +82,7 @@ def hooked(spec: PartSpec, on_split) -> Iterator[None]:
     """
     busy = [False]
 
-    def hook(module, args, kwargs, output):
+    def hook(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> Any:
         if busy[0]:
             return None
         busy[0] = True

@@ -100,11 +100,11 @@ class PartLayout:
                 i += size
         return out
 
-    def grad_norms(self, grads: dict[str, Tensor]) -> Tensor:
+    def grad_norms(self, grads: dict[str, Tensor | None]) -> Tensor:
         """‖∂L/∂θ_k‖ of each part from full-parameter gradients ``{name: grad}``, ``(M,)``."""
         out = torch.zeros(len(self.slices), dtype=torch.float64)
         for k, part in enumerate(self.slices):
-            out[k] = sum(s.take(grads[n]).double().pow(2).sum().item() for n, s in part if grads.get(n) is not None)
+            out[k] = sum(s.take(g).double().pow(2).sum().item() for n, s in part if (g := grads.get(n)) is not None)
         return out.sqrt()
 
 

@@ -51,7 +51,11 @@ def softmax_weights(gate_output: Tensor) -> Tensor:
 
 
 def _resolve(layer: nn.Module, what: str | nn.Module | None) -> nn.Module | None:
-    if what is None or isinstance(what, nn.Module):
+    return None if what is None else _require(layer, what)
+
+
+def _require(layer: nn.Module, what: str | nn.Module) -> nn.Module:
+    if isinstance(what, nn.Module):
         return what
     try:
         return layer.get_submodule(what)
@@ -68,11 +72,11 @@ class Experts(PartSpec):
                  gate: str | nn.Module = "gate", weights: Callable[[Tensor], Tensor] = softmax_weights,
                  rest: str | nn.Module | None = None) -> None:
         self.module = layer
-        mods = list(_resolve(layer, experts)) if isinstance(experts, str) else list(experts)
+        mods = list(_require(layer, experts).children()) if isinstance(experts, str) else list(experts)
         if not mods:
             raise BranchspecError(f"{type(layer).__name__}: no experts named by {experts!r}")
         self.experts = mods
-        self.gate = _resolve(layer, gate)
+        self.gate = _require(layer, gate)
         self.weights = weights
         self.rest_module = _resolve(layer, rest)
         self.num_parts = len(mods)

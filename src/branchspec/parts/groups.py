@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -42,14 +42,14 @@ class Groups(PartSpec):
 
     kind = "groups"
 
-    def __init__(self, conv: nn.Module) -> None:
-        self.module = conv
+    def __init__(self, conv: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> None:
+        self.module = self.conv = conv
         self.num_parts = conv.groups
         self.per_group = conv.out_channels // conv.groups
 
     def split(self, args: tuple, kwargs: dict[str, Any], output: Any) -> Split:
         f = output  # (B, C_out, ...)
-        rest = expand_rest(self.module.bias, f, 1)
+        rest = expand_rest(self.conv.bias, f, 1)
         core = f if rest is None else f - rest
         g, c = self.num_parts, self.per_group
         mask = torch.zeros(g, 1, g, c, dtype=f.dtype, device=f.device)  # (G, 1, G, C/G)
@@ -67,16 +67,16 @@ class Branches(PartSpec):
     kind = "branches"
 
     def __init__(self, model: Branched) -> None:
-        self.module = model
+        self.module = self.model = model
         self.num_parts = model.num_branches
 
     def split(self, args: tuple, kwargs: dict[str, Any], output: Any) -> Split:
-        call = bind(self.module, args, kwargs)
+        call = bind(self.model, args, kwargs)
         call.pop("return_branches", None)
         x = call.pop("x")
         extra = call.pop("args", ())
-        f, v, rest = self.module.forward_all(x, *extra, **call)  # v: (M, B, ...)
-        gain = self.module.branch_gain.to(v.dtype).view(-1, *([1] * (v.dim() - 1)))  # (M, 1, ...)
+        f, v, rest = self.model.forward_all(x, *extra, **call)  # v: (M, B, ...)
+        gain = cast(Tensor, self.model.branch_gain).to(v.dtype).view(-1, *([1] * (v.dim() - 1)))  # (M, 1, ...)
         out = output[0] if isinstance(output, tuple) else output
         return Split(gain * v, rest, out)
 
@@ -84,7 +84,7 @@ class Branches(PartSpec):
         return (f, *output[1:]) if isinstance(output, tuple) else f
 
     def param_slices(self, k: int) -> list[ParamSlice]:
-        return [whole(f"branches.{k}.{n}", p) for n, p in self.module.branches[k].named_parameters()]
+        return [whole(f"branches.{k}.{n}", p) for n, p in self.model.branches[k].named_parameters()]
 
 
 def groups(conv: nn.Module) -> Groups:

@@ -149,7 +149,7 @@ class Tracker:
         else:
             rec["grad_source"] = ".grad"
         rec["grad_norms"] = grads.tolist()
-        if self.probe_every and step % self.probe_every == 0 and y is not None:
+        if self.probe_every and step % self.probe_every == 0 and y is not None and self.loss_fn is not None:
             t0 = time.perf_counter()
             est = probe_part_blocks(model, self.spec, x, y, self.loss_fn, probes=self.probes, seed=step)
             rec["probe_block_diagonality"] = block_diagonality(est.norms)
