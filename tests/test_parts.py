@@ -100,6 +100,9 @@ def test_transformer_layer_fast_path_is_bypassed():
     c = parts.contributions(layer, parts.heads(layer.self_attn), x)
     assert c.parts.shape == (2, 2, 5, 8) and c.residual_error < 1e-5
     assert layer.training  # mode restored
+    # the layer calls attention with need_weights=False (fused SDPA kernel): Hessians still work
+    H, lay = parts.part_hessian(layer, parts.heads(layer.self_attn), x, torch.randn(2, 5, 8), l2)
+    assert H.shape == (lay.num_params,) * 2 and torch.allclose(H, H.T, atol=1e-4)
 
 
 class HandAttention(nn.Module):

@@ -7,7 +7,9 @@ by part in one flat vector θ, so that a Hessian over θ has one diagonal
 block per part — exactly the block structure the paper studies for
 branches (Fig. 5 panels 3–4, eq. 12–14). The loss as a function of θ is
 evaluated with :func:`torch.func.functional_call` on the unmodified model
-(each sliced parameter reassembled with ``slice_scatter``), and the Hessian
+(each sliced parameter reassembled with ``slice_scatter``; attention runs its
+composite "math" kernel, since the fused CPU/GPU kernels have no forward-mode
+derivative), and the Hessian
 is taken with the functions of :mod:`branchspec.hessian`: exact
 (:func:`~branchspec.hessian.dense_hessian`, P forward-over-reverse
 products) for small P, probe estimates of the block norms
@@ -31,6 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from branchspec.hessian import (
     DEFAULT_BUDGET_BYTES,
@@ -164,7 +167,7 @@ def part_hessian(model: nn.Module, spec: PartSpec, x: Any, y: Any, loss_fn: Loss
     check_budget(2 * layout.num_params**2 * itemsize, budget_bytes,
                  f"the exact Hessian of {layout.num_params} part parameters",
                  "estimate the block norms with probe_part_blocks instead")
-    with eval_mode(model):
+    with eval_mode(model), sdpa_kernel(SDPBackend.MATH):
         H = dense_hessian(part_loss(model, layout, x, y, loss_fn, args, kwargs), layout.flat(model), chunk_size)
     return H.detach(), layout
 
@@ -174,7 +177,7 @@ def probe_part_blocks(model: nn.Module, spec: PartSpec, x: Any, y: Any, loss_fn:
                       chunk_size: int | None = 8) -> ProbeEstimate:
     """Probe estimates of the M×M block norms ‖H_kl‖_F (K·M Hessian-vector products, H never formed)."""
     layout = part_layout(model, spec)
-    with eval_mode(model):
+    with eval_mode(model), sdpa_kernel(SDPBackend.MATH):
         theta = layout.flat(model)
         hvp = hvp_fn(part_loss(model, layout, x, y, loss_fn, args, kwargs), theta)
         return probe_blocks(hvp, theta, layout.boundaries, probes=probes, seed=seed, chunk_size=chunk_size)
