@@ -114,8 +114,8 @@ class ClassifierConfig:
         return ClassifierConfig(**{k: v for k, v in d.items() if k in keys})
 
 
-def clamp_logits(f: Tensor, clamp: bool = True) -> Tensor:
-    """f clamped to [−1, 1] (§6) when ``clamp``, else unchanged."""
+def clamp_logits(f: Tensor, clamp: bool) -> Tensor:
+    """f clamped to [−1, 1] (§6) when ``clamp`` (required: a plain-CE model passes False), else unchanged."""
     return f.clamp(-1.0, 1.0) if clamp else f
 
 
@@ -143,8 +143,8 @@ def build_classifier(cfg: ClassifierConfig) -> Branched:
     return Branched(make, cfg.num_branches, engine=cfg.engine, seed=cfg.seed)
 
 
-def predict(model: Branched, x: Tensor, clamp: bool = True) -> Tensor:
-    """Class predictions argmax clamp(f(x)); ties of the clamp resolve to the lower index."""
+def predict(model: Branched, x: Tensor, *, clamp: bool) -> Tensor:
+    """Class predictions argmax f(x), or argmax clamp(f(x)) with ``clamp`` (ties then resolve to the lower index)."""
     return clamp_logits(model(x), clamp).argmax(dim=1)
 
 

@@ -136,10 +136,11 @@ def onehot_ce(f: Tensor, labels: Tensor, reduction: str = "mean") -> tuple[Tenso
     return loss, {"loss": float(loss.detach()), "acc": float(acc)}
 
 
-def classifier_loss(f: Tensor, labels: Tensor, clamp: bool = True, clamp_grad: str = "hard",
+def classifier_loss(f: Tensor, labels: Tensor, clamp: bool, clamp_grad: str = "hard",
                     reduction: str = "mean") -> tuple[Tensor, dict[str, float]]:
     """:func:`clamped_soft_ce` when ``clamp`` (the paper), else :func:`onehot_ce` — the one §6 loss.
 
+    ``clamp`` is required: True for a run trained with the §6 clamp, False for plain CE.
     Used by training (``reduction="mean"``) and by the Hessian analyses
     (``"sum"``), so both differentiate the loss the checkpoint was trained with.
     ``f`` is cast to float32 first, so the loss is computed in fp32 under bf16 autocast.
@@ -148,7 +149,7 @@ def classifier_loss(f: Tensor, labels: Tensor, clamp: bool = True, clamp_grad: s
     return clamped_soft_ce(f, labels, clamp_grad, reduction) if clamp else onehot_ce(f, labels, reduction)
 
 
-def training_loss(f: Tensor, labels: Tensor, clamp: bool = True, clamp_grad: str = "hard") -> tuple[Tensor, Tensor]:
+def training_loss(f: Tensor, labels: Tensor, clamp: bool, clamp_grad: str = "hard") -> tuple[Tensor, Tensor]:
     """The batch-mean §6 loss of :func:`classifier_loss` and its statistics, without a host sync.
 
     Returns ``(loss, stats)`` with ``stats`` a float64 ``(4,)`` tensor on ``f``'s device:
@@ -157,7 +158,7 @@ def training_loss(f: Tensor, labels: Tensor, clamp: bool = True, clamp_grad: str
     with one ``.tolist()`` — on a GPU every ``float()`` would stall the launch queue.
 
     Example:
-        >>> loss, stats = training_loss(torch.tensor([[2.0, -3.0], [0.0, 1.5]]), torch.tensor([0, 0]))
+        >>> loss, stats = training_loss(torch.tensor([[2.0, -3.0], [0.0, 1.5]]), torch.tensor([0, 0]), clamp=True)
         >>> [round(v, 4) for v in stats.tolist()[1:]]
         [0.5, 0.75, 0.5]
     """
@@ -171,7 +172,7 @@ def training_loss(f: Tensor, labels: Tensor, clamp: bool = True, clamp_grad: str
     return loss, stats
 
 
-def classifier_loss_sum(clamp: bool = True):
+def classifier_loss_sum(clamp: bool):
     """``loss(f, labels) -> Tensor``: the summed §6 loss of a run trained with ``clamp`` (for §5 Hessians).
 
     The same loss as :func:`classifier_loss` with ``reduction="sum"`` (tested),
