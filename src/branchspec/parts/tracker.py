@@ -19,9 +19,10 @@ then restores every module's mode and the RNG state, so training with and
 without a tracker gives identical weights. Cost: one extra forward pass of
 the model per measured batch, the split (for heads and experts a second pass
 of that layer) and two file appends — measured on a 1-layer transformer on
-CPU (``benchmarks/bench_tracker.py``): 4.3 ms per measurement against
-3.6 ms per training step, i.e. +2 % training time at the default
-``every=20`` (+140 % at ``every=1``).
+the project's shared 2-core CPU (``benchmarks/bench_tracker.py``): one
+measurement costs about one training step (4.3–4.9 ms against 3.6–4.4 ms),
+i.e. +2 % (wall time, light load) to +9 % (CPU time, heavy load) training
+time at the default ``every=20``, and +110–140 % at ``every=1``.
 With ``probe_every`` and a ``loss_fn``, the Hessian block diagonality over
 the parts' parameters (§5.2) is estimated with ``probes`` random probes per
 part: M·probes Hessian-vector products, each ≈ 3 passes, i.e. ≈ M·probes
