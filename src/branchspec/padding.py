@@ -7,7 +7,7 @@ generated index loops that were slower than the eager kernels (the compiled
 64² generator step got *slower* with reflect padding, measured in
 ``benchmarks/bench_gan64.py``). :func:`pad2d` is a ``torch.library`` custom
 operator with its own backward (ATen's reflection / replication pad
-kernels), so the compiler keeps it as one call and still fuses everything
+kernels forward, slice folding backward), so the compiler keeps it as one call and still fuses everything
 around it. Eager results are identical to ``F.pad``.
 
 Example:
@@ -39,10 +39,23 @@ def _pad2d_fake(x: Tensor, pad: int, mode: str) -> Tensor:
     return x.new_empty(shape).contiguous(memory_format=fmt)
 
 
+def _fold(g: Tensor, p: int, dim: int, mode: str) -> Tensor:
+    """The gradient of padding ``p`` on ``dim``: each padded slice added back to the slice it copied."""
+    n = g.shape[dim] - 2 * p
+    core = g.narrow(dim, p, n).clone()
+    lo, hi = g.narrow(dim, 0, p), g.narrow(dim, n + p, p)
+    if mode == "reflect":  # padded index p-1-i mirrors 1+i; n+p+i mirrors n-2-i
+        core.narrow(dim, 1, p).add_(lo.flip(dim))
+        core.narrow(dim, n - 1 - p, p).add_(hi.flip(dim))
+    else:  # replicate: every padded slice copies the edge slice
+        core.narrow(dim, 0, 1).add_(lo.sum(dim, keepdim=True))
+        core.narrow(dim, n - 1, 1).add_(hi.sum(dim, keepdim=True))
+    return core
+
+
 @torch.library.custom_op("branchspec::pad2d_backward", mutates_args=())
 def _pad2d_backward(grad: Tensor, x: Tensor, pad: int, mode: str) -> Tensor:
-    back = torch.ops.aten.reflection_pad2d_backward if mode == "reflect" else torch.ops.aten.replication_pad2d_backward
-    return back(grad, x, [pad, pad, pad, pad])
+    return _fold(_fold(grad, pad, 3, mode), pad, 2, mode)  # columns, then rows
 
 
 @_pad2d_backward.register_fake

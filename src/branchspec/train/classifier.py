@@ -205,9 +205,6 @@ def _finite_params(model) -> bool:
     return all(torch.isfinite(p).all() for p in model.parameters())
 
 
-_check_resume = check_resume  # used by analysis.classifier_run's sweep
-
-
 def _epoch_batches(cfg: TrainConfig, data: ImageSet, epoch: int, start: int, drop_last: bool):
     if cfg.augment and cfg.flip == "alternate":
         return alternate_flip_batches(data, cfg.batch_size, epoch, cfg.seed, start=start, drop_last=drop_last)
@@ -396,10 +393,5 @@ def _guarded_save(ckpt, model, opt, cfg, mcfg, data, progress, ema=None, ctx=Non
         save_run(ckpt, model, opt, cfg, mcfg, data, progress, ema)
 
 
-def run_config(cfg: TrainConfig, **changes) -> TrainConfig:
-    """``cfg`` with fields replaced (validated again)."""
-    return replace(cfg, **changes)
-
-
-__all__ = ["TrainConfig", "train", "evaluate", "lr_at", "NonFiniteLoss", "load_data", "CheckpointError", "run_config",
+__all__ = ["TrainConfig", "train", "evaluate", "lr_at", "NonFiniteLoss", "load_data", "CheckpointError",
            "make_optimizer", "CSV_FIELDS"]

@@ -11,7 +11,7 @@ itself from its own config, so the results do not depend on ``procs``
 (tested).
 
 Example:
-    >>> cfgs = [run_config(base, num_branches=m, out=f"sweep/M{m}") for m in (2, 4)]  # doctest: +SKIP
+    >>> cfgs = [replace(base, num_branches=m, out=f"sweep/M{m}") for m in (2, 4)]  # doctest: +SKIP
     >>> train_runs(cfgs, procs=2, threads=1)                                            # doctest: +SKIP
 """
 

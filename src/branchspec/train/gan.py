@@ -64,7 +64,7 @@ from branchspec.train.checkpoint import (
 )
 from branchspec.train.export import refuse_weights_only
 from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig, resume_mismatch
-from branchspec.train.gan_io import rotate_checkpoints, save_image_grid
+from branchspec.train.gan_io import rotate_checkpoints, save_image_grid, save_sample_grid
 from branchspec.seeds import derive_seed
 
 __all__ = ["GanTrainConfig", "GanTrainer", "NonFiniteLossError", "PRECISIONS", "RESUMABLE_CHANGES", "run_training",
@@ -132,16 +132,13 @@ class GanTrainer:
             self.D_train = DDP(self.D, device_ids=ids)
         else:
             self.G_train, self.D_train = self.G, self.D
-        # channels_last activations: the CPU's (oneDNN's) and cuDNN's faster convolution layout; values as NCHW
-        self.channels_last = os.environ.get("BRANCHSPEC_NCHW") is None
-        if self.channels_last:
-            for net in (self.G, self.D, self.G_ema):
-                net.to(memory_format=torch.channels_last)
+        self.channels_last = os.environ.get("BRANCHSPEC_NCHW") is None  # oneDNN's / cuDNN's faster conv layout
+        for net in (self.G, self.D, self.G_ema) if self.channels_last else ():
+            net.to(memory_format=torch.channels_last)
         self.G_forward = self.G_train  # replaced by its torch.compile'd form at the first step when cfg.compile
         self._epoch_cache: tuple[int, list[int]] | None = None
         self.sample_idx = self._sample_indices()
 
-    # ----------------------------------------------------------------- data
     def _epoch_indices(self, epoch: int) -> list[int]:
         from torch.utils.data import DistributedSampler
 
@@ -165,7 +162,6 @@ class GanTrainer:
         idx = [torch.nonzero(self.data.labels == d).flatten()[:per_domain] for d in range(len(self.data.domains))]
         return torch.cat(idx)
 
-    # ----------------------------------------------------------------- step
     def _layout(self, x: Tensor) -> Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
@@ -260,7 +256,6 @@ class GanTrainer:
         self.last_logs = {**d_logs, **g_logs}
         return self.last_logs
 
-    # ----------------------------------------------------------- checkpoints
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         og, og_meta = optimizer_to_tensors(self.opt_g)
         od, od_meta = optimizer_to_tensors(self.opt_d)
@@ -288,10 +283,8 @@ class GanTrainer:
         return tensors, state
 
     def _held_out_record(self) -> dict[str, Any] | None:
-        if self.held_out is None:
-            return None
-        return {"per_domain": self.cfg.holdout, "files": self.held_out.files,
-                "labels": self.held_out.labels.tolist()}
+        h = self.held_out
+        return None if h is None else {"per_domain": self.cfg.holdout, "files": h.files, "labels": h.labels.tolist()}
 
     def save(self) -> Path:
         """Write checkpoints/last and checkpoints/step-NNNNNN (rank 0 only); returns last.json."""
@@ -327,17 +320,11 @@ class GanTrainer:
         losses = state.get("losses")
         self.last_logs = dict(losses) if isinstance(losses, dict) else {}
 
-    # ---------------------------------------------------------------- samples
     @torch.no_grad()
     def save_samples(self) -> Path:
         """A PNG grid, one row per sample image: input | re-generation (own domain) | R."""
         x, y = self.data.batch(self.sample_idx, self.device)
-        f, _, r = self.G_ema.forward_all(x, generator_labels(self.G_ema, y, y))
-        cols = [x, f] + ([r] if r is not None else [])
-        grid = torch.stack(cols, 1)  # (N, 3 cols, C, S, S)
-        path = self.out / "samples" / f"step-{self.step:06d}.png"
-        save_image_grid(grid, path)
-        return path
+        return save_sample_grid(self.G_ema, x, generator_labels(self.G_ema, y, y), self.out, self.step)
 
 
 def train_gan(cfg: GanTrainConfig, out_dir: str | os.PathLike, progress: bool = True, resume: bool = False,

@@ -63,3 +63,14 @@ def rotate_checkpoints(ckpt_dir: Path, keep_last: int) -> list[Path]:
             f.unlink(missing_ok=True)
         removed.append(base)
     return removed
+
+
+def save_sample_grid(gen, x: Tensor, labels: Tensor, out: Path, step: int) -> Path:
+    """``out/samples/step-NNNNNN.png``: one row per image, input | G(x, own domain) | R (EMA generator)."""
+    import torch
+
+    f, _, r = gen.forward_all(x, labels)
+    grid = torch.stack([x, f] + ([r] if r is not None else []), 1)  # (N, 3 cols, C, S, S)
+    path = Path(out) / "samples" / f"step-{step:06d}.png"
+    save_image_grid(grid, path)
+    return path
