@@ -1,4 +1,4 @@
-"""Can the CPU run's branched generator re-generate its input at all? (issue 11, §7 eq. 15)
+"""Can the CPU run's branched generator re-generate its input at all? (§7 eq. 15)
 
 Trains the generator of docs/gan.md's CPU runs (32², M = 9, base width 16, max
 width 64, Gaussian R, packed engine) on the L1 re-generation loss *alone* —

@@ -1,4 +1,4 @@
-"""Transfer accuracy against own-domain fidelity for judged GAN runs (issue 11): docs/img/gan-tradeoff.png.
+"""Transfer accuracy against own-domain fidelity for judged GAN runs: docs/img/gan-tradeoff.png.
 
 Reads the judge results that docs/results/gan-run*.json hold (one entry per run and step, written from
 ``branchspec decompose --judge`` outputs) and draws :func:`branchspec.figures.gan.transfer_fidelity`.

@@ -76,13 +76,15 @@ def test_segment_folder_counts_pairs(segmented):
         assert z["masks"][1].sum() == 0 and z["masks"][0].sum() > 0
 
 
-def test_cli_segment_folder(folder, tmp_path, capsys):
+def test_cli_segment_folder(folder, tmp_path, capsys, drawn):
     out = tmp_path / "s"
     assert main(["segment", str(folder), "--out", str(out), "--iterations", "100"]) == 0
     assert "eye pair found on 2 of 3 image(s) by the App. F rule, placed like eyes on 2" in capsys.readouterr().out
     doc = json.loads((out / "segment.json").read_text())
     assert doc["pairs_found"] == 2 and doc["config"]["max_num_iter"] == 100
-    assert (out / "montage.png").stat().st_size > 1000
+    (fig,) = drawn
+    fig.check_png(out / "montage.png")
+    assert sum(len(ims) for ims in fig.images) == 3  # one overlay per image of the folder
     empty = tmp_path / "empty"
     empty.mkdir()
     for args, needle in (([str(folder), "--truth", str(folder / "a_pair.npz")], "--truth"),

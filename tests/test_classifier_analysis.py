@@ -98,11 +98,12 @@ def test_top_confident_and_pairs_loop(outputs):
     assert all(sum(1 for j in picks if labels[j] == c) == min(3, int((labels == c).sum())) for c in range(4))
 
 
-def test_analyze_command_writes_json_and_figures(tmp_path, capsys):
+def test_analyze_command_writes_json_and_figures(tmp_path, capsys, drawn):
     run = tmp_path / "r"
     assert main(["train-classifier", "--data", "digits", "--out", str(run), "--branches", "3", "--width", "1",
                  "--subset", "64", "--batch-size", "32", "--epochs", "1", "--engine", "loop", "--quiet"]) == 0
     out = tmp_path / "a"
+    drawn.clear()
     assert main(["analyze-classifier", "--checkpoint", str(run / "last.json"), "--data", "digits",
                  "--out", str(out), "--per-class", "3", "--hessian-samples", "0"]) == 0
     res = json.loads((out / "analysis.json").read_text())
@@ -112,15 +113,21 @@ def test_analyze_command_writes_json_and_figures(tmp_path, capsys):
     assert len(res["confidence_samples"]["indices"]) == 30
     with np.load(out / "analysis.npz") as z:
         assert z["outputs"].shape[0] == 3
-    for name in ("fig5_covariance.png", "fig6_class_means.png", "fig7_confidence.png", "fig8_galleries.png", "ablation.png"):
-        assert (out / name).stat().st_size > 1000
+    names = ("fig6_class_means.png", "fig5_covariance.png", "fig7_confidence.png", "fig8_galleries.png", "ablation.png")
+    assert len(drawn) == len(names)  # draw_analysis's order; no Hessian figure with --hessian-samples 0
+    for name, fig in zip(names, drawn):
+        fig.check_png(out / name)
+    cm = np.asarray(res["class_means"])
+    shown = [im for ims in drawn[0].images for im in ims]
+    assert any(np.allclose(im, cm[0]) for im in shown) and any(np.allclose(im, cm[2]) for im in shown)  # Fig. 6
+    np.testing.assert_allclose(drawn[1].images[0][0], res["covariance"])  # Fig. 5 panel 2
     rc = main(["analyze-classifier", "--checkpoint", str(run / "last.json"), "--data", "digits", "--out", str(out),
                "--pairs", "9:1"])
     err = capsys.readouterr().err.strip()
     assert rc == 1 and "out of range" in err and len(err.splitlines()) == 1
 
 
-def test_sweep_records_activity_per_m(tmp_path):
+def test_sweep_records_activity_per_m(tmp_path, drawn):
     from branchspec.analysis.classifier_run import run_sweep
     from branchspec.train.classifier import TrainConfig
 
@@ -131,8 +138,14 @@ def test_sweep_records_activity_per_m(tmp_path):
     assert [a + s for a, s in zip(saved["active"], saved["silent"])] == [1, 2]
     from branchspec.figures.classifier import draw_sweep
 
+    drawn.clear()
     draw_sweep(tmp_path / "sweep.json", tmp_path / "sweep.png")  # figures are drawn from the saved results
-    assert (tmp_path / "sweep.png").stat().st_size > 1000
+    (fig,) = drawn
+    fig.check_png(tmp_path / "sweep.png")
+    (m_active, active), (_, silent) = fig.lines[0]
+    assert m_active.tolist() == [1, 2] and active.tolist() == saved["active"] and silent.tolist() == saved["silent"]
+    for ims, cov in zip(fig.images[1:], saved["covariance"]):  # one covariance panel per M
+        np.testing.assert_allclose(ims[0], cov)
     again = run_sweep(cfg, [1, 2], tmp_path, progress=False, log=lambda s: None)  # finished runs are reused
     assert again["test_acc"] == saved["test_acc"]
 

@@ -358,7 +358,7 @@ def test_torchrun_cli(tmp_path):
     assert state["step"] == 2
 
 
-def test_recipe_comparison_figure_from_saved_runs(tmp_path):
+def test_recipe_comparison_figure_from_saved_runs(tmp_path, drawn):
     from branchspec.figures.classifier import draw_recipe_comparison
     from branchspec.train.classifier_io import write_rows
 
@@ -372,7 +372,13 @@ def test_recipe_comparison_figure_from_saved_runs(tmp_path):
         (d / "config.json").write_text(json.dumps({"loss_floor": 1.8949}))
         runs[name] = d
     out = draw_recipe_comparison(runs, tmp_path / "cmp.png")
-    assert out.is_file() and out.stat().st_size > 1000
+    (fig,) = drawn
+    fig.check_png(out)
+    loss, acc = fig.lines[0], fig.lines[1]  # panels: train loss (+ floor), test accuracy, clamped, dead
+    np.testing.assert_allclose([y for _, y in loss[:2]], [[2.2, 2.1], [2.2, 2.1]])
+    assert set(np.ravel(loss[2][1])) == {1.8949}  # the floor H(p) from config.json
+    np.testing.assert_allclose(acc[0][1], [0.1, 0.2])  # run a: no EMA column, the plain test accuracy
+    np.testing.assert_allclose(acc[1][1], [0.5, 0.5])  # run b: the EMA accuracy is drawn
 
 
 def test_cli_engine_choices_come_from_branched_engines():
@@ -385,7 +391,7 @@ def test_cli_engine_choices_come_from_branched_engines():
         build_parser().parse_args(["train-classifier", "--data", "digits", "--out", "x", "--engine", "warp"])
 
 
-def test_branch_norm_ratios_and_figure_from_saved_diagnostics(tmp_path):
+def test_branch_norm_ratios_and_figure_from_saved_diagnostics(tmp_path, drawn):
     from branchspec.figures.classifier import branch_norm_ratios, draw_branch_norms
 
     run = tmp_path / "run"
@@ -394,7 +400,11 @@ def test_branch_norm_ratios_and_figure_from_saved_diagnostics(tmp_path):
     (run / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
     np.testing.assert_allclose(branch_norm_ratios(run), [1.0, 0.5, 0.25])  # last epoch, sorted, over the max
     out = draw_branch_norms({"M=3": run}, tmp_path / "norms.png")
-    assert out.is_file() and out.stat().st_size > 1000
+    (fig,) = drawn
+    fig.check_png(out)
+    (x, y), (_, threshold) = fig.lines[0]
+    np.testing.assert_allclose(y, [1.0, 0.5, 0.25])
+    assert x.tolist() == [1, 2, 3] and set(np.ravel(threshold)) == {0.1}
 
 
 @pytest.mark.parametrize("clamp,clamp_grad", [(True, "hard"), (True, "pass-inward"), (False, "hard")])

@@ -212,7 +212,7 @@ def test_cli_engine_precision_keep_last(tmp_path, capsys):
     assert state["step"] == 2 and state["train_config"]["precision"] == "bf16"
 
 
-def test_training_curves_from_log(tmp_path):
+def test_training_curves_from_log(tmp_path, drawn):
     from branchspec.figures.gan import read_log, training_curves
 
     log = tmp_path / "log.jsonl"
@@ -222,7 +222,11 @@ def test_training_curves_from_log(tmp_path):
     log.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     got = read_log(log)
     assert [r["step"] for r in got] == [10, 20, 30] and got[1]["d/real"] == 0.5
-    assert training_curves(log, tmp_path / "c.png").stat().st_size > 1000
+    png = training_curves(log, tmp_path / "c.png")
+    (fig,) = drawn
+    fig.check_png(png)
+    (x_real, y_real), (_, y_fake) = fig.lines[0][:2]  # D-loss panel: d/real, d/fake (then the chance line)
+    assert x_real.tolist() == [10, 20, 30] and y_real.tolist() == [0.6, 0.5, 0.6] and y_fake.tolist() == [0.7] * 3
 
 
 def test_num_down_and_d_lr_reach_the_models(tmp_path, data):

@@ -100,6 +100,16 @@ def test_independent_branches_score_exactly_one():
     assert block_diagonality(block_norms(Hf, sub.boundaries)) < 0.99
 
 
+def test_block_diagonality_of_a_constructed_matrix():
+    # two 2×2 branch blocks [[1, 2], [2, 1]] (‖·‖² = 10 each) and off-blocks of ones (‖·‖² = 4 each):
+    # Σ_k ‖H_kk‖² / ‖H‖² = 20 / 28 = 5/7; scaling branch 0's rows and columns by 3 gives (810 + 10) / (810 + 10 + 2·36)
+    H = torch.tensor([[1., 2., 1., 1.], [2., 1., 1., 1.], [1., 1., 1., 2.], [1., 1., 2., 1.]], dtype=torch.float64)
+    assert block_diagonality(block_norms(H, (0, 2, 4))) == pytest.approx(5 / 7, rel=1e-12)
+    S = torch.diag(torch.tensor([3., 3., 1., 1.], dtype=torch.float64))
+    assert block_diagonality(block_norms(S @ H @ S, (0, 2, 4))) == pytest.approx(820 / 892, rel=1e-12)
+    assert block_diagonality(block_norms(H, (0, 4))) == 1.0  # one branch: everything is on the diagonal
+
+
 def test_block_structure_against_loops():
     H = torch.randn(7, 7)
     bnd = (0, 2, 5, 7)
@@ -242,7 +252,11 @@ def test_cli_toy_writes_json_npz_and_figures(tmp_path, capsys):
     assert rc == 0
     doc = json.loads((out / "hessian.json").read_text())
     assert doc["num_params"] == 8 and np.asarray(doc["block_norms"]).shape == (4, 4)
-    assert 0 < doc["block_diagonality"] <= 1 and doc["boundaries"] == [0, 2, 4, 6, 8]
+    assert doc["boundaries"] == [0, 2, 4, 6, 8]
+    with np.load(out / "hessian.npz") as z:
+        H = z["H"].astype(np.float64)
+    on_blocks = sum((H[a:a + 2, a:a + 2] ** 2).sum() for a in (0, 2, 4, 6))  # by hand: Σ_k ‖H_kk‖² / ‖H‖²
+    assert doc["block_diagonality"] == pytest.approx(on_blocks / (H ** 2).sum(), rel=1e-5)
     assert "toy2" in doc["data"] and doc["compare"]["num_params"] == 8
     assert doc["config"]["params"] == "all" and doc["config"]["probes"] == 4
     assert doc["column_check_max_rel_error"] < 1e-5 and doc["eq14"]["product_max_error"] < 1e-5

@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+import pytest
+
 from branchspec.cli import main
 
 
@@ -17,4 +20,8 @@ def test_toy_checkpoints_feed_the_hessian_command(tmp_path):
                  "--params", "first-layer", "--batch", "4", "--out", str(out)]) == 0
     doc = json.loads((out / "hessian.json").read_text())
     assert len(doc["block_norms"]) == 4 and doc["num_params"] == 8
-    assert 0.0 <= doc["block_diagonality"] <= 1.0
+    with np.load(out / "hessian.npz") as z:
+        H, bnd = z["H"].astype(np.float64), z["boundaries"].tolist()
+    assert bnd == [0, 2, 4, 6, 8]
+    on_blocks = sum((H[a:b, a:b] ** 2).sum() for a, b in zip(bnd, bnd[1:]))  # by hand: Σ_k ‖H_kk‖² / ‖H‖²
+    assert doc["block_diagonality"] == pytest.approx(on_blocks / (H ** 2).sum(), rel=1e-5)
