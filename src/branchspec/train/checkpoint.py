@@ -59,6 +59,26 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
+def same_checkpoint(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether checkpoints ``a`` and ``b`` share a file of their unit (``NAME.safetensors`` / ``NAME.json``).
+
+    Paths are compared resolved (``..``, symbolic links) and, where both files
+    exist, by identity (``os.path.samefile``: hard links, bind mounts), so
+    ``R/last``, ``R/./last.json`` and ``R/last.safetensors`` are one checkpoint.
+    """
+    pa, pb = checkpoint_paths(a), checkpoint_paths(b)
+    if {p.resolve() for p in pa} & {p.resolve() for p in pb}:
+        return True
+    for x in pa:
+        for y in pb:
+            try:
+                if x.exists() and y.exists() and os.path.samefile(x, y):
+                    return True
+            except OSError:
+                pass
+    return False
+
+
 def checkpoint_exists(path: str | os.PathLike) -> bool:
     """Whether a checkpoint (its ``.safetensors`` unit, or an old-format JSON) is at ``path``."""
     wpath, spath = checkpoint_paths(path)
