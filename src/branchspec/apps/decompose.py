@@ -4,8 +4,9 @@ One pass of the generator per batch, ``f, v, R = gen.forward_all(x, y)``,
 gives the re-generated image f = R + Σ_k v_k(x, y) (eq. 15) and its M
 ambient-space components v_k. For every image this module writes
 
-* ``NAME.npz`` (NAME: the image's stem made a safe, unique name by :func:`output_name`) — ``R`` (C, H, W), ``components`` (M, C, H, W), ``output``
-  (C, H, W) before clipping, ``input``, ``value_range``, ``domain`` (see
+* ``NAME.npz`` (NAME: the image's stem made a safe, unique name by
+  :func:`output_name`) — ``R`` (C, H, W), ``components`` (M, C, H, W),
+  ``output`` (C, H, W) before clipping, ``input``, ``value_range``, ``domain`` (see
   :mod:`branchspec.apps.components`);
 * ``NAME/regen.png``, ``NAME/R.png`` — re-generation and residual;
 * ``NAME/branch_K.png`` — each component, contrast-stretched (Fig. 10 top);
