@@ -211,6 +211,25 @@ def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
     return _state(meta, wpath, spath, f"checkpoint not found: {spath}")
 
 
+def refresh_state_copy(path: str | os.PathLike) -> bool:
+    """Rewrite ``NAME.json`` from the state in ``NAME.safetensors`` when they differ (a kill between the unit's
+    rename and the copy's left it one save behind); returns whether it was rewritten. Called on ``--resume``,
+    so a resumed run leaves the same files as one never interrupted."""
+    wpath, spath = checkpoint_paths(path)
+    if not wpath.is_file():
+        return False
+    text = _header(wpath)[0].get(STATE_KEY)
+    if text is None:
+        return False  # previous format: the JSON is the state
+    try:
+        if spath.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(spath, text)
+    return True
+
+
 def restore_runtime(path: str | os.PathLike) -> None:
     """Before ``--resume`` without ``--threads``: use the thread count the run was saved with."""
     if not checkpoint_exists(path):
