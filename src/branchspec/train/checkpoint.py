@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import BranchspecError, UsageError
 from branchspec.io import atomic_write_bytes, atomic_write_text
 
 STATE_KEY = "branchspec_state"  # safetensors metadata entry holding the JSON state
@@ -45,6 +45,11 @@ FORMAT = "branchspec-checkpoint/2"
 
 class CheckpointError(BranchspecError):
     """A checkpoint is missing, torn, malformed or of the wrong kind (one-line message)."""
+
+
+class ResumeMismatch(CheckpointError, UsageError):
+    """``--resume`` under settings that would change the run (its config, thread count, world size, data):
+    a one-line refusal naming the setting, exit 2 like any invalid argument."""
 
 
 class NonFiniteCheckpoint(CheckpointError):
@@ -91,21 +96,26 @@ def runtime_settings() -> dict[str, Any]:
     Floating-point reductions are split differently with a different number of
     torch threads, so the same step gives different bits (a run resumed with
     ``--threads 2`` after ``--threads 1`` drifted to a max weight difference of
-    1.66, issue 13).
+    1.66). The number of ``torchrun`` processes changes every BatchNorm
+    statistic and the data each process sees.
     """
-    return {"threads": torch.get_num_threads()}
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return {"threads": torch.get_num_threads(), "world_size": world}
 
 
 def check_runtime(state: dict[str, Any], arg_names: dict[str, str] | None = None) -> None:
     """Refuse, in one line naming the setting, to resume a checkpoint under other runtime settings."""
     saved = state.get("runtime")
-    if not isinstance(saved, dict):
-        return  # checkpoint from before runtime settings were recorded
-    names = {"threads": "--threads", **(arg_names or {})}
+    saved = dict(saved) if isinstance(saved, dict) else {}  # {}: from before runtime settings were recorded
+    if "world_size" not in saved and "world_size" in state:  # train-gan recorded it beside the runtime
+        saved["world_size"] = state["world_size"]
+    names = {"threads": "--threads", "world_size": "torchrun --nproc_per_node", **(arg_names or {})}
     now = runtime_settings()
     for key, value in now.items():
         if key in saved and saved[key] != value:
-            raise CheckpointError(f"--resume: the run was saved with {names.get(key, key)} {saved[key]!r}, "
+            raise ResumeMismatch(f"--resume: the run was saved with {names.get(key, key)} {saved[key]!r}, "
                                   f"this process has {value!r}; resume with {names.get(key, key)} {saved[key]} "
                                   "to continue it exactly")
 

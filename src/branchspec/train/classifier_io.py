@@ -32,7 +32,7 @@ from branchspec.errors import BranchspecError
 from branchspec.io import atomic_write_json, atomic_write_text
 from branchspec.models.registry import model_spec
 from branchspec.train.checkpoint import (
-    CheckpointError, optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int,
+    CheckpointError, ResumeMismatch, optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int,
 )
 
 
@@ -141,4 +141,4 @@ def check_resume(saved: dict, cfg) -> None:
     diff = [k for k, v in asdict(cfg).items() if k not in RESUME_MAY_CHANGE and saved.get(k, v) != v]
     if diff:
         k = diff[0]
-        raise BranchspecError(f"--resume: the run was started with {k}={saved[k]!r}, now {getattr(cfg, k)!r}; use the same settings")
+        raise ResumeMismatch(f"--resume: the run was started with {k}={saved[k]!r}, now {getattr(cfg, k)!r}; use the same settings")

@@ -59,8 +59,8 @@ from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
 from branchspec.train.checkpoint import (
-    CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors,
-    optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int, unprefixed,
+    CheckpointError, ResumeMismatch, check_runtime, checkpoint_exists, load_checkpoint, load_weights,
+    optimizer_from_tensors, optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int, unprefixed,
 )
 from branchspec.train.export import refuse_weights_only
 from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig, resume_mismatch
@@ -304,9 +304,14 @@ class GanTrainer:
         bad = resume_mismatch(saved, self.cfg)
         if bad:
             k, old, new = bad
-            raise BranchspecError(f"--resume: the run was trained with {k}={old!r}, now {new!r}")
+            raise ResumeMismatch(f"--resume: the run was trained with {k}={old!r}, now {new!r}")
         if state.get("domains") != list(self.data.domains):
-            raise BranchspecError(f"--resume: domains changed ({state.get('domains')} -> {self.data.domains})")
+            raise ResumeMismatch(f"--resume: domains changed ({state.get('domains')} -> {self.data.domains})")
+        rec, now = state.get("data"), {"images": len(self.data), "per_domain": self.data.counts()}
+        if isinstance(rec, dict) and any(k in rec and rec[k] != v for k, v in now.items()):  # same data, same run
+            raise ResumeMismatch(f"--resume: the run was trained on {rec.get('images')} images "
+                                 f"({rec.get('per_domain')}), --data now gives {now['images']} ({now['per_domain']}); "
+                                 "resume with the same data or start a new run")
         check_runtime(state)
         if self.cfg.engine == "auto":  # the timed choice may differ now: say so (exact resume needs a fixed engine)
             print("train-gan: --resume with --engine auto: the engine is re-timed and may differ, so the resumed "
