@@ -25,6 +25,14 @@ Before anything is written, every floating-point tensor is checked finite
 (:class:`NonFiniteCheckpoint`): a NaN/inf anywhere in the parameters,
 buffers (BatchNorm running statistics) or optimiser state stops the run with
 the previous checkpoint intact. Nothing is ever unpickled.
+
+Content-verified: the header also holds ``content_sha256``, the SHA-256 of
+the state's JSON text and of every tensor, and :func:`load_checkpoint`
+recomputes it, so an edit of the state or of a tensor that still parses is a
+one-line :class:`CheckpointError` naming the file, never a silently different
+resume; a NaN/inf tensor or an over-deep state is refused on every load too
+(:mod:`branchspec.train.checkpoint_content`). Checkpoints written before the
+hash load as legacy files.
 """
 
 from __future__ import annotations
@@ -36,15 +44,13 @@ from typing import Any
 
 import torch
 
-from branchspec.errors import BranchspecError, UsageError
+from branchspec.errors import CheckpointError, UsageError
 from branchspec.io import atomic_write_bytes, atomic_write_text
+from branchspec.train.checkpoint_content import (
+    HASH_KEY, STATE_KEY, content_sha256, non_finite_tensors, parse_state, verify_content,
+)
 
-STATE_KEY = "branchspec_state"  # safetensors metadata entry holding the JSON state
 FORMAT = "branchspec-checkpoint/2"
-
-
-class CheckpointError(BranchspecError):
-    """A checkpoint is missing, torn, malformed or of the wrong kind (one-line message)."""
 
 
 class ResumeMismatch(CheckpointError, UsageError):
@@ -120,11 +126,6 @@ def check_runtime(state: dict[str, Any], arg_names: dict[str, str] | None = None
                                   "to continue it exactly")
 
 
-def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an infinity."""
-    return [k for k, v in tensors.items() if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())]
-
-
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
     """Write ``tensors`` and ``state`` as one atomic unit (plus a JSON copy); returns the JSON path.
 
@@ -149,7 +150,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], s
     doc.setdefault("runtime", runtime_settings())
     doc.pop("weights_file", None)
     text = json.dumps(doc, indent=2, sort_keys=True, default=_json_default)
-    blob = _safetensors_bytes(flat, {STATE_KEY: text, "format": FORMAT})
+    blob = _safetensors_bytes(flat, {STATE_KEY: text, "format": FORMAT, HASH_KEY: content_sha256(flat, text)})
     atomic_write_bytes(wpath, blob)
     atomic_write_text(spath, text)
     return spath
@@ -178,12 +179,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _read_state_json(spath: Path) -> dict[str, Any]:
+def _read_state_json(spath: Path) -> Any:
     try:
-        state = json.loads(spath.read_text(encoding="utf-8"))
+        text = spath.read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint state {spath} is not valid JSON: {exc}") from None
-    return state
+        raise CheckpointError(f"checkpoint state {spath} is unreadable: {exc}") from None
+    return parse_state(text, spath)
 
 
 def _header(wpath: Path, tensors: bool = False) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -201,10 +202,7 @@ def _header(wpath: Path, tensors: bool = False) -> tuple[dict[str, str], dict[st
 def _state(meta: dict[str, str], wpath: Path, spath: Path, missing: str) -> dict[str, Any]:
     """The state in a safetensors header, else in the JSON beside it (previous format); ``missing`` if neither."""
     if STATE_KEY in meta:
-        try:
-            state, where = json.loads(meta[STATE_KEY]), wpath
-        except ValueError as exc:
-            raise CheckpointError(f"checkpoint {wpath}: its state is not valid JSON: {exc}") from None
+        state, where = parse_state(meta[STATE_KEY], wpath), wpath
     elif spath.is_file():
         state, where = _read_state_json(spath), spath
     else:
@@ -267,6 +265,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"--device: not a device: {device!r} ({str(exc).splitlines()[0]})") from None
     meta, tensors = _header(wpath, tensors=True)
     state = _state(meta, wpath, spath, f"checkpoint {wpath} holds no state and {spath.name} is missing")
+    verify_content(wpath, meta, tensors)
     state.pop("weights_file", None)
     if dev.type != "cpu":
         tensors = {k: v.to(dev) for k, v in tensors.items()}
