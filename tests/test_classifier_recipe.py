@@ -238,7 +238,7 @@ def test_cli_precision_recorded_and_kept_on_resume(tmp_path, capsys):
     assert main(base + ["--precision", "bf16", "--max-steps", "1"]) == 0
     assert main(base + ["--resume"]) == 0  # no --precision: the run's bf16 is kept
     assert json.loads((tmp_path / "r" / "config.json").read_text())["precision"] == "bf16"
-    assert main(base + ["--resume", "--precision", "fp32"]) == 1
+    assert main(base + ["--resume", "--precision", "fp32"]) == 2  # a changed setting: an invalid argument
     assert "precision" in capsys.readouterr().err.splitlines()[-1]
 
 
@@ -325,6 +325,10 @@ def test_ddp_two_cpu_processes_match_the_global_batch(tmp_path):
     assert cfg["world_size"] == 2
     _, state = load_checkpoint(tmp_path / "run" / "last")
     assert state["step"] == 3 and state["epoch"] == 1
+    from branchspec.train.checkpoint import ResumeMismatch
+
+    with pytest.raises(ResumeMismatch, match="--nproc_per_node 2"):  # resumed by one process: refused
+        T.train(T.TrainConfig(out=str(tmp_path / "run"), **{**TINY, "epochs": 1}), resume=True, **quiet)
     single = T.train(T.TrainConfig(out=str(tmp_path / "one"), **{**TINY, "epochs": 1}), **quiet)
     assert r0["res"]["train_loss"] == pytest.approx(single["train_loss"], abs=0.05)
     assert r0["res"]["train_loss"] != single["train_loss"]  # BN statistics over half batches differ

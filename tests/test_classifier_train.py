@@ -99,7 +99,7 @@ def test_cli_wrong_cifar_folder_and_existing_run(tmp_path, capsys):
     assert main(base) == 0
     assert main(base) == 1  # refuses to overwrite a run without --resume
     assert "--resume" in capsys.readouterr().err
-    assert main(base + ["--resume", "--seed", "3"]) == 1  # resume with different settings
+    assert main(base + ["--resume", "--seed", "3"]) == 2  # resume with different settings: invalid argument
     assert "seed" in capsys.readouterr().err.splitlines()[-1]
     rc = main(["analyze-classifier", "--checkpoint", str(tmp_path / "nope.json"), "--data", "digits", "--out", str(tmp_path / "a")])
     err = capsys.readouterr().err.strip()

@@ -218,3 +218,28 @@ def test_cli_judge_and_profiles(setup, tmp_path, capsys):
     assert main(["decompose", "--checkpoint", str(ckpt), str(data), "--out", str(out), "--judge", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--judge" in err
+
+
+def test_hostile_image_names_stay_inside_out(setup, tmp_path, capsys):
+    """Stems ``..``, ``.``, ``decomposition.json``, ``grid.png``, ``heldout``, ``transfer`` or two that differ only
+    in case: every output is a distinct plain name inside ``--out``; nothing is written next to it."""
+    _, ckpt, _ = setup
+    src = tmp_path / "hostile" / "in" / "cat"
+    src.mkdir(parents=True)
+    a = (np.random.default_rng(1).random((20, 20, 3)) * 255).astype(np.uint8)
+    stems = ["..", ".", "decomposition.json", "grid.png", "heldout", "transfer", "Cat", "cat", "a b", "x" * 240]
+    for s in stems:
+        Image.fromarray(a).save(src / f"{s}.png", format="PNG")
+    box = tmp_path / "box"  # --out's parent: must stay as it was
+    out = box / "out"
+    out.mkdir(parents=True)
+    rc = main(["decompose", "--checkpoint", str(ckpt), str(src), "--out", str(out), "--img-size", "16"])
+    assert rc == 0, capsys.readouterr().err
+    assert [p.name for p in box.iterdir()] == ["out"]
+    npz = sorted(out.glob("*.npz"))
+    names = {p.stem for p in npz} - {"transfer"}
+    assert len(names) == len(stems) and all(len(n) <= 100 and not n.startswith(".") for n in names), names
+    for n in names:
+        assert (out / n / "regen.png").is_file() and (out / n).resolve().parent == out.resolve()
+    doc = json.loads((out / "decomposition.json").read_text())
+    assert doc["images"] == len(stems) and (out / "grid.png").is_file()

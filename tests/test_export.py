@@ -50,3 +50,22 @@ def test_export_of_a_file_without_weights_is_one_line(tmp_path, capsys):
     rc = main(["export", "--checkpoint", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip()
     assert rc != 0 and "no model weights" in err and len(err.splitlines()) == 1
+
+
+def test_export_over_its_own_checkpoint_is_refused(tmp_path, capsys):
+    """``export --checkpoint R/last --out R/last`` (or ``last.json`` → ``last.safetensors``, or through a link)
+    would replace a resumable checkpoint by a weights-only copy: one line, exit 2, the original unchanged."""
+    from branchspec.train.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "last", {"model.w": torch.ones(2), "optim.0.momentum_buffer": torch.ones(2)},
+                    {"model": {"kind": "toy"}, "step": 1})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    (tmp_path / "alias").symlink_to(tmp_path)
+    pairs = [("last", "last"), ("last.json", "last.safetensors"), ("last.safetensors", "last"),
+             ("last", "./sub/../last.json"), ("last", "alias/last")]
+    for src, dst in pairs:
+        rc = main(["export", "--checkpoint", str(tmp_path / src), "--out", str(tmp_path / dst)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and "--out" in err and len(err.splitlines()) == 1, (src, dst, err)
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file() and not p.is_symlink()} == before
+    assert not (tmp_path / "sub").exists()

@@ -65,6 +65,19 @@ def test_resume_rejects_changed_config(tmp_path, data):
         train_gan(GanTrainConfig(**TINY, steps=3, lr=1e-3), tmp_path, progress=False, resume=True, data=data)
 
 
+def test_resume_rejects_changed_data(tmp_path, data):
+    """6 images (3 per domain) trained, 11 given on --resume: a one-line refusal (exit 2), not a silent change
+    of the data set half-way through a run."""
+    from branchspec.train.checkpoint import ResumeMismatch
+
+    train_gan(GanTrainConfig(**TINY, steps=2), tmp_path, progress=False, data=data)
+    more = embedded_domains(16, n_per_domain=6)
+    more = more.subset(torch.arange(11))
+    with pytest.raises(ResumeMismatch, match="--data now gives 11") as e:
+        train_gan(GanTrainConfig(**TINY, steps=3), tmp_path, progress=False, resume=True, data=more)
+    assert "\n" not in str(e.value) and "6 images" in str(e.value)
+
+
 def test_non_finite_loss_stops_keeping_last_good(tmp_path, data, monkeypatch):
     cfg = GanTrainConfig(**TINY, steps=6)
     trainer = GanTrainer(cfg, tmp_path, progress=False, data=data)
@@ -119,7 +132,12 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert set(r0["first"]).isdisjoint(r1["first"])
     torch.testing.assert_close(r0["flat"], r1["flat"], rtol=0, atol=0)
     _, state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last")
-    assert state["world_size"] == 2 and state["step"] == 2
+    assert state["world_size"] == 2 and state["step"] == 2 and state["runtime"]["world_size"] == 2
+    from branchspec.train.checkpoint import ResumeMismatch
+
+    with pytest.raises(ResumeMismatch, match="--nproc_per_node 2"):  # one process now: refused
+        GanTrainer(GanTrainConfig(**{**TINY, "batch_size": 2}, steps=3), tmp_path / "run", progress=False,
+                   resume=True, data=embedded_domains(16, n_per_domain=3))
 
 
 @pytest.mark.slow

@@ -160,3 +160,74 @@ def test_bf16_training_tracks_fp32():
     b = torch.tensor(_digits_curve("bf16")).view(10, 20).mean(1)
     assert a[-1] < 0.5 * a[0] and b[-1] < 0.5 * b[0]  # both learn
     assert (a - b).abs().max() < 0.15, (a, b)
+
+
+# ------------------------------------------------------------- safety: exact rules, change, strictness, report
+class DropConnectLinear(nn.Linear):
+    """A Linear that drops weights in training: equal to Linear in eval mode, where the one-time check runs."""
+
+    def __init__(self, *a, p=0.5, **k):
+        super().__init__(*a, **k)
+        self.p = p
+
+    def forward(self, x):
+        return nn.functional.linear(x, nn.functional.dropout(self.weight, self.p, self.training), self.bias)
+
+
+class PlainSubLinear(nn.Linear):
+    """A subclass that only adds an attribute: Linear's rule still applies."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.tag = "x"
+
+
+class Scaled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 4)
+        self.scale = 1.0  # a plain attribute its forward reads
+
+    def forward(self, x):
+        return self.lin(x) * self.scale
+
+
+def test_subclass_redefining_forward_is_not_packed_as_its_base():
+    make = lambda: nn.Sequential(nn.Linear(3, 5), nn.ReLU(), DropConnectLinear(5, 2))  # noqa: E731
+    with pytest.raises(NotPackable, match=r"branch\.2 \(DropConnectLinear\): redefines Linear\.forward"):
+        pack([make(), make()])
+    m = Branched(make, 2, engine="packed", seed=0)
+    m.branch_outputs(torch.randn(4, 3))
+    assert "branch.2 (DropConnectLinear)" in m.engine_report()["shared"]
+    strict = Branched(make, 2, engine="packed", seed=0, strict=True)
+    with pytest.raises(NotPackable, match="strict=True.*DropConnectLinear"):
+        strict.branch_outputs(torch.randn(4, 3))
+    ok = Branched(lambda: nn.Sequential(PlainSubLinear(3, 2)), 2, engine="packed", seed=0, strict=True)
+    ok.branch_outputs(torch.randn(4, 3))
+    assert ok.engine_report()["shared"] == "packed"
+
+
+@pytest.mark.parametrize("change", ["attribute", "replace module"])
+def test_packed_copy_follows_branch_changes_after_the_first_forward(change):
+    a = Branched(Scaled, 3, engine="loop", seed=0)
+    b = Branched(Scaled, 3, engine="packed", seed=0, strict=True)
+    x = torch.randn(5, 3)
+    torch.testing.assert_close(a.branch_outputs(x), b.branch_outputs(x))
+    for m in (a, b):
+        if change == "attribute":
+            for br in m.branches:
+                br.scale = 2.5
+        else:
+            torch.manual_seed(7)
+            m.branches[1].lin = nn.Linear(3, 4)
+    assert "rebuilt on the next forward" in b.engine_report()["shared"]
+    torch.testing.assert_close(a.branch_outputs(x), b.branch_outputs(x))
+    assert b.engine_report()["shared"] == "packed"
+
+
+def test_engine_report_before_the_first_forward_and_blame():
+    assert "not built yet" in Branched(Scaled, 2, engine="packed").engine_report()["packed"]
+    assert "OwnParam owns 'scale'" in Branched(OwnParam, 2, engine="packed").engine_report()["packed"]
+    b = Branched(MixesChannels, 3, engine="packed", seed=0)
+    b.branch_outputs(torch.randn(2, 2, 4, 4))
+    assert "branch (MixesChannels) mixes channels" in b.engine_report()["shared"], b.engine_report()

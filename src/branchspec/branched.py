@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from branchspec import packed as packing
+from branchspec.packed_check import PackedCache
 
 ENGINES = ("auto", "loop", "fused", "packed")
 
@@ -91,6 +92,8 @@ class Branched(nn.Module):
             :meth:`resolve_engine`); :meth:`engine_report` says which runs and why.
         seed: if given, branch initialisation is reproducible (the global RNG
             is forked, seeded once, and the M branches are built in order).
+        strict: the packed engine raises :class:`~branchspec.packed.NotPackable`
+            (naming the layer at fault) instead of falling back to the fused one.
 
     Extra positional / keyword arguments of :meth:`forward` are passed
     unchanged to every branch (e.g. a target-domain label of a generator).
@@ -109,6 +112,7 @@ class Branched(nn.Module):
         residual: nn.Module | Callable[[Tensor], Any] | None = None,
         engine: str = "auto",
         seed: int | None = None,
+        strict: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(num_branches, int) or num_branches < 1:
@@ -126,9 +130,9 @@ class Branched(nn.Module):
         # (M,) multiplier on each branch's contribution; 0 silences a branch.
         self.register_buffer("branch_gain", torch.ones(num_branches), persistent=False)
         self._auto_choice: dict[tuple, str] = {}
-        # packed network per input kind (shared / per-branch), built on first use; not registered,
-        # so it never enters the state dict. Values: (network or None, reason).
-        self._packed: dict[bool, tuple[nn.Module | None, str]] = {}
+        # packed network per input kind (shared / per-branch), built on first use and rebuilt when the
+        # branch modules change; not registered, so it never enters the state dict.
+        self._packed = PackedCache(strict)
         # channels_last for 4-D packed activations: None = yes (faster for grouped convs, measured in
         # benchmarks/bench_engine.py), False = keep the input's memory format.
         self.channels_last: bool | None = None
@@ -239,9 +243,7 @@ class Branched(nn.Module):
 
     # ------------------------------------------------------------ packed engine
     def _packed_outputs(self, x: Tensor, per_branch: bool, args, kwargs) -> Tensor:
-        if per_branch not in self._packed:  # built and checked against the loop once per input kind
-            self._packed[per_branch] = packing.build_checked(self.branches, x, per_branch, args, kwargs)
-        net = self._packed[per_branch][0]
+        net = self._packed.network(self.branches, x, per_branch, args, kwargs)  # checked; rebuilt on change
         if net is None:  # fall back, the reason is in engine_report()
             return self._fused_outputs(x, per_branch, args, kwargs)
         net.train(self.training)  # the packed layers are not registered children: set their mode here
@@ -251,13 +253,13 @@ class Branched(nn.Module):
         """Which engine runs for each input kind seen so far, and why.
 
         Keys are ``"shared"`` / ``"per-branch"`` inputs (and the ``auto``
-        choices by input shape); values say e.g. ``"packed"``,
-        ``"fused (not packable: AdaIN owns 'w' and has no packing rule)"``.
+        choices by input shape); values say e.g. ``"packed"``, ``"fused (not
+        packable: branch.norm (AdaIN): AdaIN owns 'w' and has no packing rule)"``;
+        before the first forward, ``"packed"`` says whether the structure packs.
         """
         report = {"engine": self.engine}
-        for per_branch, (net, reason) in self._packed.items():
-            key = "per-branch" if per_branch else "shared"
-            report[key] = "packed" if net is not None else f"fused ({reason})"
+        if self.engine in ("packed", "auto"):
+            report.update(self._packed.report(self.branches))
         for key, choice in self._auto_choice.items():
             report[f"auto {key[0]} {key[1]} {'train' if key[4] else 'eval'}"] = choice
         return report

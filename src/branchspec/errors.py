@@ -13,6 +13,10 @@ class DataError(UsageError):
     """Unreadable or malformed input data (images, CIFAR files, .npz): bad input, exit 2."""
 
 
+class CheckpointError(BranchspecError):
+    """A checkpoint is missing, torn, malformed, edited or of the wrong kind (one-line message naming it)."""
+
+
 class ConfigError(BranchspecError):
     """A bad value of one field of an experiment's ``Config`` (:mod:`branchspec.experiments`).
 

@@ -29,11 +29,14 @@ reason). Model files register rules for their own layers (AdaIN, the style
 code, the toy neuron) next to the layer.
 
 :class:`~branchspec.branched.Branched` checks the packed network against the
-loop engine once (fp32, eval mode, no grad) before using it, because a branch
-``forward`` that mixes channels (``chunk``/``view`` across the channel axis
-outside a registered layer) would silently break the channel layout; on a
-mismatch it falls back to vmap with a one-line reason
-(:meth:`~branchspec.branched.Branched.engine_report`).
+loop engine before using it, and rebuilds it when the branch modules change
+(:mod:`branchspec.packed_check`), because a branch ``forward`` that mixes
+channels (``chunk``/``view`` across the channel axis outside a registered
+layer) would silently break the channel layout; on a mismatch it falls back
+to vmap with a one-line reason naming the layer
+(:meth:`~branchspec.branched.Branched.engine_report`), or raises with
+``strict=True``. A rule applies to its layer's own ``forward``: a subclass that
+redefines it is not packable until registered itself.
 
 Example:
     >>> import torch, torch.nn as nn
@@ -84,32 +87,60 @@ def register_packer(*types: type) -> Callable[[Packer], Packer]:
     return deco
 
 
+SAFE_OVERRIDES = frozenset({"__init__", "__repr__", "extra_repr", "reset_parameters", "__setstate__"})
+"""Methods a subclass of a layer with a rule may redefine and stay packable: none of them runs in ``forward``."""
+
+
+def _overridden(t: type, base: type) -> str | None:
+    """The first method of ``base`` that ``t`` (a subclass) redefines, other than :data:`SAFE_OVERRIDES`."""
+    for cls in t.__mro__:
+        if cls is base:
+            return None
+        for name, v in vars(cls).items():
+            if callable(v) and name not in SAFE_OVERRIDES and hasattr(base, name):
+                return name
+    return None
+
+
 def _rule_for(t: type) -> Packer | None:
+    """The packing rule of ``t``: its own, or that of the nearest registered base class when ``t`` computes
+    exactly what the base computes. A rule describes the base's own ``forward``: a subclass that redefines it
+    (or a method it calls, e.g. a DropConnect ``Linear``) has no rule until it is registered itself."""
     for cls in t.__mro__:
         if cls in _PACKERS:
+            over = None if cls is t else _overridden(t, cls)
+            if over:
+                raise NotPackable(f"redefines {cls.__name__}.{over}, so the packing rule of {cls.__name__} does not "
+                                  f"apply (register_packer({t.__name__}) for it)")
             return _PACKERS[cls]
     return None
 
 
-def pack(sources: Sequence[nn.Module]) -> nn.Module:
+def pack(sources: Sequence[nn.Module], path: str = "branch") -> nn.Module:
     """The packed equivalent of the M modules ``sources`` (same type, same structure).
 
-    Raises :class:`NotPackable` naming the first module that has parameters or
-    buffers of its own and no packing rule.
+    Raises :class:`NotPackable` naming the first module at fault — its path in the branch (``path``, e.g.
+    ``branch.blocks.0.conv``) and its type — that differs between branches, has parameters or buffers of its
+    own and no packing rule, or redefines the ``forward`` of a layer with a rule.
     """
     first = sources[0]
     t = type(first)
+    where = f"{path} ({t.__name__})"
     if any(type(s) is not t for s in sources):
-        raise NotPackable(f"branches differ in module type at {t.__name__}")
-    rule = _rule_for(t)
-    if rule is not None:
-        return rule(sources)
+        other = next(type(s).__name__ for s in sources if type(s) is not t)
+        raise NotPackable(f"{where}: branches differ in module type ({t.__name__} vs {other})")
+    try:
+        rule = _rule_for(t)
+        if rule is not None:
+            return rule(sources)
+    except NotPackable as err:
+        raise NotPackable(f"{where}: {err}") from None
     own = [n for n, _ in first.named_parameters(recurse=False)] + [n for n, _ in first.named_buffers(recurse=False)]
     if own:
-        raise NotPackable(f"{t.__name__} owns {own[0]!r} and has no packing rule (register_packer)")
+        raise NotPackable(f"{where}: {t.__name__} owns {own[0]!r} and has no packing rule (register_packer)")
     clone = copy.deepcopy(first)
     for name, _ in first.named_children():
-        setattr(clone, name, pack([getattr(s, name) for s in sources]))
+        setattr(clone, name, pack([getattr(s, name) for s in sources], f"{path}.{name}"))
     return clone
 
 
@@ -314,52 +345,6 @@ register_packer(nn.Embedding)(_embedding_rule)
 register_packer(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)(
     _unsupported("ConvTranspose has no packing rule yet")
 )
-
-
-def build_checked(branches: Sequence[nn.Module], x: Tensor, per_branch: bool, args: tuple, kwargs: dict
-                  ) -> tuple[nn.Module | None, str]:
-    """``(packed network, "packed")``, or ``(None, reason)`` when the branches cannot be packed.
-
-    The packed network is compared with the M branches run one by one on a few
-    samples (fp32, eval mode, no grad, buffers untouched): a branch ``forward``
-    that mixes channels outside a registered layer is caught here.
-    """
-    try:
-        net = pack(list(branches))
-        reason = _check(net, branches, x, per_branch, args, kwargs)
-    except (NotPackable, RuntimeError, ValueError, TypeError, AttributeError) as err:
-        return None, f"not packable: {err}"
-    return (None, reason) if reason else (net, "packed")
-
-
-def _check(net: nn.Module, branches: Sequence[nn.Module], x: Tensor, per_branch: bool, args: tuple, kwargs: dict) -> str:
-    """'' if ``net`` matches the branches run one by one on a few samples, else why not."""
-    full = x.shape[1] if per_branch else x.shape[0]
-    n = min(full, 4)
-
-    def cut(a):
-        return a[:n] if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == full else a
-
-    xs = x[:, :n] if per_branch else x[:n]
-    xs = xs.float() if xs.is_floating_point() else xs
-    a_s, k_s = tuple(cut(a) for a in args), {k: cut(v) for k, v in kwargs.items()}
-    modes = [b.training for b in branches]
-    try:
-        for b in branches:
-            b.train(False)
-        net.train(False)
-        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
-            ref = torch.stack([b(xs[k] if per_branch else xs, *a_s, **k_s) for k, b in enumerate(branches)])
-            got = run_packed(net, xs, per_branch, len(branches), a_s, k_s, channels_last=False)
-    finally:
-        for b, mode in zip(branches, modes):
-            b.train(mode)
-    if got.shape != ref.shape:
-        return f"packed output shape {tuple(got.shape)} != loop {tuple(ref.shape)}"
-    err = (got - ref).norm() / ref.norm().clamp_min(1e-12)
-    if not err <= 1e-3:
-        return f"packed output differs from the loop engine (relative error {float(err):.2g}): a layer mixes channels"
-    return ""
 
 
 def run_packed(net: nn.Module, x: Tensor, per_branch: bool, m: int, args: tuple, kwargs: dict,

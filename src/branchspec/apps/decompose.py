@@ -4,8 +4,9 @@ One pass of the generator per batch, ``f, v, R = gen.forward_all(x, y)``,
 gives the re-generated image f = R + Σ_k v_k(x, y) (eq. 15) and its M
 ambient-space components v_k. For every image this module writes
 
-* ``NAME.npz`` — ``R`` (C, H, W), ``components`` (M, C, H, W), ``output``
-  (C, H, W) before clipping, ``input``, ``value_range``, ``domain`` (see
+* ``NAME.npz`` (NAME: the image's stem made a safe, unique name by
+  :func:`output_name`) — ``R`` (C, H, W), ``components`` (M, C, H, W),
+  ``output`` (C, H, W) before clipping, ``input``, ``value_range``, ``domain`` (see
   :mod:`branchspec.apps.components`);
 * ``NAME/regen.png``, ``NAME/R.png`` — re-generation and residual;
 * ``NAME/branch_K.png`` — each component, contrast-stretched (Fig. 10 top);
@@ -146,11 +147,33 @@ class DecomposeResult:
     json_path: Path | None = None
 
 
-def _unique_name(stem: str, used: set[str]) -> str:
-    name, i = stem, 2
-    while name in used:
-        name, i = f"{stem}_{i}", i + 1
-    used.add(name)
+RESERVED_NAMES = frozenset({"decomposition", "grid", "correlation", "added", "profiles", "transfer", "heldout",
+                            "experiment", "summary"})
+"""Stems of what a decomposition writes beside the per-image files (``decomposition.json``, ``grid.png``, the
+held-out crops' ``heldout/``, the experiment's ``summary.json`` …): never an image's output name."""
+
+MAX_NAME = 100  # characters of an output name: NAME.npz and NAME/added_K.png stay far below the 255 of a file name
+
+
+def output_name(stem: str, used: set[str]) -> str:
+    """A safe, unique output name for an image of stem ``stem``: ``out/NAME.npz`` and the folder ``out/NAME/``.
+
+    Characters other than ``A-Z a-z 0-9 _ -`` become ``_`` (so ``..``, ``.``, ``a/b`` or ``grid.png`` can
+    neither leave ``out`` nor take the name of a file with an extension), the name is cut to
+    :data:`MAX_NAME` characters, and a name that is empty, reserved (:data:`RESERVED_NAMES`) or already in
+    ``used`` (compared case-insensitively, for case-insensitive file systems) gets ``_2``, ``_3``, …
+    ``used`` (lower-case names) is updated.
+
+    Example:
+        >>> used = set()
+        >>> [output_name(s, used) for s in ("cat_001", "..", "grid", "Cat_001", "a b")]
+        ['cat_001', '__', 'grid_2', 'Cat_001_2', 'a_b']
+    """
+    base = "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "_" for c in stem)[:MAX_NAME] or "image"
+    name, i = base, 2
+    while name.lower() in used or name.lower() in RESERVED_NAMES:
+        name, i = f"{base}_{i}", i + 1
+    used.add(name.lower())
     return name
 
 
@@ -226,7 +249,7 @@ def decompose_images(
             for b, (p, d) in enumerate(names):
                 dec = Decomposition(R=r[b], components=v[:, b], output=f[b], input=xin[b],
                                     value_range=tuple(value_range), domain=d)
-                name = _unique_name(p.stem, used)
+                name = output_name(p.stem, used)  # always a plain name inside out_dir
                 res.npz.append(dec.save(out_dir / f"{name}.npz"))
                 write_pngs(dec, out_dir / name, png_min_size)
                 stats.add(dec)

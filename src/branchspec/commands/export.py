@@ -6,7 +6,7 @@ from pathlib import Path
 
 from branchspec.commands._common import writable_dir
 from branchspec.train.checkpoint import checkpoint_paths
-from branchspec.train.export import export_weights
+from branchspec.train.export import export_weights, refuse_same_unit
 
 NAME = "export"
 HELP = "write a weights-only copy of a checkpoint (no optimiser state), e.g. to ship a trained model"
@@ -24,6 +24,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
+    refuse_same_unit(args.checkpoint, args.out)  # before anything is created
     writable_dir(str(Path(args.out).parent))
     export_weights(args.checkpoint, args.out)
     weights, _ = checkpoint_paths(args.out)

@@ -25,6 +25,14 @@ Before anything is written, every floating-point tensor is checked finite
 (:class:`NonFiniteCheckpoint`): a NaN/inf anywhere in the parameters,
 buffers (BatchNorm running statistics) or optimiser state stops the run with
 the previous checkpoint intact. Nothing is ever unpickled.
+
+Content-verified: the header also holds ``content_sha256``, the SHA-256 of
+the state's JSON text and of every tensor, and :func:`load_checkpoint`
+recomputes it, so an edit of the state or of a tensor that still parses is a
+one-line :class:`CheckpointError` naming the file, never a silently different
+resume; a NaN/inf tensor or an over-deep state is refused on every load too
+(:mod:`branchspec.train.checkpoint_content`). Checkpoints written before the
+hash load as legacy files.
 """
 
 from __future__ import annotations
@@ -36,15 +44,18 @@ from typing import Any
 
 import torch
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import CheckpointError, UsageError
 from branchspec.io import atomic_write_bytes, atomic_write_text
+from branchspec.train.checkpoint_content import (
+    HASH_KEY, STATE_KEY, content_sha256, non_finite_tensors, parse_state, verify_content,
+)
 
-STATE_KEY = "branchspec_state"  # safetensors metadata entry holding the JSON state
 FORMAT = "branchspec-checkpoint/2"
 
 
-class CheckpointError(BranchspecError):
-    """A checkpoint is missing, torn, malformed or of the wrong kind (one-line message)."""
+class ResumeMismatch(CheckpointError, UsageError):
+    """``--resume`` under settings that would change the run (its config, thread count, world size, data):
+    a one-line refusal naming the setting, exit 2 like any invalid argument."""
 
 
 class NonFiniteCheckpoint(CheckpointError):
@@ -59,6 +70,26 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + ".safetensors"), p.with_name(p.name + ".json")
 
 
+def same_checkpoint(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether checkpoints ``a`` and ``b`` share a file of their unit (``NAME.safetensors`` / ``NAME.json``).
+
+    Paths are compared resolved (``..``, symbolic links) and, where both files
+    exist, by identity (``os.path.samefile``: hard links, bind mounts), so
+    ``R/last``, ``R/./last.json`` and ``R/last.safetensors`` are one checkpoint.
+    """
+    pa, pb = checkpoint_paths(a), checkpoint_paths(b)
+    if {p.resolve() for p in pa} & {p.resolve() for p in pb}:
+        return True
+    for x in pa:
+        for y in pb:
+            try:
+                if x.exists() and y.exists() and os.path.samefile(x, y):
+                    return True
+            except OSError:
+                pass
+    return False
+
+
 def checkpoint_exists(path: str | os.PathLike) -> bool:
     """Whether a checkpoint (its ``.safetensors`` unit, or an old-format JSON) is at ``path``."""
     wpath, spath = checkpoint_paths(path)
@@ -71,28 +102,28 @@ def runtime_settings() -> dict[str, Any]:
     Floating-point reductions are split differently with a different number of
     torch threads, so the same step gives different bits (a run resumed with
     ``--threads 2`` after ``--threads 1`` drifted to a max weight difference of
-    1.66, issue 13).
+    1.66). The number of ``torchrun`` processes changes every BatchNorm
+    statistic and the data each process sees.
     """
-    return {"threads": torch.get_num_threads()}
+    import torch.distributed as dist
+
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return {"threads": torch.get_num_threads(), "world_size": world}
 
 
 def check_runtime(state: dict[str, Any], arg_names: dict[str, str] | None = None) -> None:
     """Refuse, in one line naming the setting, to resume a checkpoint under other runtime settings."""
     saved = state.get("runtime")
-    if not isinstance(saved, dict):
-        return  # checkpoint from before runtime settings were recorded
-    names = {"threads": "--threads", **(arg_names or {})}
+    saved = dict(saved) if isinstance(saved, dict) else {}  # {}: from before runtime settings were recorded
+    if "world_size" not in saved and "world_size" in state:  # train-gan recorded it beside the runtime
+        saved["world_size"] = state["world_size"]
+    names = {"threads": "--threads", "world_size": "torchrun --nproc_per_node", **(arg_names or {})}
     now = runtime_settings()
     for key, value in now.items():
         if key in saved and saved[key] != value:
-            raise CheckpointError(f"--resume: the run was saved with {names.get(key, key)} {saved[key]!r}, "
+            raise ResumeMismatch(f"--resume: the run was saved with {names.get(key, key)} {saved[key]!r}, "
                                   f"this process has {value!r}; resume with {names.get(key, key)} {saved[key]} "
                                   "to continue it exactly")
-
-
-def non_finite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
-    """Names of the floating-point tensors holding a NaN or an infinity."""
-    return [k for k, v in tensors.items() if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all())]
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
@@ -119,7 +150,7 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], s
     doc.setdefault("runtime", runtime_settings())
     doc.pop("weights_file", None)
     text = json.dumps(doc, indent=2, sort_keys=True, default=_json_default)
-    blob = _safetensors_bytes(flat, {STATE_KEY: text, "format": FORMAT})
+    blob = _safetensors_bytes(flat, {STATE_KEY: text, "format": FORMAT, HASH_KEY: content_sha256(flat, text)})
     atomic_write_bytes(wpath, blob)
     atomic_write_text(spath, text)
     return spath
@@ -148,12 +179,12 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _read_state_json(spath: Path) -> dict[str, Any]:
+def _read_state_json(spath: Path) -> Any:
     try:
-        state = json.loads(spath.read_text(encoding="utf-8"))
+        text = spath.read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint state {spath} is not valid JSON: {exc}") from None
-    return state
+        raise CheckpointError(f"checkpoint state {spath} is unreadable: {exc}") from None
+    return parse_state(text, spath)
 
 
 def _header(wpath: Path, tensors: bool = False) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
@@ -171,10 +202,7 @@ def _header(wpath: Path, tensors: bool = False) -> tuple[dict[str, str], dict[st
 def _state(meta: dict[str, str], wpath: Path, spath: Path, missing: str) -> dict[str, Any]:
     """The state in a safetensors header, else in the JSON beside it (previous format); ``missing`` if neither."""
     if STATE_KEY in meta:
-        try:
-            state, where = json.loads(meta[STATE_KEY]), wpath
-        except ValueError as exc:
-            raise CheckpointError(f"checkpoint {wpath}: its state is not valid JSON: {exc}") from None
+        state, where = parse_state(meta[STATE_KEY], wpath), wpath
     elif spath.is_file():
         state, where = _read_state_json(spath), spath
     else:
@@ -189,6 +217,25 @@ def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
     wpath, spath = checkpoint_paths(path)
     meta = _header(wpath)[0] if wpath.is_file() else {}
     return _state(meta, wpath, spath, f"checkpoint not found: {spath}")
+
+
+def refresh_state_copy(path: str | os.PathLike) -> bool:
+    """Rewrite ``NAME.json`` from the state in ``NAME.safetensors`` when they differ (a kill between the unit's
+    rename and the copy's left it one save behind); returns whether it was rewritten. Called on ``--resume``,
+    so a resumed run leaves the same files as one never interrupted."""
+    wpath, spath = checkpoint_paths(path)
+    if not wpath.is_file():
+        return False
+    text = _header(wpath)[0].get(STATE_KEY)
+    if text is None:
+        return False  # previous format: the JSON is the state
+    try:
+        if spath.read_text(encoding="utf-8") == text:
+            return False
+    except (OSError, UnicodeDecodeError):
+        pass
+    atomic_write_text(spath, text)
+    return True
 
 
 def restore_runtime(path: str | os.PathLike) -> None:
@@ -218,6 +265,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"--device: not a device: {device!r} ({str(exc).splitlines()[0]})") from None
     meta, tensors = _header(wpath, tensors=True)
     state = _state(meta, wpath, spath, f"checkpoint {wpath} holds no state and {spath.name} is missing")
+    verify_content(wpath, meta, tensors)
     state.pop("weights_file", None)
     if dev.type != "cpu":
         tensors = {k: v.to(dev) for k, v in tensors.items()}

@@ -38,19 +38,10 @@ from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig, build_clas
 from branchspec.io import atomic_write_json
 from branchspec.train.checkpoint import (
     CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors,
-    restore_rng_state, unprefixed,
-)
-from branchspec.train.classifier_io import (
-    check_resume,
-    progress_from,
-    read_diagnostics,
-    read_rows,
-    save_ema,
-    save_run,
-    write_diagnostics,
-    write_rows,
+    refresh_state_copy, restore_rng_state, unprefixed,
 )
 from branchspec.precision import PRECISIONS, resolve_precision  # ("auto", "fp32", "bf16")
+from branchspec.train.classifier_io import check_resume, epoch_logs, progress_from, save_run, write_epoch_files
 from branchspec.train.classifier_dist import DEVICES, DistContext
 from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary
 from branchspec.train.classifier_recipe import (
@@ -283,10 +274,14 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
             **asdict(cfg), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd, "loss_floor": floor,
             "model": mcfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
             "world_size": ctx.world})
-    rows = read_rows(out / "metrics.csv", epoch)
-    diag = read_diagnostics(out / "diagnostics.json", epoch)
+    rows, diag = epoch_logs(state if resume else None, out, epoch)  # the checkpoint's, whatever the files hold
     last_row: dict = rows[-1] if rows else {}
-    info = lambda: {"step": step, "epoch": epoch, "batch": batch, "epoch_sums": dict(sums), "metrics": last_row}  # noqa: E731
+    info = lambda: {"step": step, "epoch": epoch, "batch": batch, "epoch_sums": dict(sums), "metrics": last_row,  # noqa: E731
+                    "rows": rows, "diagnostics": diag}
+    if resume and ctx.main:  # a kill after the checkpoint's rename left them behind it: write them from it
+        refresh_state_copy(ckpt)
+        write_epoch_files(out, rows, diag, CSV_FIELDS, ema if batch == 0 and epoch > 0 else None,
+                          (cfg, mcfg, train_set, info()))
     autocast = lambda x: torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")  # noqa: E731
 
     while epoch < cfg.epochs and not loss_reached(cfg.stop_loss, floor, last_row):
@@ -367,11 +362,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
         diag.append({"epoch": epoch + 1, "branch_grad_norm": gmean.tolist(), "branch_norm": ev["branch_norm"]})
         epoch, batch = epoch + 1, 0
         sums = _new_sums(m)
-        _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info(), ema, ctx)
-        if ema is not None:
-            save_ema(out / "ema", ema, cfg, mcfg, train_set, info())
-        write_rows(out / "metrics.csv", rows, CSV_FIELDS)
-        write_diagnostics(out / "diagnostics.json", diag)
+        _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info(), ema, ctx)  # carries rows, diag and EMA
+        write_epoch_files(out, rows, diag, CSV_FIELDS, ema, (cfg, mcfg, train_set, info()))
         extra = f" | ema acc {last_row['ema_test_acc']:.4f}" if ema is not None else ""
         extra += f" | tta acc {last_row['tta_test_acc']:.4f}" if cfg.tta else ""
         log(f"epoch {last_row['epoch']}/{cfg.epochs}: train loss {last_row['train_loss']:.4f} (floor {floor:.4f}) "

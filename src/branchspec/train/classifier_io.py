@@ -9,6 +9,14 @@
 * ``RUN/diagnostics.json`` — per epoch, the per-branch lists behind the CSV's
   summaries: mean gradient norm ‖∂L/∂θ_k‖ over the epoch's steps and the
   branch norm ‖F_k‖ on the test set (Fig. 4's activity rule).
+
+The checkpoint is the truth: its state carries every finished epoch's
+metrics row and diagnostics (``rows``, ``diagnostics``) beside its EMA, and
+the three side files are written from it after each epoch's checkpoint
+(:func:`write_epoch_files`) *and again on resume* (:func:`epoch_logs`), so a
+kill between the checkpoint's rename and the side files' writes loses no row,
+leaves no stale ``RUN/ema`` and cannot make ``--stop-loss`` miss the epoch
+that reached the floor.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from branchspec.errors import BranchspecError
 from branchspec.io import atomic_write_json, atomic_write_text
 from branchspec.models.registry import model_spec
 from branchspec.train.checkpoint import (
-    CheckpointError, optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int,
+    CheckpointError, ResumeMismatch, optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int,
 )
 
 
@@ -49,6 +57,29 @@ def save_ema(path: Path, ema, cfg, mcfg, data, progress: dict) -> None:
     state = {"model": model_spec("classifier", mcfg.to_dict()), "train_config": asdict(cfg), "data": data_info(cfg, data),
              "ema_decay": cfg.ema, "step": progress["step"], "epoch": progress["epoch"], "metrics": progress["metrics"]}
     save_checkpoint(path, prefixed("model", ema.shadow), state)
+
+
+def write_epoch_files(out: Path, rows: list[dict], diag: list[dict], fields: list[str], ema=None, ema_args=()) -> None:
+    """``RUN/ema`` (when ``ema`` is given; ``ema_args`` = ``(cfg, mcfg, data, progress)`` of :func:`save_ema`),
+    ``metrics.csv`` and ``diagnostics.json`` of the finished epochs, as the checkpoint just saved holds them."""
+    if ema is not None:
+        save_ema(out / "ema", ema, *ema_args)
+    write_rows(out / "metrics.csv", rows, fields)
+    write_diagnostics(out / "diagnostics.json", diag)
+
+
+def epoch_logs(state: dict | None, out: Path, epoch: int) -> tuple[list[dict], list[dict]]:
+    """``(rows, diagnostics)`` of the ``epoch`` finished epochs: from the checkpoint's ``state`` when it carries
+    them, else (a fresh run, or a checkpoint of an earlier version) read back from the side files."""
+    if state is None or "rows" not in state:
+        return read_rows(out / "metrics.csv", epoch), read_diagnostics(out / "diagnostics.json", epoch)
+    rows, diag = state.get("rows"), state.get("diagnostics")
+    for name, v in (("rows", rows), ("diagnostics", diag)):
+        if (not isinstance(v, list) or len(v) != epoch
+                or any(not isinstance(r, dict) or r.get("epoch") != i + 1 for i, r in enumerate(v))):
+            raise CheckpointError(f"checkpoint: {name} must hold one object per finished epoch (1..{epoch}), "
+                                  f"got {v!r:.80}")
+    return rows, diag
 
 
 def read_rows(path: Path, up_to_epoch: int | None = None) -> list[dict]:
@@ -110,4 +141,4 @@ def check_resume(saved: dict, cfg) -> None:
     diff = [k for k, v in asdict(cfg).items() if k not in RESUME_MAY_CHANGE and saved.get(k, v) != v]
     if diff:
         k = diff[0]
-        raise BranchspecError(f"--resume: the run was started with {k}={saved[k]!r}, now {getattr(cfg, k)!r}; use the same settings")
+        raise ResumeMismatch(f"--resume: the run was started with {k}={saved[k]!r}, now {getattr(cfg, k)!r}; use the same settings")

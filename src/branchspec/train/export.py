@@ -17,14 +17,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from branchspec.train.checkpoint import CheckpointError, load_checkpoint, prefixed, save_checkpoint, unprefixed
+from branchspec.errors import UsageError
+from branchspec.train.checkpoint import (
+    CheckpointError, load_checkpoint, prefixed, same_checkpoint, save_checkpoint, unprefixed,
+)
 
 KEPT_STATE = ("model", "data", "train_config", "step", "epoch", "metrics", "ema_decay", "img_size", "domains", "held_out")
 """State fields a weights-only copy keeps: what loading and analysis read, and the run's provenance."""
 
 
 def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy ``src``'s ``model.*`` weights and its descriptive state to the checkpoint ``dst``."""
+    """Copy ``src``'s ``model.*`` weights and its descriptive state to the checkpoint ``dst``.
+
+    ``dst`` may not name ``src``'s own unit (:func:`refuse_same_unit`): the copy would replace a resumable
+    checkpoint by one that cannot be resumed.
+    """
+    refuse_same_unit(src, dst)
     tensors, state = load_checkpoint(src)
     weights = unprefixed("model", tensors)
     if not weights or "model" not in state:
@@ -32,6 +40,14 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     kept = {k: state[k] for k in KEPT_STATE if k in state}
     kept.update(weights_only=True, exported_from=str(Path(src).name))
     return save_checkpoint(dst, prefixed("model", weights), kept)
+
+
+def refuse_same_unit(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """A one-line UsageError (exit 2) when ``dst`` resolves to a file of ``src``'s checkpoint unit
+    (``RUN/last`` vs ``RUN/last``, ``RUN/last.json`` vs ``RUN/last.safetensors``, a link to either)."""
+    if same_checkpoint(src, dst):
+        raise UsageError(f"--out: {dst} is the checkpoint being exported ({src}); exporting over it would "
+                         "destroy its training state — choose another name, e.g. checkpoints/NAME/last")
 
 
 def refuse_weights_only(state: dict, path) -> None:

@@ -59,12 +59,12 @@ from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
 from branchspec.train.checkpoint import (
-    CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors,
-    optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int, unprefixed,
+    checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors, optimizer_to_tensors, prefixed,
+    rng_state_tensors, save_checkpoint, state_int, unprefixed,
 )
 from branchspec.train.export import refuse_weights_only
-from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig, resume_mismatch
-from branchspec.train.gan_io import rotate_checkpoints, save_image_grid, save_sample_grid
+from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig
+from branchspec.train.gan_io import check_resume, rotate_checkpoints, save_image_grid, save_sample_grid
 from branchspec.seeds import derive_seed
 
 __all__ = ["GanTrainConfig", "GanTrainer", "NonFiniteLossError", "PRECISIONS", "RESUMABLE_CHANGES", "run_training",
@@ -298,16 +298,7 @@ class GanTrainer:
         """Restore the full training state of a checkpoint written by :meth:`save`."""
         tensors, state = load_checkpoint(path, device=self.device)
         refuse_weights_only(state, path)
-        saved = state.get("train_config")
-        if not isinstance(saved, dict) or "opt_g" not in state:
-            raise CheckpointError(f"{path} is not a train-gan checkpoint")
-        bad = resume_mismatch(saved, self.cfg)
-        if bad:
-            k, old, new = bad
-            raise BranchspecError(f"--resume: the run was trained with {k}={old!r}, now {new!r}")
-        if state.get("domains") != list(self.data.domains):
-            raise BranchspecError(f"--resume: domains changed ({state.get('domains')} -> {self.data.domains})")
-        check_runtime(state)
+        check_resume(state, self.cfg, self.data, path)  # same config, domains, data, runtime
         if self.cfg.engine == "auto":  # the timed choice may differ now: say so (exact resume needs a fixed engine)
             print("train-gan: --resume with --engine auto: the engine is re-timed and may differ, so the resumed "
                   "run may not be bit-identical; train with a fixed --engine for exact resume", file=sys.stderr)

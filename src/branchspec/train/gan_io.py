@@ -1,4 +1,4 @@
-"""Files of a GAN run (paper §7): sample grids and checkpoint rotation.
+"""Files of a GAN run (paper §7): sample grids, checkpoint rotation, and what ``--resume`` checks.
 
 Example:
     >>> import tempfile, pathlib, torch
@@ -17,7 +17,8 @@ import numpy as np
 from torch import Tensor
 
 from branchspec.io import atomic_write_via
-from branchspec.train.checkpoint import checkpoint_paths
+from branchspec.train.checkpoint import CheckpointError, ResumeMismatch, check_runtime, checkpoint_paths
+from branchspec.train.gan_config import resume_mismatch
 
 _STEP = re.compile(r"^step-(\d+)$")
 
@@ -74,3 +75,24 @@ def save_sample_grid(gen, x: Tensor, labels: Tensor, out: Path, step: int) -> Pa
     path = Path(out) / "samples" / f"step-{step:06d}.png"
     save_image_grid(grid, path)
     return path
+
+
+def check_resume(state: dict, cfg, data, path) -> None:
+    """Refuse, in one line, to resume the checkpoint ``state`` (at ``path``) with another config, other domains,
+    other data (image and per-domain counts: 6 images trained, 11 given is a different run) or other runtime
+    settings (threads, world size: :func:`~branchspec.train.checkpoint.check_runtime`)."""
+    saved = state.get("train_config")
+    if not isinstance(saved, dict) or "opt_g" not in state:
+        raise CheckpointError(f"{path} is not a train-gan checkpoint")
+    bad = resume_mismatch(saved, cfg)
+    if bad:
+        k, old, new = bad
+        raise ResumeMismatch(f"--resume: the run was trained with {k}={old!r}, now {new!r}")
+    if state.get("domains") != list(data.domains):
+        raise ResumeMismatch(f"--resume: domains changed ({state.get('domains')} -> {data.domains})")
+    rec, now = state.get("data"), {"images": len(data), "per_domain": data.counts()}
+    if isinstance(rec, dict) and any(k in rec and rec[k] != v for k, v in now.items()):
+        raise ResumeMismatch(f"--resume: the run was trained on {rec.get('images')} images ({rec.get('per_domain')}), "
+                             f"--data now gives {now['images']} ({now['per_domain']}); resume with the same data "
+                             "or start a new run")
+    check_runtime(state)
