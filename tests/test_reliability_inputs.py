@@ -300,8 +300,9 @@ def test_decompression_bomb_end_to_end_in_train_gan_and_decompose(tmp_path, caps
     root = tmp_path / "data"
     for d, colour in (("cat", (200, 90, 10)), ("dog", (10, 90, 200))):
         (root / "train" / d).mkdir(parents=True)
-        for i in range(2):
-            Image.new("RGB", (20, 20), colour).save(root / "train" / d / f"ok{i}.png")
+        for i in range(2):  # textured: a perfectly flat image has zero variance under G's reflect padding
+            a = np.clip(np.array(colour)[None, None] + np.random.default_rng(i).integers(-40, 40, (20, 20, 3)), 0, 255)
+            Image.fromarray(a.astype(np.uint8)).save(root / "train" / d / f"ok{i}.png")
     _bomb_png(root / "train" / "cat" / "bomb.png")
     rc = main(["train-gan", "--data", str(root), "--img-size", "16", "--branches", "2", "--steps", "1",
                "--batch-size", "2", "--base-width", "4", "--max-width", "8", "--threads", "1",
