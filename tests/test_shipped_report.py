@@ -54,3 +54,14 @@ def test_malformed_shipped_json_is_one_line(tmp_path, text):
     with pytest.raises(ConfigError) as err:
         shipped.read_shipped(d)
     assert "shipped.json" in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_every_shipped_folder_of_the_checkout_copies(tmp_path):
+    """Each checkpoints/*/shipped.json lists only files inside its own folder (the demo copies them all)."""
+    from pathlib import Path
+
+    folders = sorted(p.parent for p in (Path(__file__).resolve().parents[1] / "checkpoints").glob("*/shipped.json"))
+    assert folders, "no shipped model in the checkout"
+    for f in folders:
+        doc = shipped.copy_shipped(f, tmp_path / f.name)
+        assert doc["figures"] and all((tmp_path / f.name / fig["file"]).is_file() for fig in doc["figures"])
