@@ -17,7 +17,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -73,17 +74,9 @@ def _check(net: nn.Module, branches: Sequence[nn.Module], x: Tensor, per_branch:
     xs = x[:, :n] if per_branch else x[:n]
     xs = xs.float() if xs.is_floating_point() else xs
     a_s, k_s = tuple(cut(a) for a in args), {k: cut(v) for k, v in kwargs.items()}
-    modes = [b.training for b in branches]
-    try:
-        for b in branches:
-            b.train(False)
-        net.train(False)
-        with torch.no_grad(), torch.autocast(x.device.type, enabled=False):
-            ref = torch.stack([b(xs[k] if per_branch else xs, *a_s, **k_s) for k, b in enumerate(branches)])
-            got = run_packed(net, xs, per_branch, len(branches), a_s, k_s, channels_last=False)
-    finally:
-        for b, mode in zip(branches, modes):
-            b.train(mode)
+    with _evaluating(branches, net), torch.no_grad(), torch.autocast(x.device.type, enabled=False):
+        ref = torch.stack([b(xs[k] if per_branch else xs, *a_s, **k_s) for k, b in enumerate(branches)])
+        got = run_packed(net, xs, per_branch, len(branches), a_s, k_s, channels_last=False)
     if got.shape != ref.shape:
         return f"packed output shape {tuple(got.shape)} != loop {tuple(ref.shape)}"
     err = (got - ref).norm() / ref.norm().clamp_min(1e-12)
@@ -131,12 +124,8 @@ def blame(net: nn.Module, branches: Sequence[nn.Module], xs: Tensor, per_branch:
         log: list = []
         handles += [mod.register_forward_hook(hook(log, n)) for n, mod in b.named_modules()]
         seen[k] = log  # filled below
-    modes = [b.training for b in branches]
     try:
-        for b in branches:
-            b.train(False)
-        net.train(False)
-        with torch.no_grad(), torch.autocast(xs.device.type, enabled=False):
+        with _evaluating(branches, net), torch.no_grad(), torch.autocast(xs.device.type, enabled=False):
             for k, b in enumerate(branches):
                 b(xs[k] if per_branch else xs, *args, **kwargs)
             run_packed(net, xs, per_branch, len(branches), args, kwargs, channels_last=False)
@@ -145,8 +134,6 @@ def blame(net: nn.Module, branches: Sequence[nn.Module], xs: Tensor, per_branch:
     finally:
         for h in handles:
             h.remove()
-        for b, mode in zip(branches, modes):
-            b.train(mode)
     calls: list[dict[str, list]] = []
     for log in seen:
         per: dict[str, list] = {}
@@ -202,3 +189,17 @@ class PackedCache:
         return {("per-branch" if pb else "shared"): ("packed" if net is not None else f"fused ({reason})")
                 + (" (branches changed since; rebuilt on the next forward)" if fp != stale else "")
                 for pb, (net, reason, fp) in self.built.items()}
+
+
+@contextmanager
+def _evaluating(branches: Sequence[nn.Module], net: nn.Module) -> Iterator[None]:
+    """The branches and the packed net in eval mode inside; the branches' own modes restored after."""
+    modes = [b.training for b in branches]
+    try:
+        for b in branches:
+            b.train(False)
+        net.train(False)
+        yield
+    finally:
+        for b, mode in zip(branches, modes):
+            b.train(mode)
