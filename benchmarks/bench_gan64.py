@@ -17,6 +17,7 @@ older checkout, whose trainer lacks the new options; those rows are then skipped
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import tempfile
@@ -31,16 +32,23 @@ CONFIG = dict(img_size=64, num_branches=9, batch_size=8, base_width=16, max_widt
 STEPS = 6
 
 
+@functools.lru_cache(maxsize=1)
+def _images():
+    """64 images of the collection (32 per domain), read once for every variant."""
+    from branchspec.data.domains import load_domains
+
+    data = load_domains(str(DATA), 64, progress=False)
+    return data.subset(torch.cat([torch.nonzero(data.labels == d).flatten()[:32] for d in range(2)]))
+
+
 def seconds_per_step(steps: int = STEPS, **options) -> float | None:
     """Median seconds of one training step with ``options`` on top of :data:`CONFIG`; None if unsupported."""
-    from branchspec.data.domains import load_domains
     from branchspec.train.gan import GanTrainConfig, GanTrainer
 
     fields = {f.name for f in dataclasses.fields(GanTrainConfig)}
     if any(k not in fields for k in options):
         return None
-    data = load_domains(str(DATA), 64, progress=False)
-    data = data.subset(torch.cat([torch.nonzero(data.labels == d).flatten()[:32] for d in range(2)]))
+    data = _images()
     cfg = GanTrainConfig(data=str(DATA), **CONFIG, **options)
     with tempfile.TemporaryDirectory() as out:
         tr = GanTrainer(cfg, out, progress=False, data=data)

@@ -22,7 +22,9 @@ import json
 from pathlib import Path
 
 from branchspec.errors import ConfigError
+from branchspec.experiments import common
 from branchspec.io import atomic_write_bytes
+from branchspec.report import Figure
 
 SHIPPED_FILE = "shipped.json"
 MAX_SHIPPED_BYTES = 1 << 20  # shipped.json larger than this is refused
@@ -83,9 +85,6 @@ def copy_all(folders, out: Path, section: str) -> list[dict]:
 
 def section_parts(docs: list[dict], out: Path) -> tuple[list, dict, list[str]]:
     """(figures, numbers, notes) of copied shipped documents for a report section under ``out``."""
-    from branchspec.experiments import common
-    from branchspec.report import Figure
-
     figures, numbers, notes = [], {}, []
     for doc in docs:
         title, folder = doc.get("title", Path(doc["source"]).name), Path(out) / "shipped" / Path(doc["source"]).name
