@@ -49,7 +49,8 @@ def native_bf16_cpu() -> bool:
 
 
 def resolve_precision(requested: str, device: str) -> str:
-    """``requested`` ("auto", "fp32", "bf16") for ``device`` ("cpu" or "cuda") → "fp32" or "bf16".
+    """``requested`` ("auto", "fp32", "bf16") for ``device`` ("cpu", "cuda[:i]", or "auto": CUDA when
+    available) → "fp32" or "bf16".
 
     "auto" is bf16 on CUDA and on a CPU with native bf16 (:func:`native_bf16_cpu`),
     fp32 otherwise. An explicit choice is kept as given.
@@ -58,7 +59,9 @@ def resolve_precision(requested: str, device: str) -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
     if requested != "auto":
         return requested
-    if device.startswith("cuda"):
+    import torch
+
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
         return "bf16"
     return "bf16" if native_bf16_cpu() else "fp32"
 

@@ -119,8 +119,7 @@ class TrainConfig:
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"ema must lie in [0, 1), got {self.ema}")
         if self.precision == "auto":  # recorded resolved: bf16 only on CUDA or a CPU with native bf16
-            cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
-            object.__setattr__(self, "precision", resolve_precision("auto", "cuda" if cuda else "cpu"))
+            object.__setattr__(self, "precision", resolve_precision("auto", self.device))
         if self.head_init_scale is not None and not self.head_init_scale >= 0:
             raise ValueError(f"head_init_scale must be >= 0, got {self.head_init_scale}")
         if self.clamp_grad != "hard" and not self.clamp:

@@ -95,8 +95,7 @@ class GanTrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.precision == "auto":  # the run records what "auto" meant on this machine
-            cuda = self.device == "cuda" or (self.device == "auto" and torch.cuda.is_available())
-            object.__setattr__(self, "precision", resolve_precision("auto", "cuda" if cuda else "cpu"))
+            object.__setattr__(self, "precision", resolve_precision("auto", self.device))
         if self.amp:  # the old flag: same as precision="bf16", recorded as such
             object.__setattr__(self, "precision", "bf16")
             object.__setattr__(self, "amp", False)
