@@ -15,8 +15,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from branchspec.models.discriminator import DiscriminatorConfig
 from branchspec.models.generator import GeneratorConfig
 from branchspec.train.checkpoint import CheckpointError, checkpoint_state
