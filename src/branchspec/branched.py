@@ -372,6 +372,13 @@ class Branched(nn.Module):
         """θ_k: the parameters of branch k, ``{name: parameter}`` (§3)."""
         return dict(self.branches[k].named_parameters())
 
+    def branch_weight_norms(self) -> list[float]:
+        """‖θ_k‖₂ for every k: the norm of all of branch k's parameters — what weight decay shrinks once a
+        branch's samples sit at the clamp and its collaborative factor vanishes (§4, eq. 10)."""
+        with torch.no_grad():
+            return [float(torch.sqrt(sum((p.detach().float() ** 2).sum() for p in b.parameters())))
+                    for b in self.branches]
+
     def parameters_per_branch(self) -> list[int]:
         """|θ_k| for every k (number of scalar parameters)."""
         return [sum(p.numel() for p in b.parameters()) for b in self.branches]

@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from branchspec.branched import ENGINES
+from branchspec.branched import ENGINES, as_branched
 from branchspec.data.imageset import ImageSet, load_source
 from branchspec.errors import BranchspecError
 from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig, build_classifier
@@ -358,7 +358,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
             last_row["tta_test_acc"] = round(evaluate(final, test_set, cfg.clamp, cfg.eval_batch_size, tta=True,
                                                       precision=cfg.precision)["test_acc"], 5)
         rows.append(last_row)
-        diag.append({"epoch": epoch + 1, "branch_grad_norm": gmean.tolist(), "branch_norm": ev["branch_norm"]})
+        diag.append({"epoch": epoch + 1, "branch_grad_norm": gmean.tolist(), "branch_norm": ev["branch_norm"],
+                     "branch_weight_norm": as_branched(model).branch_weight_norms(),
+                     "test_saturated": ev["test_saturated"]})
         epoch, batch = epoch + 1, 0
         sums = _new_sums(m)
         _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info(), ema, ctx)  # carries rows, diag and EMA
