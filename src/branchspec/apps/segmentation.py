@@ -51,6 +51,12 @@ from branchspec.io import atomic_write_json, atomic_write_npz, atomic_write_via
 from branchspec.apps.components import Decomposition
 
 
+SEGMENT_ON = ("value", "energy")
+"""What Chan–Vese segments: the target component's Value channel (App. F), or the locators' summed energy — a
+variant beyond the paper for small images, where an eye is a few pixels of bright and dark strokes that no
+flat target region separates (docs/apps.md)."""
+
+
 @dataclass(frozen=True)
 class SegmentConfig:
     """Parameters of the App. F procedure (defaults tuned on constructed examples)."""
@@ -62,6 +68,8 @@ class SegmentConfig:
     min_area_fraction: float = 0.002  # drop connected components smaller than this share of the image
     seed_dilation: int = 2  # a kept component must touch the initial region dilated by this many px
     pair_row_fraction: float = 0.5  # share of a component's rows that must have multiplicity 2
+    segment_on: str = "value"  # "value": Chan–Vese on the target's V (App. F); "energy": on the locator energy
+    energy_sigma: float = 0.0  # Gaussian smoothing (px) of the locator energy before thresholding / segmenting
 
     def __post_init__(self):
         if not 0.0 < self.init_quantile < 1.0:
@@ -72,6 +80,10 @@ class SegmentConfig:
             raise ValueError("mu >= 0, max_num_iter >= 1 and seed_dilation >= 0 are required")
         if not 0.0 <= self.min_area_fraction < 1.0 or not 0.0 < self.pair_row_fraction <= 1.0:
             raise ValueError("min_area_fraction in [0, 1) and pair_row_fraction in (0, 1] are required")
+        if self.segment_on not in SEGMENT_ON:
+            raise ValueError(f"segment_on must be one of {SEGMENT_ON}, got {self.segment_on!r}")
+        if not 0.0 <= self.energy_sigma <= 64.0:
+            raise ValueError(f"energy_sigma must lie in [0, 64] px, got {self.energy_sigma}")
 
 
 def value_channel(component: np.ndarray) -> np.ndarray:
@@ -99,9 +111,16 @@ def locator_scores(dec: Decomposition, peak_fraction: float = 0.03) -> np.ndarra
     return np.asarray(out)
 
 
-def initial_mask(dec: Decomposition, locators: Sequence[int], quantile: float = 0.96) -> np.ndarray:
-    """Top ``1 − quantile`` of the summed locator energy, ``(H, W)`` bool."""
+def locator_energy(dec: Decomposition, locators: Sequence[int], sigma: float = 0.0) -> np.ndarray:
+    """Summed energy e_k of the locators, Gaussian-smoothed by ``sigma`` px when > 0, ``(H, W)``."""
     e = sum(_energy(value_channel(dec.components[k])) for k in locators)  # (H, W)
+    return ndi.gaussian_filter(e, sigma) if sigma > 0 else e
+
+
+def initial_mask(dec: Decomposition, locators: Sequence[int], quantile: float = 0.96,
+                 sigma: float = 0.0) -> np.ndarray:
+    """Top ``1 − quantile`` of the summed (optionally smoothed) locator energy, ``(H, W)`` bool."""
+    e = locator_energy(dec, locators, sigma)  # (H, W)
     thr = np.quantile(e, quantile)
     mask = e > thr
     if not mask.any():
@@ -223,14 +242,18 @@ class SegmentResult:
 
 def _segment_once(dec: Decomposition, locators: list[int], target: int | None, cfg: SegmentConfig,
                   lscores: np.ndarray, automatic: dict) -> SegmentResult:
-    init = initial_mask(dec, locators, cfg.init_quantile)
+    init = initial_mask(dec, locators, cfg.init_quantile, cfg.energy_sigma)
     tscores = target_scores(dec, init, exclude=locators)
-    if target is None:
+    if cfg.segment_on == "energy":
+        target = locators[0]  # the energy of the locators is segmented; no separate target
+    elif target is None:
         if not np.isfinite(tscores).any():
             tscores = target_scores(dec, init)  # every component is a locator: allow them
         target = int(np.argmax(tscores))
     target = dec.check_index(target, "target component")
-    raw = chan_vese_mask(value_channel(dec.components[target]), init, cfg)
+    image = (locator_energy(dec, locators, cfg.energy_sigma) if cfg.segment_on == "energy"
+             else value_channel(dec.components[target]))  # (H, W)
+    raw = chan_vese_mask(image, init, cfg)
     lab, n = ndi.label(raw)
     min_area = cfg.min_area_fraction * raw.size
     seed = ndi.binary_dilation(init, iterations=cfg.seed_dilation) if cfg.seed_dilation else init

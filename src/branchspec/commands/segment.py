@@ -32,6 +32,11 @@ def add_arguments(p):
                         "of marked centres, fractions of the side")
     p.add_argument("--mu", type=float, default=0.1, help="Chan-Vese length penalty (default 0.1)")
     p.add_argument("--iterations", type=int, default=300, help="Chan-Vese iterations (default 300)")
+    p.add_argument("--on", default="value", choices=("value", "energy"),
+                   help="what Chan-Vese segments: the target's Value channel (App. F; default) or the locators' "
+                        "energy (beyond the paper: for small images whose eyes are a few pixels of strokes)")
+    p.add_argument("--energy-sigma", type=float, default=0.0, metavar="PX",
+                   help="Gaussian smoothing of the locator energy in pixels (default 0: none, the paper)")
 
 
 def run(args) -> int:
@@ -43,6 +48,9 @@ def run(args) -> int:
 
     finite(args.mu, "--mu", 0)
     at_least(args.iterations, 1, "--iterations")
+    finite(args.energy_sigma, "--energy-sigma", 0)
+    if args.energy_sigma > 64:
+        raise UsageError(f"--energy-sigma: at most 64 px, got {args.energy_sigma}")
     if Path(args.decomposition).is_dir():
         return _run_folder(args)
     existing_file(args.decomposition, "DECOMPOSITION.npz")
@@ -55,7 +63,7 @@ def run(args) -> int:
         raise UsageError(f"--target: component {args.target} out of range 0..{m - 1}")
     out = writable_dir(args.out)
     sc = apps.Segment(locators=loc, target=args.target, truth=args.truth or "", mu=args.mu,
-                      iterations=args.iterations, folder="")
+                      iterations=args.iterations, folder="", on=args.on, energy_sigma=args.energy_sigma)
     with flag_errors({"truth": "--truth"}):
         res = apps.run(apps.Config(decomposition=args.decomposition, segment=sc), out)["segmentation"]
     if res["truth_resized"]:
@@ -86,7 +94,9 @@ def _run_folder(args) -> int:
         raise UsageError(f"--target: component {args.target} must be >= 0")
     out = writable_dir(args.out)
     eyes = _eye_marks(args.eyes) if args.eyes is not None else None
-    doc = segment_folder(files, out, loc, args.target, SegmentConfig(mu=args.mu, max_num_iter=args.iterations),
+    doc = segment_folder(files, out, loc, args.target, SegmentConfig(mu=args.mu, max_num_iter=args.iterations,
+                                                                          segment_on=args.on,
+                                                                          energy_sigma=args.energy_sigma),
                          progress=True, eyes=eyes)
     if "montage.npz" in doc["files"]:
         segmentation_montage(out / "montage.npz", out / "montage.png")

@@ -53,6 +53,8 @@ class Segment:
     mu: float = 0.1  # Chan–Vese length penalty
     iterations: int = 300
     folder: str = "segmentation"
+    on: str = "value"  # what Chan–Vese segments: "value" (App. F) or "energy" of the locators
+    energy_sigma: float = 0.0  # smoothing of the locator energy, px (0: the paper)
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,8 @@ def _segment(dec, sc: Segment, dest: Path) -> dict:
     if sc.truth:
         truth, resized = load_mask(sc.truth, dec.R.shape[1:], "truth")
     res = segment(dec, list(sc.locators) if sc.locators is not None else None, sc.target,
-                  SegmentConfig(mu=sc.mu, max_num_iter=sc.iterations))
+                  SegmentConfig(mu=sc.mu, max_num_iter=sc.iterations, segment_on=sc.on,
+                                energy_sigma=sc.energy_sigma))
     doc = save_segmentation(dec, res, dest, truth)
     segmentation_figure(dest / "segment.npz", dest / "segmentation.png")
     return {"folder": str(dest), "locators": res.locators, "target": res.target, "regions": res.regions,
