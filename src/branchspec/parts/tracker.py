@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import time
 import warnings
@@ -44,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from branchspec import metrics
+from branchspec.io import atomic_write_text
 from branchspec.hessian import block_diagonality
 from branchspec.parts.core import contributions, eval_mode
 from branchspec.parts.curvature import gradient_norms, probe_part_blocks
@@ -110,6 +112,19 @@ class Tracker:
             warnings.warn("tensorboard is not installed: writing JSONL / CSV only", stacklevel=3)
             return None
         return SummaryWriter(str(self.out / "tensorboard"))
+
+    def resume_at(self, step: int) -> None:
+        """Continue a run from its global ``step`` (e.g. a resumed checkpoint): records at or after ``step``
+        (measured past the checkpoint by the run that stopped) are dropped from the files, and :meth:`step`
+        counts on from ``step``. ``resume_at(0)`` starts the files afresh."""
+        kept = [r for r in read_records(self.jsonl) if r["step"] < step] if self.jsonl.exists() else []
+        columns = list(flatten(kept[0])) if kept else None
+        table = io.StringIO()
+        if columns is not None:
+            csv.writer(table).writerows([columns] + [[flatten(r).get(c, "") for c in columns] for r in kept])
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))  # each file whole or not at all
+        atomic_write_text(self.csv, table.getvalue())
+        self.records, self._columns, self.steps = kept, columns, step
 
     def step(self, model: nn.Module, batch: Any) -> dict[str, Any] | None:
         """Count one training step; measure and return the record on every ``every``-th (else ``None``)."""
