@@ -200,7 +200,7 @@ def test_batches_are_reproducible_and_cover_the_epoch():
 @pytest.mark.parametrize("clamp", [True, False])
 def test_one_loss_for_training_and_hessian(clamp):
     """The Hessian's summed loss is the training loss × batch size, for clamped and --no-clamp runs."""
-    from branchspec.hessian.data import classifier_data
+    from branchspec.experiments.hessian_data import classifier_data
     from branchspec.train.losses import classifier_loss, classifier_loss_sum
 
     f = torch.randn(6, 10) * 2

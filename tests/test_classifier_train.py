@@ -8,6 +8,7 @@ import torch
 
 from branchspec.cli import main
 from branchspec.loading import load_model
+from branchspec.parts import read_records
 from branchspec.train import classifier as T
 from branchspec.train.checkpoint import load_checkpoint
 
@@ -37,6 +38,27 @@ def test_resume_after_n_steps_equals_uninterrupted_run(tmp_path):
     assert cfg["num_branches"] == 2 and cfg["model"]["clamp"] is True
     model, state = load_model(tmp_path / "b" / "last.json")
     assert model.num_branches == 2 and state["model"]["kind"] == "classifier"
+
+
+def test_track_every_records_specialisation_without_changing_the_run(tmp_path):
+    T.train(T.TrainConfig(out=str(tmp_path / "a"), **TINY), **quiet)
+    b = T.TrainConfig(out=str(tmp_path / "b"), track_every=2, **TINY)
+    T.train(b, max_steps=3, **quiet)  # records steps 0 and 2, checkpoint at step 3
+    stale = {**read_records(tmp_path / "b")[-1], "step": 4}  # as if killed after measuring step 4, before saving
+    with open(tmp_path / "b" / "tracker.jsonl", "a") as fh:
+        fh.write(json.dumps(stale) + "\n")
+    T.train(b, resume=True, **quiet)
+    ta, _ = load_checkpoint(tmp_path / "a" / "last")
+    tb, _ = load_checkpoint(tmp_path / "b" / "last")
+    for k in ta:
+        assert k.startswith("rng") or torch.equal(ta[k], tb[k]), k  # tracking changes nothing
+    recs = read_records(tmp_path / "b")
+    assert [r["step"] for r in recs] == [0, 2, 4] and all(r["samples"] == 256 for r in recs)
+    assert all(r["grad_source"] == ".grad" and len(r["grad_norms"]) == 2 and r["active"] + r["silent"] == 2
+               for r in recs)
+    rows = list(csv.DictReader(open(tmp_path / "b" / "tracker.csv")))
+    assert [r["step"] for r in rows] == ["0", "2", "4"] and float(rows[-1]["grad_norms_1"]) > 0
+    assert not (tmp_path / "a" / "tracker.csv").exists()  # off by default
 
 
 def test_lr_schedules():
@@ -82,6 +104,7 @@ def test_huge_lr_stops_cleanly(tmp_path):
     (["--data", "digits", "--out", "{tmp}/o", "--branches", "0"], "--branches"),
     (["--data", "digits", "--out", "{tmp}/o", "--lr", "-1"], "--lr"),
     (["--data", "digits", "--out", "{tmp}/o", "--sweep", "a,b"], "--sweep"),
+    (["--data", "digits", "--out", "{tmp}/o", "--track-every", "-1"], "--track-every"),
 ])
 def test_train_cli_one_line_errors(tmp_path, capsys, argv, needle):
     rc = main(["train-classifier"] + [a.format(tmp=tmp_path) for a in argv])

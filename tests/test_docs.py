@@ -1,8 +1,10 @@
-"""Every ``>>>`` example in src/branchspec runs (doctest), and the package ships its typing marker and licence."""
+"""Every ``>>>`` example in src/branchspec and the docs pages' examples run; the wheel ships py.typed and LICENSE."""
 
 import doctest
 import importlib
+import os
 import pkgutil
+import re
 import subprocess
 import sys
 import tomllib
@@ -46,3 +48,15 @@ def test_wheel_ships_typing_marker_and_licence(tmp_path):
                     "-w", str(tmp_path), str(ROOT)], check=True, cwd=tmp_path)
     names = zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist()
     assert "branchspec/py.typed" in names and any(n.endswith("licenses/LICENSE") for n in names)
+
+
+def test_architecture_page_example_runs(tmp_path):
+    """The registration example of docs/architectures.md, run as a user would paste it (a fresh process)."""
+    text = (ROOT / "docs" / "architectures.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "save_model(" in b]
+    assert len(blocks) == 1
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    res = subprocess.run([sys.executable, "-c", blocks[0]], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "'kind': 'my-conv-classifier'" in res.stdout and "active branches:" in res.stdout

@@ -96,3 +96,20 @@ def test_streaming_covariance_equals_full():
     torch.testing.assert_close(acc.covariance, metrics.covariance(F).double())
     torch.testing.assert_close(acc.correlation(), metrics.correlation(F).double())
     assert acc.activity().mask.tolist() == metrics.activity(F).mask.tolist() and acc.samples == 30
+
+
+def test_resume_at_drops_records_past_the_step_and_counts_on(tmp_path):
+    conv = nn.Conv1d(4, 4, 1, groups=2)
+    spec = parts.groups(conv)
+    tracker = parts.Tracker(spec, tmp_path, every=2)
+    for _ in range(7):  # steps 0, 2, 4, 6 measured
+        tracker.step(conv, torch.randn(3, 4, 5))
+    again = parts.Tracker(spec, tmp_path, every=2)
+    again.resume_at(3)
+    assert [r["step"] for r in parts.read_records(tmp_path)] == [0, 2] and again.steps == 3
+    again.step(conv, torch.randn(3, 4, 5))  # step 3: not measured
+    again.step(conv, torch.randn(3, 4, 5))  # step 4
+    rows = list(csv.DictReader(open(tmp_path / "tracker.csv")))
+    assert [r["step"] for r in rows] == ["0", "2", "4"] and [r["step"] for r in again.records] == [0, 2, 4]
+    parts.Tracker(spec, tmp_path).resume_at(0)
+    assert parts.read_records(tmp_path) == [] and (tmp_path / "tracker.csv").read_text() == ""

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from branchspec import packed as packing
+from branchspec.errors import BranchspecError
 from branchspec.packed_check import PackedCache
 
 ENGINES = ("auto", "loop", "fused", "packed")
@@ -60,21 +61,15 @@ class ResidualSplit(NamedTuple):
     branch_inputs: Tensor
 
 
-def _seeded(seed: int | None):
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
     """Fork the global RNG and seed it, or do nothing when seed is None."""
     if seed is None:
-        return contextlib.nullcontext()
-    ctx = torch.random.fork_rng(devices=[])
-
-    class _Ctx:
-        def __enter__(self):
-            ctx.__enter__()
-            torch.manual_seed(seed)
-
-        def __exit__(self, *exc):
-            return ctx.__exit__(*exc)
-
-    return _Ctx()
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class Branched(nn.Module):
@@ -105,6 +100,9 @@ class Branched(nn.Module):
         torch.Size([3, 7, 1])
     """
 
+    branch_gain: Tensor  # (M,) buffer: multiplier on each branch's contribution; 0 silences a branch
+    residual: nn.Module | None
+
     def __init__(
         self,
         make_branch: Callable[[], nn.Module],
@@ -125,11 +123,10 @@ class Branched(nn.Module):
             self.residual = residual
         else:
             self.residual = None
-            self._residual_fn = residual
+        self._residual_fn = None if isinstance(residual, nn.Module) else residual
         self.engine = engine
-        # (M,) multiplier on each branch's contribution; 0 silences a branch.
         self.register_buffer("branch_gain", torch.ones(num_branches), persistent=False)
-        self._auto_choice: dict[tuple, str] = {}
+        self._auto_choice: dict[tuple[Any, ...], str] = {}
         # packed network per input kind (shared / per-branch), built on first use and rebuilt when the
         # branch modules change; not registered, so it never enters the state dict.
         self._packed = PackedCache(strict)
@@ -146,15 +143,14 @@ class Branched(nn.Module):
     def extra_repr(self) -> str:
         return f"num_branches={self.num_branches}, engine={self.engine!r}"
 
-    def _residual(self, x: Tensor) -> Any:
-        if self.residual is not None:
-            return self.residual(x)
-        if self._residual_fn is not None:
-            return self._residual_fn(x)
-        return None
+    def _residual(self, x: Tensor) -> Tensor | ResidualSplit | None:
+        fn = self.residual if self.residual is not None else self._residual_fn
+        out: Tensor | ResidualSplit | None = None if fn is None else fn(x)
+        return out
 
     # ----------------------------------------------------------------- engines
-    def resolve_engine(self, x: Tensor, args: tuple = (), kwargs: dict | None = None, per_branch: bool = False) -> str:
+    def resolve_engine(self, x: Tensor, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
+                       per_branch: bool = False) -> str:
         """The engine used for input ``x``.
 
         ``"auto"`` measures the three engines once per (device, shape, dtype,
@@ -174,11 +170,11 @@ class Branched(nn.Module):
             self._auto_choice[key] = self._measure_engines(x, args, kwargs or {}, per_branch)
         return self._auto_choice[key]
 
-    def _measure_engines(self, x: Tensor, args: tuple, kwargs: dict, per_branch: bool) -> str:
+    def _measure_engines(self, x: Tensor, args: tuple[Any, ...], kwargs: dict[str, Any], per_branch: bool) -> str:
         saved = {n: b.detach().clone() for n, b in self.named_buffers()}
         cpu_rng = torch.get_rng_state()
         cuda_rng = torch.cuda.get_rng_state_all() if x.is_cuda else None
-        timings = {}
+        timings: dict[str, float] = {}
         try:
             with torch.no_grad():
                 for engine in ("loop", "fused", "packed"):
@@ -199,13 +195,10 @@ class Branched(nn.Module):
             torch.set_rng_state(cpu_rng)
             if cuda_rng is not None:
                 torch.cuda.set_rng_state_all(cuda_rng)
-        return min(timings, key=timings.get)
+        return min(timings, key=lambda e: timings[e])
 
-    def _loop_outputs(self, x: Tensor, per_branch: bool, args, kwargs) -> Tensor:
-        outs = [
-            branch(x[k] if per_branch else x, *args, **kwargs)
-            for k, branch in enumerate(self.branches)
-        ]
+    def _loop_outputs(self, x: Tensor, per_branch: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+        outs = [branch(x[k] if per_branch else x, *args, **kwargs) for k, branch in enumerate(self.branches)]
         return torch.stack(outs)  # (M, B, ...)
 
     def stacked_state(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
@@ -222,16 +215,16 @@ class Branched(nn.Module):
         buffers = {n: torch.stack([b[n] for b in perb]) for n in bnames}  # (M, ...)
         return params, buffers
 
-    def _fused_outputs(self, x: Tensor, per_branch: bool, args, kwargs) -> Tensor:
+    def _fused_outputs(self, x: Tensor, per_branch: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
         params, buffers = self.stacked_state()
         template = self.branches[0]
 
-        def one(p, b, xin):
-            return functional_call(template, (p, b), (xin, *args), kwargs)
+        def one(p: dict[str, Tensor], b: dict[str, Tensor], xin: Tensor) -> Tensor:
+            out: Tensor = functional_call(template, (p, b), (xin, *args), kwargs)
+            return out
 
-        out = vmap(one, in_dims=(0, 0, 0 if per_branch else None), randomness="different")(
-            params, buffers, x
-        )  # (M, B, ...)
+        in_dims = (0, 0, 0 if per_branch else None)
+        out: Tensor = vmap(one, in_dims=in_dims, randomness="different")(params, buffers, x)  # (M, B, ...)
         if buffers and self.training:
             # BatchNorm updated the stacked running statistics in place:
             # write them back to each branch so the engines stay interchangeable.
@@ -242,8 +235,8 @@ class Branched(nn.Module):
         return out
 
     # ------------------------------------------------------------ packed engine
-    def _packed_outputs(self, x: Tensor, per_branch: bool, args, kwargs) -> Tensor:
-        net = self._packed.network(self.branches, x, per_branch, args, kwargs)  # checked; rebuilt on change
+    def _packed_outputs(self, x: Tensor, per_branch: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
+        net = self._packed.network(list(self.branches), x, per_branch, args, kwargs)  # checked; rebuilt on change
         if net is None:  # fall back, the reason is in engine_report()
             return self._fused_outputs(x, per_branch, args, kwargs)
         net.train(self.training)  # the packed layers are not registered children: set their mode here
@@ -259,12 +252,13 @@ class Branched(nn.Module):
         """
         report = {"engine": self.engine}
         if self.engine in ("packed", "auto"):
-            report.update(self._packed.report(self.branches))
+            report.update(self._packed.report(list(self.branches)))
         for key, choice in self._auto_choice.items():
             report[f"auto {key[0]} {key[1]} {'train' if key[4] else 'eval'}"] = choice
         return report
 
-    def _outputs(self, engine: str, x: Tensor, args, kwargs, per_branch: bool = False) -> Tensor:
+    def _outputs(self, engine: str, x: Tensor, args: tuple[Any, ...], kwargs: dict[str, Any],
+                 per_branch: bool = False) -> Tensor:
         if engine == "packed":
             return self._packed_outputs(x, per_branch, args, kwargs)
         if engine == "fused":
@@ -279,16 +273,15 @@ class Branched(nn.Module):
         are applied; ``f = R + Σ_k g_k · v_k`` with g the gains (1 by
         default). ``R`` is ``None`` when the model has no residual.
         """
-        res = self._residual(x)
-        per_branch = False
-        branch_in = x
-        if isinstance(res, ResidualSplit):
-            res, branch_in = res.residual, res.branch_inputs
+        out = self._residual(x)
+        res: Tensor | None
+        if isinstance(out, ResidualSplit):
+            res, branch_in, per_branch = out.residual, out.branch_inputs, True
             if branch_in.shape[0] != self.num_branches:
                 raise ValueError(
-                    f"residual returned inputs for {branch_in.shape[0]} branches, model has {self.num_branches}"
-                )
-            per_branch = True
+                    f"residual returned inputs for {branch_in.shape[0]} branches, model has {self.num_branches}")
+        else:
+            res, branch_in, per_branch = out, x, False
         engine = self.resolve_engine(branch_in, args, kwargs, per_branch)
         outs = self._outputs(engine, branch_in, args, kwargs, per_branch)  # (M, B, ...)
         gain = self.branch_gain.to(outs.dtype).view(-1, *([1] * (outs.dim() - 1)))  # (M, 1, ...)
@@ -297,7 +290,7 @@ class Branched(nn.Module):
             f = f + res
         return f, outs, res
 
-    def forward(self, x: Tensor, *args: Any, return_branches: bool = False, **kwargs: Any):
+    def forward(self, x: Tensor, *args: Any, return_branches: bool = False, **kwargs: Any) -> Any:
         """f(x) = R(x) + Σ_k v_k(x) (eq. 1 / eq. 15).
 
         With ``return_branches=True`` returns ``(f, v)`` where v is the
@@ -376,7 +369,7 @@ class Branched(nn.Module):
         """‖θ_k‖₂ for every k: the norm of all of branch k's parameters — what weight decay shrinks once a
         branch's samples sit at the clamp and its collaborative factor vanishes (§4, eq. 10)."""
         with torch.no_grad():
-            return [float(torch.sqrt(sum((p.detach().float() ** 2).sum() for p in b.parameters())))
+            return [float(torch.sqrt(sum(((p.detach().float() ** 2).sum() for p in b.parameters()), torch.zeros(()))))
                     for b in self.branches]
 
     def parameters_per_branch(self) -> list[int]:
@@ -394,8 +387,6 @@ def as_branched(model: nn.Module, what: str = "branched model") -> Branched:
     Lets analysis code accept a wrapper around a branched model. Raises a
     one-line :class:`~branchspec.errors.BranchspecError` naming ``what`` otherwise.
     """
-    from branchspec.errors import BranchspecError
-
     for cand in (model, getattr(model, "branched", None), getattr(model, "generator", None)):
         if isinstance(cand, Branched):
             return cand

@@ -1,36 +1,50 @@
-"""Rebuild a trained model from its checkpoint: the registry's builder plus the saved weights.
+"""Save a model as a checkpoint and rebuild it: the registry's builder plus the saved weights.
 
 A checkpoint (safetensors + JSON, :mod:`branchspec.train.checkpoint`) stores
 ``{"model": {"kind": ..., "config": {...}}}`` in its state and the weights
-under ``model.*``; :func:`load_model` checks the entry against the weights
-(:func:`check_spec`, shapes on the meta device), rebuilds the untrained model
-with :func:`branchspec.models.registry.build_model` and loads the weights, so
+under ``model.*``; :func:`save_model` writes one, :func:`load_model` checks
+the entry against the weights (:func:`check_spec`, shapes on the meta
+device), rebuilds the untrained model with
+:func:`branchspec.models.registry.build_model` and loads the weights, so
 ``branchspec hessian``, ``decompose`` and the analyses work on every kind
-without knowing it in advance. It sits a floor above ``models/`` because it
-reads checkpoint files, which the model registry never does.
+without knowing it in advance — a new architecture only needs a builder
+registered with :func:`branchspec.models.registry.register` (docs/architectures.md).
+It sits a floor above ``models/`` because it reads checkpoint files, which
+the model registry never does.
 
 Example:
-    >>> from branchspec.loading import load_model
-    >>> model, state = load_model("run/checkpoints/last")  # doctest: +SKIP
+    >>> import tempfile, torch
+    >>> from branchspec.models.registry import build_model
+    >>> path = tempfile.mkdtemp() + "/toy"
+    >>> model = build_model("toy", {"num_branches": 3, "seed": 0})
+    >>> _ = save_model(path, model, "toy", {"num_branches": 3, "seed": 0}, step=0)
+    >>> again, state = load_model(path)
+    >>> torch.equal(again(torch.ones(2, 1)), model(torch.ones(2, 1))), state["step"]
+    (True, 0)
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from branchspec.errors import BranchspecError
-from branchspec.models.registry import build_model, kinds
-from branchspec.train.checkpoint import CheckpointError, load_checkpoint, non_finite_tensors, unprefixed
+from branchspec.errors import BranchspecError, CheckpointError
+from branchspec.models.registry import build_model, kinds, model_spec
+from branchspec.train.checkpoint import load_checkpoint, prefixed, save_checkpoint, unprefixed
+from branchspec.train.checkpoint_content import non_finite_tensors
+
+PathLike = str | os.PathLike[str]
 
 _BRANCH_KEY = re.compile(r"(?:^|\.)branches\.(\d+)\.")
 
 
-def check_spec(spec: Any, weights: dict[str, torch.Tensor], path) -> tuple[str, dict[str, Any]]:
+def check_spec(spec: Any, weights: dict[str, torch.Tensor], path: PathLike) -> tuple[str, dict[str, Any]]:
     """``(kind, config)`` of a checkpoint's ``"model"`` entry, checked against its weights *before* any
     model is built: types, finite numbers, and ``num_branches`` = the branches the weights hold (a
     config claiming 10⁹ branches is refused in one line instead of building them)."""
@@ -55,7 +69,7 @@ def check_spec(spec: Any, weights: dict[str, torch.Tensor], path) -> tuple[str, 
     return spec["kind"], config
 
 
-def _check_shapes(kind: str, config: dict[str, Any], weights: dict[str, torch.Tensor], path) -> None:
+def _check_shapes(kind: str, config: dict[str, Any], weights: dict[str, torch.Tensor], path: PathLike) -> None:
     """Build the model on the meta device (no memory) and compare every shape with the weights."""
     try:
         with torch.device("meta"):
@@ -77,7 +91,23 @@ def _check_shapes(kind: str, config: dict[str, Any], weights: dict[str, torch.Te
                               f"{have}; refused")
 
 
-def load_model(path, device="cpu") -> tuple[nn.Module, dict[str, Any]]:
+def save_model(path: PathLike, model: nn.Module, kind: str, config: dict[str, Any], **state: Any) -> Path:
+    """Save ``model`` as a checkpoint that :func:`load_model` rebuilds; returns the JSON path.
+
+    ``kind`` must be registered (:func:`branchspec.models.registry.register`)
+    and ``build_model(kind, config)`` must build a model of the same shapes
+    (checked on the meta device before anything is written). ``state``: any
+    other JSON-ready entries (``step=…``, ``domains=[…]``). Weights under
+    ``model.*``; the file is atomic and content-hashed like every checkpoint.
+    """
+    if kind not in kinds():
+        raise BranchspecError(f"unknown model kind {kind!r}; register its builder first (known: {kinds()})")
+    weights = model.state_dict()
+    _check_shapes(kind, config, weights, path)
+    return save_checkpoint(path, prefixed("model", weights), {**state, "model": model_spec(kind, config)})
+
+
+def load_model(path: PathLike, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild and load the model of a checkpoint: ``(model, state)``; model in eval mode.
 
     Every malformed field is a one-line :class:`CheckpointError`, checked

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
+
+if TYPE_CHECKING:  # for annotations only: metrics needs no model at run time
+    from branchspec.branched import Branched
 
 
 REDUCTIONS = ("auto", "identity", "norm", "sum", "mean", "flatten")
@@ -57,7 +61,8 @@ def response_matrix(outputs: Tensor, reduction: str = "auto") -> Tensor:
             raise ValueError("reduction='identity' needs scalar branch outputs; use 'norm' or 'flatten'")
         return flat[..., 0]
     if reduction == "norm":
-        return flat.norm(dim=2)
+        norms: Tensor = flat.norm(dim=2)  # (M, N)
+        return norms
     if reduction == "sum":
         return flat.sum(dim=2)
     if reduction == "mean":
@@ -97,12 +102,13 @@ def mean_abs_offdiag(C: Tensor) -> float:
     if m < 2:
         return 0.0
     mask = ~torch.eye(m, dtype=torch.bool, device=C.device)
-    return C.abs()[mask].mean().item()
+    return float(C.abs()[mask].mean().item())
 
 
 def branch_norms(F: Tensor) -> Tensor:
     """‖F_i‖₂, the norm of each branch's response over all samples, ``(M,)``."""
-    return F.reshape(F.shape[0], -1).norm(dim=1)
+    norms: Tensor = F.reshape(F.shape[0], -1).norm(dim=1)  # (M,)
+    return norms
 
 
 def active_mask(F: Tensor, fraction: float = 0.1) -> Tensor:
@@ -240,7 +246,7 @@ class GradientFactors:
         return self.per_sample_gradient(k, name).sum(0)
 
 
-def branch_inputs(model, x: Tensor) -> Tensor | None:
+def branch_inputs(model: Branched, x: Tensor) -> Tensor | None:
     """What each branch receives, ``(M, N, ...)``, or ``None`` when every branch sees x itself.
 
     A residual module may return a :class:`~branchspec.branched.ResidualSplit`
@@ -257,7 +263,8 @@ def branch_inputs(model, x: Tensor) -> Tensor | None:
     return model.branch_inputs(x)
 
 
-def per_sample_dims(args: tuple, kwargs: dict, n: int) -> tuple[tuple, dict]:
+def per_sample_dims(args: tuple[Any, ...], kwargs: dict[str, Any], n: int
+                    ) -> tuple[tuple[int | None, ...], dict[str, int | None]]:
     """Which extra inputs carry a sample axis: 0 for a tensor whose first dim is ``n``, else ``None``.
 
     The ``in_dims`` of :func:`torch.func.vmap` for ``(args, kwargs)``: a
@@ -268,13 +275,14 @@ def per_sample_dims(args: tuple, kwargs: dict, n: int) -> tuple[tuple, dict]:
         >>> per_sample_dims((torch.zeros(6), torch.zeros(3), "a"), {"c": torch.zeros(6, 2)}, 6)
         ((0, None, None), {'c': 0})
     """
-    def dim(a):
+    def dim(a: Any) -> int | None:
         return 0 if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n else None
 
     return tuple(dim(a) for a in args), {k: dim(v) for k, v in kwargs.items()}
 
 
-def take_samples(args: tuple, kwargs: dict, n: int, index: slice) -> tuple[tuple, dict]:
+def take_samples(args: tuple[Any, ...], kwargs: dict[str, Any], n: int, index: slice
+                 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
     """``(args, kwargs)`` with every per-sample input (see :func:`per_sample_dims`) indexed by ``index``."""
     adims, kdims = per_sample_dims(args, kwargs, n)
     return (tuple(a[index] if d == 0 else a for a, d in zip(args, adims)),
@@ -282,15 +290,15 @@ def take_samples(args: tuple, kwargs: dict, n: int, index: slice) -> tuple[tuple
 
 
 def gradient_factors(
-    model,
+    model: Branched,
     x: Tensor,
     y: Tensor,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
     param_names: Sequence[str] | None = None,
     branches: Sequence[int] | None = None,
     *,
-    args: tuple = (),
-    kwargs: dict | None = None,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
 ) -> GradientFactors:
     """Split the gradient of every chosen branch parameter into its factors.
 
@@ -344,10 +352,12 @@ def gradient_factors(
         buffers = dict(branch.named_buffers())
         xin = x if per_branch_in is None else per_branch_in[k]
 
-        def v_single(chosen, xj, aj, kj, _fixed=fixed, _buf=buffers, _branch=branch, _gain=gain):
+        def v_single(chosen: dict[str, Tensor], xj: Tensor, aj: tuple[Any, ...], kj: dict[str, Any],
+                     _fixed: dict[str, Tensor] = fixed, _buf: dict[str, Tensor] = buffers,
+                     _branch: nn.Module = branch, _gain: Tensor = gain) -> Tensor:
             aj = tuple(a[None] if d == 0 else a for a, d in zip(aj, adims))  # one sample of each split input
             kj = {n: v[None] if kdims[n] == 0 else v for n, v in kj.items()}
-            out = functional_call(_branch, ({**_fixed, **chosen}, _buf), (xj[None], *aj), kj)
+            out: Tensor = functional_call(_branch, ({**_fixed, **chosen}, _buf), (xj[None], *aj), kj)
             return (_gain * out).reshape(-1)  # (C,)
 
         chosen = {n: params[n].detach() for n in names}

@@ -19,6 +19,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -63,12 +65,12 @@ def _pad2d_backward_fake(grad: Tensor, x: Tensor, pad: int, mode: str) -> Tensor
     return torch.empty_like(x)
 
 
-def _setup(ctx, inputs, output) -> None:
+def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     ctx.save_for_backward(inputs[0])
     ctx.pad, ctx.mode = inputs[1], inputs[2]
 
 
-def _backward(ctx, grad: Tensor):
+def _backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
     (x,) = ctx.saved_tensors
     return _pad2d_backward(grad, x, ctx.pad, ctx.mode), None, None
 
@@ -80,4 +82,5 @@ def pad2d(x: Tensor, pad: int, mode: str) -> Tensor:
     """``F.pad(x, (pad,) * 4, mode)`` for 4-D ``x`` (B, C, H, W) and ``mode`` in :data:`MODES`."""
     if mode not in MODES or x.dim() != 4:
         raise ValueError(f"pad2d: mode must be one of {MODES} on a 4-D tensor, got {mode!r}, {x.dim()}-D")
-    return _pad2d(x, int(pad), mode)
+    out: Tensor = _pad2d(x, int(pad), mode)
+    return out

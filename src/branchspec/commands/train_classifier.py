@@ -74,6 +74,10 @@ def add_arguments(p):
     p.add_argument("--resume", action="store_true", help="continue RUN/last exactly where it stopped")
     p.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps in total")
     p.add_argument("--save-every", type=int, default=0, help="also checkpoint every N steps (default: at epoch ends)")
+    p.add_argument("--track-every", type=int, default=0, metavar="N",
+                   help="every N steps record active / silent branches, mean |corr|, every branch's norm and gradient "
+                        "norm on 256 test images to RUN/tracker.csv and RUN/tracker.jsonl (parts.Tracker; default 0: off; "
+                        "the trained weights are the same with and without)")
     p.add_argument("--stop-loss", type=float, default=None, metavar="DELTA",
                    help="stop after the first epoch whose train loss is within DELTA of the floor H(p), e.g. 0.05; "
                         "--epochs is then the most (pair it with --schedule flat, whose lr does not depend on "
@@ -109,6 +113,7 @@ def run(args) -> int:
     if args.max_steps is not None:
         at_least(args.max_steps, 1, "--max-steps")
     at_least(args.save_every, 0, "--save-every")
+    at_least(args.track_every, 0, "--track-every")
     if args.stop_loss is not None:
         finite(args.stop_loss, "--stop-loss", 0, open_lo=True)
     if args.head_init_scale is not None and not args.head_init_scale >= 0:
@@ -139,7 +144,7 @@ def run(args) -> int:
         augment=not args.no_augment, subset=args.subset, img_size=args.img_size, seed=args.seed, save_every=args.save_every,
         warmup_epochs=args.warmup_epochs, weight_decay_mode=args.weight_decay_mode, flip=args.flip, ema=args.ema,
         tta=args.tta, head_init_scale=args.head_init_scale, clamp_grad=args.clamp_grad, precision=precision,
-        device=args.device, init_from=args.init_from, stop_loss=args.stop_loss,
+        device=args.device, init_from=args.init_from, stop_loss=args.stop_loss, track_every=args.track_every,
     )
     from branchspec.experiments import classifier
 

@@ -2,7 +2,7 @@
 
 ``run`` loads the checkpoint (and optionally a second one of the same
 model, e.g. at initialisation), takes the batch and loss its kind was
-trained with (:func:`branchspec.hessian.data_for`: Toy1/Toy2 with the L2
+trained with (:func:`~branchspec.experiments.hessian_data.data_for`: Toy1/Toy2 with the L2
 loss, or digits / CIFAR-10 with the §6 clamped cross-entropy, honouring the
 run's ``clamp``), runs :class:`branchspec.hessian.HessianConfig` and saves
 ``hessian.json`` + ``hessian.npz`` and the figures in ``out``.
@@ -58,7 +58,8 @@ class Config:
 
 def _analyze_one(cfg: Config, path: str, field: str, label: str):
     from branchspec.branched import as_branched
-    from branchspec.hessian import data_for, select_params
+    from branchspec.experiments.hessian_data import data_for
+    from branchspec.hessian import select_params
     from branchspec.loading import load_model
     from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
 

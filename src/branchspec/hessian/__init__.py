@@ -11,8 +11,8 @@ The package, bottom to top (each module imports only those above it in this list
   exact Hessian built from it, and the eq. 14 check;
 * :mod:`~branchspec.hessian.probes` — random-probe estimates of the block
   norms for subsets too large for a dense Hessian;
-* :mod:`~branchspec.hessian.data` — which batch and loss a Hessian is taken
-  on, per checkpoint kind (toy §4.1, classifier §6);
+* :mod:`~branchspec.hessian.data` — a batch and its loss (:class:`HessianData`;
+  the batch of each checkpoint kind is chosen by :mod:`branchspec.experiments.hessian_data`);
 * :mod:`~branchspec.hessian.analysis` — one analysis of a checkpoint
   (method choice, checks, probes) saved as ``hessian.json`` + ``hessian.npz``.
 
@@ -31,7 +31,7 @@ Example:
 """
 
 from branchspec.hessian.analysis import DIRECT_MAX_PARAMS, HessianConfig, analyze, column_check, save_results
-from branchspec.hessian.data import HessianData, classifier_data, data_for, l2_sum, toy_data
+from branchspec.hessian.data import HessianData, l2_sum
 from branchspec.hessian.exact import (
     DEFAULT_BUDGET_BYTES,
     SELECTORS,
@@ -71,6 +71,6 @@ __all__ = [
     "dense_hessian", "exact_hessian", "block_norms", "block_diagonality", "scale_free", "block_summary",
     "HessianFactors", "hessian_factors", "auto_chunk", "within_branch_curvature", "blockwise_hessian", "eq14_report",
     "ProbeEstimate", "rademacher_variance", "exact_stderr", "probe_block_norms", "probe_blocks",
-    "HessianData", "l2_sum", "toy_data", "classifier_data", "data_for",
+    "HessianData", "l2_sum",
     "HessianConfig", "column_check", "analyze", "save_results",
 ]

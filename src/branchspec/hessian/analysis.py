@@ -11,8 +11,9 @@ by :mod:`branchspec.figures.hessian`.
 Example:
     >>> import torch
     >>> from branchspec.toy import toy_model
-    >>> from branchspec.hessian.data import toy_data
-    >>> res, H = analyze(toy_model(3, seed=0), toy_data({}, 4))
+    >>> from branchspec.hessian.data import HessianData, l2_sum
+    >>> x, y = torch.tensor([[-1.0], [0.0], [0.0], [1.0]]), torch.tensor([[1.0], [0.5], [0.5], [1.0]])  # Toy1
+    >>> res, H = analyze(toy_model(3, seed=0), HessianData(x, y, l2_sum, "l2", "toy1"))
     >>> res["num_params"], H.shape
     (6, torch.Size([6, 6]))
 """
@@ -21,19 +22,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import vmap
 
+from branchspec.branched import as_branched
 from branchspec.errors import BranchspecError
 from branchspec.io import atomic_write_json, atomic_write_npz
 from branchspec.hessian.exact import (
     DEFAULT_BUDGET_BYTES,
+    ParamSubset,
     analysis_mode,
-    as_branched,
     block_summary,
     check_budget,
     estimate_bytes,
@@ -58,7 +61,7 @@ class HessianConfig:
     seed: int = 0  # probes and column checks
     zero_tol: float = 1e-6  # "zero" distributive factor, relative to the largest
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.batch < 1:
             raise BranchspecError(f"batch must be >= 1, got {self.batch}")
         if self.method not in ("auto", "direct", "blockwise"):
@@ -70,7 +73,7 @@ class HessianConfig:
         if not 0 <= self.zero_tol < 1:
             raise BranchspecError(f"zero_tol must lie in [0, 1), got {self.zero_tol}")
 
-    def run(self, model, data: HessianData) -> tuple[dict, Tensor | None]:
+    def run(self, model: nn.Module, data: HessianData) -> tuple[dict[str, Any], Tensor | None]:
         """:func:`analyze` with this configuration; the config is stored in the result."""
         res, H = analyze(model, data, self.params, method=self.method, probes=self.probes,
                          budget_bytes=self.max_memory_gb * 1024**3, seed=self.seed, zero_tol=self.zero_tol)
@@ -81,7 +84,8 @@ class HessianConfig:
 DIRECT_MAX_PARAMS = 32  # "auto" uses the direct method up to this many parameters (blockwise is faster beyond)
 
 
-def column_check(model, subset, data: HessianData, H: Tensor, columns: int = 3, seed: int = 0) -> float:
+def column_check(model: nn.Module, subset: ParamSubset, data: HessianData, H: Tensor, columns: int = 3,
+                 seed: int = 0) -> float:
     """Max relative error of ``columns`` random columns of H against direct Hessian-vector products."""
     model = as_branched(model)
     gen = torch.Generator().manual_seed(seed)
@@ -96,9 +100,9 @@ def column_check(model, subset, data: HessianData, H: Tensor, columns: int = 3, 
     return (cols - H[idx]).abs().max().item() / scale
 
 
-def analyze(model, data: HessianData, params: str = "first-layer", *, method: str = "auto",
+def analyze(model: nn.Module, data: HessianData, params: str = "first-layer", *, method: str = "auto",
             probes: int = 0, budget_bytes: float = DEFAULT_BUDGET_BYTES, seed: int = 0,
-            zero_tol: float = 1e-6) -> tuple[dict, Tensor | None]:
+            zero_tol: float = 1e-6) -> tuple[dict[str, Any], Tensor | None]:
     """The Hessian block structure of ``model`` on ``data``: ``(result dict, H or None)``.
 
     ``method``: ``"direct"`` (:func:`~branchspec.hessian.exact_hessian`),
@@ -168,7 +172,7 @@ def analyze(model, data: HessianData, params: str = "first-layer", *, method: st
     return res, H
 
 
-def save_results(out_dir: Path, result: dict, H: Tensor | None, compare: dict | None = None,
+def save_results(out_dir: Path, result: dict[str, Any], H: Tensor | None, compare: dict[str, Any] | None = None,
                  H_compare: Tensor | None = None) -> tuple[Path, Path | None]:
     """Write ``hessian.json`` (result, with ``compare`` under its key) and ``hessian.npz`` (H, H_compare)."""
     out_dir = Path(out_dir)

@@ -43,6 +43,7 @@ import contextlib
 import fnmatch
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -72,7 +73,7 @@ class ParamSubset:
     shapes: tuple[tuple[int, ...], ...]  # shape of each named parameter
     num_branches: int  # M
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.names:
             raise BranchspecError(f"parameter subset {self.selector!r} is empty")
         if len(self.shapes) != len(self.names):
@@ -233,8 +234,8 @@ def analysis_mode(model: Branched) -> Iterator[Branched]:
         model.train(training)
 
 
-def subset_loss(model: Branched, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn,
-                on: str = "f", args: tuple = (), kwargs: dict | None = None) -> Callable[[Tensor], Tensor]:
+def subset_loss(model: Branched, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn, on: str = "f",
+                args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Callable[[Tensor], Tensor]:
     """θ_S ↦ L: the loss as a function of the flat subset vector, other parameters fixed.
 
     ``on="f"``: ``loss_fn(f(x), y)`` with f = R + Σ_k v_k (eq. 1), the
@@ -263,7 +264,8 @@ def hvp_fn(loss_of: Callable[[Tensor], Tensor], theta: Tensor) -> Callable[[Tens
     g = grad(loss_of)
 
     def hvp(t: Tensor) -> Tensor:
-        return jvp(g, (theta,), (t,))[1]
+        out: Tensor = jvp(g, (theta,), (t,))[1]
+        return out
 
     return hvp
 
@@ -281,7 +283,8 @@ def dense_hessian(loss_of: Callable[[Tensor], Tensor], theta: Tensor, chunk_size
 
 
 def exact_hessian(model: nn.Module, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn, *,
-                  on: str = "f", args: tuple = (), kwargs: dict | None = None, chunk_size: int | None = 32,
+                  on: str = "f", args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
+                  chunk_size: int | None = 32,
                   budget_bytes: float = DEFAULT_BUDGET_BYTES) -> Tensor:
     """The dense ``(P, P)`` Hessian of the loss w.r.t. ``subset`` (§5.2), rows branch by branch.
 
@@ -356,7 +359,7 @@ def scale_free(norms: Tensor) -> Tensor:
     return torch.where(denom > 0, norms / denom.clamp_min(torch.finfo(norms.dtype).tiny), torch.zeros_like(norms))
 
 
-def block_summary(H: Tensor, boundaries: Sequence[int]) -> dict:
+def block_summary(H: Tensor, boundaries: Sequence[int]) -> dict[str, Any]:
     """JSON-ready block structure of H: norms, diagonality (plain and scale-free), symmetry."""
     norms = block_norms(H, boundaries)
     sf = scale_free(norms)

@@ -35,18 +35,20 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import functional_call, grad, hessian, jvp, vmap
 
+from branchspec.branched import as_branched
 from branchspec.hessian.exact import (
     DEFAULT_BUDGET_BYTES,
     LossFn,
     ParamSubset,
     analysis_mode,
-    as_branched,
     check_budget,
     estimate_bytes,
 )
@@ -77,8 +79,9 @@ class HessianFactors:
         return torch.einsum("nca,ncb->ab", self.distributive[k], self.collaborative[l])
 
 
-def hessian_factors(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn,
-                    args: tuple = (), sample_chunk: int = 16, kwargs: dict | None = None) -> HessianFactors:
+def hessian_factors(model: nn.Module, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn,
+                    args: tuple[Any, ...] = (), sample_chunk: int = 16,
+                    kwargs: dict[str, Any] | None = None) -> HessianFactors:
     """Distributive and collaborative factors of eq. 14 for every branch (loss of f only).
 
     ``loss_fn(f, y)`` must be the batch loss (a sum or mean over samples of
@@ -123,8 +126,9 @@ def auto_chunk(batch: int, images: int = 2048) -> int:
     return max(1, images // max(1, batch))
 
 
-def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: Tensor, k: int,
-                            args: tuple = (), chunk_size: int | None = None, kwargs: dict | None = None) -> Tensor:
+def within_branch_curvature(model: nn.Module, subset: ParamSubset, x: Tensor, output_grad: Tensor, k: int,
+                            args: tuple[Any, ...] = (), chunk_size: int | None = None,
+                            kwargs: dict[str, Any] | None = None) -> Tensor:
     """∇²_{w_k} ⟨dL/df, v_k(x)⟩ with dL/df held fixed: the extra term of eq. 13, ``(|w_k|, |w_k|)``.
 
     |w_k| forward-over-reverse products of branch k alone, ``chunk_size`` at
@@ -148,7 +152,7 @@ def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: 
         for nm, shape, size in zip(names, subset.shapes, subset.sizes):
             params[nm] = th[i:i + size].reshape(shape)
             i += size
-        v = functional_call(branch, params, (xin, *args), kwargs or {})  # (N, ...)
+        v: Tensor = functional_call(branch, params, (xin, *args), kwargs or {})  # (N, ...)
         return (gain * v.reshape(v.shape[0], -1) * output_grad).sum()
 
     g = grad(s)
@@ -157,11 +161,12 @@ def within_branch_curvature(model, subset: ParamSubset, x: Tensor, output_grad: 
     with torch.no_grad(), analysis_mode(model):
         if not jvp(g, (theta,), (z,))[1].any():
             return torch.zeros_like(eye)  # certified zero block
-        return vmap(lambda t: jvp(g, (theta,), (t,))[1], chunk_size=chunk_size)(eye)
+        block: Tensor = vmap(lambda t: jvp(g, (theta,), (t,))[1], chunk_size=chunk_size)(eye)  # (|w_k|, |w_k|)
+        return block
 
 
-def blockwise_hessian(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn, *,
-                      args: tuple = (), kwargs: dict | None = None, chunk_size: int | None = None,
+def blockwise_hessian(model: nn.Module, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn, *,
+                      args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None, chunk_size: int | None = None,
                       budget_bytes: float = DEFAULT_BUDGET_BYTES,
                       factors: HessianFactors | None = None) -> tuple[Tensor, HessianFactors]:
     """The exact ``(P, P)`` Hessian assembled from eq. 13–14: ``(H, factors)``.
@@ -191,8 +196,8 @@ def blockwise_hessian(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn:
     return H, factors
 
 
-def eq14_report(H: Tensor, factors: HessianFactors, boundaries, zero_tol: float = 1e-6,
-                small_tol: float = 0.05) -> dict:
+def eq14_report(H: Tensor, factors: HessianFactors, boundaries: Sequence[int], zero_tol: float = 1e-6,
+                small_tol: float = 0.05) -> dict[str, Any]:
     """Check eq. 14 on H and measure where its distributive factor vanishes.
 
     Returns (JSON-ready):

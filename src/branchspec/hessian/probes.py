@@ -32,16 +32,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.func import vmap
 
+from branchspec.branched import as_branched
 from branchspec.hessian.exact import (
     LossFn,
     ParamSubset,
     analysis_mode,
-    as_branched,
     block_diagonality,
     hvp_fn,
     scale_free,
@@ -62,7 +63,7 @@ class ProbeEstimate:
         """Estimated ‖H_kl‖_F (square root of the clamped mean)."""
         return self.squared.clamp_min(0).sqrt()
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """JSON-ready: norms, squared norms ± stderr, block diagonality (plain and scale-free)."""
         return {
             "probes": self.probes,
@@ -86,7 +87,7 @@ def rademacher_variance(A: Tensor) -> float:
     return float(2 * (B.pow(2).sum() - B.diagonal().pow(2).sum()).item())
 
 
-def exact_stderr(H: Tensor, boundaries, probes: int) -> Tensor:
+def exact_stderr(H: Tensor, boundaries: Sequence[int], probes: int) -> Tensor:
     """The true standard error sqrt(Var/K) of each block's estimate, from a known H, ``(M, M)``."""
     b = list(boundaries)
     m = len(b) - 1
@@ -121,9 +122,9 @@ def probe_blocks(hvp: Callable[[Tensor], Tensor], theta: Tensor, boundaries: Seq
     return ProbeEstimate(mean, se, probes)
 
 
-def probe_block_norms(model, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn, *,
-                      probes: int = 32, seed: int = 0, on: str = "f", args: tuple = (),
-                      kwargs: dict | None = None, chunk_size: int | None = 8) -> ProbeEstimate:
+def probe_block_norms(model: nn.Module, subset: ParamSubset, x: Tensor, y: Tensor, loss_fn: LossFn, *,
+                      probes: int = 32, seed: int = 0, on: str = "f", args: tuple[Any, ...] = (),
+                      kwargs: dict[str, Any] | None = None, chunk_size: int | None = 8) -> ProbeEstimate:
     """Estimate the ``(M, M)`` block norms of the subset Hessian with K·M Hessian-vector products.
 
     Works for any subset size (e.g. ``"all"`` of a 16-branch classifier)

@@ -49,7 +49,7 @@ class ArchSpec:
     build: Builder  # config dict -> Branched model (for a checkpoint kind: that kind's builder)
     config: dict[str, Any]  # a tiny config; the architecture test overrides num_branches, engine and seed
     example_input: Callable[[int], torch.Tensor]  # batch size B -> input (B, ...)
-    example_args: Callable[[int], tuple] = field(default=lambda b: ())  # extra branch inputs, e.g. the domain y
+    example_args: Callable[[int], tuple[Any, ...]] = field(default=lambda b: ())  # extra branch inputs, e.g. the domain y
     kind: str | None = None  # the checkpoint "model.kind" built by `build`; None for test-only architectures
     prepare: Callable[[nn.Module], None] | None = None  # test-only tweak after building (None: none)
     tol: float = 1e-4  # engine-vs-loop tolerance of the architecture test
@@ -79,7 +79,8 @@ def _conv_bn() -> nn.Module:
 def _nonzero_diffusion_q(model: nn.Module) -> None:
     """The learnt diffusion's CNN q starts at zero (R = heat flow); perturb it so the test exercises q."""
     with torch.no_grad():
-        for p in model.residual.q.convs[-1].parameters():
+        last_conv = list(model.get_submodule("residual.q.convs").children())[-1]
+        for p in last_conv.parameters():
             p.normal_(0, 0.05)
 
 
@@ -121,8 +122,13 @@ ARCHITECTURES: dict[str, ArchSpec] = {
 _BUILDERS: dict[str, Builder] = {s.kind: s.build for s in ARCHITECTURES.values() if s.kind is not None}
 
 
-def register(kind: str):
-    """Decorator: register ``builder(config) -> nn.Module`` as the builder of checkpoint ``kind``."""
+def register(kind: str) -> Callable[[Builder], Builder]:
+    """Decorator: register ``builder(config) -> nn.Module`` as the builder of checkpoint ``kind``.
+
+    The builder must accept the config dict it is saved with and build the
+    untrained model deterministically from it (:func:`branchspec.loading.save_model`
+    / :func:`~branchspec.loading.load_model`; docs/architectures.md).
+    """
 
     def deco(fn: Builder) -> Builder:
         _BUILDERS[kind] = fn

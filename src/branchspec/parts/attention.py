@@ -11,10 +11,13 @@ contributions summed with no further mixing (§1, eq. 1) — every metric of
   the concatenated heads are recomputed in the hook with W_O = I, b_O = 0.
   Head h depends on rows h·d:(h+1)·d of the q, k and v projections (weights
   and biases) and on columns h·d:(h+1)·d of W_O (its Hessian block, §5.2).
-* :class:`ConcatHeads` — a hand-written attention layer, given its output
-  projection ``nn.Linear`` whose input is the concatenated heads; head h
-  depends on its columns of the projection (the q/k/v projections are the
-  user's code and are not named).
+* :class:`ConcatHeads` — a hand-written attention layer (nanoGPT's
+  ``CausalSelfAttention``, a Llama-style block), given its output projection
+  ``nn.Linear`` whose input is the concatenated heads, and the number of
+  heads; head h depends on its columns h·d:(h+1)·d of the projection and,
+  when ``qkv`` names the q/k/v projections — one fused ``nn.Linear`` whose
+  output is q | k | v (nanoGPT's ``c_attn``) or three ``nn.Linear`` —
+  on their rows h·d:(h+1)·d (weights and biases), as for ``Heads``.
 
 Example:
     >>> import torch, torch.nn as nn
@@ -22,10 +25,14 @@ Example:
     >>> spec = heads(mha)
     >>> spec.num_parts, [s.name for s in spec.param_slices(1)][:2]
     (2, ['in_proj_weight', 'in_proj_weight'])
+    >>> c_attn, c_proj = nn.Linear(8, 24), nn.Linear(8, 8)      # nanoGPT: q | k | v, then W_O
+    >>> [(s.name, s.start, s.stop) for s in heads(c_proj, 2, qkv=c_attn).param_slices(1)][:3]
+    [('weight', 4, 8), ('weight', 12, 16), ('weight', 20, 24)]
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -56,7 +63,7 @@ class Heads(PartSpec):
             return f[0]
         return f if self.mha.batch_first else f.transpose(0, 1)
 
-    def split(self, args: tuple, kwargs: dict[str, Any], output: Any) -> Split:
+    def split(self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Split:
         mha = self.mha
         call = bind(mha, args, kwargs)
         call["need_weights"] = False
@@ -89,23 +96,48 @@ class Heads(PartSpec):
         return out
 
 
+QKV = nn.Linear | Sequence[nn.Linear]  # one fused q | k | v projection, or the three
+
+
+def _qkv_rows(qkv: QKV | None, width: int) -> list[tuple[nn.Linear, int]]:
+    """``(projection, first row)`` of q, k and v, each ``width`` = H·d rows wide (head-major)."""
+    if qkv is None:
+        return []
+    if isinstance(qkv, nn.Linear):
+        if qkv.out_features != 3 * width:
+            raise BranchspecError(f"a fused qkv projection must give 3 x {width} features (q | k | v), "
+                                  f"this one gives {qkv.out_features}")
+        return [(qkv, i * width) for i in range(3)]
+    mods = list(qkv)
+    if len(mods) != 3 or not all(isinstance(m, nn.Linear) for m in mods):
+        raise BranchspecError("qkv must be one fused nn.Linear or three nn.Linear (q, k, v)")
+    bad = [m.out_features for m in mods if m.out_features != width]
+    if bad:
+        raise BranchspecError(f"the q, k and v projections must give {width} features each (one row block per "
+                              f"head; shared key/value heads have no per-head block), got {bad[0]}")
+    return [(m, 0) for m in mods]
+
+
 class ConcatHeads(PartSpec):
     """Heads of a hand-written attention layer, read at its output projection ``nn.Linear``.
 
     The projection's input ``(B, ..., H·d)`` is the concatenation of H head
     outputs; contributions are ``(H, B, ..., E_out)`` and R is its bias.
+    ``qkv`` (optional) names the q/k/v projections, so that head h's
+    parameters also hold its rows of them (module docstring).
     """
 
     kind = "heads"
 
-    def __init__(self, out_proj: nn.Linear, num_heads: int) -> None:
-        if out_proj.in_features % num_heads:
+    def __init__(self, out_proj: nn.Linear, num_heads: int, qkv: QKV | None = None) -> None:
+        if num_heads < 1 or out_proj.in_features % num_heads:
             raise BranchspecError(f"{out_proj.in_features} input features do not split into {num_heads} heads")
         self.module = self.linear = out_proj
         self.num_parts = num_heads
         self.head_dim = out_proj.in_features // num_heads
+        self.qkv_rows = _qkv_rows(qkv, out_proj.in_features)
 
-    def split(self, args: tuple, kwargs: dict[str, Any], output: Any) -> Split:
+    def split(self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Split:
         x = args[0] if args else next(iter(kwargs.values()))  # (B, ..., H·d)
         w = self.linear.weight  # (E, H·d)
         xh = x.reshape(*x.shape[:-1], self.num_parts, self.head_dim)  # (B, ..., H, d)
@@ -114,23 +146,32 @@ class ConcatHeads(PartSpec):
         return Split(parts, expand_rest(self.linear.bias, output), output)
 
     def param_slices(self, k: int) -> list[ParamSlice]:
-        return [ParamSlice("weight", 1, k * self.head_dim, (k + 1) * self.head_dim)]
+        a, z = k * self.head_dim, (k + 1) * self.head_dim
+        out = [ParamSlice("weight", 0, r + a, r + z, owner=m) for m, r in self.qkv_rows]
+        out += [ParamSlice("bias", 0, r + a, r + z, owner=m) for m, r in self.qkv_rows if m.bias is not None]
+        out.append(ParamSlice("weight", 1, a, z))
+        return out
 
 
-def heads(module: nn.Module, num_heads: int | None = None) -> PartSpec:
+def heads(module: nn.Module, num_heads: int | None = None, *, qkv: QKV | None = None) -> PartSpec:
     """The heads of an attention layer as parts (module docstring).
 
     ``module``: an ``nn.MultiheadAttention``, or the output projection
     ``nn.Linear`` of a hand-written attention layer together with
-    ``num_heads`` (its input must be the H heads concatenated, head-major).
+    ``num_heads`` (its input must be the H heads concatenated, head-major)
+    and optionally ``qkv``: its fused q | k | v ``nn.Linear`` or its three
+    q, k, v ``nn.Linear`` (then each head's gradient and Hessian block
+    cover its q/k/v rows too, not only its W_O columns).
     """
     if isinstance(module, nn.MultiheadAttention):
         if num_heads not in (None, module.num_heads):
             raise BranchspecError(f"the attention layer has {module.num_heads} heads, not {num_heads}")
+        if qkv is not None:
+            raise BranchspecError("qkv is for hand-written attention; nn.MultiheadAttention's projections are known")
         return Heads(module)
     if isinstance(module, nn.Linear):
         if num_heads is None:
             raise BranchspecError("heads(linear) needs num_heads: the linear layer's input is H heads concatenated")
-        return ConcatHeads(module, num_heads)
+        return ConcatHeads(module, num_heads, qkv)
     raise BranchspecError(
         f"heads() takes an nn.MultiheadAttention or the output nn.Linear of an attention layer, got {type(module).__name__}")

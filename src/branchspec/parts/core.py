@@ -82,7 +82,7 @@ def hooked(spec: PartSpec, on_split: Callable[[Split, Any], Any]) -> Iterator[No
     """
     busy = [False]
 
-    def hook(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> Any:
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Any:
         if busy[0]:
             return None
         busy[0] = True
@@ -98,15 +98,17 @@ def hooked(spec: PartSpec, on_split: Callable[[Split, Any], Any]) -> Iterator[No
         handle.remove()
 
 
-def _run(model: nn.Module, spec: PartSpec, x: Any, args: tuple, kwargs: dict) -> tuple[list[Split], Any]:
+def _run(model: nn.Module, spec: PartSpec, x: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+         ) -> tuple[list[Split], Any]:
     seen: list[Split] = []
     with hooked(spec, lambda sp, out: seen.append(sp)):
         y = model(x, *args, **kwargs)
     return seen, y
 
 
-def contributions(model: nn.Module, spec: PartSpec, x: Any, *, args: tuple = (), kwargs: dict[str, Any] | None = None,
-                  mode: str = "eval", grad: bool = False, check: bool = True, tol: float = DEFAULT_TOL) -> Contributions:
+def contributions(model: nn.Module, spec: PartSpec, x: Any, *, args: tuple[Any, ...] = (),
+                  kwargs: dict[str, Any] | None = None, mode: str = "eval", grad: bool = False, check: bool = True,
+                  tol: float = DEFAULT_TOL) -> Contributions:
     """The per-part contributions of ``spec`` for inputs ``x`` (module docstring).
 
     Args:

@@ -113,18 +113,25 @@ class PartLayout:
 
 def part_layout(model: nn.Module, spec: PartSpec) -> PartLayout:
     """The :class:`PartLayout` of ``spec`` inside ``model`` (module docstring)."""
-    prefix = module_name(model, spec.module)
+    prefixes: dict[int, str] = {}  # id(module) -> its name in the model
+
+    def full_name(s: ParamSlice) -> str:
+        owner = spec.module if s.owner is None else s.owner
+        if id(owner) not in prefixes:
+            prefixes[id(owner)] = module_name(model, owner)
+        return f"{prefixes[id(owner)]}.{s.name}" if prefixes[id(owner)] else s.name
+
     params = dict(model.named_parameters())
     parts, sizes = [], []
     for k in range(spec.num_parts):
-        part = tuple((f"{prefix}.{s.name}" if prefix else s.name, s) for s in spec.param_slices(k))
+        part = tuple((full_name(s), s) for s in spec.param_slices(k))
         parts.append(part)
         sizes.append(sum(s.numel(params[n]) for n, s in part))
     return PartLayout(tuple(parts), tuple(sizes))
 
 
 def gradient_norms(model: nn.Module, spec: PartSpec, x: Any = None, y: Any = None, loss_fn: LossFn | None = None,
-                   *, args: tuple = (), kwargs: dict[str, Any] | None = None) -> Tensor:
+                   *, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None) -> Tensor:
     """‖∂L/∂θ_k‖ for every part k, ``(M,)`` (the per-branch gradient of eq. 10).
 
     With ``x`` / ``y`` / ``loss_fn``: L = ``loss_fn(model(x, *args, **kwargs), y)``
@@ -142,7 +149,7 @@ def gradient_norms(model: nn.Module, spec: PartSpec, x: Any = None, y: Any = Non
     return layout.grad_norms(dict(zip(names, grads)))
 
 
-def part_loss(model: nn.Module, layout: PartLayout, x: Any, y: Any, loss_fn: LossFn, args: tuple = (),
+def part_loss(model: nn.Module, layout: PartLayout, x: Any, y: Any, loss_fn: LossFn, args: tuple[Any, ...] = (),
               kwargs: dict[str, Any] | None = None) -> Callable[[Tensor], Tensor]:
     """θ ↦ ``loss_fn(model(x, *args, **kwargs), y)`` with every other parameter fixed."""
     kwargs = kwargs or {}
@@ -153,7 +160,7 @@ def part_loss(model: nn.Module, layout: PartLayout, x: Any, y: Any, loss_fn: Los
     return loss_of
 
 
-def part_hessian(model: nn.Module, spec: PartSpec, x: Any, y: Any, loss_fn: LossFn, *, args: tuple = (),
+def part_hessian(model: nn.Module, spec: PartSpec, x: Any, y: Any, loss_fn: LossFn, *, args: tuple[Any, ...] = (),
                  kwargs: dict[str, Any] | None = None, chunk_size: int | None = 32,
                  budget_bytes: float = DEFAULT_BUDGET_BYTES) -> tuple[Tensor, PartLayout]:
     """The exact ``(P, P)`` Hessian over the parts' parameters, rows part by part: ``(H, layout)``.
@@ -173,7 +180,7 @@ def part_hessian(model: nn.Module, spec: PartSpec, x: Any, y: Any, loss_fn: Loss
 
 
 def probe_part_blocks(model: nn.Module, spec: PartSpec, x: Any, y: Any, loss_fn: LossFn, *, probes: int = 16,
-                      seed: int = 0, args: tuple = (), kwargs: dict[str, Any] | None = None,
+                      seed: int = 0, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
                       chunk_size: int | None = 8) -> ProbeEstimate:
     """Probe estimates of the M×M block norms ‖H_kl‖_F (K·M Hessian-vector products, H never formed)."""
     layout = part_layout(model, spec)
@@ -184,8 +191,8 @@ def probe_part_blocks(model: nn.Module, spec: PartSpec, x: Any, y: Any, loss_fn:
 
 
 def block_structure(model: nn.Module, spec: PartSpec, x: Any, y: Any, loss_fn: LossFn, *, method: str = "auto",
-                    exact_max_params: int = 4096, probes: int = 16, seed: int = 0, args: tuple = (),
-                    kwargs: dict[str, Any] | None = None) -> dict:
+                    exact_max_params: int = 4096, probes: int = 16, seed: int = 0, args: tuple[Any, ...] = (),
+                    kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
     """JSON-ready block structure of the parts' Hessian: exact for P ≤ ``exact_max_params``, else probes.
 
     ``method``: ``"auto"``, ``"exact"`` or ``"probes"``. The result names the
@@ -197,7 +204,7 @@ def block_structure(model: nn.Module, spec: PartSpec, x: Any, y: Any, loss_fn: L
     layout = part_layout(model, spec)
     if method == "auto":
         method = "exact" if layout.num_params <= exact_max_params else "probes"
-    res: dict = {"method": method, "num_params": layout.num_params, "boundaries": list(layout.boundaries),
+    res: dict[str, Any] = {"method": method, "num_params": layout.num_params, "boundaries": list(layout.boundaries),
                  "parts": spec.labels}
     if method == "exact":
         H, _ = part_hessian(model, spec, x, y, loss_fn, args=args, kwargs=kwargs)

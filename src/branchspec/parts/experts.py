@@ -82,7 +82,7 @@ class Experts(PartSpec):
         self.num_parts = len(mods)
         self.prefixes = [module_name(layer, m) for m in mods]
 
-    def split(self, args: tuple, kwargs: dict[str, Any], output: Any) -> Split:
+    def split(self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Split:
         x = args[0] if args else next(iter(kwargs.values()))  # (B, ..., D_in)
         outs = torch.stack([e(x) for e in self.experts])  # (E, B, ..., D_out)
         g = self.weights(self.gate(x))  # (B, ..., E)

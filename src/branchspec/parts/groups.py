@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -47,7 +47,7 @@ class Groups(PartSpec):
         self.num_parts = conv.groups
         self.per_group = conv.out_channels // conv.groups
 
-    def split(self, args: tuple, kwargs: dict[str, Any], output: Any) -> Split:
+    def split(self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Split:
         f = output  # (B, C_out, ...)
         rest = expand_rest(self.conv.bias, f, 1)
         core = f if rest is None else f - rest
@@ -70,13 +70,13 @@ class Branches(PartSpec):
         self.module = self.model = model
         self.num_parts = model.num_branches
 
-    def split(self, args: tuple, kwargs: dict[str, Any], output: Any) -> Split:
+    def split(self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Split:
         call = bind(self.model, args, kwargs)
         call.pop("return_branches", None)
         x = call.pop("x")
         extra = call.pop("args", ())
         f, v, rest = self.model.forward_all(x, *extra, **call)  # v: (M, B, ...)
-        gain = cast(Tensor, self.model.branch_gain).to(v.dtype).view(-1, *([1] * (v.dim() - 1)))  # (M, 1, ...)
+        gain = self.model.branch_gain.to(v.dtype).view(-1, *([1] * (v.dim() - 1)))  # (M, 1, ...)
         out = output[0] if isinstance(output, tuple) else output
         return Split(gain * v, rest, out)
 

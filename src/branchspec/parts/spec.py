@@ -21,7 +21,7 @@ The concrete kinds live in :mod:`~branchspec.parts.attention`,
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -52,16 +52,20 @@ class Split:
 
 @dataclass(frozen=True)
 class ParamSlice:
-    """The entries ``[start:stop]`` along ``dim`` of one parameter of the part module.
+    """The entries ``[start:stop]`` along ``dim`` of one parameter of the part module (or of ``owner``).
 
-    ``name`` is relative to the part module (``"in_proj_weight"``,
-    ``"out_proj.weight"``, ``"experts.2.0.bias"``).
+    ``name`` is relative to ``owner``, by default the part module
+    (``"in_proj_weight"``, ``"out_proj.weight"``, ``"experts.2.0.bias"``);
+    ``owner`` names another submodule of the model, e.g. the q/k/v
+    projection of a hand-written attention layer whose part module is its
+    output projection.
     """
 
     name: str
     dim: int
     start: int
     stop: int
+    owner: nn.Module | None = field(default=None, compare=False, repr=False)
 
     @property
     def length(self) -> int:
@@ -97,7 +101,7 @@ class PartSpec:
     def labels(self) -> list[str]:
         return [f"{self.kind[:-1] if self.kind.endswith('s') else self.kind} {k}" for k in range(self.num_parts)]
 
-    def split(self, args: tuple, kwargs: dict[str, Any], output: Any) -> Split:
+    def split(self, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any) -> Split:
         """Split the module's ``output`` for the inputs ``args, kwargs`` of the same call."""
         raise NotImplementedError
 
@@ -113,7 +117,7 @@ class PartSpec:
         return f"{type(self).__name__}(kind={self.kind!r}, module={type(self.module).__name__}, parts={self.num_parts})"
 
 
-def bind(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+def bind(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
     """All arguments of one call of ``module.forward`` by name (defaults left out)."""
     try:
         bound = inspect.signature(module.forward).bind(*args, **kwargs)
@@ -130,7 +134,7 @@ def module_name(model: nn.Module, module: nn.Module) -> str:
     """The qualified name of ``module`` inside ``model`` (``""`` for the model itself)."""
     for name, m in model.named_modules(remove_duplicate=False):
         if m is module:
-            return name
+            return str(name)
     raise BranchspecError(f"the part module ({type(module).__name__}) is not a submodule of {type(model).__name__}")
 
 

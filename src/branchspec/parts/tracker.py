@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import time
 import warnings
@@ -44,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from branchspec import metrics
+from branchspec.io import atomic_write_text
 from branchspec.hessian import block_diagonality
 from branchspec.parts.core import contributions, eval_mode
 from branchspec.parts.curvature import gradient_norms, probe_part_blocks
@@ -97,13 +99,13 @@ class Tracker:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.jsonl, self.csv = self.out / "tracker.jsonl", self.out / "tracker.csv"
-        self.records: list[dict] = []
+        self.records: list[dict[str, Any]] = []
         self.steps = 0
         self.seconds = 0.0  # total time spent measuring
         self._columns: list[str] | None = None
         self._tb = self._tensorboard() if tensorboard else None
 
-    def _tensorboard(self):
+    def _tensorboard(self) -> Any:  # a SummaryWriter, or None without tensorboard
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -111,7 +113,20 @@ class Tracker:
             return None
         return SummaryWriter(str(self.out / "tensorboard"))
 
-    def step(self, model: nn.Module, batch: Any) -> dict | None:
+    def resume_at(self, step: int) -> None:
+        """Continue a run from its global ``step`` (e.g. a resumed checkpoint): records at or after ``step``
+        (measured past the checkpoint by the run that stopped) are dropped from the files, and :meth:`step`
+        counts on from ``step``. ``resume_at(0)`` starts the files afresh."""
+        kept = [r for r in read_records(self.jsonl) if r["step"] < step] if self.jsonl.exists() else []
+        columns = list(flatten(kept[0])) if kept else None
+        table = io.StringIO()
+        if columns is not None:
+            csv.writer(table).writerows([columns] + [[flatten(r).get(c, "") for c in columns] for r in kept])
+        atomic_write_text(self.jsonl, "".join(json.dumps(r) + "\n" for r in kept))  # each file whole or not at all
+        atomic_write_text(self.csv, table.getvalue())
+        self.records, self._columns, self.steps = kept, columns, step
+
+    def step(self, model: nn.Module, batch: Any) -> dict[str, Any] | None:
         """Count one training step; measure and return the record on every ``every``-th (else ``None``)."""
         step = self.steps
         self.steps += 1
@@ -119,7 +134,7 @@ class Tracker:
             return None
         return self.measure(model, batch, step)
 
-    def measure(self, model: nn.Module, batch: Any, step: int | None = None) -> dict:
+    def measure(self, model: nn.Module, batch: Any, step: int | None = None) -> dict[str, Any]:
         """One measurement now (eval mode, RNG and modes restored); appended to the files."""
         t0 = time.perf_counter()
         step = self.steps if step is None else step
@@ -130,14 +145,14 @@ class Tracker:
         self._write(rec)
         return rec
 
-    def _measure(self, model: nn.Module, batch: Any, step: int) -> dict:
+    def _measure(self, model: nn.Module, batch: Any, step: int) -> dict[str, Any]:
         acc = metrics.StreamingCovariance(self.reduction)
         for b in self.eval_batches if self.eval_batches is not None else [batch]:
             x, _ = self.split_batch(b)
             acc.update(contributions(model, self.spec, x).parts)  # (M, B, ...)
         norms = acc.norms()
         act = acc.activity(self.fraction)
-        rec: dict = {"step": step, "samples": acc.samples, "active": act.active, "silent": act.silent,
+        rec: dict[str, Any] = {"step": step, "samples": acc.samples, "active": act.active, "silent": act.silent,
                      "mean_abs_corr": metrics.mean_abs_offdiag(acc.correlation()),
                      "norm_min": norms.min().item(), "norm_max": norms.max().item(),
                      "weakest": int(norms.argmin()), "strongest": int(norms.argmax()), "norms": norms.tolist()}
@@ -157,7 +172,7 @@ class Tracker:
             rec["probe_seconds"] = time.perf_counter() - t0
         return rec
 
-    def _write(self, rec: dict) -> None:
+    def _write(self, rec: dict[str, Any]) -> None:
         self.records.append(rec)
         with self.jsonl.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
@@ -181,9 +196,9 @@ class Tracker:
             self._tb.close()
 
 
-def flatten(rec: dict) -> dict:
+def flatten(rec: dict[str, Any]) -> dict[str, Any]:
     """A record with list values spread into columns ``norms_0``, ``norms_1``, …"""
-    out: dict = {}
+    out: dict[str, Any] = {}
     for k, v in rec.items():
         if isinstance(v, list):
             out.update({f"{k}_{i}": x for i, x in enumerate(v)})
@@ -192,7 +207,7 @@ def flatten(rec: dict) -> dict:
     return out
 
 
-def read_records(path: str | Path) -> list[dict]:
+def read_records(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ``tracker.jsonl`` (or of the folder holding it)."""
     p = Path(path)
     p = p / "tracker.jsonl" if p.is_dir() else p

@@ -43,7 +43,7 @@ from branchspec.train.checkpoint import (
 from branchspec.precision import PRECISIONS, resolve_precision  # ("auto", "fp32", "bf16")
 from branchspec.train.classifier_io import check_resume, epoch_logs, progress_from, save_run, write_epoch_files
 from branchspec.train.classifier_dist import DEVICES, DistContext
-from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary
+from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary, make_tracker
 from branchspec.train.classifier_recipe import (
     FLIPS,
     SCHEDULES,
@@ -107,6 +107,7 @@ class TrainConfig:
     save_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
     init_from: str | None = None  # start from this checkpoint's model weights (fresh optimiser, schedule and EMA)
     stop_loss: float | None = None  # stop after the first epoch with train loss <= floor + stop_loss (epochs: the most)
+    track_every: int = 0  # record the branches' specialisation every N steps to RUN/tracker.{csv,jsonl} (0: off)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -129,6 +130,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.subset is not None and self.subset < 1:
             raise ValueError(f"subset must be >= 1, got {self.subset}")
+        if self.track_every < 0:
+            raise ValueError(f"track_every must be >= 0, got {self.track_every}")
         for name in ("lr", "stop_loss"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -281,6 +284,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
         refresh_state_copy(ckpt)
         write_epoch_files(out, rows, diag, CSV_FIELDS, ema if batch == 0 and epoch > 0 else None,
                           (cfg, mcfg, train_set, info()))
+    tracker = make_tracker(cfg.track_every, model, test_set, out, step, ctx.device) if ctx.main else None
     autocast = lambda x: torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")  # noqa: E731
 
     while epoch < cfg.epochs and not loss_reached(cfg.stop_loss, floor, last_row):
@@ -303,6 +307,8 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
                                     f"stopped, {_kept(ckpt)}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if tracker is not None:  # every N steps: eval-mode measures, gradient norms from .grad (RNG restored)
+                tracker.step(model, (x, y))
             gn = branch_grad_norms(model).tolist() if batch == 0 or step % GRAD_NORM_EVERY == 0 else None
             if cfg.weight_decay_mode == "decoupled":
                 decay_weights(model.parameters(), cfg.wd, lr / cfg.peak_lr)

@@ -7,7 +7,9 @@ the fraction of "dead" samples (a wrong-class logit ≥ +1 or the true logit
 norm of each branch ‖∂L/∂θ_k‖ (eq. 10: every branch gets the same
 collaborative factor dL/df, so these norms differ only by the distributive
 part). Active / silent branches are counted on the test response matrix with
-the Fig. 4 rule (:func:`branchspec.metrics.activity`).
+the Fig. 4 rule (:func:`branchspec.metrics.activity`). With ``--track-every N``
+a :class:`branchspec.parts.Tracker` records them, with every branch's norm and
+gradient norm, every N steps on fixed test images (:func:`make_tracker`).
 
 Example:
     >>> import torch
@@ -20,11 +22,14 @@ Example:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor
 from torch.nn.utils import get_total_norm
 
-from branchspec import metrics
+from branchspec import metrics, parts
+from branchspec.branched import as_branched
 from branchspec.train.classifier_recipe import tta_logits
 from branchspec.train.losses import classifier_loss, logit_diagnostics
 
@@ -37,6 +42,23 @@ def branch_grad_norms(model) -> Tensor:
         gs = [p.grad.detach() for p in model.branch_parameters(k).values() if p.grad is not None]
         out.append(get_total_norm(gs, 2.0, foreach=True).float() if gs else torch.zeros((), device=dev))  # fused
     return torch.stack(out).cpu()  # (M,), one host sync for all branches
+
+
+TRACK_IMAGES = 256  # the first test images, the same at every tracking record
+
+
+def make_tracker(every: int, model, test_set, out: str | Path, step: int, device) -> parts.Tracker | None:
+    """A :class:`~branchspec.parts.Tracker` of the branches writing ``out/tracker.{csv,jsonl}`` every ``every`` steps
+    (None when 0), on the first :data:`TRACK_IMAGES` test images; records past ``step`` (a resume) dropped.
+
+    It measures in eval mode and restores the RNG, so a run with tracking trains the same weights as one without.
+    """
+    if not every:
+        return None
+    x, _ = next(iter(test_set.batches(min(TRACK_IMAGES, len(test_set)), augment=False, prefetch=False)))
+    tracker = parts.Tracker(parts.branches(as_branched(model)), out, every=every, eval_batches=[x.to(device)])
+    tracker.resume_at(step)
+    return tracker
 
 
 def grad_norm_summary(norms: Tensor) -> dict[str, float]:
