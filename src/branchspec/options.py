@@ -124,8 +124,8 @@ def default_text(s: Spec) -> str:
 
 
 def add_options(parser: argparse.ArgumentParser, cls, config_file: bool = True) -> dict[str, str]:
-    """Add one flag per field of ``cls`` (each in its metadata's group, the departures' group last) and
-    ``--config FILE``; returns :func:`flags`."""
+    """Add one flag per field of ``cls`` (each in its metadata's group, in field order but the "run" group and
+    then the departures' last) and ``--config FILE``; returns :func:`flags`."""
     groups: dict[str, Any] = {}
     if config_file:
         parser.add_argument(
@@ -134,7 +134,7 @@ def add_options(parser: argparse.ArgumentParser, cls, config_file: bool = True) 
                  "recipes/*.toml), or an earlier run's RUN/config.json: its values replace the defaults below, "
                  "flags given on the command line replace its values")
     titles = list(dict.fromkeys(s.meta["group"] for s in specs(cls)))
-    for title in sorted(titles, key=lambda t: t == DEPARTURES):  # the departures last, on their own
+    for title in sorted(titles, key=lambda t: (t == DEPARTURES, t == "run")):  # then "run", the departures last
         groups[title] = parser.add_argument_group(title)
     for s in specs(cls):
         g = groups[s.meta["group"]]
