@@ -17,13 +17,15 @@ class CheckpointError(BranchspecError):
     """A checkpoint is missing, torn, malformed, edited or of the wrong kind (one-line message naming it)."""
 
 
-class ConfigError(BranchspecError):
-    """A bad value of one field of an experiment's ``Config`` (:mod:`branchspec.experiments`).
+class ConfigError(BranchspecError, ValueError):
+    """A bad value of one field of a config: an experiment's ``Config`` (:mod:`branchspec.experiments`)
+    or a trainer's (``TrainConfig``, ``GanTrainConfig``, whose ``__post_init__`` raises it).
 
     ``field`` names the Config field and ``reason`` says what is wrong; the
     message is ``"field: reason"``. A command renames the field to its flag
     (``commands._common.flag_errors``); ``usage`` says whether that is an
-    invalid argument (exit 2) or a failed run (exit 1).
+    invalid argument (exit 2) or a failed run (exit 1). It is a ValueError too, as
+    the configs raised before.
     """
 
     def __init__(self, field: str, reason: str, usage: bool = True):

@@ -14,15 +14,6 @@ MAX_BRANCHES = 4096  # M: the paper uses up to 32; larger is refused before anyt
 MAX_IMG_SIZE = 1024  # image side: the paper's largest is 256
 
 
-def engine_precision_arguments(p, precisions, engine_help: str, precision_help: str) -> None:
-    """``--engine`` (a :data:`branchspec.branched.ENGINES` name, default packed) and ``--precision``
-    (one of ``precisions``; default None = fp32, or the run's own on ``--resume``) of the training commands."""
-    from branchspec.branched import ENGINES
-
-    p.add_argument("--engine", choices=list(ENGINES), default="packed", help=engine_help)
-    p.add_argument("--precision", choices=list(precisions), default=None, help=precision_help)
-
-
 def writable_dir(path: str | os.PathLike, arg: str = "--out") -> Path:
     """Create ``path`` if needed and prove it is writable, else a UsageError naming ``arg``."""
     p = Path(path)

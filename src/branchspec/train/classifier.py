@@ -25,28 +25,26 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from branchspec.branched import ENGINES, as_branched
+from branchspec.branched import as_branched
 from branchspec.data.imageset import ImageSet, load_source
 from branchspec.errors import BranchspecError
-from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig, build_classifier
+from branchspec.models.resnet import ClassifierConfig, build_classifier
 from branchspec.io import atomic_write_json
 from branchspec.train.checkpoint import (
     CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors,
     refresh_state_copy, restore_rng_state, unprefixed,
 )
-from branchspec.precision import PRECISIONS, resolve_precision  # ("auto", "fp32", "bf16")
 from branchspec.train.classifier_io import check_resume, epoch_logs, progress_from, save_run, write_epoch_files
-from branchspec.train.classifier_dist import DEVICES, DistContext
+from branchspec.train.classifier_config import TrainConfig
+from branchspec.train.classifier_dist import DistContext
 from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary, make_tracker
 from branchspec.train.classifier_recipe import (
-    FLIPS,
-    SCHEDULES,
     WeightEMA,
     alternate_flip_batches,
     decay_weights,
@@ -54,10 +52,8 @@ from branchspec.train.classifier_recipe import (
     schedule_factor,
 )
 from branchspec.train.export import refuse_weights_only
-from branchspec.train.losses import CLAMP_GRADS, soft_target_floor, training_loss
+from branchspec.train.losses import soft_target_floor, training_loss
 
-OPTIMIZERS = ("sgd", "adamw")
-WD_MODES = ("coupled", "decoupled")
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s", "images_per_s",
               "train_clamped", "train_dead", "test_clamped", "test_dead", "grad_norm_min", "grad_norm_median",
               "grad_norm_max", "active", "silent", "ema_test_loss", "ema_test_acc", "tta_test_acc"]
@@ -71,94 +67,6 @@ held the trainer at half the bare packed step's speed on a GPU (docs/gpu.md)."""
 
 class NonFiniteLoss(BranchspecError):
     """The loss became NaN/inf; the last good checkpoint was left untouched."""
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One classifier training run (written to RUN/config.json)."""
-
-    data: str  # "digits", a cifar-10-batches-py folder, or an image-folder ROOT/{train,val}/<class>/
-    out: str  # run folder: config.json, metrics.csv, last.{json,safetensors}
-    num_branches: int = 16  # M (§6: 16)
-    width: float = DEFAULT_WIDTH  # branch base width (≈ 0.08 M parameters per branch)
-    clamp: bool = True  # paper loss (clamp f to [-1, 1], ±1 soft target); False = one-hot CE
-    engine: str = "auto"  # Branched engine
-    epochs: int = 60  # length of the schedule
-    batch_size: int = 128
-    optimizer: str = "sgd"  # "sgd" (momentum 0.9, Nesterov) or "adamw"
-    lr: float | None = None  # peak learning rate; None -> 0.02 (sgd) / 2e-3 (adamw), see peak_lr
-    weight_decay: float | None = None  # None -> 5e-4 (sgd) / 0.05 (adamw)
-    momentum: float = 0.9  # SGD momentum
-    schedule: str = "cosine"  # "cosine" (with warm-up), "onecycle" or "constant"
-    warmup_epochs: float = 1.0  # linear warm-up length for "cosine"
-    augment: bool = True  # random crop (pad 4) + horizontal flip
-    flip: str = "random"  # "random" (coin per image and epoch) or "alternate" (derandomised, airbench); "none"
-    weight_decay_mode: str = "coupled"  # "coupled" (torch's L2 in the gradient) or "decoupled" (θ·(1 − wd·lr/peak))
-    ema: float = 0.0  # EMA decay of the weights (0: off); the EMA model is evaluated and saved as RUN/ema
-    tta: bool = False  # also evaluate with flip test-time augmentation (column tta_test_acc)
-    head_init_scale: float | None = None  # branch head init ×this; None -> 1/sqrt(M) (ClassifierConfig)
-    clamp_grad: str = "hard"  # "hard" (the paper) or "pass-inward" (same loss, gradient of ClampPassInward)
-    precision: str = "auto"  # "fp32", "bf16" (autocast forward; fp32 weights, optimiser, loss) or "auto" (resolved here)
-    device: str = "cpu"  # "cpu", "cuda" or "auto"; under torchrun each process takes its LOCAL_RANK GPU
-    subset: int | None = None  # train on the first N training images
-    img_size: int = 32  # image side for image-folder data (CIFAR and digits keep their own size)
-    seed: int = 0  # initialisation, data order and augmentation
-    eval_batch_size: int = 500
-    save_every: int = 0  # also checkpoint every N steps (0: only at epoch ends)
-    init_from: str | None = None  # start from this checkpoint's model weights (fresh optimiser, schedule and EMA)
-    stop_loss: float | None = None  # stop after the first epoch with train loss <= floor + stop_loss (epochs: the most)
-    track_every: int = 0  # record the branches' specialisation every N steps to RUN/tracker.{csv,jsonl} (0: off)
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        for name, allowed in (("schedule", SCHEDULES), ("flip", FLIPS), ("weight_decay_mode", WD_MODES),
-                              ("clamp_grad", CLAMP_GRADS), ("precision", PRECISIONS), ("engine", ENGINES),
-                              ("device", DEVICES)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
-        if not 0.0 <= self.ema < 1.0:
-            raise ValueError(f"ema must lie in [0, 1), got {self.ema}")
-        if self.precision == "auto":  # recorded resolved: bf16 only on CUDA or a CPU with native bf16
-            object.__setattr__(self, "precision", resolve_precision("auto", self.device))
-        if self.head_init_scale is not None and not self.head_init_scale >= 0:
-            raise ValueError(f"head_init_scale must be >= 0, got {self.head_init_scale}")
-        if self.clamp_grad != "hard" and not self.clamp:
-            raise ValueError("clamp_grad applies to the clamped loss only (clamp=True)")
-        for name in ("num_branches", "epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.subset is not None and self.subset < 1:
-            raise ValueError(f"subset must be >= 1, got {self.subset}")
-        if self.track_every < 0:
-            raise ValueError(f"track_every must be >= 0, got {self.track_every}")
-        for name in ("lr", "stop_loss"):
-            if getattr(self, name) is not None and not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-
-    @property
-    def peak_lr(self) -> float:
-        """Default SGD lr 0.02, not the usual 0.1: all M branches receive the same
-        collaborative gradient (eq. 10), so one step moves f about M times as far
-        as one branch, and at 0.1 the logits run past the clamp, where the
-        gradient is zero (a 40-step CIFAR-10 probe at constant lr 0.1 stayed at
-        loss 2.50, above the 2.30 of f = 0)."""
-        return self.lr if self.lr is not None else (0.02 if self.optimizer == "sgd" else 2e-3)
-
-    @property
-    def wd(self) -> float:
-        """Coupled: torch's weight_decay (5e-4 sgd / 0.05 adamw). Decoupled: the per-step shrink
-        at the peak lr, default 1e-4 — about what the coupled defaults give (0.02·5e-4/(1 − 0.9)
-        for SGD with momentum, 2e-3·0.05 for AdamW)."""
-        if self.weight_decay is not None:
-            return self.weight_decay
-        if self.weight_decay_mode == "decoupled":
-            return 1e-4
-        return 5e-4 if self.optimizer == "sgd" else 0.05
-
-    def model_config(self, num_classes: int) -> ClassifierConfig:
-        return ClassifierConfig(self.num_branches, self.width, num_classes, 3, self.clamp, self.engine, self.seed,
-                                self.head_init_scale)
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -273,7 +181,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
     floor = soft_target_floor(train_set.num_classes) if cfg.clamp else 0.0
     if ctx.main:
         atomic_write_json(out / "config.json", {
-            **asdict(cfg), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd, "loss_floor": floor,
+            **asdict(cfg), "departures": cfg.departures(), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd, "loss_floor": floor,
             "model": mcfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
             "world_size": ctx.world})
     rows, diag = epoch_logs(state if resume else None, out, epoch)  # the checkpoint's, whatever the files hold

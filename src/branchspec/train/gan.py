@@ -340,7 +340,8 @@ def run_training(trainer: GanTrainer) -> Path:
     if trainer.main:
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json",
-            {"train": cfg.to_dict(), "generator": trainer.gcfg.to_dict(), "domains": trainer.data.domains,
+            {"train": cfg.to_dict(), "departures": cfg.departures(), "generator": trainer.gcfg.to_dict(),
+             "domains": trainer.data.domains,
              "data": {"source": trainer.data.source, "images": len(trainer.data), "skipped": trainer.data.skipped,
                       "skipped_files": trainer.data.skipped_files},
              "held_out": trainer._held_out_record(),

@@ -1,12 +1,14 @@
 """The configuration of one GAN training run (paper §7, App. E): :class:`GanTrainConfig`.
 
-A frozen dataclass, written to ``RUN/config.json`` and into every checkpoint;
+A frozen dataclass, the one definition of every ``train-gan`` option (default, help, choices,
+validation; the flags are generated from it by :mod:`branchspec.options`), written to
+``RUN/config.json`` (with its active departures from the paper) and into every checkpoint;
 ``--resume`` compares it field by field (:func:`resume_mismatch`).
 
 Example:
-    >>> cfg = GanTrainConfig(img_size=32, precision="bf16", keep_last=2)
-    >>> cfg.generator_config(4).num_domains, cfg.precision, cfg.init
-    (4, 'bf16', 'he')
+    >>> cfg = GanTrainConfig(img_size=32, precision="bf16", keep_last=2, rec_weight=10.0)
+    >>> cfg.generator_config(4).num_domains, cfg.precision, cfg.init, cfg.departures()
+    (4, 'bf16', 'he', ['rec_weight'])
 """
 
 from __future__ import annotations
@@ -15,89 +17,135 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from branchspec.branched import ENGINES
+from branchspec.errors import ConfigError
 from branchspec.models.discriminator import DiscriminatorConfig
-from branchspec.models.generator import GeneratorConfig
+from branchspec.models.generator import RESIDUALS, GeneratorConfig
+from branchspec.models.layers import INITS, PADDINGS
+from branchspec.options import check_fields, departures, option
+from branchspec.precision import PRECISIONS, resolve_precision
 from branchspec.train.checkpoint import CheckpointError, checkpoint_state
 
-from branchspec.precision import PRECISIONS, resolve_precision
 # Config fields that may change when resuming (they do not change the trajectory).
 # "device" is not among them: CPU and CUDA kernels round differently, so a resume there would not be exact.
 RESUMABLE_CHANGES = {"steps", "sample_every", "ckpt_every", "log_every", "keep_last"}
 # What a checkpoint written before a field existed was trained with (default: the field's default).
 LEGACY_VALUES = {"init": "torch", "precision": "fp32", "padding": "zeros"}
+DEVICES = ("auto", "cpu", "cuda")
+DATA, MODEL, OPT, RUN = "data", "model", "optimisation", "run"  # --help groups
 
 
 @dataclass(frozen=True)
 class GanTrainConfig:
-    """One GAN training run (App. E). Written to RUN/config.json and into every checkpoint."""
+    """One GAN training run (App. E). Written to RUN/config.json and into every checkpoint; each field is one
+    ``train-gan`` flag."""
 
-    data: str = "embedded"  # "embedded", an image-folder ROOT (ROOT/train/<domain>/) or a CIFAR-10 folder
-    img_size: int = 32  # image side (power of two; paper 256, CPU 32-64)
-    num_branches: int = 9  # M (§7)
-    steps: int = 1000  # optimisation steps (D step + G step each)
-    batch_size: int = 8  # images per step and per process
-    lr: float = 1e-4  # Adam learning rate for G (and D unless d_lr is set; StarGAN-v2: 1e-4)
-    d_lr: float | None = None  # Adam learning rate for D (None: lr); a larger one is the TTUR departure
-    beta1: float = 0.0  # Adam β1 (StarGAN-v2: 0)
-    beta2: float = 0.99  # Adam β2 (StarGAN-v2: 0.99)
-    weight_decay: float = 1e-4  # Adam weight decay (StarGAN-v2: 1e-4)
-    r1: float = 1.0  # λ of the R1 penalty on real images
-    r1_every: int = 1  # lazy R1 (StyleGAN2): the penalty, scaled by N, on every N-th step only (1: every step, the paper)
-    ema: float = 0.999  # EMA decay of the sampled generator (warm-up: min(ema, (1+t)/(10+t)))
-    residual: str = "gaussian"  # R: "gaussian" or learnt "diffusion" (App. E) or "none"
-    sigma: float | None = None  # Gaussian σ in pixels (None: max(1, img_size/32))
-    base_width: int = 32  # generator branch width after from_rgb
-    max_width: int = 128  # generator branch widest layer
-    num_down: int | None = None  # generator down-sampling blocks (None: bottleneck at 16², as StarGAN-v2)
-    style_dim: int = 64  # style code size
-    d_base_width: int = 32  # discriminator width after from_rgb
-    d_max_width: int = 256  # discriminator widest layer
-    padding: str = "reflect"  # G's 3×3 convs: "reflect" (no border frame) or "zeros" (StarGAN-v2; runs before 2026-12-05)
-    init: str = "he"  # weights of G's branches and D: StarGAN-v2's "he" init or PyTorch's "torch" defaults
-    engine: str = "auto"  # Branched engine, one of branchspec.branched.ENGINES
-    precision: str = "auto"  # "fp32", "bf16" (autocast; fp32 weights, optimiser state, losses) or "auto" (resolved here)
-    compile: bool = False  # torch.compile the generator's training forward (minutes to compile, faster steps)
-    seed: int = 0  # initialisation and data-order seed
-    flip: bool = True  # random horizontal flips
-    n_per_domain: int = 64  # crops per domain of the embedded data
-    holdout: int = 0  # per domain, the last N images (file-name order) are held out of training
-    same_domain: float = 0.0  # probability that the target ỹ is the source domain y (0: uniform ỹ, the paper)
-    cls_weight: float = 0.0  # λ of the AC-GAN domain-classification losses (0: none, the paper; a departure)
-    rec_weight: float = 0.0  # λ of the L1 re-generation loss on samples with ỹ = y (0: none, the paper; a departure)
-    source_aware: bool = False  # G's style from (source y, target ỹ) pairs (False: from ỹ alone, the paper; a departure)
-    sample_every: int = 500  # write a sample grid every N steps (0: only at the end)
-    ckpt_every: int = 1000  # write a checkpoint every N steps (0: only at the end)
-    keep_last: int = 0  # keep only the newest N checkpoints/step-* (0: keep all); "last" is always kept
-    log_every: int = 10  # append losses to log.jsonl every N steps
-    amp: bool = False  # deprecated alias of precision="bf16" (kept for old scripts)
-    device: str = "auto"  # "auto" (cuda if available), "cpu" or "cuda"
+    data: str = option("embedded", "ROOT with ROOT/train/<domain>/*.jpg|*.png (AFHQ / CelebA-HQ layout), a CIFAR-10 "
+                                    "python folder (optionally FOLDER:cat,dog), or 'embedded' (scikit-image photographs)",
+                       group=DATA)
+    img_size: int = option(32, "image side, power of two (paper 256; CPU 32-64)", group=DATA)
+    num_branches: int = option(9, "number of branches M (§7)", flag="--branches", group=MODEL)
+    steps: int = option(1000, "training steps (a D step and a G step each)", group=OPT)
+    batch_size: int = option(8, "images per step per process", group=OPT)
+    lr: float = option(1e-4, "Adam learning rate of G, and of D unless --d-lr (StarGAN-v2: 1e-4)", group=OPT)
+    d_lr: float | None = option(None, "discriminator Adam learning rate; a larger one is the two-time-scale "
+                                      "departure (TTUR), not the paper's", default_help="--lr", departure=True)
+    beta1: float = option(0.0, "Adam β1 (StarGAN-v2: 0)", group=OPT)
+    beta2: float = option(0.99, "Adam β2 (StarGAN-v2: 0.99)", group=OPT)
+    weight_decay: float = option(1e-4, "Adam weight decay (StarGAN-v2: 1e-4)", group=OPT)
+    r1: float = option(1.0, "weight λ of the R1 penalty on real images", group=OPT)
+    r1_every: int = option(1, "lazy R1 (StyleGAN2): the penalty, scaled by N, on every N-th step only (1: every "
+                              "step, the paper)", group=OPT)
+    ema: float = option(0.999, "EMA decay of the sampled generator (warm-up: min(ema, (1+t)/(10+t)))", group=OPT)
+    residual: str = option("gaussian", "R: Gaussian smoothing or the learnt nonlinear diffusion of App. E, or none",
+                           choices=RESIDUALS, group=MODEL)
+    sigma: float | None = option(None, "Gaussian sigma in pixels", default_help="max(1, img_size/32)", group=MODEL)
+    base_width: int = option(32, "generator branch width after from_rgb", group=MODEL)
+    max_width: int = option(128, "generator branch widest layer", group=MODEL)
+    num_down: int | None = option(None, "generator down-sampling blocks, 1..log2(img-size)-1",
+                                  default_help="max(1, log2(img-size)-4): the bottleneck at 16x16, as StarGAN-v2",
+                                  group=MODEL)
+    style_dim: int = option(64, "style code size", group=MODEL)
+    d_base_width: int = option(32, "discriminator width after from_rgb", group=MODEL)
+    d_max_width: int = option(256, "discriminator widest layer", group=MODEL)
+    padding: str = option("reflect", "padding of G's 3x3 convolutions: reflect (no border frame in the components) "
+                                     "or zeros (StarGAN-v2; generators trained before 2026-12-05)",
+                          choices=PADDINGS, group=MODEL)
+    init: str = option("he", "initialisation of G's branches and D: StarGAN-v2's he_init or torch's defaults",
+                       choices=INITS, group=MODEL)
+    engine: str = option("packed", "branch engine of branchspec.Branched (auto: timed once, not exact on resume)",
+                         choices=ENGINES, group=MODEL)
+    precision: str = option("auto", "auto (bf16 on CUDA and on CPUs with native bf16, AVX512-BF16/AMX; fp32 "
+                                    "otherwise), fp32, or bf16 autocast with fp32 weights, optimiser state and losses; "
+                                    "recorded resolved", default_help="auto; --resume keeps the run's",
+                            choices=PRECISIONS, group=RUN)
+    compile: bool = option(False, "torch.compile G's training forward (compiles for about a minute; pays with "
+                                  "--padding zeros)", group=RUN)
+    seed: int = option(0, "seed of initialisation and data order", group=OPT)
+    flip: bool = option(True, "no random horizontal flips", group=DATA)
+    n_per_domain: int = option(64, "crops per domain of the embedded data", group=DATA)
+    holdout: int = option(0, "hold the last N images (file-name order) of every domain out of training (listed in "
+                             "the checkpoint)", group=DATA)
+    same_domain: float = option(0.0, "probability that the target domain is the image's own (0: a uniform target, "
+                                     "class transfer as in the paper; 1: re-generation only)", departure=True)
+    cls_weight: float = option(0.0, "weight of an AC-GAN domain classifier in D that G's outputs must satisfy (0: the "
+                                     "paper's adversarial-only loss; docs/gan.md)", departure=True)
+    rec_weight: float = option(0.0, "weight of an L1 loss between G(x, y) and x on own-domain samples (0: the paper; "
+                                     "docs/gan.md)", departure=True)
+    source_aware: bool = option(False, "G's style from (source, target) domain pairs, so it knows re-generation from "
+                                       "transfer (off: from the target alone, the paper; docs/gan.md)", departure=True)
+    sample_every: int = option(500, "sample grid every N steps (0: at the end)", group=RUN)
+    ckpt_every: int = option(1000, "checkpoint every N steps (0: at the end)", group=RUN)
+    keep_last: int = option(0, "keep only the newest N step checkpoints (0: all; checkpoints/last is always kept)",
+                            group=RUN)
+    log_every: int = option(10, "append the mean losses to log.jsonl every N steps", group=RUN)
+    amp: bool = option(False, "same as --precision bf16 (kept for old scripts; recorded as precision bf16)", group=RUN)
+    device: str = option("auto", "device (auto: cuda if available)", choices=DEVICES, group=RUN)
 
     def __post_init__(self) -> None:
+        check_fields(self)  # choices, finite floats
         for name in ("num_branches", "steps", "batch_size", "r1_every", "base_width", "max_width", "style_dim",
                      "d_base_width", "d_max_width", "n_per_domain", "log_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("sample_every", "ckpt_every", "holdout", "keep_last"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.cls_weight < 0 or self.rec_weight < 0:
-            raise ValueError(f"cls_weight and rec_weight must be >= 0, got {self.cls_weight}, {self.rec_weight}")
-        if not 0 <= self.same_domain <= 1:
-            raise ValueError(f"same_domain must be in [0, 1], got {self.same_domain}")
-        if self.d_lr is not None and self.d_lr <= 0:
-            raise ValueError(f"d_lr must be > 0, got {self.d_lr}")
-        if self.lr <= 0 or self.r1 < 0 or not 0 <= self.ema < 1:
-            raise ValueError(f"need lr > 0, r1 >= 0, 0 <= ema < 1; got lr={self.lr}, r1={self.r1}, ema={self.ema}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.img_size < 8 or self.img_size & (self.img_size - 1):
+            raise ConfigError("img_size", f"must be a power of two >= 8, got {self.img_size}")
+        for name in ("cls_weight", "rec_weight", "r1", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        for name in ("lr", "d_lr", "sigma"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigError(name, f"must be > 0, got {getattr(self, name)}")
+        for name, hi in (("same_domain", "1]"), ("ema", "1)"), ("beta1", "1)"), ("beta2", "1)")):
+            v = getattr(self, name)
+            if not (0 <= v <= 1 if hi == "1]" else 0 <= v < 1):
+                raise ConfigError(name, f"must be in [0, {hi}, got {v}")
+        if self.num_down is not None and not 1 <= self.num_down <= self.img_size.bit_length() - 2:
+            raise ConfigError("num_down", f"must be in 1..{self.img_size.bit_length() - 2} for img_size "
+                                          f"{self.img_size}, got {self.num_down}")
         if self.precision == "auto":  # the run records what "auto" meant on this machine
             object.__setattr__(self, "precision", resolve_precision("auto", self.device))
         if self.amp:  # the old flag: same as precision="bf16", recorded as such
             object.__setattr__(self, "precision", "bf16")
             object.__setattr__(self, "amp", False)
-        self.generator_config(2)  # validates img_size, residual, sigma, engine, init
+        try:
+            self.generator_config(2)  # what else the generator refuses (max_width < base_width, a too large sigma)
+        except ConfigError:
+            raise
+        except ValueError as exc:
+            msg = str(exc)
+            name = next((f for f in sorted(self.__dataclass_fields__, key=len, reverse=True) if msg.startswith(f)),
+                        None)
+            if name is None:
+                raise
+            raise ConfigError(name, msg[len(name):].lstrip() if msg[len(name):].startswith(" must") else msg) from None
+
+    def departures(self) -> list[str]:
+        """The departures from the paper's §7 objective this run switched on (recorded in RUN/config.json)."""
+        return departures(self)
 
     def generator_config(self, num_domains: int) -> GeneratorConfig:
         return GeneratorConfig(

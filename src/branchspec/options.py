@@ -1,0 +1,244 @@
+"""Each option defined once: a frozen config dataclass generates its command's flags (style habit 9).
+
+A config field is the one definition of an option: its default is the option's default, and its
+``metadata``, written by :func:`option`, holds the help, the flag when it is not ``--field-name``
+(``--branches`` for ``num_branches``), the choices, the argparse group and whether the field is a
+departure from the paper. From that:
+
+* :func:`add_options` adds one flag per field to a parser (plus ``--config FILE``), every flag's
+  default None, so a value the user gave is told apart from one they did not; ``--help`` shows the
+  field's default. A bool field is a switch that sets the opposite of its default (``--tta`` for
+  ``tta=False``, ``--no-clamp`` for ``clamp=True``).
+* :func:`values` turns the parsed namespace back into the config's keyword arguments: the field
+  defaults, over them a ``--config`` file's values (:func:`load_file`: TOML, JSON, or a run's
+  ``config.json``), over those the flags given.
+* :func:`check_fields` validates choices and finiteness in a config's ``__post_init__``, raising
+  :class:`~branchspec.errors.ConfigError` (field, reason); a command renames the field to its flag
+  (:func:`flags`).
+* :func:`departures` lists the departures from the paper a config has switched on.
+
+Example:
+    >>> import argparse
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class Cfg:
+    ...     num_branches: int = option(16, "M, number of branches", flag="--branches")
+    ...     clamp: bool = option(True, "one-hot cross-entropy", departure=True)
+    >>> p = argparse.ArgumentParser()
+    >>> add_options(p, Cfg)
+    {'num_branches': '--branches', 'clamp': '--no-clamp'}
+    >>> kw = values(p.parse_args(["--branches", "4", "--no-clamp"]), Cfg)
+    >>> kw, departures(Cfg(**kw))
+    ({'num_branches': 4, 'clamp': False}, ['clamp'])
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from branchspec.errors import ConfigError, UsageError
+
+DEPARTURES = "departures from the paper (all off = the paper's objective)"
+NOT_CONFIG = "run control (not part of the run's config)"  # the group of a command's own, hand-written flags
+MAX_CONFIG_BYTES = 1 << 20  # a --config file is a few hundred bytes; refuse anything huge before parsing it
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,  # noqa: A002
+           choices=None, group: str = "settings", metavar: str | None = None, departure: bool = False,
+           default_help: str | None = None, cli_only: bool = False) -> Any:
+    """A dataclass field that is also a command-line option.
+
+    ``flag``: the flag when not ``--field-name`` (``--no-field-name`` for a bool that defaults to True);
+    ``choices``: the allowed values (checked by argparse, the config file loader and :func:`check_fields`);
+    ``departure``: not the paper's setting when changed from the default (group :data:`DEPARTURES`);
+    ``default_help``: how ``--help`` states the default when the value alone does not say it (None defaults);
+    ``cli_only``: given on the command line only — a ``--config`` file's value is ignored (the run folder).
+    """
+    meta = {"help": help, "flag": flag, "choices": tuple(choices) if choices is not None else None,
+            "group": DEPARTURES if departure else group, "metavar": metavar, "departure": departure,
+            "default_help": default_help, "cli_only": cli_only}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """One config field as a command-line option."""
+
+    field: str  # the config field
+    flag: str  # "--branches"
+    dest: str  # the namespace attribute: the flag's name, "branches"
+    type: type  # int, float, str or bool (None allowed when ``optional``)
+    optional: bool  # the field's type admits None
+    default: Any  # the field's default, or dataclasses.MISSING (required)
+    meta: dict
+
+
+def specs(cls) -> list[Spec]:
+    """The options of config class ``cls``, in field order."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        typ, optional = _base_type(hints[f.name])
+        flag = f.metadata.get("flag")
+        if flag is None:
+            flag = "--" + ("no-" if typ is bool and f.default is True else "") + f.name.replace("_", "-")
+        out.append(Spec(f.name, flag, flag[2:].replace("-", "_"), typ, optional, f.default, dict(f.metadata)))
+    return out
+
+
+def _base_type(hint) -> tuple[type, bool]:
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else ()
+    if args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], len(rest) < len(args)
+    return hint, False
+
+
+def flags(cls) -> dict[str, str]:
+    """Config field → its flag (``{"num_branches": "--branches", ...}``), to name a field in an error."""
+    return {s.field: s.flag for s in specs(cls)}
+
+
+def fmt(value: Any) -> str:
+    """A default as ``--help`` prints it: ``0.0001``, ``16``, ``packed``."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def default_text(s: Spec) -> str:
+    """What ``--help`` says about the default: the field's default (or its ``default_help``)."""
+    if s.meta.get("default_help"):
+        return f" (default {s.meta['default_help']})"
+    if s.type is bool or s.default is None or s.default is dataclasses.MISSING:
+        return ""
+    return f" (default {fmt(s.default)})"
+
+
+def add_options(parser: argparse.ArgumentParser, cls, config_file: bool = True) -> dict[str, str]:
+    """Add one flag per field of ``cls`` (each in its metadata's group, in field order but the "run" group and
+    then the departures' last) and ``--config FILE``; returns :func:`flags`."""
+    groups: dict[str, Any] = {}
+    if config_file:
+        parser.add_argument(
+            "--config", metavar="FILE", default=None,
+            help="TOML or JSON file of settings (keys: the field names of the run's config.json, e.g. "
+                 "recipes/*.toml), or an earlier run's RUN/config.json: its values replace the defaults below, "
+                 "flags given on the command line replace its values")
+    titles = list(dict.fromkeys(s.meta["group"] for s in specs(cls)))
+    for title in sorted(titles, key=lambda t: (t == DEPARTURES, t == "run")):  # then "run", the departures last
+        groups[title] = parser.add_argument_group(title)
+    for s in specs(cls):
+        g = groups[s.meta["group"]]
+        text = (s.meta["help"] + default_text(s)).replace("%", "%%")
+        if s.type is bool:
+            g.add_argument(s.flag, dest=s.dest, action="store_true", default=None, help=text)
+            continue
+        g.add_argument(s.flag, dest=s.dest, type=s.type, default=None, help=text,
+                       choices=list(s.meta["choices"]) if s.meta["choices"] else None, metavar=s.meta["metavar"],
+                       required=s.meta["cli_only"] and s.default is dataclasses.MISSING)
+    return flags(cls)
+
+
+def given(args: argparse.Namespace, cls) -> dict[str, Any]:
+    """The fields whose flags were given on the command line, with their values (a switch: not the default)."""
+    out = {}
+    for s in specs(cls):
+        v = getattr(args, s.dest, None)
+        if v is not None:
+            out[s.field] = (not s.default) if s.type is bool else v
+    return out
+
+
+def values(args: argparse.Namespace, cls, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Keyword arguments of ``cls``: ``args.config``'s values (if any) under the flags given; a field
+    without a default that neither sets is a one-line :class:`UsageError` naming its flag."""
+    path = getattr(args, "config", None)
+    out = {**(load_file(path, cls, ignore) if path else {}), **given(args, cls)}
+    for s in specs(cls):
+        if s.default is dataclasses.MISSING and s.field not in out:
+            raise UsageError(f"{s.flag} is required (on the command line or in a --config file)")
+    return out
+
+
+def load_file(path: str | Path, cls, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The settings in a ``--config`` file: ``{field: value}`` for fields of ``cls``, type-checked.
+
+    ``*.toml`` is TOML, anything else JSON. A train-gan run's ``config.json`` (``{"train": {...},
+    "generator": ...}``) gives its ``"train"`` object. Keys in ``ignore`` (what a run's config.json
+    records besides the fields: ``resolved_lr``, ``model``, ...) and fields that are ``cli_only`` are
+    skipped; any other key that is not a field is a one-line error naming the file and the key.
+    """
+    p = Path(path)
+    where = f"--config {p}"
+    try:
+        if p.stat().st_size > MAX_CONFIG_BYTES:
+            raise UsageError(f"{where}: larger than {MAX_CONFIG_BYTES} bytes; not a config file")
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{where}: cannot read it ({getattr(exc, 'strerror', None) or type(exc).__name__})") from None
+    try:
+        doc = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:150]
+        raise UsageError(f"{where}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'} ({first})") from None
+    if not isinstance(doc, dict):
+        raise UsageError(f"{where}: must hold a table / object of settings, got {type(doc).__name__}")
+    by_field = {s.field: s for s in specs(cls)}
+    if isinstance(doc.get("train"), dict) and "train" not in by_field:  # a train-gan run's config.json
+        doc = doc["train"]
+    out = {}
+    for key, value in doc.items():
+        s = by_field.get(key)
+        if s is None:
+            if key in ignore:
+                continue
+            alias = next((t.field for t in by_field.values() if t.dest == key), None)
+            hint = f" (the key of {'--' + key.replace('_', '-')} is {alias})" if alias else ""
+            raise UsageError(f"{where}: unknown key {key!r}{hint}; keys are {cls.__name__} fields")
+        if s.meta["cli_only"]:
+            continue
+        out[key] = _file_value(s, value, where)
+    return out
+
+
+def _file_value(s: Spec, value: Any, where: str) -> Any:
+    if value is None and (s.optional or s.default is None):
+        return None
+    ok = {bool: isinstance(value, bool), str: isinstance(value, str),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool)}.get(s.type, True)
+    if not ok:
+        want = {bool: "true or false", str: "a string", int: "an integer", float: "a number"}[s.type]
+        raise UsageError(f"{where}: {s.field} must be {want}{' or null' if s.optional else ''}, got {value!r:.60}")
+    if s.meta["choices"] and value not in s.meta["choices"]:
+        raise UsageError(f"{where}: {s.field} must be one of {list(s.meta['choices'])}, got {value!r:.60}")
+    return float(value) if s.type is float else value
+
+
+def check_fields(cfg) -> None:
+    """The checks every option shares, for a config's ``__post_init__``: a value among its field's
+    choices, a float finite. Raises :class:`ConfigError` (field, reason)."""
+    for s in specs(type(cfg)):
+        v = getattr(cfg, s.field)
+        if s.meta["choices"] and v not in s.meta["choices"]:
+            raise ConfigError(s.field, f"must be one of {s.meta['choices']}, got {v!r}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(s.field, f"must be a finite number, got {v}")
+
+
+def departures(cfg) -> list[str]:
+    """The fields of ``cfg`` marked ``departure`` whose value is not their default (the paper's setting)."""
+    return [f.name for f in dataclasses.fields(cfg) if f.metadata.get("departure") and getattr(cfg, f.name) != f.default]
+
+
+__all__ = ["DEPARTURES", "NOT_CONFIG", "option", "Spec", "specs", "flags", "add_options", "given", "values", "load_file",
+           "check_fields", "departures", "default_text", "fmt"]
