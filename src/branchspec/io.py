@@ -169,7 +169,7 @@ class TooLarge(ValueError):
 
 
 def _reason(exc: OSError) -> str:
-    return (exc.strerror or type(exc).__name__).lower()
+    return "missing" if isinstance(exc, FileNotFoundError) else (exc.strerror or type(exc).__name__).lower()
 
 
 def regular_file(path: str | os.PathLike, limit: int, inside: str | os.PathLike | None = None) -> Path:
