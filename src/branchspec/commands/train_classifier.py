@@ -114,7 +114,8 @@ def run(args) -> int:
     if args.head_init_scale is not None and not args.head_init_scale >= 0:
         raise UsageError(f"--head-init-scale must be >= 0, got {args.head_init_scale}")
     if args.init_from is not None:
-        if not checkpoint_exists(checkpoint_paths(args.init_from)[1]):
+        # read only when the run starts: a resumed run has the weights in its own checkpoint (the source may move)
+        if not args.resume and not checkpoint_exists(checkpoint_paths(args.init_from)[1]):
             raise UsageError(f"--init-from: no such checkpoint: {args.init_from}")
         if args.sweep:
             raise UsageError("--init-from: one model's weights cannot start a sweep over M; drop --sweep")
