@@ -20,7 +20,7 @@ PKG = "branchspec"
 FLOORS = [
     ("services", ["errors", "io", "numtext", "seeds", "precision", "padding", "losses", "checkpoint", "train.losses", "train.checkpoint",
                   "train.checkpoint_content"]),
-    ("core", ["branched", "packed", "packed_check", "metrics"]),
+    ("core", ["branched", "engine_timing", "packed", "packed_check", "metrics"]),
     ("blocks", ["models", "data", "toy", "hessian", "parts", "loading"]),
     ("methods", ["train", "analysis", "apps"]),
     ("presentation", ["figures", "report"]),
