@@ -8,9 +8,11 @@ training step), forward only otherwise (``torch.no_grad``, inference), in the
 model's current train / eval mode. A packed engine that falls back to fused in
 that mode (its check against the loop failed, :mod:`branchspec.packed_check`)
 is no candidate: it would be the fused engine under the name "packed".
-Buffers (BatchNorm statistics), the RNG states and every parameter's ``.grad``
-are restored afterwards, and the caller's autograd graph is never entered
-(inputs are detached), so measuring has no side effect on the model.
+The backward pass is ``torch.autograd.grad`` with respect to the branch
+parameters, which accumulates into no ``.grad``; buffers (BatchNorm
+statistics) and the RNG states are restored afterwards, and the caller's
+autograd graph is never entered (inputs are detached), so measuring has no
+side effect on the model.
 
 Example:
     >>> import torch, torch.nn as nn
@@ -34,32 +36,30 @@ CANDIDATES = ("loop", "fused", "packed")
 
 def measure_engines(model, x: Tensor, args: tuple, kwargs: dict, per_branch: bool) -> str:
     """The fastest engine of ``model`` (a ``Branched``) for input ``x``, timed as it will run (module docstring)."""
-    backward = torch.is_grad_enabled() and any(p.requires_grad for p in model.branches.parameters())
+    params = [p for p in model.branches.parameters() if p.requires_grad] if torch.is_grad_enabled() else []
     saved = {n: b.detach().clone() for n, b in model.named_buffers()}
-    grads = [(p, None if p.grad is None else p.grad.clone()) for p in model.parameters()]
     x, args = x.detach(), tuple(a.detach() if isinstance(a, Tensor) else a for a in args)
     kwargs = {k: v.detach() if isinstance(v, Tensor) else v for k, v in kwargs.items()}
     devices = [x.device.index if x.device.index is not None else torch.cuda.current_device()] if x.is_cuda else []
     try:
         with torch.random.fork_rng(devices=devices):
-            timings = {e: _time(model, e, x, args, kwargs, per_branch, backward) for e in CANDIDATES}
+            timings = {e: _time(model, e, x, args, kwargs, per_branch, params) for e in CANDIDATES}
     finally:
         with torch.no_grad():
             for n, b in model.named_buffers():
                 b.copy_(saved[n])
-        for p, g in grads:
-            p.grad = g
     return min(timings, key=timings.get)
 
 
-def _time(model, engine: str, x: Tensor, args: tuple, kwargs: dict, per_branch: bool, backward: bool) -> float:
-    """Seconds for two passes after a warm-up (forward, and backward when ``backward``); inf for an engine that
-    cannot run here (an op without a vmap rule) or a packed engine that falls back to fused in this mode."""
+def _time(model, engine: str, x: Tensor, args: tuple, kwargs: dict, per_branch: bool, params: list) -> float:
+    """Seconds for two passes after a warm-up (forward, and the gradient with respect to ``params`` when there are
+    any); inf for an engine that cannot run here (an op without a vmap rule) or a packed engine that falls back
+    to fused in this mode."""
     def run() -> None:
-        with torch.set_grad_enabled(backward):
+        with torch.set_grad_enabled(bool(params)):
             out = model.engine_outputs(engine, x, args, kwargs, per_branch)  # (M, B, ...)
-            if backward and out.requires_grad:
-                out.float().sum().backward()
+            if params and out.requires_grad:
+                torch.autograd.grad(out.float().sum(), params, allow_unused=True)  # no .grad is written
 
     try:
         run()  # warm-up; builds and checks the packed network in this mode
