@@ -124,7 +124,7 @@ def test_analyze_command_writes_json_and_figures(tmp_path, capsys, drawn):
     rc = main(["analyze-classifier", "--checkpoint", str(run / "last.json"), "--data", "digits", "--out", str(out),
                "--pairs", "9:1"])
     err = capsys.readouterr().err.strip()
-    assert rc == 1 and "out of range" in err and len(err.splitlines()) == 1
+    assert rc == 2 and "--pairs" in err and "out of range" in err and len(err.splitlines()) == 1
 
 
 def test_sweep_records_activity_per_m(tmp_path, drawn):

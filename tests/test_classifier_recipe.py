@@ -267,7 +267,7 @@ def test_cli_init_from_starts_at_the_given_weights(tmp_path, capsys):
     assert saved["model"]["seed"] == 0 and load_checkpoint(tmp_path / "b" / "last")[1]["model"]["config"]["seed"] == 0
     capsys.readouterr()
     base3 = [a if a != "2" else "3" for a in base]  # M = 3: the weights do not fit
-    assert main(["train-classifier", "--out", str(tmp_path / "c"), "--init-from", str(tmp_path / "w")] + base3) == 1
+    assert main(["train-classifier", "--out", str(tmp_path / "c"), "--init-from", str(tmp_path / "w")] + base3) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "do not fit" in err
     assert main(["train-classifier", "--out", str(tmp_path / "d"), "--init-from", str(tmp_path / "nope")] + base) == 2

@@ -120,7 +120,7 @@ def test_cli_wrong_cifar_folder_and_existing_run(tmp_path, capsys):
     base = ["train-classifier", "--data", "digits", "--out", str(tmp_path / "r"), "--branches", "2", "--width", "1",
             "--subset", "64", "--batch-size", "32", "--epochs", "1", "--engine", "loop", "--quiet"]
     assert main(base) == 0
-    assert main(base) == 1  # refuses to overwrite a run without --resume
+    assert main(base) == 2  # refuses to overwrite a run without --resume (bad input)
     assert "--resume" in capsys.readouterr().err
     assert main(base + ["--resume", "--seed", "3"]) == 2  # resume with different settings: invalid argument
     assert "seed" in capsys.readouterr().err.splitlines()[-1]

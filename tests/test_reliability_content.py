@@ -163,4 +163,4 @@ def test_resume_of_an_edited_checkpoint_is_refused(run, tmp_path, capsys):
     finally:
         torch.set_num_threads(n)
     err = capsys.readouterr().err.strip()
-    assert rc == 1 and len(err.splitlines()) == 1 and "last.safetensors" in err and "content_sha256" in err, err
+    assert rc == 2 and len(err.splitlines()) == 1 and "last.safetensors" in err and "content_sha256" in err, err

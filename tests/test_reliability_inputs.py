@@ -291,7 +291,7 @@ def test_report_embeds_only_its_own_files_and_escapes_keys(tmp_path):
     assert base64.b64encode(secret.read_bytes()).decode() not in page
     assert base64.b64encode((out / "x" / "ok.png").read_bytes()).decode() in page
     assert "<script>" not in page and "<b>t</b>" not in page
-    assert page.count("missing figure") == 2
+    assert page.count("figure left out") == 2
     assert "bad/section.json skipped" in page and "worse/section.json skipped" in page
 
 

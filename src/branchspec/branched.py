@@ -34,7 +34,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -43,8 +42,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from branchspec import packed as packing
+from branchspec.engine_timing import measure_engines
 from branchspec.errors import BranchspecError
-from branchspec.packed_check import PackedCache
+from branchspec.packed_check import PackedCache, mirror_modes
 
 ENGINES = ("auto", "loop", "fused", "packed")
 
@@ -155,11 +155,12 @@ class Branched(nn.Module):
 
         ``"auto"`` measures the three engines once per (device, shape, dtype,
         grad-mode, train-mode) and keeps the faster — the same idea as
-        cuDNN's benchmark mode — with the buffers and RNG state restored
-        after the measurement, so it has no side effect on the model. On the
-        2-core CPU of this project the loop engine wins for conv branches
-        and vmap is ~3x slower; on a GPU the fused engine wins (see
-        ``benchmarks/`` and the README).
+        cuDNN's benchmark mode. Each is timed as it will run: in the model's
+        current mode, forward and backward when autograd is on and the
+        branches have trainable parameters, forward only otherwise; a packed
+        engine that falls back to fused in this mode is not a candidate.
+        Buffers, RNG states and gradients are restored after the measurement,
+        so it has no side effect on the model (see ``benchmarks/``).
         """
         if self.engine != "auto":
             return self.engine
@@ -167,35 +168,8 @@ class Branched(nn.Module):
             return "loop"
         key = (x.device.type, tuple(x.shape), x.dtype, torch.is_grad_enabled(), self.training, per_branch)
         if key not in self._auto_choice:
-            self._auto_choice[key] = self._measure_engines(x, args, kwargs or {}, per_branch)
+            self._auto_choice[key] = measure_engines(self, x, args, kwargs or {}, per_branch)
         return self._auto_choice[key]
-
-    def _measure_engines(self, x: Tensor, args: tuple[Any, ...], kwargs: dict[str, Any], per_branch: bool) -> str:
-        saved = {n: b.detach().clone() for n, b in self.named_buffers()}
-        cpu_rng = torch.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state_all() if x.is_cuda else None
-        timings: dict[str, float] = {}
-        try:
-            with torch.no_grad():
-                for engine in ("loop", "fused", "packed"):
-                    try:
-                        self._outputs(engine, x, args, kwargs, per_branch)  # warm-up
-                        _sync(x)
-                        t0 = time.perf_counter()
-                        for _ in range(2):
-                            self._outputs(engine, x, args, kwargs, per_branch)
-                        _sync(x)
-                        timings[engine] = time.perf_counter() - t0
-                    except RuntimeError:  # an op without a vmap rule: loop only
-                        timings[engine] = float("inf")
-        finally:
-            with torch.no_grad():
-                for n, b in self.named_buffers():
-                    b.copy_(saved[n])
-            torch.set_rng_state(cpu_rng)
-            if cuda_rng is not None:
-                torch.cuda.set_rng_state_all(cuda_rng)
-        return min(timings, key=lambda e: timings[e])
 
     def _loop_outputs(self, x: Tensor, per_branch: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
         outs = [branch(x[k] if per_branch else x, *args, **kwargs) for k, branch in enumerate(self.branches)]
@@ -236,10 +210,11 @@ class Branched(nn.Module):
 
     # ------------------------------------------------------------ packed engine
     def _packed_outputs(self, x: Tensor, per_branch: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        net = self._packed.network(list(self.branches), x, per_branch, args, kwargs)  # checked; rebuilt on change
+        net = self._packed.network(list(self.branches), x, per_branch, args, kwargs)  # checked in this mode; rebuilt on change
         if net is None:  # fall back, the reason is in engine_report()
             return self._fused_outputs(x, per_branch, args, kwargs)
-        net.train(self.training)  # the packed layers are not registered children: set their mode here
+        net.train(self.training)  # the packed layers are not registered children: set their mode here,
+        mirror_modes(net)  # then each one's from the branch module it stands for (a frozen BatchNorm stays frozen)
         return packing.run_packed(net, x, per_branch, self.num_branches, args, kwargs, self.channels_last is not False)
 
     def engine_report(self) -> dict[str, str]:
@@ -254,8 +229,20 @@ class Branched(nn.Module):
         if self.engine in ("packed", "auto"):
             report.update(self._packed.report(list(self.branches)))
         for key, choice in self._auto_choice.items():
-            report[f"auto {key[0]} {key[1]} {'train' if key[4] else 'eval'}"] = choice
+            fell_back = choice == "packed" and not self.runs_packed(key[5])
+            report[f"auto {key[0]} {key[1]} {'train' if key[4] else 'eval'}"] = "fused (packed fell back)" if fell_back else choice
         return report
+
+    def runs_packed(self, per_branch: bool = False) -> bool:
+        """Whether the packed engine ran the packed network itself — not its fused fallback — at its last forward
+        on this input kind (shared or per-branch inputs)."""
+        return self._packed.packed(per_branch)
+
+    def engine_outputs(self, engine: str, x: Tensor, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
+                       per_branch: bool = False) -> Tensor:
+        """The ``(M, B, ...)`` branch outputs computed by the named engine (``"packed"`` falls back to fused where
+        it cannot run: :meth:`runs_packed`, :meth:`engine_report`); ``x`` is ``(M, B, ...)`` when ``per_branch``."""
+        return self._outputs(engine, x, args, kwargs or {}, per_branch)
 
     def _outputs(self, engine: str, x: Tensor, args: tuple[Any, ...], kwargs: dict[str, Any],
                  per_branch: bool = False) -> Tensor:
@@ -392,7 +379,3 @@ def as_branched(model: nn.Module, what: str = "branched model") -> Branched:
             return cand
     raise BranchspecError(f"{type(model).__name__} is not a {what} (no Branched inside)")
 
-
-def _sync(x: Tensor) -> None:
-    if x.is_cuda:
-        torch.cuda.synchronize(x.device)

@@ -79,12 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_numbers(args)
         return int(args._run(args) or 0)
-    except UsageError as exc:
+    except BranchspecError as exc:  # one line; exit 2 for bad input, 1 for a failed run (errors.py)
         print(f"{args._prog}: error: {exc}", file=sys.stderr)
-        return 2
-    except BranchspecError as exc:
-        print(f"{args._prog}: error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
             raise

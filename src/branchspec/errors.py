@@ -1,20 +1,31 @@
-"""Errors that the CLI turns into one-line messages (never a traceback)."""
+"""Errors that the CLI turns into one-line messages (never a traceback).
+
+Each class carries the exit status the command line ends with (``exit_code``):
+2 for bad input — an argument, a data file, a checkpoint — as the README
+promises, 1 for a run that failed on good input (a non-finite loss, a full
+disk). ``cli.main`` reads it; nothing else decides an exit status.
+"""
 
 
 class BranchspecError(Exception):
-    """Bad input or a failed run, explained in one line."""
+    """Bad input or a failed run, explained in one line (a failed run unless a subclass says otherwise)."""
+
+    exit_code = 1
 
 
 class UsageError(BranchspecError):
     """An invalid command-line argument; the message names the argument."""
+
+    exit_code = 2
 
 
 class DataError(UsageError):
     """Unreadable or malformed input data (images, CIFAR files, .npz): bad input, exit 2."""
 
 
-class CheckpointError(BranchspecError):
-    """A checkpoint is missing, torn, malformed, edited or of the wrong kind (one-line message naming it)."""
+class CheckpointError(UsageError):
+    """A checkpoint is missing, torn, malformed, edited or of the wrong kind (one-line message naming it):
+    bad input, exit 2."""
 
 
 class ConfigError(BranchspecError, ValueError):
@@ -31,3 +42,4 @@ class ConfigError(BranchspecError, ValueError):
     def __init__(self, field: str, reason: str, usage: bool = True):
         super().__init__(f"{field}: {reason}")
         self.field, self.reason, self.usage = field, reason, usage
+        self.exit_code = 2 if usage else 1

@@ -9,6 +9,11 @@ one. Temporaries left by a killed process are removed on the next write of
 the same target. A full disk (ENOSPC/EDQUOT) becomes one
 :class:`DiskFullError` line naming the folder and the bytes needed.
 
+Every file branchspec reads from a folder it does not own (a report's
+``section.json`` and figures, a shipped model's files) goes through
+:func:`read_capped`: only a regular file, at most a given size, and, when a
+folder is named, only inside it once links are resolved.
+
 Example:
     >>> import tempfile, json
     >>> from pathlib import Path
@@ -22,6 +27,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -152,3 +158,56 @@ def probe_writable(folder: str | os.PathLike, nbytes: int = 4096) -> None:
             os.fsync(fh.fileno())
     finally:
         os.unlink(tmp)
+
+
+class TooLarge(ValueError):
+    """:func:`read_capped` refused a file over its limit; ``size`` is the file's size in bytes."""
+
+    def __init__(self, message: str, size: int):
+        super().__init__(message)
+        self.size = size
+
+
+def _reason(exc: OSError) -> str:
+    return "missing" if isinstance(exc, FileNotFoundError) else (exc.strerror or type(exc).__name__).lower()
+
+
+def regular_file(path: str | os.PathLike, limit: int, inside: str | os.PathLike | None = None) -> Path:
+    """``path`` resolved, if it is a regular file of at most ``limit`` bytes, else a one-line ``ValueError``
+    saying why (:class:`TooLarge` for the size). With ``inside``, the file must lie in that folder once every
+    symbolic link is resolved (a link out of it is never followed)."""
+    try:
+        real = Path(path).resolve(strict=True)
+        if inside is not None and not real.is_relative_to(Path(inside).resolve()):
+            raise ValueError(f"it leads outside {inside} (links out of the folder are not followed)")
+        st = os.stat(real)
+    except RuntimeError:  # Python < 3.13 reports a symbolic link loop this way
+        raise ValueError("a symbolic link loop") from None
+    except OSError as exc:
+        raise ValueError(_reason(exc)) from None
+    if not stat.S_ISREG(st.st_mode):  # refused before any open: a FIFO blocks, a device may act on open
+        raise ValueError("not a regular file")
+    if st.st_size > limit:
+        raise TooLarge(f"larger than {limit} bytes ({st.st_size})", st.st_size)
+    return real
+
+
+def read_capped(path: str | os.PathLike, limit: int, inside: str | os.PathLike | None = None) -> bytes:
+    """The bytes of ``path`` once :func:`regular_file` accepts it; a one-line ``ValueError`` otherwise.
+
+    The file is opened without blocking, checked again on the open file (it may have been replaced since)
+    and read no further than ``limit + 1`` bytes (a growing file).
+    """
+    real = regular_file(path, limit, inside)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        with os.fdopen(os.open(real, flags), "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError("not a regular file")
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise ValueError(_reason(exc)) from None
+    if len(data) > limit:
+        raise TooLarge(f"larger than {limit} bytes (it grew while read)", len(data))
+    return data

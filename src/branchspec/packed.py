@@ -36,7 +36,9 @@ layer) would silently break the channel layout; on a mismatch it falls back
 to vmap with a one-line reason naming the layer
 (:meth:`~branchspec.branched.Branched.engine_report`), or raises with
 ``strict=True``. A rule applies to its layer's own ``forward``: a subclass that
-redefines it is not packable until registered itself.
+redefines it is not packable until registered itself, and a module with a
+forward or backward hook is not packable at all (a packed layer never calls
+its sources' ``forward``, so their hooks would silently not run).
 
 Example:
     >>> import torch, torch.nn as nn
@@ -87,6 +89,10 @@ def register_packer(*types: type) -> Callable[[Packer], Packer]:
     return deco
 
 
+HOOKS = {"forward hook": "_forward_hooks", "forward pre-hook": "_forward_pre_hooks", "backward hook": "_backward_hooks",
+         "backward pre-hook": "_backward_pre_hooks"}
+"""Module hooks (kind → attribute) that make a module unpackable: the packed layers do not run them."""
+
 SAFE_OVERRIDES = frozenset({"__init__", "__repr__", "extra_repr", "reset_parameters", "__setstate__"})
 """Methods a subclass of a layer with a rule may redefine and stay packable: none of them runs in ``forward``."""
 
@@ -129,6 +135,10 @@ def pack(sources: Sequence[nn.Module], path: str = "branch") -> nn.Module:
     if any(type(s) is not t for s in sources):
         other = next(type(s).__name__ for s in sources if type(s) is not t)
         raise NotPackable(f"{where}: branches differ in module type ({t.__name__} vs {other})")
+    hook = next((kind for kind, attr in HOOKS.items() for s in sources if getattr(s, attr, None)), None)
+    if hook:
+        raise NotPackable(f"{where}: has a {hook}, which the packed network would not run per branch "
+                          "(remove it, or use the loop engine)")
     try:
         rule = _rule_for(t)
         if rule is not None:
@@ -141,6 +151,7 @@ def pack(sources: Sequence[nn.Module], path: str = "branch") -> nn.Module:
     clone = copy.deepcopy(first)
     for name, _ in first.named_children():
         setattr(clone, name, pack([getattr(s, name) for s in sources], f"{path}.{name}"))
+    clone.__dict__["packed_source"] = first  # unregistered: the container's mode follows its source's
     return clone
 
 

@@ -23,7 +23,8 @@ import torch
 
 from branchspec.analysis import classifier as A
 from branchspec.data.imageset import ImageSet, split_for, test_set_for
-from branchspec.errors import BranchspecError
+from branchspec.branched import as_branched
+from branchspec.errors import BranchspecError, ConfigError
 from branchspec.io import atomic_write_npz, atomic_write_text
 from branchspec.loading import load_model
 from branchspec.models.registry import build_model
@@ -115,6 +116,11 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
         raise CheckpointError(f"{checkpoint} holds a {spec.get('kind')} model, not a train-classifier checkpoint")
     clamp = bool(spec["config"].get("clamp", True))
     test = _test_set(state, data)
+    m_branches, k_classes = as_branched(model).num_branches, test.num_classes
+    for k, c in pairs or ():  # before the outputs are collected: a bad pair costs nothing
+        if not (0 <= k < m_branches and 0 <= c < k_classes):
+            raise ConfigError("pairs", f"branch {k}, class {c} is out of range: the model has {m_branches} branches "
+                                       f"(0-{m_branches - 1}) and {k_classes} classes (0-{k_classes - 1})")
     V, labels = collect_outputs(model, test)  # (M, N, C), (N,)
     M, N, C = V.shape
     K = test.num_classes
@@ -131,8 +137,6 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
     chosen = pairs if pairs else A.informative_pairs(V, labels, K)
     galleries, images = [], []
     for k, c in chosen:
-        if not (0 <= k < M and 0 <= c < K):
-            raise BranchspecError(f"gallery pair branch {k}, class {c} out of range (M={M}, classes={K})")
         idx = A.top_confident(V, labels, k, c, top_fraction)
         galleries.append({"branch": k, "class": c, "indices": idx,
                           "confidence": conf[k, idx].tolist(), "shown": idx[:gallery_max]})

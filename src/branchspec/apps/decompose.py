@@ -42,7 +42,7 @@ from branchspec.io import atomic_write_json
 from branchspec.apps.components import DEFAULT_RANGE, Decomposition, save_png, stretch, to_unit
 from branchspec.apps.decomp_stats import DecompositionStats
 from branchspec.branched import Branched, as_branched
-from branchspec.errors import BranchspecError, DataError, UsageError
+from branchspec.errors import CheckpointError, DataError, UsageError
 from branchspec.models.generator import generator_labels, is_source_aware
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
@@ -99,7 +99,7 @@ def load_generator(ckpt, device: str = "cpu", arg: str = "checkpoint"):
     gen = as_branched(model, "branched generator")
     domains = state.get("domains")
     if not isinstance(domains, list) or not domains:
-        raise BranchspecError(f"{arg}: {ckpt} does not list its domains (no 'domains' in its state)")
+        raise CheckpointError(f"{arg}: {ckpt} does not list its domains (no 'domains' in its state)")
     vr = tuple(state.get("value_range", (-1.0, 1.0)))
     return gen, [str(d) for d in domains], state.get("img_size"), vr, state
 

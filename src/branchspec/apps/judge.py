@@ -52,6 +52,7 @@ from branchspec.apps.profiles import DependenceSums, transfer_change
 from branchspec.branched import as_branched
 from branchspec.errors import UsageError
 from branchspec.models.generator import generator_labels
+from branchspec.numtext import number
 
 
 @dataclass
@@ -228,7 +229,7 @@ def judge_numbers(doc: dict | None) -> dict:
     saying the judge was not run."""
     if not doc:
         return {"class-transfer judge": "not run (branchspec decompose --judge CLASSIFIER_CKPT)"}
-    f = lambda v, fmt: "n/a" if v is None else format(v, fmt)  # noqa: E731
+    f = number  # "n/a" when missing; text whatever the JSON holds (10**400, a string)
     rows = {
         "judge: images scored (domains, chance)": f"{doc.get('images')} ({doc.get('domains')}, {f(doc.get('chance'), '.2f')})",
         "transfer accuracy: G(x, ỹ) judged ỹ, ỹ ≠ y": f(doc.get("transfer_accuracy"), ".3f"),
@@ -244,9 +245,9 @@ def judge_numbers(doc: dict | None) -> dict:
     share = doc.get("transfer_change_share")
     if share:
         k = int(np.argmax(share))
-        rows["branch class transfer changes most"] = f"v{k} ({share[k]:.0%} of the change)"
+        rows["branch class transfer changes most"] = f"v{k} ({number(share[k], '.0%')} of the change)"
     dep = doc.get("input_dependence")
     if dep:
         rows["input dependence per branch, min / median / max (0: same template on every image)"] = (
-            f"{min(dep):.2f} / {float(np.median(dep)):.2f} / {max(dep):.2f}")
+            f"{number(min(dep), '.2f')} / {number(float(np.median(dep)), '.2f')} / {number(max(dep), '.2f')}")
     return rows

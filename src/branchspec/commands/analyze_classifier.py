@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from branchspec.commands._common import existing_dir, writable_dir
+from branchspec.commands._common import existing_dir, flag_errors, writable_dir
 from branchspec.errors import UsageError
 
 NAME = "analyze-classifier"
@@ -69,7 +69,8 @@ def run(args) -> int:
     analysis = classifier.Analysis(checkpoint=str(state_path), data=args.data, per_class=args.per_class, top=args.top,
                                    pairs=_pairs(args.pairs), hessian_samples=args.hessian_samples, folder="",
                                    train_split=args.train_split)
-    res = classifier.run(classifier.Config(analysis=analysis), out)["analysis"]
+    with flag_errors({"pairs": "--pairs"}):  # a pair outside the model's branches / classes names the flag
+        res = classifier.run(classifier.Config(analysis=analysis), out)["analysis"]
     print(f"accuracy {res['accuracy']:.4f}; {res['num_active']} active, {res['num_silent']} silent branches; "
           f"{Path(out) / 'analysis.json'}")
     if "train_split" in res:

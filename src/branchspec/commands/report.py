@@ -17,10 +17,14 @@ def add_arguments(p):
 def run(args) -> int:
     out = existing_dir(args.out, "--out")
     warnings: list[str] = []
-    sections = collect_sections(out, warnings)
+    try:
+        sections = collect_sections(out, warnings)
+    except OSError as exc:
+        raise UsageError(f"--out: cannot read {out} ({(exc.strerror or str(exc)).lower()})") from None
     if not sections and not warnings:
         raise UsageError(f"--out: no */section.json under {out}; run 'branchspec demo --out {out}' first")
+    path = write_report(out, sections, warnings=warnings)
     for w in warnings:
         print(f"report: warning: {w}")
-    print(write_report(out))
+    print(path)
     return 0

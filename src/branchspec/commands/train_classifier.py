@@ -60,7 +60,8 @@ def run(args) -> int:
     if args.max_steps is not None:
         at_least(args.max_steps, 1, "--max-steps")
     if cfg.init_from is not None:
-        if not checkpoint_exists(checkpoint_paths(cfg.init_from)[1]):
+        # read only when the run starts: a resumed run has the weights in its own checkpoint (the source may move)
+        if not args.resume and not checkpoint_exists(checkpoint_paths(cfg.init_from)[1]):
             raise UsageError(f"--init-from: no such checkpoint: {cfg.init_from}")
         if args.sweep:
             raise UsageError("--init-from: one model's weights cannot start a sweep over M; drop --sweep")

@@ -34,7 +34,23 @@ def load_domains(spec: str, img_size: int, progress: bool = True, seed: int = 0,
     a CIFAR-10 python folder (``cifar-10-batches-py``), optionally
     ``PATH:cat,dog`` to keep some classes; else an image-folder ROOT.
     Images not already ``img_size`` (CIFAR) are resized bilinearly.
+    Every error is one :class:`DataError` line naming ``--data``; a domain without a single image (a class
+    named twice, a CIFAR class absent from the files, an empty folder) is one of them, never a silent
+    domain the GAN would train without.
     """
+    try:
+        data = _load(spec, img_size, progress, seed, n_per_domain)
+    except DataError as exc:
+        raise DataError(str(exc) if str(exc).startswith("--data") else f"--data {spec}: {exc}") from None
+    counts = data.counts()
+    empty = [d for d, n in counts.items() if n == 0]
+    if empty:
+        raise DataError(f"--data {spec}: domain '{empty[0]}' has no images "
+                        f"({', '.join(f'{d}: {n}' for d, n in counts.items())})")
+    return data
+
+
+def _load(spec: str, img_size: int, progress: bool, seed: int, n_per_domain: int) -> DomainImages:
     if spec == "embedded":
         return embedded_domains(img_size, n_per_domain=n_per_domain, seed=seed)
     path, _, classes = spec.partition(":") if not Path(spec).exists() else (spec, "", "")

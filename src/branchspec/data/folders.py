@@ -218,6 +218,9 @@ def cifar_domains(root: str | os.PathLike, train: bool = True, classes: list[str
         unknown = [c for c in classes if c not in names]
         if unknown:
             raise DataError(f"unknown CIFAR-10 class(es) {unknown}; known: {names}")
+        twice = next((c for i, c in enumerate(classes) if c in classes[:i]), None)
+        if twice is not None:
+            raise DataError(f"domain '{twice}' is named twice (each class may be one domain only)")
         keep = torch.zeros_like(labels, dtype=torch.bool)
         new = torch.full_like(labels, -1)
         for j, c in enumerate(classes):

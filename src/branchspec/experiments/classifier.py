@@ -18,12 +18,14 @@ Example:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from branchspec.errors import ConfigError
 from branchspec.experiments import common, shipped
 from branchspec.experiments.shipped import copy_shipped
+from branchspec.numtext import number
 from branchspec.report import Figure, Section
 from branchspec.train.classifier import TrainConfig
 
@@ -71,6 +73,7 @@ def shipped_folder(name: str = "cifar10-m16") -> str:
     return str(p) if (p / SHIPPED_FILE).is_file() else ""
 
 
+MAX_ANALYSIS_BYTES = 64 << 20  # a shipped analysis.json larger than this is refused
 SHIPPED_FILE = shipped.SHIPPED_FILE  # {"title", "figures": [{"file", "caption", "command"}], "notes", "analysis"}
 
 
@@ -79,27 +82,31 @@ def _copy_shipped(src: Path, dest: Path) -> dict:
     doc = copy_shipped(src, dest)
     numbers = dict(doc.get("numbers", {}))
     name = doc.get("analysis", "analysis/analysis.json")
-    if isinstance(name, str) and (src / name).is_file():  # the numbers come from the saved analysis
+    if isinstance(name, str) and os.path.lexists(src / name):  # the numbers come from the saved analysis
+        raw = shipped.read_inside(src, name, limit=MAX_ANALYSIS_BYTES)
         try:
-            numbers.update(_analysis_numbers(json.loads(shipped.inside(src, name).read_text())))
-        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            numbers.update(_analysis_numbers(json.loads(raw.decode("utf-8"))))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise ConfigError("shipped", f"{src / name} is not an analysis.json ({type(exc).__name__})") from None
     return {**doc, "numbers": numbers}
 
 
 def _analysis_numbers(res: dict) -> dict:
-    """The headline numbers of an ``analysis.json`` (accuracy, activity, correlation, Hessian diagonality)."""
-    out = {"test accuracy (analysis)": round(res["accuracy"], 4),
-           "active / silent branches": f"{res['num_active']} / {res['num_silent']}",
-           "mean |correlation| between branches": round(res["mean_abs_offdiag_correlation"], 3)}
+    """The headline numbers of an ``analysis.json`` (accuracy, activity, correlation, Hessian diagonality),
+    as report text whatever the file holds (:func:`branchspec.numtext.number`)."""
+    out = {"test accuracy (analysis)": number(res["accuracy"], ".4f"),
+           "active / silent branches": f"{number(res['num_active'])} / {number(res['num_silent'])}",
+           "mean |correlation| between branches": number(res["mean_abs_offdiag_correlation"], ".3f")}
     h = res.get("hessian", {})
     if h.get("available") and "init" in h and "trained" in h:
         out["first-layer Hessian block diagonality, init → trained"] = (
-            f"{h['init']['summary']['block_diagonality']:.3f} → {h['trained']['summary']['block_diagonality']:.3f}")
+            f"{number(h['init']['summary']['block_diagonality'], '.3f')} → "
+            f"{number(h['trained']['summary']['block_diagonality'], '.3f')}")
     t = res.get("train_split")
     if t:
         out["training-split loss (un-augmented) vs floor"] = (
-            f"{t['loss']:.4f} vs {t['loss_floor']:.4f} ({t['above_floor']:+.4f}); train accuracy {t['accuracy']:.4f}")
+            f"{number(t['loss'], '.4f')} vs {number(t['loss_floor'], '.4f')} ({number(t['above_floor'], '+.4f')}); "
+            f"train accuracy {number(t['accuracy'], '.4f')}")
     return out
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.apps.judge import judge_numbers
-from branchspec.errors import BranchspecError, ConfigError
+from branchspec.errors import ConfigError, DataError
 from branchspec.experiments import common, shipped
 from branchspec.io import atomic_write_via
 from branchspec.report import Figure, Section
@@ -116,7 +116,7 @@ def decompose(d: Decompose, out: Path, checkpoint: str, seed: int = 0) -> dict:
                            face_regions=d.face_regions)
     seconds = time.perf_counter() - t0
     if not res.npz:
-        raise BranchspecError(f"no image could be read ({len(res.skipped)} skipped); see {res.json_path}")
+        raise DataError(f"no image could be read ({len(res.skipped)} skipped); see {res.json_path}")
     if d.grid_per_domain > 0:  # up to N images of each domain, like Figs. 10–11 / 18–20
         by_dom: dict[str, list[Path]] = {}
         for p in res.npz:

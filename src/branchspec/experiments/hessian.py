@@ -69,7 +69,7 @@ def _analyze_one(cfg: Config, path: str, field: str, label: str):
     try:
         branched = as_branched(model)
     except BranchspecError as exc:
-        raise ConfigError(field, str(exc), usage=False) from None
+        raise ConfigError(field, str(exc)) from None  # a checkpoint of another kind: bad input
     try:
         select_params(branched, cfg.params)
     except BranchspecError as exc:

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from branchspec.data.imageset import test_set_for
-from branchspec.errors import BranchspecError
+from branchspec.errors import BranchspecError, CheckpointError, UsageError
 from branchspec.hessian.data import HessianData, l2_sum
 from branchspec.toy import PROBLEMS
 from branchspec.train.losses import classifier_loss_sum
@@ -40,15 +40,15 @@ def toy_data(state: dict[str, Any], batch: int) -> HessianData:
     if isinstance(spec, str):
         key = spec.lower().replace(" ", "")
         if key not in PROBLEMS:
-            raise BranchspecError(f"checkpoint data {spec!r} is not a toy set; known: {', '.join(PROBLEMS)}")
+            raise CheckpointError(f"checkpoint data {spec!r} is not a toy set; known: {', '.join(PROBLEMS)}")
         xs, ys, name = *PROBLEMS[key], key
     elif isinstance(spec, dict) and "x" in spec and "y" in spec:
         xs, ys, name = spec["x"], spec["y"], "checkpoint data"
     else:
-        raise BranchspecError("checkpoint state 'data' must be {'x': [...], 'y': [...]} or 'toy1'/'toy2'")
+        raise CheckpointError("checkpoint state 'data' must be {'x': [...], 'y': [...]} or 'toy1'/'toy2'")
     loss = str(state.get("loss", "l2")).lower()
     if loss != "l2":
-        raise BranchspecError(f"toy checkpoint asks for loss {loss!r}; only 'l2' is supported")
+        raise CheckpointError(f"toy checkpoint asks for loss {loss!r}; only 'l2' is supported")
     x = torch.tensor(xs, dtype=torch.float32).reshape(-1, 1)[:batch]  # (N, 1)
     y = torch.tensor(ys, dtype=torch.float32).reshape(-1, 1)[:batch]  # (N, 1)
     return HessianData(x, y, l2_sum, "l2: 0.5*sum_j (f(x_j)-y_j)^2 (paper 4.1)", f"{name}, {x.shape[0]} points")
@@ -77,8 +77,8 @@ def data_for(kind: str, branched: nn.Module, state: dict[str, Any], batch: int,
     """The batch and loss for a checkpoint of model ``kind``."""
     if kind == "toy":
         if data_dir is not None:
-            raise BranchspecError("--data is not used for toy checkpoints (their data are in the checkpoint)")
+            raise UsageError("--data is not used for toy checkpoints (their data are in the checkpoint)")
         return toy_data(state, batch)
     if kind == "classifier":
         return classifier_data(branched, state, batch, data_dir)
-    raise BranchspecError(f"no Hessian data/loss defined for model kind {kind!r} (supported: toy, classifier)")
+    raise CheckpointError(f"no Hessian data/loss defined for model kind {kind!r} (supported: toy, classifier)")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from branchspec.errors import ConfigError
 from branchspec.experiments import common
-from branchspec.io import atomic_write_bytes
+from branchspec.io import atomic_write_bytes, read_capped, regular_file
 from branchspec.report import Figure
 
 SHIPPED_FILE = "shipped.json"
@@ -35,10 +35,12 @@ def read_shipped(src: str | Path, field: str = "shipped") -> dict:
     """The checked ``shipped.json`` of folder ``src`` (errors name ``field``)."""
     path = Path(src) / SHIPPED_FILE
     try:
-        if not path.is_file() or path.stat().st_size > MAX_SHIPPED_BYTES:
-            raise ConfigError(field, f"{path} is missing, not a file or larger than {MAX_SHIPPED_BYTES} bytes")
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raw = read_capped(path, MAX_SHIPPED_BYTES, src)
+    except ValueError as exc:  # missing, a link out of the folder, not a regular file, too large
+        raise ConfigError(field, f"{path} cannot be read: {exc}") from None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:
         raise ConfigError(field, f"{path} is unreadable ({type(exc).__name__})") from None
     figs = doc.get("figures", []) if isinstance(doc, dict) else None
     if not isinstance(doc, dict) or not isinstance(figs, list) or not all(
@@ -49,17 +51,23 @@ def read_shipped(src: str | Path, field: str = "shipped") -> dict:
     return doc
 
 
-def inside(folder: Path, name: str, field: str = "shipped") -> Path:
-    """``folder / name`` if it is a regular file inside ``folder`` (symlinks resolved), else a ConfigError."""
-    base = folder.resolve()
-    p = (folder / name).resolve()
-    if Path(name).is_absolute() or not p.is_relative_to(base):
+def inside(folder: Path, name: str, field: str = "shipped", limit: int = MAX_FIGURE_BYTES) -> Path:
+    """``folder / name`` resolved if it is a regular file of at most ``limit`` bytes inside ``folder`` (symlinks
+    resolved), else a ConfigError."""
+    if Path(name).is_absolute():
         raise ConfigError(field, f"{folder / SHIPPED_FILE} names {name!r}, outside {folder}")
-    if not p.is_file():
-        raise ConfigError(field, f"{p} is listed in {SHIPPED_FILE} but missing or not a file")
-    if p.stat().st_size > MAX_FIGURE_BYTES:
-        raise ConfigError(field, f"{p} is larger than {MAX_FIGURE_BYTES} bytes")
-    return p
+    try:
+        return regular_file(folder / name, limit, folder)
+    except ValueError as exc:
+        raise ConfigError(field, f"{folder / name} is listed in {SHIPPED_FILE} but cannot be used: {exc}") from None
+
+
+def read_inside(folder: Path, name: str, field: str = "shipped", limit: int = MAX_FIGURE_BYTES) -> bytes:
+    """The bytes of :func:`inside` ``(folder, name)``, read within the same limits."""
+    try:
+        return read_capped(inside(folder, name, field, limit), limit, folder)
+    except ValueError as exc:
+        raise ConfigError(field, f"{folder / name} cannot be read: {exc}") from None
 
 
 def copy_shipped(src: str | Path, dest: str | Path, section: str | None = None, field: str = "shipped") -> dict:
@@ -73,7 +81,7 @@ def copy_shipped(src: str | Path, dest: str | Path, section: str | None = None, 
     for fig, path in zip(chosen, files):
         name = path.name if path.name not in used else f"{len(used)}-{path.name}"
         used.add(name)
-        atomic_write_bytes(dest / name, path.read_bytes())
+        atomic_write_bytes(dest / name, read_inside(src, fig["file"], field))
         figures.append({**fig, "file": name})
     return {**doc, "figures": figures, "source": str(src)}
 

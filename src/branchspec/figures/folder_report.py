@@ -27,11 +27,13 @@ import os
 from pathlib import Path
 
 from branchspec.apps.judge import judge_numbers
+from branchspec.io import read_capped
+from branchspec.numtext import number
 from branchspec.report import Figure, Section, write_report
 
+MAX_RESULT_BYTES = 16 << 20  # a step's JSON larger than this is not read
 
-def _f(v, fmt: str) -> str:
-    return "n/a" if v is None else format(v, fmt)
+_f = number  # "n/a" for a missing value; a number too large, or not a number, still becomes text
 
 
 def decomposition_numbers(doc: dict) -> dict:
@@ -54,8 +56,8 @@ def decomposition_numbers(doc: dict) -> dict:
 
 def _read(p: Path) -> dict | None:
     try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        doc = json.loads(read_capped(p, MAX_RESULT_BYTES, p.parent).decode("utf-8"))
+    except (ValueError, RecursionError):  # missing, not a regular file, too large, not UTF-8 / JSON
         return None
     return doc if isinstance(doc, dict) else None
 
@@ -89,7 +91,7 @@ def section_for(sub: Path, note: str = "") -> Section | None:
                              f"branchspec segment FOLDER --out {sub}"), notes)
     if (doc := _read(sub / "manipulate.json")) is not None and "per_image" in doc:
         numbers = {"images": doc["images"], "component swept": doc.get("component_rule", ""),
-                   "α values": ", ".join(f"{a:g}" for a in doc.get("alphas", [])),
+                   "α values": ", ".join(_f(a, "g") for a in doc.get("alphas", [])),
                    "subsets": doc.get("subset_rule", "")}
         return Section(sub.name, f"App. A manipulation: {sub.name}",
                        "x(α) = R + Σ_{j≠k} v_j + α·v_k and subset sums R + Σ_{k∈S} v_k, one row per image.", numbers,

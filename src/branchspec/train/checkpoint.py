@@ -44,8 +44,8 @@ from typing import Any
 
 import torch
 
-from branchspec.errors import CheckpointError, UsageError
-from branchspec.io import atomic_write_bytes, atomic_write_text
+from branchspec.errors import CheckpointError
+from branchspec.io import atomic_write_bytes, atomic_write_text, regular_file
 from branchspec.train.checkpoint_content import (
     HASH_KEY, STATE_KEY, content_sha256, non_finite_tensors, parse_state, verify_content,
 )
@@ -53,13 +53,16 @@ from branchspec.train.checkpoint_content import (
 FORMAT = "branchspec-checkpoint/2"
 
 
-class ResumeMismatch(CheckpointError, UsageError):
+class ResumeMismatch(CheckpointError):
     """``--resume`` under settings that would change the run (its config, thread count, world size, data):
     a one-line refusal naming the setting, exit 2 like any invalid argument."""
 
 
 class NonFiniteCheckpoint(CheckpointError):
-    """A tensor to be saved holds NaN/inf; nothing was written, the previous checkpoint is intact."""
+    """A tensor to be saved holds NaN/inf; nothing was written, the previous checkpoint is intact.
+    A failed run, not bad input: exit 1."""
+
+    exit_code = 1
 
 
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -91,9 +94,23 @@ def same_checkpoint(a: str | os.PathLike, b: str | os.PathLike) -> bool:
 
 
 def checkpoint_exists(path: str | os.PathLike) -> bool:
-    """Whether a checkpoint (its ``.safetensors`` unit, or an old-format JSON) is at ``path``."""
+    """Whether a checkpoint (its ``.safetensors`` unit, or an old-format JSON) is at ``path``: anything by
+    its name, so that one which cannot be read (a folder in its place, no permission) is said so on
+    loading rather than called missing."""
     wpath, spath = checkpoint_paths(path)
-    return wpath.is_file() or spath.is_file()
+    return os.path.lexists(wpath) or os.path.lexists(spath)
+
+
+def _openable(path: Path, what: str) -> None:
+    """A one-line CheckpointError saying why ``path`` cannot be read — missing, a folder or other non-file in
+    its place, no permission — if it cannot; nothing otherwise."""
+    try:
+        regular_file(path, 1 << 62)  # no size limit here; refuses a folder, a FIFO, a device, a link loop
+        os.close(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)))
+    except ValueError as exc:
+        raise CheckpointError(f"{what} {path} cannot be read: {exc}") from None
+    except OSError as exc:
+        raise CheckpointError(f"{what} {path} cannot be read: {(exc.strerror or type(exc).__name__).lower()}") from None
 
 
 def runtime_settings() -> dict[str, Any]:
@@ -180,6 +197,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def _read_state_json(spath: Path) -> Any:
+    _openable(spath, "checkpoint state")
     try:
         text = spath.read_text(encoding="utf-8")
     except (OSError, ValueError) as exc:
@@ -189,6 +207,7 @@ def _read_state_json(spath: Path) -> Any:
 
 def _header(wpath: Path, tensors: bool = False) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     """The metadata of a ``.safetensors`` unit (and its tensors when ``tensors``); a one-line error if unreadable."""
+    _openable(wpath, "checkpoint weights")  # safetensors reports a file it may not open as "No such file"
     try:
         from safetensors import safe_open
 
@@ -203,7 +222,7 @@ def _state(meta: dict[str, str], wpath: Path, spath: Path, missing: str) -> dict
     """The state in a safetensors header, else in the JSON beside it (previous format); ``missing`` if neither."""
     if STATE_KEY in meta:
         state, where = parse_state(meta[STATE_KEY], wpath), wpath
-    elif spath.is_file():
+    elif os.path.lexists(spath):
         state, where = _read_state_json(spath), spath
     else:
         raise CheckpointError(missing)
@@ -215,7 +234,7 @@ def _state(meta: dict[str, str], wpath: Path, spath: Path, missing: str) -> dict
 def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:
     """Only the state of a checkpoint (its header; no tensor is read)."""
     wpath, spath = checkpoint_paths(path)
-    meta = _header(wpath)[0] if wpath.is_file() else {}
+    meta = _header(wpath)[0] if os.path.lexists(wpath) else {}
     return _state(meta, wpath, spath, f"checkpoint not found: {spath}")
 
 
@@ -255,8 +274,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     is only read for checkpoints of the previous format).
     """
     wpath, spath = checkpoint_paths(path)
-    if not wpath.is_file():
-        if spath.is_file():
+    if not os.path.lexists(wpath):
+        if os.path.lexists(spath):
             raise CheckpointError(f"checkpoint weights missing: {wpath} (beside {spath.name})")
         raise CheckpointError(f"checkpoint not found: {spath}")
     try:

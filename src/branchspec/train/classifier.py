@@ -33,12 +33,12 @@ from tqdm.auto import tqdm
 
 from branchspec.branched import as_branched
 from branchspec.data.imageset import ImageSet, load_source
-from branchspec.errors import BranchspecError
+from branchspec.errors import BranchspecError, UsageError
 from branchspec.models.resnet import ClassifierConfig, build_classifier
 from branchspec.io import atomic_write_json
 from branchspec.train.checkpoint import (
     CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors,
-    refresh_state_copy, restore_rng_state, unprefixed,
+    ResumeMismatch, refresh_state_copy, restore_rng_state, unprefixed,
 )
 from branchspec.train.classifier_io import check_resume, epoch_logs, progress_from, save_run, write_epoch_files
 from branchspec.train.classifier_config import TrainConfig
@@ -165,7 +165,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
         optimizer_from_tensors(opt, unprefixed("optim", tensors), state.get("optimizer") or {})
         if ema is not None:
             if "ema.__updates__" not in tensors:
-                raise BranchspecError(f"--resume: {ckpt} was trained without --ema; resume it without --ema")
+                raise ResumeMismatch(f"--resume: {ckpt} was trained without --ema; resume it without --ema")
             ema.load_tensors(unprefixed("ema", tensors))
         restore_rng_state(tensors)
         sums = {**_new_sums(m), "grad_steps": saved_sums.get("steps", 0), **saved_sums}  # older runs: every step
@@ -174,7 +174,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
                 "resumed run may not be bit-identical; train with a fixed --engine for exact resume")
         log(f"resumed {ckpt}.json at epoch {epoch}, batch {batch}, step {step}")
     elif checkpoint_exists(ckpt):
-        raise BranchspecError(f"--out: {out} already holds a run; pass --resume to continue it or choose another folder")
+        raise UsageError(f"--out: {out} already holds a run; pass --resume to continue it or choose another folder")
     else:
         torch.manual_seed(cfg.seed)
     net = ctx.wrap(model)  # DDP around the model under torchrun, else the model

@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import UsageError
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -48,7 +48,7 @@ class DistContext:
         """Join the torchrun process group if there is one; choose the device."""
         use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
         if use_cuda and not torch.cuda.is_available():
-            raise BranchspecError("--device cuda: no CUDA device available")
+            raise UsageError("--device cuda: no CUDA device available")
         own = False
         if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             dist.init_process_group("nccl" if use_cuda else "gloo")
@@ -72,7 +72,7 @@ class DistContext:
         """This process's slice of the global batch, on its device."""
         if self.world > 1:
             if len(y) < self.world:
-                raise BranchspecError(f"--batch-size: a batch of {len(y)} cannot be shared by {self.world} processes")
+                raise UsageError(f"--batch-size: a batch of {len(y)} cannot be shared by {self.world} processes")
             x, y = x[self.rank::self.world], y[self.rank::self.world]
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 

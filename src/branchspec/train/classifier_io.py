@@ -28,7 +28,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import UsageError
 from branchspec.io import atomic_write_json, atomic_write_text
 from branchspec.models.registry import model_spec
 from branchspec.train.checkpoint import (
@@ -91,7 +91,7 @@ def read_rows(path: Path, up_to_epoch: int | None = None) -> list[dict]:
             rows = list(csv.DictReader(fh))
         return [r for r in rows if up_to_epoch is None or int(r["epoch"]) <= up_to_epoch]
     except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
-        raise BranchspecError(f"--resume: {path} is corrupt ({type(exc).__name__}: {str(exc)[:100]}); "
+        raise UsageError(f"--resume: {path} is corrupt ({type(exc).__name__}: {str(exc)[:100]}); "
                               "restore it or delete it to resume without the earlier rows") from None
 
 
@@ -109,7 +109,7 @@ def read_diagnostics(path: Path, up_to_epoch: int) -> list[dict]:
     try:
         return [r for r in json.loads(path.read_text()).get("epochs", []) if r["epoch"] <= up_to_epoch]
     except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError) as exc:
-        raise BranchspecError(f"--resume: {path} is corrupt ({type(exc).__name__}); restore or delete it") from None
+        raise UsageError(f"--resume: {path} is corrupt ({type(exc).__name__}); restore or delete it") from None
 
 
 def write_diagnostics(path: Path, rows: list[dict]) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import UsageError
 from branchspec.train.checkpoint import checkpoint_exists, checkpoint_state
 from branchspec.train.classifier import TrainConfig, train
 from branchspec.train.classifier_io import check_resume
@@ -50,7 +50,7 @@ def pending(cfg: TrainConfig, resume: bool) -> bool:
     if st.get("epoch", 0) >= cfg.epochs or loss_reached(cfg.stop_loss, floor, st.get("metrics") or {}):
         return False
     if not resume:
-        raise BranchspecError(f"--out: {cfg.out} holds an unfinished run; pass --resume to continue it")
+        raise UsageError(f"--out: {cfg.out} holds an unfinished run; pass --resume to continue it")
     return True
 
 
@@ -90,7 +90,7 @@ def train_runs(cfgs: list[TrainConfig], resume: bool = False, procs: int = 1, th
                progress: bool = True, log=print) -> None:
     """Train every pending run of ``cfgs``; ``procs`` > 1 places them on that many worker processes."""
     if procs < 1:
-        raise BranchspecError(f"--sweep-procs must be >= 1, got {procs}")
+        raise UsageError(f"--sweep-procs must be >= 1, got {procs}")
     todo = [c for c in cfgs if pending(c, resume)]
     if procs == 1 or len(todo) <= 1:
         for c in todo:
@@ -103,7 +103,7 @@ def train_runs(cfgs: list[TrainConfig], resume: bool = False, procs: int = 1, th
     cuda = any(c.device == "cuda" or (c.device == "auto" and torch.cuda.is_available()) for c in todo)
     n_gpu = torch.cuda.device_count() if cuda else 0
     if cuda and n_gpu == 0:
-        raise BranchspecError("--device cuda: no CUDA device available")
+        raise UsageError("--device cuda: no CUDA device available")
     ctx = get_context("spawn")
     workers = min(procs, len(todo))
     slots = ctx.Queue()  # handed to each worker at its start (no Manager process, which a killed parent orphans)

@@ -13,11 +13,12 @@ chance (d/real = d/fake = log 2) in every run (docs/gan.md). ``precision="bf16"`
 runs both passes under ``torch.autocast(bfloat16)`` on CPU or CUDA with fp32
 weights, Adam state and losses.
 
-Everything random in a step (batch, flips, ỹ) comes from a generator seeded
-by (seed, rank, step), so ``resume`` continues exactly. Under ``torchrun``
-(WORLD_SIZE > 1) G and D are wrapped in DistributedDataParallel (gloo on
-CPU, nccl on GPU), batches come from a :class:`DistributedSampler`, and only
-rank 0 writes. ``--batch-size`` is per process.
+Everything random in a step (batch, flips, ỹ) comes from a generator seeded by (seed, rank, step), so
+``resume`` continues exactly; the global torch RNG, unused by a step, is seeded from ``seed`` too, so the
+``rng.*`` a checkpoint saves (and a resume restores) is the same in every run of a seed. The log line of
+step s (a multiple of ``log_every``) averages the ``log_every`` steps up to s, across a resume too. Under
+``torchrun`` (WORLD_SIZE > 1) G and D are wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU),
+batches come from a :class:`DistributedSampler`, and only rank 0 writes. ``--batch-size`` is per process.
 
 Outputs in RUN/: ``config.json``, ``log.jsonl``, ``samples/step-NNNNNN.png``
 (input | re-generation | R) and ``checkpoints/last`` + ``checkpoints/step-NNNNNN``
@@ -52,19 +53,21 @@ from torch import Tensor
 
 from branchspec.data.domains import load_domains
 from branchspec.data.folders import DomainImages
-from branchspec.errors import BranchspecError
+from branchspec.errors import BranchspecError, UsageError
 from branchspec.io import atomic_write_json
 from branchspec.models.discriminator import Discriminator
 from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
 from branchspec.train.checkpoint import (
-    checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors, optimizer_to_tensors, prefixed,
-    rng_state_tensors, save_checkpoint, state_int, unprefixed,
+    checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors, optimizer_to_tensors,
+    prefixed, restore_rng_state, rng_state_tensors, save_checkpoint, state_int, unprefixed,
 )
 from branchspec.train.export import refuse_weights_only
 from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig
-from branchspec.train.gan_io import check_resume, rotate_checkpoints, save_image_grid, save_sample_grid
+from branchspec.train.gan_io import (
+    check_resume, log_window_from, rotate_checkpoints, save_image_grid, save_sample_grid,
+)
 from branchspec.seeds import derive_seed
 
 __all__ = ["GanTrainConfig", "GanTrainer", "NonFiniteLossError", "PRECISIONS", "RESUMABLE_CHANGES", "run_training",
@@ -93,7 +96,7 @@ class GanTrainer:
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
         if use_cuda and not torch.cuda.is_available():
-            raise BranchspecError("--device cuda: no CUDA device available")
+            raise UsageError("--device cuda: no CUDA device available")
         local = int(os.environ.get("LOCAL_RANK", self.rank)) if use_cuda else 0
         self.device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
         if use_cuda:
@@ -108,7 +111,7 @@ class GanTrainer:
             data, self.held_out = data.split_holdout(cfg.holdout)
         self.data = data
         if len(self.data) < self.world:
-            raise BranchspecError(f"{len(self.data)} images cannot be shared by {self.world} processes")
+            raise UsageError(f"--data: {len(self.data)} images cannot be shared by {self.world} processes")
         nd = len(self.data.domains)
         self.gcfg = cfg.generator_config(nd)
         self.G = build_generator(self.gcfg).to(self.device)
@@ -121,7 +124,9 @@ class GanTrainer:
         self.opt_d = torch.optim.Adam(self.D.parameters(), **{**adam, "lr": cfg.d_lr or cfg.lr})
         self.step = 0
         self.last_logs: dict[str, float] = {}
+        self.log_window: dict[str, list[float]] = {}  # losses since the last multiple of log_every
         self.ckpt_dir = self.out / "checkpoints"
+        torch.manual_seed(derive_seed(cfg.seed, "gan", "global"))  # unused by a step; saved, so deterministic
         if resume:
             self.load(self.ckpt_dir / "last")
         if self.world > 1:
@@ -279,6 +284,7 @@ class GanTrainer:
             "world_size": self.world,
             "held_out": self._held_out_record(),
             "losses": self.last_logs,
+            "log_window": self.log_window,
         }
         return tensors, state
 
@@ -310,6 +316,8 @@ class GanTrainer:
         self.step = step
         losses = state.get("losses")
         self.last_logs = dict(losses) if isinstance(losses, dict) else {}
+        self.log_window = log_window_from(state.get("log_window", {}), path, step, self.cfg.log_every)
+        restore_rng_state(tensors)
 
     @torch.no_grad()
     def save_samples(self) -> Path:
@@ -356,18 +364,19 @@ def run_training(trainer: GanTrainer) -> Path:
     t0 = time.perf_counter()
     saved_at = sampled_at = -1
     log = open(out / "log.jsonl", "a") if trainer.main else None
-    window: dict[str, list[float]] = {}  # losses since the last log line; the line holds their means
+    window = trainer.log_window  # losses since the last log line (restored on resume); the line holds their means
     try:
         while trainer.step < cfg.steps:
             logs = trainer.train_step()
             s = trainer.step
             for k, v in logs.items():
                 window.setdefault(k, []).append(v)
-            if log and (s % cfg.log_every == 0 or s == cfg.steps):
+            if log and (s % cfg.log_every == 0 or s == cfg.steps):  # the run's last line may fall between
                 means = {k: float(np.mean(v)) for k, v in window.items()}
                 log.write(json.dumps({"step": s, "time_s": round(time.perf_counter() - t0, 3), **means}) + "\n")
                 log.flush()
-                window = {}
+            if s % cfg.log_every == 0:  # a window is always the log_every steps up to a multiple of log_every
+                window.clear()
             if bar:
                 bar.update(1)
                 bar.set_postfix({k.split("/")[-1]: f"{v:.3f}" for k, v in logs.items() if k in ("d/loss", "g/adv")})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import Tensor
@@ -96,3 +97,14 @@ def check_resume(state: dict, cfg, data, path) -> None:
                              f"--data now gives {now['images']} ({now['per_domain']}); resume with the same data "
                              "or start a new run")
     check_runtime(state)
+
+
+def log_window_from(saved: Any, path, step: int, log_every: int) -> dict[str, list[float]]:
+    """The unfinished log window of a checkpoint at ``step``: ``{loss name: [value per step]}`` of the steps since
+    the last multiple of ``log_every`` (which may change on resume); older checkpoints hold none."""
+    if not isinstance(saved, dict) or not all(
+            isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            for v in saved.values()):
+        raise CheckpointError(f"checkpoint {path}: log_window must map loss names to lists of numbers")
+    keep = step % log_every
+    return {str(k): [float(x) for x in v][len(v) - keep:] if keep else [] for k, v in saved.items()}
