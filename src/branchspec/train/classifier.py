@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from branchspec.branched import as_branched
+from branchspec.compiling import compile_after_warmup
 from branchspec.data.imageset import ImageSet, load_source
 from branchspec.errors import BranchspecError, UsageError
 from branchspec.models.resnet import ClassifierConfig, build_classifier
@@ -193,6 +194,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
         write_epoch_files(out, rows, diag, CSV_FIELDS, ema if batch == 0 and epoch > 0 else None,
                           (cfg, mcfg, train_set, info()))
     tracker = make_tracker(cfg.track_every, model, test_set, out, step, ctx.device) if ctx.main else None
+    forward = net  # torch.compile'd at the first step with cfg.compile
     autocast = lambda x: torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")  # noqa: E731
 
     while epoch < cfg.epochs and not loss_reached(cfg.stop_loss, floor, last_row):
@@ -205,7 +207,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
                 g["lr"] = lr
             x, y = ctx.shard(x, y)  # this process's part of the batch
             with autocast(x):
-                f = net(x)  # (B, C) = Σ_k v_k(x)
+                if cfg.compile and forward is net:  # at the first step: pack eagerly, then compile
+                    forward = compile_after_warmup(net, model, x)
+                f = forward(x)  # (B, C) = Σ_k v_k(x)
             loss, stats = training_loss(f, y, cfg.clamp, cfg.clamp_grad)  # fp32 loss; (4,) statistics
             b = len(y)
             tot = ctx.sum(torch.cat([stats * b, stats.new_tensor([b])]))  # Σ ranks; the step's one host sync

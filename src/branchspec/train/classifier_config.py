@@ -91,6 +91,9 @@ class TrainConfig:
                                            "H(p), e.g. 0.05; --epochs is then the most (pair it with --schedule flat, "
                                            "whose lr does not depend on where the run stops): every M of a --sweep "
                                            "trained to the same criterion", metavar="DELTA", group=OPT)
+    compile: bool = option(False, "torch.compile the training forward after one eager step that packs the branches "
+                                  "(compiles for a minute or two; inductor fuses the packed network's norms and "
+                                  "activations)", group=RUN)
     track_every: int = option(0, "every N steps record active / silent branches, mean |corr|, every branch's norm "
                                  "and gradient norm on 256 test images to RUN/tracker.csv and RUN/tracker.jsonl "
                                  "(parts.Tracker; 0: off; the trained weights are the same with and without)",

@@ -51,6 +51,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from branchspec.compiling import compile_after_warmup
 from branchspec.data.domains import load_domains
 from branchspec.data.folders import DomainImages
 from branchspec.errors import BranchspecError, UsageError
@@ -208,9 +209,8 @@ class GanTrainer:
         # G step's fake are the same tensor (StarGAN-v2 computes it twice; the values are identical)
         labels = generator_labels(self.G, y, y_trg)  # ỹ (B,), or (y, ỹ) pairs (B, 2) when source-aware
         if self.cfg.compile and self.G_forward is self.G_train:
-            with torch.no_grad(), self._autocast():  # packs the branches eagerly, so compile sees the packed net
-                self.G_train(self._layout(x), labels)
-            self.G_forward = torch.compile(self.G_train)
+            with self._autocast():  # packs the branches eagerly, so compile sees the packed net
+                self.G_forward = compile_after_warmup(self.G_train, self.G_train, self._layout(x), labels)
         with self._autocast():
             x_fake = self.G_forward(self._layout(x), labels)  # (B, C, S, S)
 
