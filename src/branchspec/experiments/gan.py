@@ -21,6 +21,7 @@ from branchspec.apps.judge import judge_numbers
 from branchspec.errors import BranchspecError, ConfigError
 from branchspec.experiments import common, shipped
 from branchspec.io import atomic_write_via
+from branchspec.models.generator import GeneratorConfig
 from branchspec.report import Figure, Section
 from branchspec.train.gan_config import GanTrainConfig
 from branchspec.seeds import derive_seed
@@ -99,6 +100,10 @@ def decompose(d: Decompose, out: Path, checkpoint: str, seed: int = 0) -> dict:
         raise ConfigError("img_size", "the checkpoint does not record img_size; give --img-size S")
     if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024 or size & (size - 1):
         raise ConfigError("img_size", f"must be a power of two in [8, 1024] (the generator halves it), got {size!r}")
+    smallest = GeneratorConfig(**{"padding": "zeros", **state["model"]["config"]}).min_img_size
+    if size < smallest:
+        raise ConfigError("img_size", f"{size} is too small for this generator: its bottleneck needs --img-size >= "
+                                      f"{smallest}")
     if d.crops_per_domain > 0:
         crop_seed = derive_seed(seed, "held-out-crops") if d.crop_seed is None else d.crop_seed
         paths += write_crops(int(size), d.crops_per_domain, crop_seed, out / "heldout")

@@ -53,7 +53,7 @@ from torch import Tensor
 from branchspec.data.domains import load_domains
 from branchspec.data.folders import DomainImages
 from branchspec.errors import BranchspecError
-from branchspec.io import atomic_write_json
+from branchspec.io import append_text, atomic_write_json
 from branchspec.models.discriminator import Discriminator
 from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
@@ -354,7 +354,7 @@ def run_training(trainer: GanTrainer) -> Path:
         bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train-gan", unit="step")
     t0 = time.perf_counter()
     saved_at = sampled_at = -1
-    log = open(out / "log.jsonl", "a") if trainer.main else None
+    log = out / "log.jsonl" if trainer.main else None
     window: dict[str, list[float]] = {}  # losses since the last log line; the line holds their means
     try:
         while trainer.step < cfg.steps:
@@ -364,8 +364,7 @@ def run_training(trainer: GanTrainer) -> Path:
                 window.setdefault(k, []).append(v)
             if log and (s % cfg.log_every == 0 or s == cfg.steps):
                 means = {k: float(np.mean(v)) for k, v in window.items()}
-                log.write(json.dumps({"step": s, "time_s": round(time.perf_counter() - t0, 3), **means}) + "\n")
-                log.flush()
+                append_text(log, json.dumps({"step": s, "time_s": round(time.perf_counter() - t0, 3), **means}) + "\n")
                 window = {}
             if bar:
                 bar.update(1)
@@ -382,8 +381,6 @@ def run_training(trainer: GanTrainer) -> Path:
     finally:
         if bar:
             bar.close()
-        if log:
-            log.close()
     if trainer.world > 1:
         dist.barrier()
     return last
