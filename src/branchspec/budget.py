@@ -42,7 +42,7 @@ from branchspec.errors import DataError, UsageError
 ENV = "BRANCHSPEC_MEMORY_GB"
 DEFAULT_FRACTION = 0.75  # of the physical (or cgroup-limited) memory, when ENV is not set
 GB = 10**9
-BASELINE_BYTES = GB // 2  # the interpreter with torch, numpy and matplotlib loaded (≈ 0.3-0.45 GB measured)
+BASELINE_BYTES = 6 * GB // 10  # the interpreter with torch, numpy, matplotlib, its buffers (0.3-0.65 GB measured)
 ESTIMATE_FACTOR = 3.0  # tested: measured peak RSS <= estimate <= ESTIMATE_FACTOR x measured peak RSS
 
 

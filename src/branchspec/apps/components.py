@@ -37,8 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from branchspec.io import atomic_write_npz, atomic_write_via
+from branchspec.apps.memory import check_load
+from branchspec.budget import npz_arrays
 from branchspec.errors import DataError
+from branchspec.io import atomic_write_npz, atomic_write_via
 
 DEFAULT_RANGE = (-1.0, 1.0)
 
@@ -141,24 +143,16 @@ def _value_range(a: np.ndarray | None, path: Path) -> tuple[float, float]:
     return float(a[0]), float(a[1])
 
 
-MAX_NPZ_BYTES = 2 * 1024**3  # a decomposition is a few MB; a larger uncompressed archive is refused (zip bombs)
-
-
-def _read_npz(path: Path, limit: int | None = None) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz``, sizes checked in the zip directory *before* anything is inflated."""
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``, their sizes read from the npy headers and checked against the memory budget
+    (:func:`branchspec.apps.memory.check_load`) *before* anything is inflated or allocated."""
     import zipfile
 
-    limit = MAX_NPZ_BYTES if limit is None else limit
-    try:
-        with zipfile.ZipFile(path) as zf:
-            total = sum(i.file_size for i in zf.infolist())
-    except (OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise DataError(f"{path} is not a readable .npz archive ({type(exc).__name__}: {str(exc)[:80]})") from None
-    if total > limit:
-        raise DataError(f"{path}: its arrays would take {total / 1e9:.1f} GB (limit {limit / 1e9:.1f} GB); refused")
+    arrays = npz_arrays(path)  # {name: (shape, dtype)}; one-line DataError if malformed
+    check_load(arrays, path)
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
+            return {k: z[k] for k in arrays}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"{path} is not a readable .npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
 

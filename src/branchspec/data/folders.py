@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from branchspec import budget
 from branchspec.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -159,6 +160,16 @@ def _read_image(path: Path, size: int) -> np.ndarray | None:
         return None  # counted as skipped by the caller
 
 
+DATA_COPIES = 9  # uint8 images: read, stacked, reordered, made contiguous, channel-first, and float statistics (4)
+
+
+def check_data_size(n: int, img_size: int, where) -> int:
+    """The bytes ``n`` images of side ``img_size`` take in memory (with their copies while a data set is built),
+    checked against the memory budget (:mod:`branchspec.budget`) before any is read."""
+    return budget.check(budget.BASELINE_BYTES + n * 3 * img_size * img_size * DATA_COPIES,
+                        f"--img-size {img_size} with the {n} images of {where}")
+
+
 def _listing(folder: Path) -> list[Path]:
     """The entries of ``folder``; an unreadable one (no permission, an I/O error) is a one-line DataError."""
     try:
@@ -187,6 +198,7 @@ def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "tra
         if not fs:
             raise DataError(f"domain '{d}' is empty: no .jpg/.png images in {base / d}")
         files += [(f, i) for f in fs]
+    check_data_size(len(files), img_size, base)
     images, labels, skipped, read = [], [], [], []
     it = files
     if progress:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.apps.judge import judge_numbers
+from branchspec.apps.memory import check_decompose
 from branchspec.errors import BranchspecError, ConfigError
 from branchspec.experiments import common, shipped
 from branchspec.io import atomic_write_via
@@ -104,6 +105,7 @@ def decompose(d: Decompose, out: Path, checkpoint: str, seed: int = 0) -> dict:
     if size < smallest:
         raise ConfigError("img_size", f"{size} is too small for this generator: its bottleneck needs --img-size >= "
                                       f"{smallest}")
+    check_decompose(state["model"]["config"], size, d.batch_size)  # one pass of --batch-size images fits
     if d.crops_per_domain > 0:
         crop_seed = derive_seed(seed, "held-out-crops") if d.crop_seed is None else d.crop_seed
         paths += write_crops(int(size), d.crops_per_domain, crop_seed, out / "heldout")

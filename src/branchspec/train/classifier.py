@@ -55,6 +55,7 @@ from branchspec.train.classifier_recipe import (
 )
 from branchspec.train.export import refuse_weights_only
 from branchspec.train.losses import CLAMP_GRADS, soft_target_floor, training_loss
+from branchspec.train.memory import check_classifier_training
 
 OPTIMIZERS = ("sgd", "adamw")
 WD_MODES = ("coupled", "decoupled")
@@ -228,6 +229,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "last"
+    check_classifier_training(cfg)  # model, batch and CIFAR-10 within the memory budget before anything is read
     train_set, test_set = load_data(cfg)
     mcfg = cfg.model_config(train_set.num_classes)
     model = build_classifier(mcfg).to(ctx.device)

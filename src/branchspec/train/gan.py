@@ -64,6 +64,7 @@ from branchspec.train.checkpoint import (
 )
 from branchspec.train.export import refuse_weights_only
 from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig
+from branchspec.train.memory import check_gan_training
 from branchspec.train.gan_io import check_resume, rotate_checkpoints, save_image_grid, save_sample_grid
 from branchspec.seeds import derive_seed
 
@@ -101,8 +102,10 @@ class GanTrainer:
         self.bf16 = cfg.precision == "bf16"  # autocast on CPU and CUDA; weights, Adam state, losses stay fp32
         self.main = self.rank == 0
         self.progress = progress and self.main
+        check_gan_training(cfg)  # model and batch within the memory budget before the data is read …
         if data is None:
             data = load_domains(cfg.data, cfg.img_size, self.progress, cfg.seed, cfg.n_per_domain)
+        check_gan_training(cfg, len(data.domains), data.images.numel())  # … and with the data before the models
         self.held_out: DomainImages | None = None
         if cfg.holdout:
             data, self.held_out = data.split_holdout(cfg.holdout)
