@@ -92,21 +92,24 @@ def check_segmentation(m: int, shape, images: int = 1, source="") -> int:
                         f"segmenting {images} decomposition(s) of {m} components of {c}×{h}×{w} ({source})")
 
 
-def decompose_bytes(config: dict, img_size: int, batch_size: int) -> int:
-    """Bytes of decomposing with the generator of checkpoint config ``config`` at ``img_size``, ``batch_size``
-    images per pass: its weights, the activations of one no-grad pass (a quarter of what a training
-    forward keeps; measured a fifth) and per image the input, output, R and M components (4 copies each)."""
-    from branchspec.models.generator import GeneratorConfig
-    from branchspec.train.memory import generator_sizes
+def decompose_bytes(gen, config: dict | None, img_size: int, batch_size: int) -> int:
+    """Bytes of decomposing with the generator ``gen`` (a :class:`~branchspec.Branched`; ``config``: its
+    checkpoint's ``model.config`` when it is a §7 generator) at ``img_size``, ``batch_size`` images per
+    pass: its weights, the activations of one no-grad pass (a quarter of what a training forward keeps,
+    measured on the meta device from ``config``; measured in a real pass a fifth) and per image the input,
+    output, R and M components (4 copies each)."""
+    per_sample = 0
+    if config is not None:
+        from branchspec.models.generator import GeneratorConfig
+        from branchspec.train.memory import generator_sizes
 
-    trained = GeneratorConfig(**{"padding": "zeros", **config})
-    gcfg = replace(trained, img_size=img_size, num_down=trained.down_blocks, sigma=None)  # same blocks, new side
-    params, per_sample = generator_sizes(gcfg)
-    per_image = (gcfg.num_branches + 4) * gcfg.channels * img_size * img_size * 4 * 4
+        trained = GeneratorConfig(**{"padding": "zeros", **config})
+        _, per_sample = generator_sizes(replace(trained, img_size=img_size, num_down=trained.down_blocks, sigma=None))
+    params = sum(p.numel() for p in gen.parameters())
+    per_image = (gen.num_branches + 4) * 3 * img_size * img_size * 4 * 4
     return budget.BASELINE_BYTES + 2 * params * 4 + batch_size * (per_sample // 4 + per_image)
 
 
-def check_decompose(config: dict, img_size: int, batch_size: int) -> int:
-    return budget.check(decompose_bytes(config, img_size, batch_size),
-                        f"--batch-size {batch_size} with --img-size {img_size} and {config.get('num_branches')} "
-                        "branches")
+def check_decompose(gen, config: dict | None, img_size: int, batch_size: int) -> int:
+    return budget.check(decompose_bytes(gen, config, img_size, batch_size),
+                        f"--batch-size {batch_size} with --img-size {img_size} and {gen.num_branches} branches")

@@ -26,12 +26,14 @@ from pathlib import Path
 
 import torch
 
+from branchspec import budget
 from branchspec.errors import BranchspecError, UsageError
 from branchspec.train.checkpoint import checkpoint_exists, checkpoint_state
 from branchspec.train.classifier import TrainConfig, train
 from branchspec.train.classifier_io import check_resume
 from branchspec.train.classifier_recipe import loss_reached
 from branchspec.train.losses import soft_target_floor
+from branchspec.train.memory import classifier_training_bytes
 
 
 def pending(cfg: TrainConfig, resume: bool) -> bool:
@@ -125,6 +127,9 @@ def train_runs(cfgs: list[TrainConfig], resume: bool = False, procs: int = 1, th
     if cuda and n_gpu == 0:
         raise BranchspecError("--device cuda: no CUDA device available")
     workers = min(procs, len(todo))
+    at_once = sum(classifier_training_bytes(c) for c in todo[:workers])  # the largest M run together
+    budget.check(at_once, f"--sweep-procs {workers} (M={', '.join(str(c.num_branches) for c in todo[:workers])} "
+                          "trained at once)")
     log(f"sweep: M={[c.num_branches for c in todo]} on {workers} processes")
     failed = _schedule(todo, workers, n_gpu, threads, log)
     if failed:

@@ -11,8 +11,10 @@ add up, in bytes:
 * the checkpoint being written (its bytes are assembled in memory: twice the state);
 * the activations of one batch: what a forward pass keeps for backward, per
   sample, measured on the meta device (:func:`branchspec.budget.saved_bytes_per_sample`)
-  times the batch. The GAN counts D three times: on reals and fakes, with the
-  R1 gradient's double backward, and again in G's step;
+  times the batch. The GAN adds a quarter to G's for the gradient buffers of
+  backward (measured: 0.8-1.1 times G's saved bytes per sample in all) and
+  counts D four times: on reals and fakes, the R1 gradient's double backward,
+  and again in G's step;
 * the data sets held in memory (CIFAR-10's 50 000 + 10 000 images and their
   copies; image folders check their own size when listed,
   :func:`branchspec.data.folders.check_data_size`).
@@ -133,7 +135,7 @@ def gan_training_bytes(cfg, num_domains: int = 2, data_bytes: int = 0) -> int:
     pg, act_g = generator_sizes(cfg.generator_config(num_domains))
     pd, act_d = _discriminator_sizes(cfg.discriminator_config(num_domains))
     state = FP32 * (5 * pg + 4 * pd)  # G: weights, grads, Adam m, v, EMA copy; D: weights, grads, Adam m, v
-    return budget.BASELINE_BYTES + 3 * state + cfg.batch_size * (act_g + 3 * act_d) + data_bytes
+    return budget.BASELINE_BYTES + 3 * state + cfg.batch_size * (5 * act_g // 4 + 4 * act_d) + data_bytes
 
 
 def check_gan_training(cfg, num_domains: int = 2, data_bytes: int = 0) -> int:
