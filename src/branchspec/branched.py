@@ -60,21 +60,15 @@ class ResidualSplit(NamedTuple):
     branch_inputs: Tensor
 
 
+@contextlib.contextmanager
 def _seeded(seed: int | None):
     """Fork the global RNG and seed it, or do nothing when seed is None."""
     if seed is None:
-        return contextlib.nullcontext()
-    ctx = torch.random.fork_rng(devices=[])
-
-    class _Ctx:
-        def __enter__(self):
-            ctx.__enter__()
-            torch.manual_seed(seed)
-
-        def __exit__(self, *exc):
-            return ctx.__exit__(*exc)
-
-    return _Ctx()
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 class Branched(nn.Module):
@@ -159,11 +153,9 @@ class Branched(nn.Module):
 
         ``"auto"`` measures the three engines once per (device, shape, dtype,
         grad-mode, train-mode) and keeps the faster — the same idea as
-        cuDNN's benchmark mode — with the buffers and RNG state restored
-        after the measurement, so it has no side effect on the model. On the
-        2-core CPU of this project the loop engine wins for conv branches
-        and vmap is ~3x slower; on a GPU the fused engine wins (see
-        ``benchmarks/`` and the README).
+        cuDNN's benchmark mode — with the buffers and RNG state restored after the measurement, so it
+        has no side effect on the model. On the 2-core CPU of this project the loop engine wins for conv
+        branches and vmap is ~3x slower; on a GPU the fused engine wins (``benchmarks/``, the README).
         """
         if self.engine != "auto":
             return self.engine
