@@ -155,6 +155,25 @@ def npz_bytes(path: str | os.PathLike) -> int:
     return sum(array_bytes(s, d) for s, d in npz_arrays(path).values())
 
 
+def load_npz(path: str | os.PathLike, keys=None, copies: int = 2) -> dict:
+    """The arrays of the ``.npz`` at ``path`` (those ``keys(name)`` accepts, default all) as a dict, after their sizes,
+    read from the npy headers (:func:`npz_arrays`), were checked against the budget (``copies`` times:
+    what is read, and what the caller makes of it). Every ``.npz`` branchspec reads goes through here."""
+    import zipfile
+
+    import numpy as np
+
+    arrays = npz_arrays(path)
+    names = [k for k in arrays if keys is None or keys(k)]
+    claimed = sum(array_bytes(*arrays[k]) for k in names)
+    check(BASELINE_BYTES + copies * claimed, f"{path} (its arrays take {gb(claimed)} GB)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in names}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{path} is not a readable .npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
+
+
 # --------------------------------------------------------------------------- activations
 def saved_bytes_per_sample(forward, batch: int = 2) -> int:
     """Bytes per sample that ``forward(batch)`` keeps for backward plus its output, on the meta device.

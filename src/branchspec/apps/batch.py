@@ -165,7 +165,7 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
 
 def strongest_component(dec: Decomposition) -> int:
     """Index of the component with the largest energy ‖v_k‖² (the largest energy share)."""
-    return int(np.argmax((dec.components.astype(np.float64) ** 2).sum(axis=(1, 2, 3))))
+    return int(np.argmax(dec.energies()))
 
 
 def default_subsets(dec: Decomposition) -> list[list[int]]:
@@ -173,7 +173,7 @@ def default_subsets(dec: Decomposition) -> list[list[int]]:
     m = dec.num_components
     if m == 1:
         return [[0]]
-    order = [int(k) for k in np.argsort(-(dec.components.astype(np.float64) ** 2).sum(axis=(1, 2, 3)))]
+    order = [int(k) for k in np.argsort(-dec.energies())]
     third = max(1, m // 3)
     return [sorted(order[:third]), sorted(order[third:])]
 
@@ -211,7 +211,8 @@ def manipulate_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.Path
         for s in sets:
             for i in s:
                 dec.check_index(i, f"--subsets ({p.name}) component")
-        share = float((dec.components[k].astype(np.float64) ** 2).sum() / max((dec.components.astype(np.float64) ** 2).sum(), 1e-30))
+        energy = dec.energies()
+        share = float(energy[k] / max(energy.sum(), 1e-30))
         rows.append(sweep(dec, k, alphas))  # (A, C, H, W)
         sums.append(np.stack([_unit_image(dec), dec.output] + [subset_sum(dec, s) for s in sets]))  # (2 + S, C, H, W)
         labels.append(["input" if dec.input is not None else "re-gen.", "re-gen."] + ["R+Σ{" + ",".join(map(str, s)) + "}" for s in sets])

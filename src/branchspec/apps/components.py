@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from branchspec.apps.memory import check_load
-from branchspec.budget import npz_arrays
+from branchspec.apps.memory import LOAD_COPIES
+from branchspec.budget import load_npz
 from branchspec.errors import DataError
 from branchspec.io import atomic_write_npz, atomic_write_via
 
@@ -84,6 +84,11 @@ class Decomposition:
     def num_components(self) -> int:
         """M, the number of components (branches)."""
         return int(self.components.shape[0])
+
+    def energies(self) -> np.ndarray:
+        """‖v_k‖² for every k, ``(M,)`` float64, one component at a time (a float64 copy of all M
+        components would take twice the file's memory)."""
+        return np.array([np.square(v, dtype=np.float64).sum() for v in self.components])
 
     def reconstruction_error(self) -> float:
         """max |R + Σ_k v_k − output|: 0 up to float rounding for a faithful file."""
@@ -145,16 +150,8 @@ def _value_range(a: np.ndarray | None, path: Path) -> tuple[float, float]:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of an ``.npz``, their sizes read from the npy headers and checked against the memory budget
-    (:func:`branchspec.apps.memory.check_load`) *before* anything is inflated or allocated."""
-    import zipfile
-
-    arrays = npz_arrays(path)  # {name: (shape, dtype)}; one-line DataError if malformed
-    check_load(arrays, path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in arrays}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable .npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
+    (:func:`branchspec.budget.load_npz`) *before* anything is inflated or allocated."""
+    return load_npz(path, copies=LOAD_COPIES)
 
 
 # --------------------------------------------------------------------- viewing

@@ -38,10 +38,10 @@ from branchspec.io import atomic_write_json, atomic_write_npz, atomic_write_via
 def sweep(dec: Decomposition, k: int, alphas: Sequence[float]) -> np.ndarray:
     """x(α) = R + Σ_{j≠k} v_j + α·v_k for every α, ``(A, C, H, W)`` (App. A, Figs. 13–14)."""
     k = dec.check_index(k)
-    v = dec.components.astype(np.float64)  # (M, C, H, W)
-    others = dec.R + v.sum(0) - v[k]  # (C, H, W): R + Σ_{j≠k} v_j
+    vk = dec.components[k].astype(np.float64)  # (C, H, W)
+    others = dec.R + dec.components.sum(0, dtype=np.float64) - vk  # (C, H, W): R + Σ_{j≠k} v_j
     a = np.asarray(alphas, np.float64).reshape(-1, 1, 1, 1)  # (A, 1, 1, 1)
-    return (others[None] + a * v[k][None]).astype(np.float32)  # (A, C, H, W)
+    return (others[None] + a * vk[None]).astype(np.float32)  # (A, C, H, W)
 
 
 def with_gains(dec: Decomposition, gains: Sequence[float]) -> np.ndarray:

@@ -4,11 +4,11 @@ Each ``check_*`` adds up the bytes a workload will hold at its peak and
 raises the memory budget's one-line error (:func:`branchspec.budget.check`)
 naming the arguments that drive it:
 
-* :func:`check_load` — reading a decomposition ``.npz``: the arrays its npy
-  headers claim (a header may claim 1 TiB in a 2 KB file), :data:`LOAD_COPIES` times;
+* reading a decomposition ``.npz`` (:func:`branchspec.budget.load_npz`): the arrays
+  its npy headers claim (a header may claim 1 TiB in a 2 KB file), :data:`LOAD_COPIES` times;
 * :func:`check_manipulation` — App. A: ``--alphas`` × components sweep images
   (the stacked array, its ``.npz`` bytes and the float64 images of the
-  figure), ``--subsets`` sums, and the float64 copy of the components;
+  figure) and ``--subsets`` sums;
 * :func:`check_segmentation` — App. F: Chan–Vese's float64 work arrays per pixel;
 * :func:`check_decompose` — one generator pass per ``--batch-size`` images:
   activations (measured on the meta device) and the M + 4 arrays per image.
@@ -33,19 +33,12 @@ from branchspec.errors import UsageError
 MAX_ALPHAS = 101  # values of α in one sweep: a GIF of more frames is no smoother to the eye
 MAX_SUBSETS = 64  # subset sums in one subsets.png
 MAX_PANELS = 2000  # images in one figure (strip.png, sweeps.png, subsets.png): about a minute of drawing
-LOAD_COPIES = 2  # a decomposition as read (np.load) and as float32 arrays
+LOAD_COPIES = 3  # a decomposition as read (np.load), as float32 arrays, and the finiteness checks' masks
 PANEL_BYTES = 2 * 10**6  # matplotlib's own memory per image panel (axes, artists, render cache)
 
 
 def _elements(shape) -> int:
     return math.prod(int(n) for n in shape)
-
-
-def check_load(arrays: dict, path) -> int:
-    """Bytes to read the arrays ``{name: (shape, dtype)}`` of the ``.npz`` ``path`` (:func:`branchspec.budget.npz_arrays`)."""
-    claimed = sum(budget.array_bytes(s, d) for s, d in arrays.values())
-    return budget.check(budget.BASELINE_BYTES + LOAD_COPIES * claimed,
-                        f"{path} (its arrays take {budget.gb(claimed)} GB)")
 
 
 def check_counts(n_alphas: int = 0, n_subsets: int = 0, panels: int = 0, what: str = "") -> None:
@@ -63,10 +56,10 @@ def manipulation_bytes(m: int, shape, k: int, a: int, s: int, images: int = 1) -
     """Bytes of App. A on ``images`` decompositions of ``m`` components of ``shape`` (C, H, W): ``k`` swept
     components × ``a`` values of α, ``s`` subset sums."""
     e = _elements(shape)
-    held = images * LOAD_COPIES * (m + 4) * e * 4  # the decompositions, as read and as float32
+    held = images * (m + 4) * e * 4 + e * 8 * 4  # the decompositions, and one sweep's float64 sums
     sweeps = images * k * a * e * (4 * 4 + 8)  # float32 stack, list, npz buffer and bytes; float64 in the figure
     subsets = images * s * e * (4 * 4 + 8)
-    return budget.BASELINE_BYTES + held + m * e * 8 + sweeps + subsets + (images * (k * a + s)) * PANEL_BYTES
+    return budget.BASELINE_BYTES + held + sweeps + subsets + (images * (k * a + s)) * PANEL_BYTES
 
 
 def check_manipulation(m: int, shape, k: int, a: int, s: int, images: int = 1, source="") -> int:
@@ -83,7 +76,7 @@ def segmentation_bytes(m: int, shape, images: int = 1) -> int:
     """Bytes of App. F on ``images`` decompositions: the arrays, and Chan–Vese's float64 work arrays and
     the figure's (about 120 bytes per pixel, measured 110)."""
     c, h, w = shape
-    return budget.BASELINE_BYTES + images * LOAD_COPIES * (m + 4) * c * h * w * 4 + 120 * h * w * max(images, 1)
+    return budget.BASELINE_BYTES + images * (m + 4) * c * h * w * 4 + 120 * h * w * max(images, 1)
 
 
 def check_segmentation(m: int, shape, images: int = 1, source="") -> int:
