@@ -188,8 +188,7 @@ def test_manipulation_estimate_against_measured_peak(tmp_path):
 
 
 # ----------------------------------------------------------------------------- row 10: no traceback left
-OVERFLOW = [
-    (["train-classifier", "--data", "digits", "--weight-decay", "1e300"], "--weight-decay"),
+OVERFLOW = [(["train-classifier", "--data", "digits", "--weight-decay", "1e300"], "--weight-decay"),
     (["train-gan", "--lr", "1e300"], "--lr"), (["train-gan", "--d-lr", "1e300"], "--d-lr"),
     (["train-gan", "--sigma", "1e300"], "--sigma"), (["train-gan", "--sigma", "1e30"], "sigma"),
     (["toy", "--lr", "1e300"], "--lr"), (["hessian", "--checkpoint", "x", "--max-memory-gb", "1e300"], "--max-memory-gb"),
