@@ -165,12 +165,12 @@ def test_malformed_npz_is_one_line(tmp_path, capsys, name, cmd):
 
 
 def test_npz_zip_bomb_refused_before_inflating(tmp_path, monkeypatch):
-    from branchspec.apps import components
+    from branchspec.budget import MemoryBudgetError
 
     p = tmp_path / "d.npz"
     np.savez_compressed(p, **_dec(h=64, w=64))
-    monkeypatch.setattr(components, "MAX_NPZ_BYTES", 10_000)
-    with pytest.raises(DataError, match="limit"):
+    monkeypatch.setenv("BRANCHSPEC_MEMORY_GB", "0.0001")  # below what the arrays take
+    with pytest.raises(MemoryBudgetError, match="memory budget"):
         Decomposition.load(p)
 
 

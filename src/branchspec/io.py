@@ -6,8 +6,12 @@ written to a temporary ``.NAME.<random>.tmp`` in the target's own folder,
 flushed and fsync'ed, renamed over the target, and the folder is fsync'ed, so
 a reader (or a crash) sees either the old file or the new one, never a torn
 one. Temporaries left by a killed process are removed on the next write of
-the same target. A full disk (ENOSPC/EDQUOT) becomes one
-:class:`DiskFullError` line naming the folder and the bytes needed.
+the same target. Log lines are appended with :func:`append_text`. Every
+failed write is one line naming the file: a full disk (ENOSPC/EDQUOT) a
+:class:`DiskFullError` with the bytes needed, a path that cannot take the file
+(a folder in the way, no permission, a read-only file system) an
+:class:`OutputPathError` (bad ``--out``, exit 2), anything else (a file-size
+limit, an I/O error) a :class:`WriteError`.
 
 Every file branchspec reads from a folder it does not own (a report's
 ``section.json`` and figures, a shipped model's files) goes through
@@ -32,13 +36,24 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from branchspec.errors import BranchspecError
+from branchspec.errors import BranchspecError, UsageError
 
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+# errors of the path itself: the user's --out (or what it holds) cannot take the file
+_BAD_PATH = {errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENAMETOOLONG, errno.EEXIST,
+             errno.ELOOP}
 
 
-class DiskFullError(BranchspecError):
+class WriteError(BranchspecError):
+    """A result file could not be written (a file-size limit, an I/O error): one line naming it (exit 1)."""
+
+
+class DiskFullError(WriteError):
     """The disk (or quota) is full: one line naming the folder and the space needed."""
+
+
+class OutputPathError(WriteError, UsageError):
+    """The output path cannot take a file (a folder in the way, no permission, read-only): bad --out, exit 2."""
 
 
 def temp_prefix(path: str | os.PathLike) -> str:
@@ -111,15 +126,35 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def _raise_os(exc: OSError, path: Path, nbytes: int):
+    """The one-line error of a failed write of ``nbytes`` to ``path`` (:class:`WriteError` or a subclass)."""
     if exc.errno in _NO_SPACE:
         raise DiskFullError(f"no space left in {path.parent} to write {path.name} "
                             f"({nbytes / 1e6:.1f} MB needed); free some space and run again") from None
-    raise exc
+    why = exc.strerror or type(exc).__name__
+    if exc.errno in _BAD_PATH:
+        raise OutputPathError(f"cannot write {path}: {why}") from None
+    if exc.errno == errno.EFBIG:
+        why += f" ({nbytes / 1e6:.1f} MB: over the file-size limit, ulimit -f)"
+    raise WriteError(f"cannot write {path}: {why}") from None
+
+
+def append_text(path: str | os.PathLike, text: str) -> Path:
+    """Append ``text`` (UTF-8) to the log ``path``, flushed; a failed write is one line naming the file."""
+    p = Path(path)
+    data = text.encode("utf-8", "backslashreplace")
+    try:
+        with open(p, "ab") as fh:
+            fh.write(data)
+            fh.flush()
+    except OSError as exc:
+        _raise_os(exc, p, len(data))
+    return p
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """:func:`atomic_write_bytes` of ``text`` as UTF-8."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    """:func:`atomic_write_bytes` of ``text`` as UTF-8 (a non-UTF-8 file name inside it, held as surrogates,
+    backslash-escaped)."""
+    return atomic_write_bytes(path, text.encode("utf-8", "backslashreplace"))
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2, **kw) -> Path:

@@ -35,13 +35,15 @@ from pathlib import Path
 
 import numpy as np
 
-from branchspec.io import atomic_write_npz
 from branchspec.apps.components import Decomposition
+from branchspec.apps.memory import LOAD_COPIES, check_manipulation, check_segmentation
 from branchspec.apps.manipulation import subset_sum, sweep
 from branchspec.apps.spatial import pair_on_eyes
 from branchspec.apps.segmentation import SegmentConfig, save_segmentation, segment
+from branchspec.budget import BASELINE_BYTES, array_bytes, gb, npz_arrays
+from branchspec.budget import check as budget_check
 from branchspec.errors import DataError, UsageError
-from branchspec.io import atomic_write_text
+from branchspec.io import atomic_write_npz, atomic_write_text
 
 
 def decomposition_files(path: str | os.PathLike, arg: str = "DECOMPOSITION") -> list[Path]:
@@ -58,6 +60,17 @@ def decomposition_files(path: str | os.PathLike, arg: str = "DECOMPOSITION") -> 
 
 
 def _load_all(paths: Sequence[Path]) -> tuple[list[tuple[Path, Decomposition]], list[dict]]:
+    """Every decomposition of ``paths`` (all held at once: their total is checked against the memory budget
+    from the npy headers first); the unreadable ones are skipped and listed."""
+    claimed = 0
+    for p in paths:
+        try:
+            claimed += sum(array_bytes(s, d) for s, d in npz_arrays(p).values())
+        except DataError:
+            pass  # skipped below, with the reason
+    if paths:
+        budget_check(BASELINE_BYTES + LOAD_COPIES * claimed,
+                     f"the {len(paths)} decomposition(s) in {Path(paths[0]).parent} (their arrays take {gb(claimed)} GB)")
     good, skipped = [], []
     for p in paths:
         try:
@@ -93,6 +106,8 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     decs, skipped = _load_all([Path(p) for p in paths])
+    big = max((d for _, d in decs), key=lambda d: d.R.size)
+    check_segmentation(max(d.num_components for _, d in decs), big.R.shape, len(decs), Path(paths[0]).parent)
     for p, dec in decs:  # every index problem before any work
         for arg, ks in (("--locator", locators or ()), ("--target", [] if target is None else [target])):
             bad = [k for k in ks if not 0 <= k < dec.num_components]
@@ -150,7 +165,7 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
 
 def strongest_component(dec: Decomposition) -> int:
     """Index of the component with the largest energy ‖v_k‖² (the largest energy share)."""
-    return int(np.argmax((dec.components.astype(np.float64) ** 2).sum(axis=(1, 2, 3))))
+    return int(np.argmax(dec.energies()))
 
 
 def default_subsets(dec: Decomposition) -> list[list[int]]:
@@ -158,7 +173,7 @@ def default_subsets(dec: Decomposition) -> list[list[int]]:
     m = dec.num_components
     if m == 1:
         return [[0]]
-    order = [int(k) for k in np.argsort(-(dec.components.astype(np.float64) ** 2).sum(axis=(1, 2, 3)))]
+    order = [int(k) for k in np.argsort(-dec.energies())]
     third = max(1, m // 3)
     return [sorted(order[:third]), sorted(order[third:])]
 
@@ -182,6 +197,9 @@ def manipulate_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.Path
     if len(shapes) > 1:
         raise DataError(f"the decompositions have different image shapes {sorted(shapes)}; run manipulate per file")
     ms = {d.num_components for _, d in decs}
+    n_sets = len(subsets) if subsets is not None else 2
+    check_manipulation(max(ms), next(iter(shapes)), 1, len(alphas), n_sets, images=len(decs),
+                       source=Path(paths[0]).parent)
     if component is not None:
         for p, d in decs:
             if not 0 <= component < d.num_components:
@@ -193,7 +211,8 @@ def manipulate_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.Path
         for s in sets:
             for i in s:
                 dec.check_index(i, f"--subsets ({p.name}) component")
-        share = float((dec.components[k].astype(np.float64) ** 2).sum() / max((dec.components.astype(np.float64) ** 2).sum(), 1e-30))
+        energy = dec.energies()
+        share = float(energy[k] / max(energy.sum(), 1e-30))
         rows.append(sweep(dec, k, alphas))  # (A, C, H, W)
         sums.append(np.stack([_unit_image(dec), dec.output] + [subset_sum(dec, s) for s in sets]))  # (2 + S, C, H, W)
         labels.append(["input" if dec.input is not None else "re-gen.", "re-gen."] + ["R+Σ{" + ",".join(map(str, s)) + "}" for s in sets])

@@ -37,8 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from branchspec.io import atomic_write_npz, atomic_write_via
+from branchspec.apps.memory import LOAD_COPIES
+from branchspec.budget import load_npz
 from branchspec.errors import DataError
+from branchspec.io import atomic_write_npz, atomic_write_via
 
 DEFAULT_RANGE = (-1.0, 1.0)
 
@@ -82,6 +84,11 @@ class Decomposition:
     def num_components(self) -> int:
         """M, the number of components (branches)."""
         return int(self.components.shape[0])
+
+    def energies(self) -> np.ndarray:
+        """‖v_k‖² for every k, ``(M,)`` float64, one component at a time (a float64 copy of all M
+        components would take twice the file's memory)."""
+        return np.array([np.square(v, dtype=np.float64).sum() for v in self.components])
 
     def reconstruction_error(self) -> float:
         """max |R + Σ_k v_k − output|: 0 up to float rounding for a faithful file."""
@@ -141,26 +148,10 @@ def _value_range(a: np.ndarray | None, path: Path) -> tuple[float, float]:
     return float(a[0]), float(a[1])
 
 
-MAX_NPZ_BYTES = 2 * 1024**3  # a decomposition is a few MB; a larger uncompressed archive is refused (zip bombs)
-
-
-def _read_npz(path: Path, limit: int | None = None) -> dict[str, np.ndarray]:
-    """The arrays of an ``.npz``, sizes checked in the zip directory *before* anything is inflated."""
-    import zipfile
-
-    limit = MAX_NPZ_BYTES if limit is None else limit
-    try:
-        with zipfile.ZipFile(path) as zf:
-            total = sum(i.file_size for i in zf.infolist())
-    except (OSError, zipfile.BadZipFile, ValueError) as exc:
-        raise DataError(f"{path} is not a readable .npz archive ({type(exc).__name__}: {str(exc)[:80]})") from None
-    if total > limit:
-        raise DataError(f"{path}: its arrays would take {total / 1e9:.1f} GB (limit {limit / 1e9:.1f} GB); refused")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is not a readable .npz file ({type(exc).__name__}: {str(exc)[:80]})") from None
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz``, their sizes read from the npy headers and checked against the memory budget
+    (:func:`branchspec.budget.load_npz`) *before* anything is inflated or allocated."""
+    return load_npz(path, copies=LOAD_COPIES)
 
 
 # --------------------------------------------------------------------- viewing

@@ -87,10 +87,13 @@ class ClassifierJudge:
         if not checkpoint_paths(path)[1].is_file():
             raise UsageError(f"{arg}: no such checkpoint: {path}")
         model, state = load_model(path, device=device)
-        data = state.get("data") or {}
-        names = list(data.get("class_names") or [])
+        kind = state["model"]["kind"]  # load_model checked it is a string
+        if kind != "classifier":
+            raise UsageError(f"{arg}: {path} holds a {kind} model, not a branchspec train-classifier checkpoint")
+        data = state.get("data") if isinstance(state.get("data"), dict) else {}
+        names = [str(n) for n in data.get("class_names") or []] if isinstance(data.get("class_names"), list) else []
         missing = [d for d in domains if d not in names]
-        if state.get("model", {}).get("kind") != "classifier" or missing:
+        if missing:
             raise UsageError(f"{arg}: {path} is not a classifier of the generator's domains "
                              f"(missing {missing or domains}; it knows {names})")
         mean = torch.tensor(data.get("mean", [0.5] * 3), device=device).view(1, -1, 1, 1)

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.apps.components import Decomposition, to_uint8_hwc, to_unit
+from branchspec.apps.memory import MAX_ALPHAS, check_manipulation
 from branchspec.errors import BranchspecError, UsageError
 from branchspec.io import atomic_write_json, atomic_write_npz, atomic_write_via
 
@@ -37,10 +38,10 @@ from branchspec.io import atomic_write_json, atomic_write_npz, atomic_write_via
 def sweep(dec: Decomposition, k: int, alphas: Sequence[float]) -> np.ndarray:
     """x(α) = R + Σ_{j≠k} v_j + α·v_k for every α, ``(A, C, H, W)`` (App. A, Figs. 13–14)."""
     k = dec.check_index(k)
-    v = dec.components.astype(np.float64)  # (M, C, H, W)
-    others = dec.R + v.sum(0) - v[k]  # (C, H, W): R + Σ_{j≠k} v_j
+    vk = dec.components[k].astype(np.float64)  # (C, H, W)
+    others = dec.R + dec.components.sum(0, dtype=np.float64) - vk  # (C, H, W): R + Σ_{j≠k} v_j
     a = np.asarray(alphas, np.float64).reshape(-1, 1, 1, 1)  # (A, 1, 1, 1)
-    return (others[None] + a * v[k][None]).astype(np.float32)  # (A, C, H, W)
+    return (others[None] + a * vk[None]).astype(np.float32)  # (A, C, H, W)
 
 
 def with_gains(dec: Decomposition, gains: Sequence[float]) -> np.ndarray:
@@ -69,13 +70,15 @@ def parse_alphas(text: str, arg: str = "alphas") -> list[float]:
             if len(parts) != 3:
                 raise ValueError
             lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-            if n < 2:
-                raise UsageError(f"{arg}: need at least 2 values in START:STOP:COUNT, got {n}")
+            if not 2 <= n <= MAX_ALPHAS:  # before np.linspace allocates n values
+                raise UsageError(f"{arg}: COUNT in START:STOP:COUNT must be in 2..{MAX_ALPHAS}, got {n}")
             vals = np.linspace(lo, hi, n).tolist()
         else:
             vals = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise UsageError(f"{arg}: malformed {text!r} (use START:STOP:COUNT like -1:3:9, or a list like 0,1,2)") from None
+    if len(vals) > MAX_ALPHAS:
+        raise UsageError(f"{arg}: {len(vals)} values, over the limit of {MAX_ALPHAS}")
     if not vals or not all(np.isfinite(vals)):
         raise UsageError(f"{arg}: no finite values in {text!r}")
     return [round(v, 10) for v in vals]
@@ -138,9 +141,10 @@ def manipulate(
     ``subsets.png``, ``gains.png``) are drawn from these files by
     :func:`branchspec.figures.apps.draw_manipulation`.
     """
+    comps = list(range(dec.num_components)) if components is None else [dec.check_index(k) for k in components]
+    check_manipulation(dec.num_components, dec.R.shape, len(comps), len(alphas), len(subsets), source=dec.source)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    comps = list(range(dec.num_components)) if components is None else [dec.check_index(k) for k in components]
     vr = np.asarray(dec.value_range, np.float32)
     doc: dict = {"source": dec.source, "alphas": list(alphas), "components": comps, "files": []}
     imgs = np.stack([sweep(dec, k, alphas) for k in comps])  # (K, A, C, H, W)

@@ -49,6 +49,7 @@ from scipy import ndimage as ndi
 
 from branchspec.io import atomic_write_json, atomic_write_npz, atomic_write_via
 from branchspec.apps.components import Decomposition
+from branchspec.apps.memory import check_segmentation
 
 
 SEGMENT_ON = ("value", "energy")
@@ -279,6 +280,7 @@ def segment(dec: Decomposition, locators: Sequence[int] | None = None, target: i
     that keeps exactly one pair of regions is returned; if none does, the
     result of the best-scored locator.
     """
+    check_segmentation(dec.num_components, dec.R.shape, 1, dec.source)
     lscores = locator_scores(dec, cfg.peak_fraction)
     automatic = {"locators": locators is None, "target": target is None}
     if locators is not None:

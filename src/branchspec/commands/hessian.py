@@ -31,7 +31,8 @@ def add_arguments(p):
                    help="also estimate block norms from K random probes per block (Hessian-vector products); "
                         "used alone when the exact Hessian is over the memory budget")
     p.add_argument("--max-memory-gb", type=float, default=2.0, metavar="G",
-                   help="refuse exact Hessians whose matrices need more than G GiB (default 2)")
+                   help="refuse exact Hessians whose matrices need more than G GiB (default 2; never more than the "
+                        "memory budget, BRANCHSPEC_MEMORY_GB)")
     p.add_argument("--method", choices=("auto", "direct", "blockwise"), default="auto",
                    help="exact method: direct forward-over-reverse, eq. 13-14 blockwise, or auto (default)")
     p.add_argument("--data", metavar="DIR", help="classifier only: a cifar-10-batches-py folder instead of digits")

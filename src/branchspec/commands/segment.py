@@ -57,7 +57,8 @@ def run(args) -> int:
     if args.truth is not None:
         existing_file(args.truth, "--truth")
     dec = Decomposition.load(args.decomposition)
-    m = dec.num_components
+    m, shape = dec.num_components, dec.R.shape
+    del dec  # the run loads it again: never two copies in memory
     loc = tuple(parse_indices(args.locator, m, "--locator")) if args.locator is not None else None
     if args.target is not None and not 0 <= args.target < m:
         raise UsageError(f"--target: component {args.target} out of range 0..{m - 1}")
@@ -67,7 +68,7 @@ def run(args) -> int:
     with flag_errors({"truth": "--truth"}):
         res = apps.run(apps.Config(decomposition=args.decomposition, segment=sc), out)["segmentation"]
     if res["truth_resized"]:
-        print(f"note: --truth resized (nearest) to {dec.R.shape[2]}x{dec.R.shape[1]}")
+        print(f"note: --truth resized (nearest) to {shape[2]}x{shape[1]}")
     line = (f"locators {res['locators']}, target {res['target']} ({'automatic' if res['automatic'] else 'manual'}); "
             f"{res['kept']} of {res['regions']} regions kept, {res['mask_pixels']} mask pixels")
     if res["dice"] is not None:

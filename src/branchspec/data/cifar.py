@@ -163,7 +163,11 @@ def read_class_names(root: str | os.PathLike) -> list[str]:
     path = Path(root) / META_FILE
     if not path.is_file():
         raise DataError(f"CIFAR-10 folder {root}: missing {META_FILE}")
-    d = restricted_loads(path.read_bytes(), str(path))
+    try:
+        blob = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read CIFAR-10 file {path}: {exc.strerror or exc}") from None
+    d = restricted_loads(blob, str(path))
     names = _get(d, "label_names", str(path)) if isinstance(d, dict) else None
     if not isinstance(names, list) or len(names) != 10:
         raise DataError(f"{path}: 'label_names' must be a list of 10 names")
@@ -197,6 +201,9 @@ def load_cifar10(root: str | os.PathLike, train: bool = True) -> tuple[np.ndarra
     parts = [read_batch(root / f) for f in files]
     images = np.concatenate([p[0] for p in parts])  # (N, 32, 32, 3)
     labels = np.concatenate([p[1] for p in parts])  # (N,)
+    if not len(labels):  # an empty split would end in a division by zero or a non-finite loss far later
+        raise DataError(f"CIFAR-10 folder {root}: {', '.join(files)} hold(s) no images (the "
+                        f"{'training' if train else 'test'} split is empty)")
     return images, labels, names
 
 

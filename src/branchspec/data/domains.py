@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from branchspec.data.embedded import embedded_domains
-from branchspec.data.folders import DomainImages, cifar_domains, load_image_folders
+from branchspec.data.folders import DomainImages, check_data_size, cifar_domains, load_image_folders
 from branchspec.errors import DataError
 
 
@@ -57,7 +57,8 @@ def _load(spec: str, img_size: int, progress: bool, seed: int, n_per_domain: int
     p = Path(path)
     if _is_cifar_dir(p):
         data = cifar_domains(p, train=True, classes=[c for c in classes.split(",") if c] or None)
-        if data.img_size != img_size:
+        if data.img_size != img_size:  # resized as floats: a float copy in and out of the interpolation
+            check_data_size(2 * len(data), img_size, p)
             x = torch.nn.functional.interpolate(data.images.float(), size=(img_size, img_size), mode="bilinear",
                                                 antialias=True, align_corners=False)
             data.images = x.round().clamp(0, 255).to(torch.uint8)

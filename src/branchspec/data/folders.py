@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from branchspec import budget
 from branchspec.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -159,6 +160,24 @@ def _read_image(path: Path, size: int) -> np.ndarray | None:
         return None  # counted as skipped by the caller
 
 
+DATA_COPIES = 9  # uint8 images: read, stacked, reordered, made contiguous, channel-first, and float statistics (4)
+
+
+def check_data_size(n: int, img_size: int, where) -> int:
+    """The bytes ``n`` images of side ``img_size`` take in memory (with their copies while a data set is built),
+    checked against the memory budget (:mod:`branchspec.budget`) before any is read."""
+    return budget.check(budget.BASELINE_BYTES + n * 3 * img_size * img_size * DATA_COPIES,
+                        f"--img-size {img_size} with the {n} images of {where}")
+
+
+def _listing(folder: Path) -> list[Path]:
+    """The entries of ``folder``; an unreadable one (no permission, an I/O error) is a one-line DataError."""
+    try:
+        return list(folder.iterdir())
+    except OSError as exc:
+        raise DataError(f"cannot read the folder {folder}: {exc.strerror or exc}") from None
+
+
 def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "train", progress: bool = True) -> DomainImages:
     """Read ``ROOT/<split>/<domain>/*.jpg|*.png`` (AFHQ / CelebA-HQ layout), resized to ``img_size``.
 
@@ -170,15 +189,16 @@ def load_image_folders(root: str | os.PathLike, img_size: int, split: str = "tra
     base = root / split
     if not base.is_dir():
         raise DataError(f"{root}: no '{split}/' folder (expected {root}/{split}/<domain>/*.jpg|*.png)")
-    domains = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    domains = sorted(p.name for p in _listing(base) if p.is_dir() and not p.name.startswith("."))
     if not domains:
         raise DataError(f"{base}: no domain sub-folders (expected {base}/<domain>/*.jpg|*.png)")
     files = []
     for i, d in enumerate(domains):
-        fs = sorted(p for p in (base / d).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        fs = sorted(p for p in _listing(base / d) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not fs:
             raise DataError(f"domain '{d}' is empty: no .jpg/.png images in {base / d}")
         files += [(f, i) for f in fs]
+    check_data_size(len(files), img_size, base)
     images, labels, skipped, read = [], [], [], []
     it = files
     if progress:
@@ -228,4 +248,6 @@ def cifar_domains(root: str | os.PathLike, train: bool = True, classes: list[str
             keep |= m
             new[m] = j
         images, labels, names = images[keep], new[keep], list(classes)
+        if not len(labels):
+            raise DataError(f"CIFAR-10 folder {root}: no images of the class(es) {', '.join(classes)}")
     return DomainImages(images, labels, names, f"cifar10:{root}")

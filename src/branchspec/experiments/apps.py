@@ -89,7 +89,7 @@ def run(cfg: Config, out) -> dict:
     out = Path(out)
     src = pick(cfg)
     dec = Decomposition.load(src)
-    energy = (dec.components.astype(np.float64) ** 2).sum(axis=(1, 2, 3))  # (M,)
+    energy = dec.energies()  # (M,)
     order = [int(k) for k in np.argsort(-energy)]
     summary: dict = {"decomposition": str(src), "components": dec.num_components, "strongest": order[0]}
     if (mc := cfg.manipulate) is not None:

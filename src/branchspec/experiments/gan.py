@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.apps.judge import judge_numbers
-from branchspec.errors import ConfigError, DataError
+from branchspec.apps.memory import check_decompose
+from branchspec.errors import BranchspecError, ConfigError, DataError
 from branchspec.experiments import common, shipped
 from branchspec.io import atomic_write_via
+from branchspec.models.generator import GeneratorConfig
 from branchspec.report import Figure, Section
 from branchspec.train.gan_config import GanTrainConfig
 from branchspec.seeds import derive_seed
@@ -99,6 +101,12 @@ def decompose(d: Decompose, out: Path, checkpoint: str, seed: int = 0) -> dict:
         raise ConfigError("img_size", "the checkpoint does not record img_size; give --img-size S")
     if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024 or size & (size - 1):
         raise ConfigError("img_size", f"must be a power of two in [8, 1024] (the generator halves it), got {size!r}")
+    config = state["model"]["config"] if state["model"]["kind"] == "generator" else None  # not another kind's
+    smallest = GeneratorConfig(**{"padding": "zeros", **config}).min_img_size if config else 8
+    if size < smallest:
+        raise ConfigError("img_size", f"{size} is too small for this generator: its bottleneck needs --img-size >= "
+                                      f"{smallest}")
+    check_decompose(gen, config, size, d.batch_size)  # one pass of --batch-size images fits the memory budget
     if d.crops_per_domain > 0:
         crop_seed = derive_seed(seed, "held-out-crops") if d.crop_seed is None else d.crop_seed
         paths += write_crops(int(size), d.crops_per_domain, crop_seed, out / "heldout")

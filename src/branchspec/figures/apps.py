@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.apps.components import overlay, stretch, to_unit
+from branchspec.budget import load_npz
 from branchspec.figures.common import new_figure, save
 
 
@@ -37,8 +38,8 @@ def sweep_row(axes, row, alphas, value_range, label: str, titles: bool, fontsize
 
 def sweep_strip(npz_path, out_png, cell: float = 0.9) -> Path:
     """One row per component: x(α) = R + Σ_{j≠k} v_j + α v_k for each α (Figs. 13–14, middle)."""
-    with np.load(npz_path) as z:
-        alphas, comps, imgs, vr = z["alphas"], z["components"], z["images"], tuple(z["value_range"])
+    z = load_npz(npz_path)
+    alphas, comps, imgs, vr = z["alphas"], z["components"], z["images"], tuple(z["value_range"])
     k_n, a_n = imgs.shape[:2]  # (K, A, C, H, W)
     fig, axes = new_figure(k_n, a_n, figsize=(cell * a_n + 0.3, cell * k_n + 0.4), squeeze=False)
     for i in range(k_n):
@@ -49,8 +50,8 @@ def sweep_strip(npz_path, out_png, cell: float = 0.9) -> Path:
 
 def image_row(npz_path, out_png, title: str = "", cell: float = 1.5) -> Path:
     """A row of labelled images from an npz with ``images`` (N, C, H, W), ``labels`` and ``value_range``."""
-    with np.load(npz_path) as z:
-        imgs, labels, vr = z["images"], [str(s) for s in z["labels"]], tuple(z["value_range"])
+    z = load_npz(npz_path)
+    imgs, labels, vr = z["images"], [str(s) for s in z["labels"]], tuple(z["value_range"])
     n = imgs.shape[0]
     fig, axes = new_figure(1, n, figsize=(cell * n, cell + 0.5), squeeze=False)
     for j in range(n):
@@ -63,8 +64,8 @@ def image_row(npz_path, out_png, title: str = "", cell: float = 1.5) -> Path:
 
 def augment_figure(npz_path, out_png, cell: float = 1.2) -> Path:
     """Re-generation and augmented samples R + Σ g_k v_k with their gains (component augmentation)."""
-    with np.load(npz_path) as z:
-        out, samples, gains, vr, s = z["output"], z["samples"], z["gains"], tuple(z["value_range"]), float(z["gain_range"])
+    z = load_npz(npz_path)
+    out, samples, gains, vr, s = z["output"], z["samples"], z["gains"], tuple(z["value_range"]), float(z["gain_range"])
     n = samples.shape[0]
     fig, axes = new_figure(1, n + 1, figsize=(cell * (n + 1), cell + 0.7), squeeze=False)
     show_image(axes[0, 0], to_unit(out, vr))
@@ -79,8 +80,7 @@ def augment_figure(npz_path, out_png, cell: float = 1.2) -> Path:
 
 def segmentation_figure(npz_path, out_png, cell: float = 1.7) -> Path:
     """App. F panels (Fig. 21): image, locator energy + initial region, target, Chan–Vese, final mask."""
-    with np.load(npz_path) as z:
-        d = {k: z[k] for k in z.files}
+    d = load_npz(npz_path)
     vr = tuple(d["value_range"])
     loc, tgt = d["locators"].tolist(), int(d["target"])
     fig, axes = new_figure(1, 5, figsize=(cell * 5, cell + 0.6), squeeze=False)

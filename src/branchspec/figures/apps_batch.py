@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.apps.components import overlay, to_unit
+from branchspec.budget import load_npz
 from branchspec.figures.apps import show_image, sweep_row
 from branchspec.figures.common import new_figure, save
 
@@ -47,10 +48,10 @@ def _first(n: int, total: int) -> str:
 
 def segmentation_montage(npz_path, out_png, cols: int = 7, cell: float = 1.3) -> Path:
     """All overlays of a folder segmentation in one figure (App. F, Fig. 12 style), pairs counted in the title."""
-    with np.load(npz_path) as z:
-        imgs, masks, inits, names, found, vr = (z["images"], z["masks"], z["inits"], [str(s) for s in z["names"]],
-                                               z["found"].astype(bool), tuple(z["value_range"]))
-        eye = z["eye_like"].astype(bool) if "eye_like" in z.files else np.zeros_like(found)  # older montages: none
+    z = load_npz(npz_path)
+    imgs, masks, inits, names, found, vr = (z["images"], z["masks"], z["inits"], [str(s) for s in z["names"]],
+                                           z["found"].astype(bool), tuple(z["value_range"]))
+    eye = z["eye_like"].astype(bool) if "eye_like" in z else np.zeros_like(found)  # older montages: none
     n = imgs.shape[0]
     cols = max(1, min(cols, n))
     rows = -(-n // cols)
@@ -74,9 +75,9 @@ def segmentation_montage(npz_path, out_png, cols: int = 7, cell: float = 1.3) ->
 
 def sweep_montage(npz_path, out_png, cell: float = 0.8, max_rows: int = 24) -> Path:
     """One row per image (the first ``max_rows``): its chosen component swept over α (App. A, Figs. 13–14)."""
-    with np.load(npz_path) as z:
-        imgs, comps, alphas, names, vr = (z["images"], z["components"], z["alphas"], [str(s) for s in z["names"]],
-                                          tuple(z["value_range"]))
+    z = load_npz(npz_path)
+    imgs, comps, alphas, names, vr = (z["images"], z["components"], z["alphas"], [str(s) for s in z["names"]],
+                                      tuple(z["value_range"]))
     total, a = imgs.shape[:2]  # (N, A, C, H, W)
     n = min(total, max_rows)
     fig, axes = _grid(n, a, cell * a + 0.9, cell * n + 0.6, left=0.9 / (cell * a + 0.9), top_in=0.6)
@@ -89,8 +90,8 @@ def sweep_montage(npz_path, out_png, cell: float = 0.8, max_rows: int = 24) -> P
 
 def subsets_montage(npz_path, out_png, cell: float = 1.0, max_rows: int = 24) -> Path:
     """One row per image (the first ``max_rows``): input, re-generation, then R + Σ_{k∈S} v_k per subset S (Fig. 15)."""
-    with np.load(npz_path) as z:
-        imgs, labels, names, vr = z["images"], z["labels"], [str(s) for s in z["names"]], tuple(z["value_range"])
+    z = load_npz(npz_path)
+    imgs, labels, names, vr = z["images"], z["labels"], [str(s) for s in z["names"]], tuple(z["value_range"])
     total, s = imgs.shape[:2]  # (N, 2 + S, C, H, W)
     n = min(total, max_rows)
     fig, axes = _grid(n, s, cell * s + 0.9, (cell + 0.2) * n + 0.5, left=0.9 / (cell * s + 0.9), top_in=0.55)

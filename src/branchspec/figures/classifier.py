@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from branchspec.budget import load_npz
 from branchspec.figures.common import new_figure, save
 
 
@@ -164,8 +165,7 @@ def draw_analysis(out_dir) -> list[Path]:
     """Every analysis figure from ``out_dir/analysis.json`` and ``analysis.npz``."""
     out = Path(out_dir)
     res = json.loads((out / "analysis.json").read_text())
-    with np.load(out / "analysis.npz") as z:
-        arrays = {k: z[k] for k in z.files if k.startswith(("gallery_", "hessian_"))}
+    arrays = load_npz(out / "analysis.npz", keys=lambda k: k.startswith(("gallery_", "hessian_")))
     paths = [draw_class_means(res, out / "fig6_class_means.png"), draw_covariance(res, out / "fig5_covariance.png"),
              draw_confidence(res, out / "fig7_confidence.png"), draw_galleries(res, arrays, out / "fig8_galleries.png"),
              draw_ablation(res, out / "ablation.png")]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.apps.components import to_unit
+from branchspec.budget import load_npz
 from branchspec.figures.common import new_figure, save
 
 PANELS = (
@@ -106,7 +107,7 @@ def transfer_grid(examples, domains, out_png, cell: float = 1.0, title: str | No
     output is labelled with the judge's call, green when it is the target, red otherwise; the source
     domain's column is the re-generation.
     """
-    ex = dict(np.load(examples)) if isinstance(examples, (str, Path)) else examples
+    ex = load_npz(examples) if isinstance(examples, (str, Path)) else examples
     x, f, src, calls = ex["inputs"], ex["outputs"], ex["sources"], ex["judged"]
     vr = tuple(np.asarray(ex.get("value_range", (-1.0, 1.0))).tolist())
     n, nd = f.shape[:2]

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.colors import LogNorm
 
+from branchspec.budget import load_npz
 from branchspec.figures.common import new_figure, save
 
 FLOOR = 1e-7  # colour floor relative to the largest |entry| of a panel
@@ -100,12 +101,12 @@ def draw(out_dir: str | Path, prefix: str = "") -> list[Path]:
     paths = []
     npz = out_dir / "hessian.npz"
     if npz.is_file():
-        with np.load(npz) as z:
-            panels = []
-            if cmp is not None and "H_compare" in z:
-                panels.append((_label(cmp, "compare"), z["H_compare"]))
-            panels.append((_label(doc, "checkpoint"), z["H"]))
-            bnd = z["boundaries"].tolist()
+        z = load_npz(npz)
+        panels = []
+        if cmp is not None and "H_compare" in z:
+            panels.append((_label(cmp, "compare"), z["H_compare"]))
+        panels.append((_label(doc, "checkpoint"), z["H"]))
+        bnd = z["boundaries"].tolist()
         paths.append(heatmaps(panels, bnd, out_dir / f"{prefix}hessian_heatmap.png", f"|H|, {what}"))
     bl = []
     if cmp is not None:

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import vmap
 
+from branchspec import budget
 from branchspec.branched import as_branched
 from branchspec.errors import BranchspecError
 from branchspec.io import atomic_write_json, atomic_write_npz
@@ -57,7 +58,7 @@ class HessianConfig:
     batch: int = 128  # samples the loss is taken on
     method: str = "auto"  # exact method: auto, direct, blockwise
     probes: int = 0  # K random probes per block; 0 = none
-    max_memory_gb: float = 2.0  # memory budget of the exact Hessian
+    max_memory_gb: float = 2.0  # memory budget of the exact Hessian (capped by branchspec.budget's)
     seed: int = 0  # probes and column checks
     zero_tol: float = 1e-6  # "zero" distributive factor, relative to the largest
 
@@ -73,10 +74,15 @@ class HessianConfig:
         if not 0 <= self.zero_tol < 1:
             raise BranchspecError(f"zero_tol must lie in [0, 1), got {self.zero_tol}")
 
+    @property
+    def budget_bytes(self) -> int:
+        """``max_memory_gb`` GiB, never more than the one memory budget (:func:`branchspec.budget.budget_bytes`)."""
+        return int(min(self.max_memory_gb * 1024**3, budget.budget_bytes()))
+
     def run(self, model: nn.Module, data: HessianData) -> tuple[dict[str, Any], Tensor | None]:
         """:func:`analyze` with this configuration; the config is stored in the result."""
         res, H = analyze(model, data, self.params, method=self.method, probes=self.probes,
-                         budget_bytes=self.max_memory_gb * 1024**3, seed=self.seed, zero_tol=self.zero_tol)
+                         budget_bytes=self.budget_bytes, seed=self.seed, zero_tol=self.zero_tol)
         res["config"] = asdict(self)
         return res, H
 

@@ -218,8 +218,8 @@ class GeneratorConfig:
             raise ValueError(f"num_down must be in 1..{int(math.log2(s)) - 1} for img_size {s}, got {self.num_down}")
         if self.residual not in RESIDUALS:
             raise ValueError(f"residual must be one of {RESIDUALS}, got {self.residual!r}")
-        if self.sigma is not None and self.sigma <= 0:
-            raise ValueError(f"sigma must be > 0, got {self.sigma}")
+        if self.sigma is not None and not 0 < self.sigma <= s:  # the kernel is cut to the image anyway
+            raise ValueError(f"sigma must be in (0, img_size] = (0, {s}] pixels, got {self.sigma:g}")
         if self.diffusion_time <= 0:
             raise ValueError(f"diffusion_time must be > 0, got {self.diffusion_time}")
         if self.engine not in ENGINES:
@@ -236,6 +236,12 @@ class GeneratorConfig:
     def down_blocks(self) -> int:
         """Number of down-sampling (and up-sampling) blocks."""
         return self.num_down if self.num_down is not None else max(1, int(math.log2(self.img_size)) - 4)
+
+    @property
+    def min_img_size(self) -> int:
+        """The smallest image side this generator takes: its bottleneck needs at least 2×2 pixels
+        (instance normalisation of one pixel is undefined)."""
+        return 2 ** (self.down_blocks + 1)
 
     @property
     def resolved_sigma(self) -> float:

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from branchspec import metrics
-from branchspec.io import atomic_write_text
+from branchspec.io import append_text, atomic_write_text
 from branchspec.hessian import block_diagonality
 from branchspec.parts.core import contributions, eval_mode
 from branchspec.parts.curvature import gradient_norms, probe_part_blocks
@@ -174,17 +174,13 @@ class Tracker:
 
     def _write(self, rec: dict[str, Any]) -> None:
         self.records.append(rec)
-        with self.jsonl.open("a") as fh:
-            fh.write(json.dumps(rec) + "\n")
+        append_text(self.jsonl, json.dumps(rec) + "\n")
         flat = flatten(rec)
         if self._columns is None:
             self._columns = list(flat)
-            new = not self.csv.exists() or self.csv.stat().st_size == 0
-            if new:
-                with self.csv.open("a", newline="") as fh:
-                    csv.writer(fh).writerow(self._columns)
-        with self.csv.open("a", newline="") as fh:
-            csv.writer(fh).writerow([flat.get(c, "") for c in self._columns])
+            if not self.csv.exists() or self.csv.stat().st_size == 0:
+                append_text(self.csv, _csv_row(self._columns))
+        append_text(self.csv, _csv_row([flat.get(c, "") for c in self._columns]))
         if self._tb is not None:
             for k, v in flat.items():
                 if isinstance(v, (int, float)):
@@ -194,6 +190,15 @@ class Tracker:
         """Flush TensorBoard (the JSONL / CSV files are complete after every record)."""
         if self._tb is not None:
             self._tb.close()
+
+
+def _csv_row(values) -> str:
+    """One CSV line (the csv module's quoting and line ending) as text."""
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerow(values)
+    return buf.getvalue()
 
 
 def flatten(rec: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from branchspec import metrics
+from branchspec.budget import load_npz
 from branchspec.io import atomic_write_json, atomic_write_npz
 from branchspec.toy.problems import PROBLEMS
 from branchspec.toy.train import ToyRun
@@ -106,8 +107,7 @@ def load_results(out_dir: str | os.PathLike) -> tuple[dict, dict]:
     """``(results.json document, traces.npz arrays)`` of a toy output folder."""
     out = Path(out_dir)
     doc = json.loads((out / "results.json").read_text())
-    with np.load(out / doc.get("traces_file", "traces.npz"), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+    arrays = load_npz(out / doc.get("traces_file", "traces.npz"))
     return doc, arrays
 
 

@@ -54,6 +54,7 @@ from branchspec.train.classifier_recipe import (
 )
 from branchspec.train.export import refuse_weights_only
 from branchspec.train.losses import soft_target_floor, training_loss
+from branchspec.train.memory import check_classifier_training
 
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s", "images_per_s",
               "train_clamped", "train_dead", "test_clamped", "test_dead", "grad_norm_min", "grad_norm_median",
@@ -140,6 +141,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "last"
+    check_classifier_training(cfg)  # model, batch and CIFAR-10 within the memory budget before anything is read
     train_set, test_set = load_data(cfg)
     mcfg = cfg.model_config(train_set.num_classes)
     model = build_classifier(mcfg).to(ctx.device)

@@ -2,9 +2,10 @@
 
 :func:`train_runs` takes one :class:`~branchspec.train.classifier.TrainConfig`
 per M and trains the ones not finished yet — in this process (``procs=1``), or
-spread over ``procs`` worker processes (``spawn``), largest M first so the
-longest runs start at once. Each worker trains its runs one after the other
-with ``threads`` torch threads; on CUDA worker ``i`` sees only GPU ``i mod
+each in a ``spawn`` process of its own, at most ``procs`` at once, largest M
+first so the longest runs start at once; a run that fails (or whose process
+is killed) is named in one line after the others have finished. Each worker uses
+``threads`` torch threads; on CUDA worker ``i`` sees only GPU ``i mod
 n_gpus`` (``CUDA_VISIBLE_DEVICES``), so a user with a GPU node runs the whole
 sweep at once. A run is the same whichever process trains it: every run seeds
 itself from its own config, so the results do not depend on ``procs``
@@ -20,18 +21,19 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
 import torch
 
-from branchspec.errors import UsageError
+from branchspec import budget
+from branchspec.errors import BranchspecError, UsageError
 from branchspec.train.checkpoint import checkpoint_exists, checkpoint_state
 from branchspec.train.classifier import TrainConfig, train
 from branchspec.train.classifier_io import check_resume
 from branchspec.train.classifier_recipe import loss_reached
 from branchspec.train.losses import soft_target_floor
+from branchspec.train.memory import classifier_training_bytes
 
 
 def pending(cfg: TrainConfig, resume: bool) -> bool:
@@ -69,26 +71,46 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _init_worker(slots, threads: int | None, parent: int) -> None:
-    """Worker start-up: take a GPU slot (``CUDA_VISIBLE_DEVICES``, before CUDA starts), pin threads, and watch
-    the parent process (:func:`_exit_with_parent`)."""
+def _run_in_worker(cfg: TrainConfig, gpu: int | None, threads: int | None, parent: int, conn) -> None:
+    """One run in its own ``spawn`` process: take a GPU (``CUDA_VISIBLE_DEVICES``, before CUDA starts), pin
+    threads, watch the parent (:func:`_exit_with_parent`), train (resuming a started run), and send back
+    ``None`` or the one-line error."""
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    gpu = slots.get()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     if threads:
         torch.set_num_threads(threads)
+    try:
+        train(cfg, resume=checkpoint_exists(Path(cfg.out) / "last"), progress=False, log=lambda s: None)
+        conn.send(None)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line (and whether it is bad input)
+        conn.send((str(exc).splitlines()[0] if str(exc) else type(exc).__name__, isinstance(exc, UsageError)))
+    finally:
+        conn.close()
 
 
-def _worker(cfg: TrainConfig) -> str:
-    """One run in a worker process (resuming a started one)."""
-    train(cfg, resume=checkpoint_exists(Path(cfg.out) / "last"), progress=False, log=lambda s: None)
-    return cfg.out
+_NO_REPORT = object()
+
+
+def _ended(code: int | None) -> str:
+    if code is not None and code < 0:
+        import signal
+
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"ended with exit status {code}"
 
 
 def train_runs(cfgs: list[TrainConfig], resume: bool = False, procs: int = 1, threads: int | None = None,
                progress: bool = True, log=print) -> None:
-    """Train every pending run of ``cfgs``; ``procs`` > 1 places them on that many worker processes."""
+    """Train every pending run of ``cfgs``; ``procs`` > 1 places them on that many worker processes.
+
+    With workers, each run has a process of its own (at most ``procs`` at once, largest M first). A run
+    that fails — an error, or its process killed — does not stop the others: they finish, and then one
+    :class:`BranchspecError` line names every failed M (its checkpoints are kept: ``--resume`` continues it).
+    """
     if procs < 1:
         raise UsageError(f"--sweep-procs must be >= 1, got {procs}")
     todo = [c for c in cfgs if pending(c, resume)]
@@ -104,14 +126,55 @@ def train_runs(cfgs: list[TrainConfig], resume: bool = False, procs: int = 1, th
     n_gpu = torch.cuda.device_count() if cuda else 0
     if cuda and n_gpu == 0:
         raise UsageError("--device cuda: no CUDA device available")
-    ctx = get_context("spawn")
     workers = min(procs, len(todo))
-    slots = ctx.Queue()  # handed to each worker at its start (no Manager process, which a killed parent orphans)
-    for i in range(workers):
-        slots.put(i % n_gpu if n_gpu else None)  # worker i sees GPU i mod n_gpu only
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(slots, threads, os.getpid())) as pool:
-        futures = [pool.submit(_worker, c) for c in todo]
-        log(f"sweep: M={[c.num_branches for c in todo]} on {workers} processes")
-        for f in futures:
-            log(f"sweep: finished {f.result()}")
+    at_once = sum(classifier_training_bytes(c) for c in todo[:workers])  # the largest M run together
+    budget.check(at_once, f"--sweep-procs {workers} (M={', '.join(str(c.num_branches) for c in todo[:workers])} "
+                          "trained at once)")
+    log(f"sweep: M={[c.num_branches for c in todo]} on {workers} processes")
+    failed = _schedule(todo, workers, n_gpu, threads, log)
+    if failed:
+        what = "; ".join(f"M={m}: {why}" for m, why, _ in failed)
+        error = UsageError if all(usage for *_, usage in failed) else BranchspecError
+        raise error(f"--sweep-procs: {len(failed)} of {len(todo)} run(s) failed ({what}); the others finished; "
+                    "run again with --resume to continue the failed ones")
+
+
+def _schedule(todo: list[TrainConfig], workers: int, n_gpu: int, threads: int | None, log) -> list[tuple]:
+    """Run ``todo`` on at most ``workers`` processes at once (slot i: GPU i mod n_gpu); the failed runs as
+    (M, why, whether it is bad input)."""
+    from multiprocessing.connection import wait
+
+    ctx = get_context("spawn")
+    queue, free = list(todo), list(range(workers))
+    running: dict = {}  # sentinel -> (process, slot, cfg, receiving end)
+    failed: list[tuple] = []
+    try:
+        while queue or running:
+            while queue and free:
+                cfg, slot = queue.pop(0), free.pop(0)
+                recv, send = ctx.Pipe(duplex=False)
+                p = ctx.Process(target=_run_in_worker, name=f"sweep-M{cfg.num_branches}",
+                                args=(cfg, slot % n_gpu if n_gpu else None, threads, os.getpid(), send))
+                p.start()
+                send.close()
+                running[p.sentinel] = (p, slot, cfg, recv)
+            for sentinel in wait(list(running)):
+                p, slot, cfg, recv = running.pop(sentinel)
+                p.join()
+                try:
+                    msg = recv.recv() if recv.poll() else _NO_REPORT
+                except (EOFError, OSError):  # the process died before it could report
+                    msg = _NO_REPORT
+                recv.close()
+                free.append(slot)
+                if msg is None and p.exitcode == 0:
+                    log(f"sweep: finished {cfg.out}")
+                else:
+                    why, usage = msg if isinstance(msg, tuple) else (f"its process {_ended(p.exitcode)}", False)
+                    failed.append((cfg.num_branches, why, usage))
+                    log(f"sweep: M={cfg.num_branches} failed: {why}")
+    finally:
+        for p, *_ in running.values():  # interrupted: stop the runs still going (they resume from checkpoints)
+            p.terminate()
+            p.join()
+    return failed

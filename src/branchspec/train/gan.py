@@ -55,7 +55,7 @@ from branchspec.compiling import compile_after_warmup
 from branchspec.data.domains import load_domains
 from branchspec.data.folders import DomainImages
 from branchspec.errors import BranchspecError, UsageError
-from branchspec.io import atomic_write_json
+from branchspec.io import append_text, atomic_write_json
 from branchspec.models.discriminator import Discriminator
 from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
@@ -69,6 +69,7 @@ from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainC
 from branchspec.train.gan_io import (
     check_resume, log_window_from, rotate_checkpoints, save_image_grid, save_sample_grid,
 )
+from branchspec.train.memory import check_gan_training
 from branchspec.seeds import derive_seed
 
 __all__ = ["GanTrainConfig", "GanTrainer", "NonFiniteLossError", "PRECISIONS", "RESUMABLE_CHANGES", "run_training",
@@ -105,8 +106,10 @@ class GanTrainer:
         self.bf16 = cfg.precision == "bf16"  # autocast on CPU and CUDA; weights, Adam state, losses stay fp32
         self.main = self.rank == 0
         self.progress = progress and self.main
+        check_gan_training(cfg)  # model and batch within the memory budget before the data is read …
         if data is None:
             data = load_domains(cfg.data, cfg.img_size, self.progress, cfg.seed, cfg.n_per_domain)
+        check_gan_training(cfg, len(data.domains), data.images.numel())  # … and with the data before the models
         self.held_out: DomainImages | None = None
         if cfg.holdout:
             data, self.held_out = data.split_holdout(cfg.holdout)
@@ -363,7 +366,7 @@ def run_training(trainer: GanTrainer) -> Path:
         bar = tqdm(total=cfg.steps, initial=trainer.step, desc="train-gan", unit="step")
     t0 = time.perf_counter()
     saved_at = sampled_at = -1
-    log = open(out / "log.jsonl", "a") if trainer.main else None
+    log = out / "log.jsonl" if trainer.main else None
     window = trainer.log_window  # losses since the last log line (restored on resume); the line holds their means
     try:
         while trainer.step < cfg.steps:
@@ -373,8 +376,7 @@ def run_training(trainer: GanTrainer) -> Path:
                 window.setdefault(k, []).append(v)
             if log and (s % cfg.log_every == 0 or s == cfg.steps):  # the run's last line may fall between
                 means = {k: float(np.mean(v)) for k, v in window.items()}
-                log.write(json.dumps({"step": s, "time_s": round(time.perf_counter() - t0, 3), **means}) + "\n")
-                log.flush()
+                append_text(log, json.dumps({"step": s, "time_s": round(time.perf_counter() - t0, 3), **means}) + "\n")
             if s % cfg.log_every == 0:  # a window is always the log_every steps up to a multiple of log_every
                 window.clear()
             if bar:
@@ -392,8 +394,6 @@ def run_training(trainer: GanTrainer) -> Path:
     finally:
         if bar:
             bar.close()
-        if log:
-            log.close()
     if trainer.world > 1:
         dist.barrier()
     return last
