@@ -192,7 +192,7 @@ class Tracker:
             self._tb.close()
 
 
-def _csv_row(values) -> str:
+def _csv_row(values: list[Any]) -> str:
     """One CSV line (the csv module's quoting and line ending) as text."""
     import io
 
