@@ -272,3 +272,37 @@ def branch_norm_ratios(run) -> np.ndarray:
     epochs = json.loads((Path(run) / "diagnostics.json").read_text())["epochs"]
     norms = np.sort(np.asarray(epochs[-1]["branch_norm"], float))[::-1]  # (M,) descending
     return norms / norms[0]
+
+
+def epoch_diagnostics(run) -> dict[str, np.ndarray]:
+    """The arrays :func:`draw_epoch_diagnostics` draws, from ``RUN/diagnostics.json``: ``epoch`` (E,),
+    ``response`` (E, M) ‖F_k‖ / max_j ‖F_j‖, and over the epochs that logged them ``weight_epoch`` (E',),
+    ``weight_norm`` (E', M) ‖θ_k‖ and ``saturated`` (E',)."""
+    epochs = json.loads((Path(run) / "diagnostics.json").read_text())["epochs"]
+    resp = np.array([e["branch_norm"] for e in epochs], float)  # (E, M)
+    have = [e for e in epochs if "branch_weight_norm" in e]
+    return {"epoch": np.array([e["epoch"] for e in epochs]),
+            "response": resp / np.maximum(resp.max(axis=1, keepdims=True), 1e-12),
+            "weight_epoch": np.array([e["epoch"] for e in have]),
+            "weight_norm": np.array([e["branch_weight_norm"] for e in have], float).reshape(len(have), -1),
+            "saturated": np.array([e["test_saturated"] for e in have], float)}
+
+
+def draw_epoch_diagnostics(run, path, threshold: float = 0.1) -> Path:
+    """The eq. 10 mechanism over training (:func:`epoch_diagnostics`): every branch's response norm
+    ‖F_k‖ / max_j ‖F_j‖ on the test set (below ``threshold``: silent, the Fig. 4 rule), every branch's weight
+    norm ‖θ_k‖, and the saturated fraction of test logits (at the clamp on the target's side: zero collaborative
+    factor, so only weight decay acts on them)."""
+    d = epoch_diagnostics(run)
+    fig, axes = new_figure(1, 3, figsize=(14, 3.4))
+    axes[0].plot(d["epoch"], d["response"], lw=0.8)
+    axes[0].axhline(threshold, color="k", ls="--", lw=1)
+    axes[0].set_title("‖F_k‖ / max ‖F_j‖ per branch (test set)", fontsize=9)
+    if len(d["weight_epoch"]):
+        axes[1].plot(d["weight_epoch"], d["weight_norm"], lw=0.8)
+        axes[2].plot(d["weight_epoch"], d["saturated"], "o-", ms=3)
+    axes[1].set_title("‖θ_k‖ per branch", fontsize=9)
+    axes[2].set_title("saturated test logits (at the clamp, right side)", fontsize=9)
+    for a in axes:
+        a.set_xlabel("epoch")
+    return save(fig, path)

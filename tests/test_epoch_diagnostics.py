@@ -1,0 +1,23 @@
+"""The per-epoch diagnostics of train-classifier as the figure draws them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from branchspec.figures.classifier import draw_epoch_diagnostics, epoch_diagnostics
+
+
+def test_epoch_diagnostics_normalises_and_skips_old_entries(tmp_path):
+    epochs = [{"epoch": 1, "branch_norm": [2.0, 8.0, 4.0]}]  # written before weight norms were logged
+    epochs += [{"epoch": e, "branch_norm": [1.0, 0.5, 0.05], "branch_weight_norm": [3.0, 2.0, 1.0 - 0.1 * e],
+                "test_saturated": 0.1 * e} for e in (2, 3)]
+    (tmp_path / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
+    d = epoch_diagnostics(tmp_path)
+    np.testing.assert_allclose(d["response"][0], [0.25, 1.0, 0.5])
+    np.testing.assert_allclose(d["response"][1], [1.0, 0.5, 0.05])
+    assert d["weight_epoch"].tolist() == [2, 3]
+    np.testing.assert_allclose(d["weight_norm"][:, 2], [0.8, 0.7])
+    np.testing.assert_allclose(d["saturated"], [0.2, 0.3])
+    assert draw_epoch_diagnostics(tmp_path, tmp_path / "d.png").stat().st_size > 0
