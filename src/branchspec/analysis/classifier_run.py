@@ -43,8 +43,6 @@ def collect_outputs(model, data: ImageSet, batch_size: int = 500) -> tuple[torch
     return torch.cat(outs, dim=1), torch.cat(labels)  # (M, N, C), (N,)
 
 
-_test_set = test_set_for
-
 
 def first_layer_hessian(model, x, y, clamp: bool) -> tuple[dict, list[str]]:
     """Exact first-layer Hessian of ``model`` (eval mode) on the batch ``(x, y)`` with the loss the run was trained
@@ -114,7 +112,7 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
     if spec.get("kind") != "classifier":
         raise CheckpointError(f"{checkpoint} holds a {spec.get('kind')} model, not a train-classifier checkpoint")
     clamp = bool(spec["config"].get("clamp", True))
-    test = _test_set(state, data)
+    test = test_set_for(state, data)
     V, labels = collect_outputs(model, test)  # (M, N, C), (N,)
     M, N, C = V.shape
     K = test.num_classes
@@ -177,7 +175,7 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
             "epochs": [], "train_split_loss": [], "train_split_acc": [], "loss_floor": None, "stop_loss": cfg.stop_loss}
     for m in ms:
         model, state = load_model(out / f"M{m}" / "last")
-        test = _test_set(state, cfg.data)
+        test = test_set_for(state, cfg.data)
         V, labels = collect_outputs(model, test)
         summ = A.covariance_summary(V)
         rows["M"].append(m)
