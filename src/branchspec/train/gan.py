@@ -52,14 +52,14 @@ from torch import Tensor
 
 from branchspec.data.domains import load_domains
 from branchspec.data.folders import DomainImages
-from branchspec.errors import BranchspecError
+from branchspec.errors import BranchspecError, NonFiniteLoss
 from branchspec.io import atomic_write_json
 from branchspec.models.discriminator import Discriminator
 from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
 from branchspec.train.checkpoint import (
-    checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors, optimizer_to_tensors, prefixed,
+    kept_note, load_checkpoint, load_weights, optimizer_from_tensors, optimizer_to_tensors, prefixed,
     rng_state_tensors, save_checkpoint, state_int, unprefixed,
 )
 from branchspec.train.export import refuse_weights_only
@@ -70,8 +70,7 @@ from branchspec.seeds import derive_seed
 __all__ = ["GanTrainConfig", "GanTrainer", "NonFiniteLossError", "PRECISIONS", "RESUMABLE_CHANGES", "run_training",
            "save_image_grid", "train_gan"]
 
-class NonFiniteLossError(BranchspecError):
-    """A loss became NaN/inf; the run stopped and the last good checkpoint is kept."""
+NonFiniteLossError = NonFiniteLoss  # the name train_gan has always raised (errors.NonFiniteLoss)
 
 
 def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
@@ -179,10 +178,9 @@ class GanTrainer:
     def _check_finite(self, logs: dict[str, float]) -> None:
         bad = {k: v for k, v in logs.items() if not np.isfinite(v)}
         if bad:
-            last = self.ckpt_dir / "last.json"
-            kept = f"last good checkpoint: {last}" if checkpoint_exists(last) else "no checkpoint written yet"
             name, val = next(iter(bad.items()))
-            raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} ({name}={val}); stopped, {kept}")
+            raise NonFiniteLoss(f"non-finite loss at step {self.step + 1} ({name}={val}); stopped, "
+                                f"{kept_note(self.ckpt_dir / 'last')}")
 
     def train_step(self) -> dict[str, float]:
         """One D step and one G step (App. E), then the EMA update."""
@@ -323,7 +321,7 @@ def train_gan(cfg: GanTrainConfig, out_dir: str | os.PathLike, progress: bool = 
     """Train (or, with ``resume``, continue) a branched GAN; returns the last checkpoint's JSON path.
 
     ``data`` overrides ``cfg.data`` with images already in memory (demo, tests).
-    Raises :class:`NonFiniteLossError` (last good checkpoint kept) on NaN/inf.
+    Raises :class:`~branchspec.errors.NonFiniteLoss` (last good checkpoint kept) on NaN/inf.
     """
     trainer = GanTrainer(cfg, out_dir, progress=progress, resume=resume, data=data)
     try:
