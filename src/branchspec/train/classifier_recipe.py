@@ -20,15 +20,17 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from branchspec.data.imageset import prefetched
+from branchspec.seeds import sequence_seed
 
 SCHEDULES = ("cosine", "onecycle", "constant", "linear", "flat")
 FLIPS = ("random", "alternate", "none")
+FLIP_STREAM = 7919  # sequence_seed key of the alternating flips' coins (kept: stage 1 of the shipped model used it)
+CROP_STREAM = 31  # sequence_seed key of an alternate-flip batch's crop offsets (likewise)
 
 
 def loss_reached(stop_loss: float | None, floor: float, row: dict) -> bool:
@@ -164,7 +166,7 @@ def alternating_flips(n: int, epoch: int, seed: int) -> Tensor:
         >>> bool((a ^ b).all())
         True
     """
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 7919]).generate_state(1)[0]))
+    gen = torch.Generator().manual_seed(sequence_seed(seed, FLIP_STREAM))
     base = torch.rand(n, generator=gen) < 0.5  # (n,)
     return base ^ bool(epoch % 2)
 
@@ -201,7 +203,7 @@ def alternate_flip_batches(data, batch_size: int, epoch: int, seed: int, pad: in
 
     def build(i: int) -> tuple[Tensor, Tensor]:
         idx = order[i * batch_size:(i + 1) * batch_size]
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, i, 31]).generate_state(1)[0]))
+        gen = torch.Generator().manual_seed(sequence_seed(seed, epoch, i, CROP_STREAM))
         x = flip_where(translate(data.images[idx], gen, pad), flip_mask[idx])  # (B, 3, H, W) uint8
         return data.normalize(x), data.labels[idx]
 

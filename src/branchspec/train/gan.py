@@ -65,7 +65,7 @@ from branchspec.train.checkpoint import (
 from branchspec.train.export import refuse_weights_only
 from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig
 from branchspec.train.gan_io import check_resume, rotate_checkpoints, save_image_grid, save_sample_grid
-from branchspec.seeds import derive_seed
+from branchspec.seeds import derive_seed, sequence_seed
 
 __all__ = ["GanTrainConfig", "GanTrainer", "NonFiniteLossError", "PRECISIONS", "RESUMABLE_CHANGES", "run_training",
            "save_image_grid", "train_gan"]
@@ -74,8 +74,7 @@ NonFiniteLossError = NonFiniteLoss  # the name train_gan has always raised (erro
 
 
 def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
-    s = int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
-    return torch.Generator().manual_seed(s)
+    return torch.Generator().manual_seed(sequence_seed(seed, rank, step))
 
 
 class GanTrainer:
