@@ -3,7 +3,8 @@
 In the spirit of fast CIFAR-10 training (Keller Jordan's airbench): a
 learning-rate schedule that is a pure function of the step (warm-up, then
 cosine / linear-to-zero / one-cycle), decoupled weight decay, derandomised
-("alternating") horizontal flips, random-crop translation, an exponential
+("alternating") horizontal flips with the random-crop translation of
+:mod:`branchspec.data.imageset`, an exponential
 moving average (EMA) of the weights and flip test-time augmentation. None of
 these changes the loss of §6; they change how it is minimised.
 
@@ -24,7 +25,7 @@ import torch
 from torch import Tensor, nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from branchspec.data.imageset import prefetched
+from branchspec.data.imageset import flip_where, prefetched, translate
 from branchspec.seeds import sequence_seed
 
 SCHEDULES = ("cosine", "onecycle", "constant", "linear", "flat")
@@ -169,27 +170,6 @@ def alternating_flips(n: int, epoch: int, seed: int) -> Tensor:
     gen = torch.Generator().manual_seed(sequence_seed(seed, FLIP_STREAM))
     base = torch.rand(n, generator=gen) < 0.5  # (n,)
     return base ^ bool(epoch % 2)
-
-
-def translate(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
-    """Random-crop translation of a batch ``(B, C, H, W)``: zero-pad by ``pad`` and crop
-    back at a random offset in [0, 2·pad]² per image (the standard CIFAR crop)."""
-    if pad <= 0:
-        return x
-    b, c, h, w = x.shape
-    xp = nn.functional.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)  # (B,)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
-    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]  # (B, 1, H, 1)
-    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
-    bi = torch.arange(b)[:, None, None, None]
-    ci = torch.arange(c)[None, :, None, None]
-    return xp[bi, ci, rows, cols]  # (B, C, H, W)
-
-
-def flip_where(x: Tensor, mask: Tensor) -> Tensor:
-    """Horizontally flip the images of ``x (B, C, H, W)`` where ``mask (B,)`` is True."""
-    return torch.where(mask[:, None, None, None], x.flip(3), x)
 
 
 def alternate_flip_batches(data, batch_size: int, epoch: int, seed: int, pad: int = 4, start: int = 0,

@@ -51,6 +51,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from branchspec.data.domains import load_domains
+from branchspec.data.imageset import flip_where
 from branchspec.data.folders import DomainImages
 from branchspec.errors import BranchspecError, NonFiniteLoss
 from branchspec.io import atomic_write_json
@@ -189,8 +190,7 @@ class GanTrainer:
         x, y = self.data.batch(idx, dev)  # (B, C, S, S), (B,)
         b = x.shape[0]
         if cfg.flip:
-            flip = (torch.rand(b, generator=gen) < 0.5).to(dev).view(-1, 1, 1, 1)
-            x = torch.where(flip, x.flip(-1), x)
+            x = flip_where(x, (torch.rand(b, generator=gen) < 0.5).to(dev))
         y_trg = torch.randint(len(self.data.domains), (b,), generator=gen).to(dev)  # ỹ
         if cfg.same_domain:
             keep = (torch.rand(b, generator=gen) < cfg.same_domain).to(dev)
