@@ -14,6 +14,7 @@ from branchspec.data.imageset import ImageSet
 from branchspec.train import classifier as T
 from branchspec.train import classifier_recipe as R
 from branchspec.train.checkpoint import load_checkpoint
+from branchspec.train.ema import WeightEMA
 from branchspec.train.classifier_eval import branch_grad_norms, evaluate
 from branchspec.train.losses import ClampPassInward, clamped_soft_ce, logit_diagnostics, soft_target_floor, soft_targets
 
@@ -52,7 +53,7 @@ def test_decoupled_weight_decay_is_independent_of_lr():
 
 def test_ema_update_matches_formula_and_restores():
     model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
-    ema = R.WeightEMA(model, 0.9)
+    ema = WeightEMA(model, 0.9)
     ref = {k: v.clone() for k, v in model.state_dict().items()}
     for t in range(5):
         with torch.no_grad():
@@ -69,11 +70,11 @@ def test_ema_update_matches_formula_and_restores():
     with ema.applied(model):
         torch.testing.assert_close(model[0].weight, ema.shadow["0.weight"])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    other = R.WeightEMA(model, 0.9)
+    other = WeightEMA(model, 0.9)
     other.load_tensors(ema.tensors())
     assert other.updates == 5 and torch.equal(other.shadow["0.weight"], ema.shadow["0.weight"])
     with pytest.raises(ValueError):
-        R.WeightEMA(model, 1.0)
+        WeightEMA(model, 1.0)
 
 
 def test_tta_averages_the_flipped_pass_and_is_flip_invariant():

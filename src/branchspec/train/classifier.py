@@ -43,9 +43,9 @@ from branchspec.train.checkpoint import (
 from branchspec.train.classifier_io import check_resume, epoch_logs, progress_from, save_run, write_epoch_files
 from branchspec.train.classifier_config import TrainConfig
 from branchspec.train.classifier_dist import DistContext
+from branchspec.train.ema import WeightEMA
 from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary, make_tracker
 from branchspec.train.classifier_recipe import (
-    WeightEMA,
     alternate_flip_batches,
     decay_weights,
     loss_reached,

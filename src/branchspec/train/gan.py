@@ -59,6 +59,7 @@ from branchspec.models.discriminator import Discriminator
 from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
+from branchspec.train.ema import ema_update, warmup_decay
 from branchspec.train.checkpoint import (
     kept_note, load_checkpoint, load_weights, optimizer_from_tensors, optimizer_to_tensors, prefixed,
     rng_state_tensors, save_checkpoint, state_int, unprefixed,
@@ -247,8 +248,7 @@ class GanTrainer:
             self.opt_g.step()
         finally:
             self.D.requires_grad_(True)
-        beta = min(cfg.ema, (1 + self.step) / (10 + self.step))
-        gan_losses.ema_update(self.G_ema, self.G, beta)
+        ema_update(self.G_ema, self.G, warmup_decay(cfg.ema, self.step))
         self.step += 1
         self.last_logs = {**d_logs, **g_logs}
         return self.last_logs
