@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -50,11 +51,11 @@ def first_layer_hessian(model, x, y, clamp: bool) -> tuple[dict, list[str]]:
     summary of ``branchspec.hessian``) and the parameter names."""
     from branchspec import hessian as H
     from branchspec.hessian.factors import blockwise_hessian
-    from branchspec.train.losses import classifier_loss_sum
+    from branchspec.train.losses import loss_value
 
     model.eval()
     subset = H.select_params(model, "first-layer")
-    mat, _ = blockwise_hessian(model, subset, x, y, classifier_loss_sum(clamp))
+    mat, _ = blockwise_hessian(model, subset, x, y, partial(loss_value, clamp=clamp, reduction="sum"))
     return ({"matrix": mat, "boundaries": list(subset.boundaries), "summary": H.block_summary(mat, subset.boundaries)},
             list(subset.names))
 
