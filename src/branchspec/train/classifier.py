@@ -42,7 +42,7 @@ from branchspec.train.checkpoint import (
 )
 from branchspec.train.classifier_io import check_resume, epoch_logs, progress_from, save_run, write_epoch_files
 from branchspec.train.classifier_config import TrainConfig
-from branchspec.train.classifier_dist import DistContext
+from branchspec.train.distributed import DistContext
 from branchspec.train.ema import WeightEMA
 from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary, make_tracker
 from branchspec.train.classifier_recipe import (
@@ -122,7 +122,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
 
     ``max_steps`` stops after that many global steps (checkpointing there),
     e.g. to time-box a run that ``resume=True`` continues later. Under
-    ``torchrun`` the processes share each batch (:mod:`.classifier_dist`).
+    ``torchrun`` the processes share each batch (:mod:`.distributed`).
     """
     ctx = DistContext.setup(cfg.device)
     try:

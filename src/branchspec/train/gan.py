@@ -16,8 +16,8 @@ weights, Adam state and losses.
 Everything random in a step (batch, flips, ỹ) comes from a generator seeded
 by (seed, rank, step), so ``resume`` continues exactly. Under ``torchrun``
 (WORLD_SIZE > 1) G and D are wrapped in DistributedDataParallel (gloo on
-CPU, nccl on GPU), batches come from a :class:`DistributedSampler`, and only
-rank 0 writes. ``--batch-size`` is per process.
+CPU, nccl on GPU) by the classifier's :class:`~branchspec.train.distributed.DistContext`,
+batches come from a :class:`DistributedSampler`, and only rank 0 writes. ``--batch-size`` is per process.
 
 Outputs in RUN/: ``config.json``, ``log.jsonl``, ``samples/step-NNNNNN.png``
 (input | re-generation | R) and ``checkpoints/last`` + ``checkpoints/step-NNNNNN``
@@ -47,7 +47,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from branchspec.data.domains import load_domains
@@ -60,6 +59,7 @@ from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
 from branchspec.train.ema import ema_update, warmup_decay
+from branchspec.train.distributed import DistContext
 from branchspec.train.checkpoint import (
     kept_note, load_checkpoint, load_weights, optimizer_from_tensors, optimizer_to_tensors, prefixed,
     rng_state_tensors, save_checkpoint, state_int, unprefixed,
@@ -85,21 +85,9 @@ class GanTrainer:
     def __init__(self, cfg: GanTrainConfig, out_dir: str | os.PathLike, progress: bool = True,
                  resume: bool = False, data: DomainImages | None = None) -> None:
         self.cfg, self.out = cfg, Path(out_dir)
-        self._own_pg = False
-        if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            dist.init_process_group("nccl" if cfg.device != "cpu" and torch.cuda.is_available() else "gloo")
-            self._own_pg = True
-        self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.rank = dist.get_rank() if dist.is_initialized() else 0
-        use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-        if use_cuda and not torch.cuda.is_available():
-            raise BranchspecError("--device cuda: no CUDA device available")
-        local = int(os.environ.get("LOCAL_RANK", self.rank)) if use_cuda else 0
-        self.device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
-        if use_cuda:
-            torch.cuda.set_device(self.device)
+        self.ctx = DistContext.setup(cfg.device)  # the torchrun process group (if any) and this process's device
+        self.world, self.rank, self.device, self.main = self.ctx.world, self.ctx.rank, self.ctx.device, self.ctx.main
         self.bf16 = cfg.precision == "bf16"  # autocast on CPU and CUDA; weights, Adam state, losses stay fp32
-        self.main = self.rank == 0
         self.progress = progress and self.main
         if data is None:
             data = load_domains(cfg.data, cfg.img_size, self.progress, cfg.seed, cfg.n_per_domain)
@@ -124,14 +112,7 @@ class GanTrainer:
         self.ckpt_dir = self.out / "checkpoints"
         if resume:
             self.load(self.ckpt_dir / "last")
-        if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if use_cuda else None
-            self.G_train = DDP(self.G, device_ids=ids)
-            self.D_train = DDP(self.D, device_ids=ids)
-        else:
-            self.G_train, self.D_train = self.G, self.D
+        self.G_train, self.D_train = self.ctx.wrap(self.G), self.ctx.wrap(self.D)  # DDP when world > 1
         self.channels_last = os.environ.get("BRANCHSPEC_NCHW") is None  # oneDNN's / cuDNN's faster conv layout
         for net in (self.G, self.D, self.G_ema) if self.channels_last else ():
             net.to(memory_format=torch.channels_last)
@@ -172,9 +153,8 @@ class GanTrainer:
         if self.world == 1:
             return logs
         keys = sorted(logs)
-        t = torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return {k: v / self.world for k, v in zip(keys, t.tolist())}
+        total = self.ctx.sum(torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=self.device))
+        return {k: v / self.world for k, v in zip(keys, total)}
 
     def _check_finite(self, logs: dict[str, float]) -> None:
         bad = {k: v for k, v in logs.items() if not np.isfinite(v)}
@@ -326,8 +306,7 @@ def train_gan(cfg: GanTrainConfig, out_dir: str | os.PathLike, progress: bool = 
     try:
         return run_training(trainer)
     finally:
-        if trainer._own_pg and dist.is_initialized():
-            dist.destroy_process_group()
+        trainer.ctx.close()
 
 
 def run_training(trainer: GanTrainer) -> Path:
@@ -382,6 +361,5 @@ def run_training(trainer: GanTrainer) -> Path:
             bar.close()
         if log:
             log.close()
-    if trainer.world > 1:
-        dist.barrier()
+    trainer.ctx.barrier()
     return last
