@@ -190,10 +190,8 @@ def section(out) -> Section:
         "not eyes found on a real cat face (there is no ground truth here; see tests/test_apps.py for the "
         "constructed cases with a known answer).",
     ]
-    sf, sn, snotes = shipped.section_parts(summary.get("shipped", []), out)
-    figures, notes = figures + sf, notes + snotes
-    numbers.update(sn)
-    return Section(key=NAME, title="Using the decomposition: manipulation, augmentation, segmentation",
-                   intro="Ambient-space editing (App. A), component augmentation and unsupervised "
-                         "segmentation (App. F) on a decomposition from the previous section.",
-                   numbers=numbers, figures=figures, notes=notes)
+    return shipped.with_shipped(Section(
+        key=NAME, title="Using the decomposition: manipulation, augmentation, segmentation",
+        intro="Ambient-space editing (App. A), component augmentation and unsupervised segmentation (App. F) on a "
+              "decomposition from the previous section.",
+        numbers=numbers, figures=figures, notes=notes), summary.get("shipped", []), out)

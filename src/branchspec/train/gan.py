@@ -163,6 +163,15 @@ class GanTrainer:
             raise NonFiniteLoss(f"non-finite loss at step {self.step + 1} ({name}={val}); stopped, "
                                 f"{kept_note(self.ckpt_dir / 'last')}")
 
+    def _step(self, opt: torch.optim.Optimizer, loss: Tensor, logs: dict[str, float]) -> dict[str, float]:
+        """Logs averaged over processes and checked finite (before any weight moves), then one optimiser step."""
+        logs = self._reduced(logs)
+        self._check_finite(logs)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return logs
+
     def train_step(self) -> dict[str, float]:
         """One D step and one G step (App. E), then the EMA update."""
         cfg, dev = self.cfg, self.device
@@ -200,11 +209,7 @@ class GanTrainer:
             d_cls = gan_losses.domain_class_loss(cls[:b], y)
             d_loss = d_loss + cfg.cls_weight * d_cls
             d_logs["d/cls"] = d_cls.item()
-        d_logs = self._reduced(d_logs)
-        self._check_finite(d_logs)
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
+        d_logs = self._step(self.opt_d, d_loss, d_logs)
 
         # G step: non-saturating adversarial loss through a frozen (just updated) D
         self.D.requires_grad_(False)
@@ -221,11 +226,7 @@ class GanTrainer:
                 g_rec = gan_losses.regeneration_loss(x_fake, x, y_trg, y)
                 g_loss = g_loss + cfg.rec_weight * g_rec
                 g_logs["g/rec"] = g_rec.item()
-            g_logs = self._reduced(g_logs)
-            self._check_finite(g_logs)
-            self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            self.opt_g.step()
+            g_logs = self._step(self.opt_g, g_loss, g_logs)
         finally:
             self.D.requires_grad_(True)
         ema_update(self.G_ema, self.G, warmup_decay(cfg.ema, self.step))
