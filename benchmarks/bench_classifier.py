@@ -18,7 +18,7 @@ import time
 import torch
 
 from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig, SlimResNet18, build_classifier
-from branchspec.train.losses import clamped_soft_ce
+from branchspec.train.losses import classifier_loss
 
 
 def _macs(model: torch.nn.Module, x: torch.Tensor) -> int:
@@ -52,7 +52,7 @@ def _images_per_s(model, batch: int, steps: int, device: str, bf16: bool = False
     def step():
         with torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
             f = model(x)
-        loss, _ = clamped_soft_ce(f.float(), y)
+        loss, _ = classifier_loss(f, y, clamp=True)
         opt.zero_grad()
         loss.backward()
         opt.step()

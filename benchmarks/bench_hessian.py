@@ -24,6 +24,7 @@ import os
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -103,7 +104,7 @@ def _reset_peak_rss() -> float | None:
 def _measure(m: int, n: int, device: str) -> dict:
     from branchspec.branched import as_branched
     from branchspec.hessian import block_diagonality, block_norms, blockwise_hessian, select_params
-    from branchspec.train.losses import classifier_loss_sum
+    from branchspec.train.losses import loss_value
 
     model, what = _model(m)
     model = as_branched(model).to(device).eval()
@@ -117,7 +118,7 @@ def _measure(m: int, n: int, device: str) -> dict:
         base = torch.cuda.memory_allocated()
     rss0 = _reset_peak_rss()
     t0 = time.perf_counter()
-    H, _ = blockwise_hessian(model, sub, x, y, classifier_loss_sum(True), budget_bytes=8 * 1024**3)
+    H, _ = blockwise_hessian(model, sub, x, y, partial(loss_value, clamp=True, reduction="sum"), budget_bytes=8 * 1024**3)
     if device == "cuda":
         torch.cuda.synchronize()
     cold = time.perf_counter() - t0
@@ -126,7 +127,7 @@ def _measure(m: int, n: int, device: str) -> dict:
     else:
         peak = _vm_kib("VmHWM") / 1024 - rss0 if rss0 is not None else float("nan")  # MiB above the start
     t0 = time.perf_counter()  # second call, same shapes: kernels / primitives already built
-    blockwise_hessian(model, sub, x, y, classifier_loss_sum(True), budget_bytes=8 * 1024**3)
+    blockwise_hessian(model, sub, x, y, partial(loss_value, clamp=True, reduction="sum"), budget_bytes=8 * 1024**3)
     if device == "cuda":
         torch.cuda.synchronize()
     sec = time.perf_counter() - t0

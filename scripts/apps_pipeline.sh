@@ -47,6 +47,6 @@ bs decompose --checkpoint "$CKPT" "$FACES" --domain "$FACE_DOMAIN" "${SIZE[@]}" 
 bs segment "$OUT/faces" --out "$OUT/faces-segment"
 bs manipulate "$OUT/faces" --out "$OUT/faces-manipulate"
 NOTE="checkpoint $CKPT; cats: $CATS as domain '$CAT_DOMAIN'; faces: $FACES as domain '$FACE_DOMAIN'"
-"$PY" -c 'import sys; from branchspec.figures.folder_report import write_folder_report as w; print("wrote", w(sys.argv[1], note=sys.argv[2]))' \
+"$PY" -c 'import sys; from branchspec.experiments.apps_folders import write_folder_report as w; print("wrote", w(sys.argv[1], note=sys.argv[2]))' \
   "$OUT" "$NOTE" | tee -a "$LOG"
 echo "apps_pipeline.sh: done in $(( $(date +%s) - t0 )) s; $NOTE" | tee -a "$LOG"

@@ -5,7 +5,7 @@ width 64, Gaussian R, packed engine) on the L1 re-generation loss *alone* —
 no discriminator, every target the image's own domain — with the GAN's Adam
 settings (lr 1e-4, β = (0, 0.99)) and batch 8, and prints the own-domain PSNR
 of G(x, y) and of R(x) against x on 256 images left out of its training, every
-100 steps. If G reaches R + 2 dB here, what holds the GAN's own-domain PSNR
+100 steps (the library's PSNR, as ``decompose --judge`` reports it). If G reaches R + 2 dB here, what holds the GAN's own-domain PSNR
 below that is its other losses, not the architecture's capacity.
 
 Usage:
@@ -19,16 +19,19 @@ import json
 import sys
 import time
 
+import numpy as np
 import torch
 
+from branchspec.apps.components import to_unit
+from branchspec.apps.decomp_stats import psnr
 from branchspec.data.domains import load_domains
 from branchspec.models.generator import GeneratorConfig, build_generator
 
 
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Mean over images of the PSNR (dB) of two (N, C, H, W) batches in [-1, 1]."""
-    mse = ((a - b) / 2).pow(2).flatten(1).mean(1)  # (N,) in [0, 1] units
-    return float((10 * torch.log10(1 / mse)).mean())
+def mean_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean over images of the library's PSNR (dB) of two (N, C, H, W) batches in [-1, 1], clipped to it:
+    the own-domain PSNR that ``branchspec decompose --judge`` reports."""
+    return float(np.mean([psnr(to_unit(x.numpy()), to_unit(y.numpy())) for x, y in zip(a, b)]))
 
 
 def main(data: str, steps: int) -> None:
@@ -50,7 +53,8 @@ def main(data: str, steps: int) -> None:
         if step % 100 == 0 or step == steps:
             with torch.no_grad():
                 x, y = x_all[held], d.labels[held]
-                row = {"step": step, "psnr_G": round(psnr(g(x, y), x), 2), "psnr_R": round(psnr(g.residual(x), x), 2),
+                row = {"step": step, "psnr_G": round(mean_psnr(g(x, y), x), 2),
+                       "psnr_R": round(mean_psnr(g.residual(x), x), 2),
                        "l1": round(loss.item(), 4), "seconds": round(time.time() - t0)}
             print(json.dumps(row), flush=True)
 

@@ -158,7 +158,7 @@ def test_judge_numbers():
 
 
 def test_folder_report_shows_judge_and_pairs(segmented, tmp_path):
-    from branchspec.figures.folder_report import write_folder_report
+    from branchspec.experiments.apps_folders import write_folder_report
     from branchspec.report import collect_sections
 
     out = tmp_path / "real"
@@ -219,3 +219,25 @@ def test_pair_on_eyes_by_hand():
     assert not pair_on_eyes([left])
     assert not pair_on_eyes([left, {"x": right["x"], "y": right["y"] + 0.11}])  # just outside the tolerance
     assert pair_on_eyes([left, {"x": right["x"], "y": right["y"] + 0.11}], tol=0.12)
+
+
+def test_a_folder_config_is_the_commands_path(folder, segmented, tmp_path):
+    """experiments.apps with ``folder``: the batch functions and their montages, as `segment` / `manipulate` FOLDER."""
+    from branchspec.errors import ConfigError
+    from branchspec.experiments import apps
+
+    cfg = apps.Config(folder=str(folder), segment=apps.Segment(iterations=100, folder="seg"),
+                      manipulate=apps.Manipulate(alphas=(0.0, 1.0), subsets="thirds", folder="man"))
+    res = apps.run(cfg, tmp_path)
+    direct = json.loads((segmented[1] / "segment.json").read_text())
+    seg = json.loads((tmp_path / "seg" / "segment.json").read_text())
+    assert [r["kept"] for r in seg["per_image"]] == [r["kept"] for r in direct["per_image"]]
+    assert res["segmentation"]["pairs_found"] == direct["pairs_found"] == 2 and "per_image" not in res["segmentation"]
+    assert (tmp_path / "seg" / "montage.png").is_file() and (tmp_path / "man" / "sweeps.png").is_file()
+    man = json.loads((tmp_path / "man" / "manipulate.json").read_text())
+    assert man["subset_rule"] == "strongest third by energy vs the rest" and res["manipulation"]["images"] == 3
+    for bad in (apps.Config(folder=str(folder), augment=apps.Augment()),
+                apps.Config(folder=str(folder), manipulate=apps.Manipulate(gains=(1.0,) * 5)),
+                apps.Config(folder=str(folder), segment=apps.Segment(truth="mask.png"))):
+        with pytest.raises(ConfigError):
+            apps.run(bad, tmp_path / "bad")

@@ -13,7 +13,7 @@ from branchspec.data.imageset import ImageSet, load_source, random_crop_flip
 from branchspec.errors import BranchspecError
 from branchspec.models.registry import build_model
 from branchspec.models.resnet import ClassifierConfig, SlimResNet18, build_classifier, stage_widths
-from branchspec.train.losses import clamped_soft_ce, onehot_ce, soft_targets
+from branchspec.train.losses import classifier_loss, loss_value, soft_targets
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -68,26 +68,26 @@ def _explicit_soft_ce(f, y):
     return total / f.shape[0]
 
 
-def test_clamped_soft_ce_matches_explicit_formula_and_gradient_is_p_minus_s():
+def test_clamped_loss_matches_explicit_formula_and_gradient_is_p_minus_s():
     f = torch.randn(6, 10) * 2
     y = torch.randint(0, 10, (6,))
-    loss, logs = clamped_soft_ce(f, y)
+    loss, logs = classifier_loss(f, y, clamp=True)
     torch.testing.assert_close(loss, _explicit_soft_ce(f, y))
     assert set(logs) == {"loss", "acc"}
     # eq. 3: inside the clamp range d(sum loss)/df = s(f) - p
     g = (torch.rand(4, 10) - 0.5).requires_grad_(True)
     yy = torch.randint(0, 10, (4,))
-    (clamped_soft_ce(g, yy)[0] * 4).backward()
+    (classifier_loss(g, yy, clamp=True)[0] * 4).backward()
     torch.testing.assert_close(g.grad, g.detach().softmax(1) - soft_targets(yy, 10))
     # minimum: f equal to the ±1 vector gives the entropy of p
     s = 2 * torch.nn.functional.one_hot(yy, 10).float() - 1
     p = soft_targets(yy, 10)
-    torch.testing.assert_close(clamped_soft_ce(s, yy)[0], -(p * p.log()).sum(1).mean())
+    torch.testing.assert_close(classifier_loss(s, yy, clamp=True)[0], -(p * p.log()).sum(1).mean())
 
 
-def test_onehot_ce_is_unclamped():
+def test_no_clamp_loss_is_unclamped_cross_entropy():
     f = torch.tensor([[10.0, 0.0]])
-    loss, _ = onehot_ce(f, torch.tensor([1]))
+    loss, _ = classifier_loss(f, torch.tensor([1]), clamp=False)
     assert loss.item() == pytest.approx(10.0, abs=1e-3)
 
 
@@ -201,14 +201,14 @@ def test_batches_are_reproducible_and_cover_the_epoch():
 def test_one_loss_for_training_and_hessian(clamp):
     """The Hessian's summed loss is the training loss × batch size, for clamped and --no-clamp runs."""
     from branchspec.experiments.hessian_data import classifier_data
-    from branchspec.train.losses import classifier_loss, classifier_loss_sum
-
     f = torch.randn(6, 10) * 2
     y = torch.arange(6) % 10
     mean, _ = classifier_loss(f, y, clamp)
     total, _ = classifier_loss(f, y, clamp, reduction="sum")
     torch.testing.assert_close(total, mean * 6)
-    torch.testing.assert_close(classifier_loss_sum(clamp)(f, y), total)
+    torch.testing.assert_close(loss_value(f, y, clamp, reduction="sum"), total)
+    torch.testing.assert_close(loss_value(f.double(), y, clamp, reduction="sum"), total.double())  # f64 kept (Hessians)
+    assert loss_value(f.double(), y, clamp, reduction="sum").dtype == torch.float64
     state = {"model": {"kind": "classifier", "config": {"clamp": clamp}}}
     data = classifier_data(None, state, 4)
     torch.testing.assert_close(data.loss_fn(f[:4], y[:4]), classifier_loss(f[:4], y[:4], clamp, reduction="sum")[0])

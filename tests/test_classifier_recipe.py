@@ -14,8 +14,9 @@ from branchspec.data.imageset import ImageSet
 from branchspec.train import classifier as T
 from branchspec.train import classifier_recipe as R
 from branchspec.train.checkpoint import load_checkpoint
+from branchspec.train.ema import WeightEMA
 from branchspec.train.classifier_eval import branch_grad_norms, evaluate
-from branchspec.train.losses import ClampPassInward, clamped_soft_ce, logit_diagnostics, soft_target_floor, soft_targets
+from branchspec.train.losses import ClampPassInward, classifier_loss, logit_diagnostics, soft_target_floor, soft_targets
 
 TINY = dict(data="digits", num_branches=2, width=1, epochs=2, batch_size=32, subset=96, engine="loop", eval_batch_size=400)
 quiet = dict(progress=False, log=lambda s: None)
@@ -52,7 +53,7 @@ def test_decoupled_weight_decay_is_independent_of_lr():
 
 def test_ema_update_matches_formula_and_restores():
     model = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2))
-    ema = R.WeightEMA(model, 0.9)
+    ema = WeightEMA(model, 0.9)
     ref = {k: v.clone() for k, v in model.state_dict().items()}
     for t in range(5):
         with torch.no_grad():
@@ -69,11 +70,11 @@ def test_ema_update_matches_formula_and_restores():
     with ema.applied(model):
         torch.testing.assert_close(model[0].weight, ema.shadow["0.weight"])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    other = R.WeightEMA(model, 0.9)
+    other = WeightEMA(model, 0.9)
     other.load_tensors(ema.tensors())
     assert other.updates == 5 and torch.equal(other.shadow["0.weight"], ema.shadow["0.weight"])
     with pytest.raises(ValueError):
-        R.WeightEMA(model, 1.0)
+        WeightEMA(model, 1.0)
 
 
 def test_tta_averages_the_flipped_pass_and_is_flip_invariant():
@@ -121,7 +122,7 @@ def test_pass_inward_gradient_matches_hand_derived():
     torch.manual_seed(0)
     f = (torch.randn(64, 10) * 2).requires_grad_()  # about 60 % of the logits outside [-1, 1]
     y = torch.randint(0, 10, (64,))
-    loss, _ = clamped_soft_ce(f, y, clamp_grad="pass-inward")
+    loss, _ = classifier_loss(f, y, clamp=True, clamp_grad="pass-inward")
     loss.backward()
     # hand-derived: dL/dclamp(f) = (softmax(clamp f) − p)/B (eq. 3); passed inside [-1, 1] and
     # where f > 1 with a positive or f < −1 with a negative derivative (descent moves f inward)
@@ -131,7 +132,7 @@ def test_pass_inward_gradient_matches_hand_derived():
     torch.testing.assert_close(f.grad, torch.where(keep, g, torch.zeros_like(g)))
     assert ((fd.abs() > 1) & keep).any() and ((fd.abs() > 1) & ~keep).any()
     hard = f.detach().clone().requires_grad_()
-    hloss, _ = clamped_soft_ce(hard, y)
+    hloss, _ = classifier_loss(hard, y, clamp=True)
     hloss.backward()
     assert hloss.item() == pytest.approx(loss.item())  # same loss value: only the gradient differs
     torch.testing.assert_close(hard.grad, torch.where((fd >= -1) & (fd <= 1), g, torch.zeros_like(g)))
@@ -151,7 +152,7 @@ def test_logit_diagnostics_and_floor_against_loops():
     assert d["clamped"] == pytest.approx(float((f.abs() > 1).float().mean()))
     best = torch.full((1, 10), -1.0)
     best[0, 3] = 1.0
-    assert clamped_soft_ce(best * 5, torch.tensor([3]))[0].item() == pytest.approx(soft_target_floor(10), abs=1e-6)
+    assert classifier_loss(best * 5, torch.tensor([3]), clamp=True)[0].item() == pytest.approx(soft_target_floor(10), abs=1e-6)
 
 
 def test_branch_grad_norms_and_activity_of_a_zeroed_branch():
@@ -413,7 +414,7 @@ def test_branch_norm_ratios_and_figure_from_saved_diagnostics(tmp_path, drawn):
 
 @pytest.mark.parametrize("clamp,clamp_grad", [(True, "hard"), (True, "pass-inward"), (False, "hard")])
 def test_training_loss_equals_classifier_loss_and_diagnostics(clamp, clamp_grad):
-    from branchspec.train.losses import classifier_loss, logit_diagnostics, training_loss
+    from branchspec.train.losses import training_loss
 
     g = torch.Generator().manual_seed(3)
     f0 = 2.0 * torch.randn(32, 10, generator=g)

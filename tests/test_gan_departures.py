@@ -8,7 +8,6 @@ import itertools
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from branchspec.cli import main
 from branchspec.data.embedded import embedded_domains

@@ -173,7 +173,31 @@ def test_losses_values_and_r1():
 
 
 def test_ema_update():
+    from branchspec.train.ema import ema_update
+
     a, b = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     wa, wb = a.weight.detach().clone(), b.weight.detach().clone()
-    gan_losses.ema_update(a, b, 0.9)
+    ema_update(a, b, 0.9)
     torch.testing.assert_close(a.weight, 0.9 * wa + 0.1 * wb)
+
+
+def test_gan_and_classifier_ema_share_the_warm_up():
+    from branchspec.train.ema import WeightEMA, ema_update, warmup_decay
+
+    torch.manual_seed(0)
+    model, ema_net = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    ema_net.load_state_dict(model.state_dict())
+    shadow = WeightEMA(model, 0.95)
+    ref = model.weight.detach().clone()
+    for t in range(12):
+        with torch.no_grad():
+            model.weight.add_(torch.randn_like(model.weight))
+        d = min(0.95, (1 + t) / (10 + t))  # by hand
+        assert warmup_decay(0.95, t) == d
+        ref = d * ref + (1 - d) * model.weight.detach()
+        shadow.update(model)
+        ema_net_before = ema_net.weight.detach().clone()
+        ema_update(ema_net, model, warmup_decay(0.95, t))
+        torch.testing.assert_close(ema_net.weight, d * ema_net_before + (1 - d) * model.weight.detach())
+    torch.testing.assert_close(shadow.shadow["weight"], ref)
+    assert torch.equal(shadow.shadow["weight"], ema_net.weight)  # the same lerp, number for number

@@ -93,7 +93,12 @@ def test_non_finite_loss_stops_keeping_last_good(tmp_path, data, monkeypatch):
     good = (tmp_path / "checkpoints" / "last.safetensors")
     with pytest.raises(NonFiniteLossError, match="non-finite loss at step 4") as e:
         run_training(trainer)
-    assert "\n" not in str(e.value) and "last.json" in str(e.value)
+    assert "\n" not in str(e.value) and "last good checkpoint kept:" in str(e.value) and "last.json" in str(e.value)
+    # one error class for both trainers (errors.NonFiniteLoss), still importable under the GAN's old name
+    from branchspec.errors import NonFiniteLoss
+    from branchspec.train.classifier import NonFiniteLoss as ClassifierNonFinite
+
+    assert type(e.value) is NonFiniteLoss and NonFiniteLossError is NonFiniteLoss is ClassifierNonFinite
     _, state = load_checkpoint(tmp_path / "checkpoints" / "last")
     assert state["step"] == 2 and good.is_file()
     tensors, _ = load_checkpoint(tmp_path / "checkpoints" / "last")

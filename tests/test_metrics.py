@@ -81,8 +81,8 @@ def test_gradient_factorisation_with_per_branch_inputs():
 
     m = Branched(lambda: nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 2)), 3, residual=Split(), seed=0)
     x, y = torch.randn(5, 2), torch.randn(5, 2)
-    assert M.branch_inputs(m, x).shape == (3, 5, 2)
-    torch.testing.assert_close(M.branch_inputs(m, x)[2], 3 * x)
+    assert m.branch_inputs(x).shape == (3, 5, 2)
+    torch.testing.assert_close(m.branch_inputs(x)[2], 3 * x)
 
     def lf(f, t):
         return 0.5 * ((f - t) ** 2).sum()
@@ -93,4 +93,4 @@ def test_gradient_factorisation_with_per_branch_inputs():
     for k in range(3):
         for n, p in m.branches[k].named_parameters():
             torch.testing.assert_close(gf.gradient(k, n), p.grad, atol=1e-5, rtol=1e-4)
-    assert M.branch_inputs(Branched(lambda: nn.Linear(2, 2), 2, residual=nn.Identity()), x) is None
+    assert Branched(lambda: nn.Linear(2, 2), 2, residual=nn.Identity()).branch_inputs(x) is None

@@ -19,7 +19,7 @@ from branchspec import report
 from branchspec.cli import main
 from branchspec.errors import ConfigError
 from branchspec.experiments import classifier, shipped
-from branchspec.figures.folder_report import section_for
+from branchspec.experiments.apps_folders import section_for
 from branchspec.io import TooLarge, read_capped
 
 

@@ -27,9 +27,14 @@ def test_copy_by_section(tmp_path):
     assert [f["file"] for f in docs[0]["figures"]] == ["grid.png"]
     assert (out / "shipped" / "gan-photo" / "grid.png").read_bytes() == b"\x89PNG grid"
     assert not (out / "shipped" / "gan-photo" / "seg.png").exists()
-    figures, numbers, notes = shipped.section_parts(docs, out)
-    assert figures[0].path == "decomposition/shipped/gan-photo/grid.png" and "Photo G: grid" in figures[0].caption
-    assert numbers == {"Photo G: border ratio": 1.1} and notes == ["Photo G: n1"]
+    from branchspec.report import Figure, Section
+
+    own = Section("decomposition", "t", numbers={"own": 1}, figures=[Figure("a.png", "own")], notes=["own note"])
+    sec = shipped.with_shipped(own, docs, out)
+    figures, numbers, notes = sec.figures, sec.numbers, sec.notes
+    assert figures[0] == own.figures[0] and figures[1].path == "decomposition/shipped/gan-photo/grid.png"
+    assert "Photo G: grid" in figures[1].caption
+    assert numbers == {"own": 1, "Photo G: border ratio": 1.1} and notes == ["own note", "Photo G: n1"]
 
 
 @pytest.mark.parametrize("name", ["../outside.png", "/etc/hostname", "link.png", "missing.png", "sub"])

@@ -23,6 +23,11 @@ class DataError(UsageError):
     """Unreadable or malformed input data (images, CIFAR files, .npz): bad input, exit 2."""
 
 
+class NonFiniteLoss(BranchspecError):
+    """A loss (or the weights) became NaN/inf during training; the run stopped and its last good
+    checkpoint was left untouched (classifier and GAN trainers alike)."""
+
+
 class CheckpointError(UsageError):
     """A checkpoint is missing, torn, malformed, edited or of the wrong kind (one-line message naming it):
     bad input, exit 2."""

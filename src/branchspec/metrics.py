@@ -246,23 +246,6 @@ class GradientFactors:
         return self.per_sample_gradient(k, name).sum(0)
 
 
-def branch_inputs(model: Branched, x: Tensor) -> Tensor | None:
-    """What each branch receives, ``(M, N, ...)``, or ``None`` when every branch sees x itself.
-
-    A residual module may return a :class:`~branchspec.branched.ResidualSplit`
-    that feeds branch k its own input — the learnt diffusion of App. E,
-    f = R + Σ_k v_k(φ_k) (eq. 15). Read through the public ``model.residual``
-    module or callable (:meth:`~branchspec.branched.Branched.branch_inputs`).
-
-    Example:
-        >>> import torch.nn as nn
-        >>> from branchspec import Branched
-        >>> branch_inputs(Branched(lambda: nn.Linear(1, 1), 2, seed=0), torch.zeros(3, 1)) is None
-        True
-    """
-    return model.branch_inputs(x)
-
-
 def per_sample_dims(args: tuple[Any, ...], kwargs: dict[str, Any], n: int
                     ) -> tuple[tuple[int | None, ...], dict[str, int | None]]:
     """Which extra inputs carry a sample axis: 0 for a tensor whose first dim is ``n``, else ``None``.
@@ -337,7 +320,7 @@ def gradient_factors(
     f = model(x, *args, **kwargs).detach().requires_grad_(True)
     (collab,) = torch.autograd.grad(loss_fn(f, y), f)
     collab = collab.reshape(f.shape[0], -1)  # (N, C)
-    per_branch_in = branch_inputs(model, x)  # (M, N, ...) or None
+    per_branch_in = model.branch_inputs(x)  # (M, N, ...) or None
     adims, kdims = per_sample_dims(args, kwargs, x.shape[0])
     dist: list[dict[str, Tensor]] = []
     for k in branches:

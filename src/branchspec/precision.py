@@ -23,7 +23,6 @@ import functools
 from pathlib import Path
 
 PRECISIONS = ("auto", "fp32", "bf16")  # what a user may ask for
-RESOLVED = ("fp32", "bf16")  # what a run records
 _NATIVE_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
 
 

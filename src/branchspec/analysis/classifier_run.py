@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,6 @@ def collect_outputs(model, data: ImageSet, batch_size: int = 500) -> tuple[torch
     return torch.cat(outs, dim=1), torch.cat(labels)  # (M, N, C), (N,)
 
 
-_test_set = test_set_for
-
 
 def first_layer_hessian(model, x, y, clamp: bool) -> tuple[dict, list[str]]:
     """Exact first-layer Hessian of ``model`` (eval mode) on the batch ``(x, y)`` with the loss the run was trained
@@ -53,11 +52,11 @@ def first_layer_hessian(model, x, y, clamp: bool) -> tuple[dict, list[str]]:
     summary of ``branchspec.hessian``) and the parameter names."""
     from branchspec import hessian as H
     from branchspec.hessian.factors import blockwise_hessian
-    from branchspec.train.losses import classifier_loss_sum
+    from branchspec.train.losses import loss_value
 
     model.eval()
     subset = H.select_params(model, "first-layer")
-    mat, _ = blockwise_hessian(model, subset, x, y, classifier_loss_sum(clamp))
+    mat, _ = blockwise_hessian(model, subset, x, y, partial(loss_value, clamp=clamp, reduction="sum"))
     return ({"matrix": mat, "boundaries": list(subset.boundaries), "summary": H.block_summary(mat, subset.boundaries)},
             list(subset.names))
 
@@ -115,7 +114,7 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
     if spec.get("kind") != "classifier":
         raise CheckpointError(f"{checkpoint} holds a {spec.get('kind')} model, not a train-classifier checkpoint")
     clamp = bool(spec["config"].get("clamp", True))
-    test = _test_set(state, data)
+    test = test_set_for(state, data)
     m_branches, k_classes = as_branched(model).num_branches, test.num_classes
     for k, c in pairs or ():  # before the outputs are collected: a bad pair costs nothing
         if not (0 <= k < m_branches and 0 <= c < k_classes):
@@ -181,7 +180,7 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
             "epochs": [], "train_split_loss": [], "train_split_acc": [], "loss_floor": None, "stop_loss": cfg.stop_loss}
     for m in ms:
         model, state = load_model(out / f"M{m}" / "last")
-        test = _test_set(state, cfg.data)
+        test = test_set_for(state, cfg.data)
         V, labels = collect_outputs(model, test)
         summ = A.covariance_summary(V)
         rows["M"].append(m)

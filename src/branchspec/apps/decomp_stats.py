@@ -2,7 +2,8 @@
 
 The response matrix of the generator is the flattened one of §4.1: row k
 holds every pixel of v_k on every image, F = [v_k(x_1) … v_k(x_N)] of shape
-(M, N·C·H·W). From it (``branchspec.metrics``):
+(M, N·C·H·W). From it (``branchspec.metrics``, all of it through
+:class:`~branchspec.metrics.StreamingCovariance`):
 
 * covariance Cov = F·Fᵀ (uncentred, as §4.1 defines it; Fig. 3, Fig. 5);
 * correlation Cov_ik / sqrt(Cov_ii Cov_kk) — the cosine similarity between
@@ -45,23 +46,32 @@ from branchspec.apps.profiles import ProfileStats
 from branchspec.apps.spatial import FACE_REGIONS, SpatialStats
 
 
-def correlation_from_covariance(cov: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Cov_ik / sqrt(Cov_ii Cov_kk), the same convention as :func:`branchspec.metrics.correlation`."""
-    d = cov.diagonal().clamp_min(0).sqrt()  # (M,)
-    denom = d[:, None] * d[None, :]  # (M, M)
-    return torch.where(denom > eps, cov / denom.clamp_min(eps), torch.zeros_like(cov))
+def psnr(x01: np.ndarray, y01: np.ndarray) -> float:
+    """PSNR (dB) of two (C, H, W) images in [0, 1] (``skimage.metrics``); inf for identical images.
+
+    The one PSNR of the package: re-generation and R vs the input here, own-domain
+    fidelity in :mod:`branchspec.apps.judge`.
+
+    Example:
+        >>> round(psnr(np.zeros((1, 2, 2)), np.full((1, 2, 2), 0.1)), 6)
+        20.0
+    """
+    from skimage.metrics import peak_signal_noise_ratio
+
+    if np.array_equal(x01, y01):
+        return float("inf")
+    return float(peak_signal_noise_ratio(np.moveaxis(x01, 0, -1), np.moveaxis(y01, 0, -1), data_range=1.0))
 
 
 def psnr_ssim(x01: np.ndarray, y01: np.ndarray) -> tuple[float, float | None]:
-    """PSNR (dB) and SSIM of two (C, H, W) images in [0, 1]; SSIM is None below 3×3 pixels."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    """:func:`psnr` and SSIM of two (C, H, W) images in [0, 1]; SSIM is None below 3×3 pixels."""
+    from skimage.metrics import structural_similarity
 
     a, b = np.moveaxis(x01, 0, -1), np.moveaxis(y01, 0, -1)  # (H, W, C)
-    psnr = float(peak_signal_noise_ratio(a, b, data_range=1.0)) if not np.array_equal(a, b) else float("inf")
     side = min(a.shape[0], a.shape[1])
     win = min(7, side if side % 2 else side - 1)
     ssim = float(structural_similarity(a, b, data_range=1.0, channel_axis=-1, win_size=win)) if win >= 3 else None
-    return psnr, ssim
+    return psnr(x01, y01), ssim
 
 
 class DecompositionStats:
@@ -72,10 +82,9 @@ class DecompositionStats:
         self.spatial = SpatialStats()  # border ratio, entropy (and face-region shares) of the energy maps
         self.detail = SpatialStats()  # the same of the detail x − R the branches have to add: the content's own ratio
         self.face_regions = face_regions
-        self.cov: torch.Tensor | None = None  # (M, M) float64
+        self.acc = metrics.StreamingCovariance("flatten")  # Cov = Σ_j F_j F_jᵀ, one image j at a time
         self.total: torch.Tensor | None = None  # (M,) Σ of every branch's values, for the centred version
         self.values = 0  # number of values per branch so far (N·C·H·W)
-        self.count = 0
         self.psnr: list[float] = []
         self.ssim: list[float] = []
         self.psnr_r: list[float] = []  # R alone vs input: the baseline the branches improve on
@@ -83,19 +92,19 @@ class DecompositionStats:
         self.max_reconstruction_error = 0.0
         self.profiles = ProfileStats()  # per-branch energy / frequency / chroma / spatial profiles
 
+    @property
+    def count(self) -> int:
+        """Decompositions added so far."""
+        return self.acc.samples
+
     def add(self, dec: Decomposition) -> None:
         v = torch.from_numpy(np.asarray(dec.components, np.float64))  # (M, C, H, W)
-        F = metrics.response_matrix(v[:, None], "flatten")  # (M, 1·C·H·W)
-        cov = metrics.covariance(F)  # (M, M)
+        if self.acc.cov is not None and v.shape[0] != self.acc.cov.shape[0]:
+            raise ValueError(f"decompositions with {v.shape[0]} and {self.acc.cov.shape[0]} components cannot be pooled")
+        self.acc.update(v[:, None])  # one image: (M, 1, C, H, W)
+        F = v.reshape(v.shape[0], -1)  # (M, C·H·W)
         self.total = F.sum(1) if self.total is None else self.total + F.sum(1)  # (M,)
         self.values += F.shape[1]
-        if self.cov is None:
-            self.cov = cov
-        elif cov.shape != self.cov.shape:
-            raise ValueError(f"decompositions with {cov.shape[0]} and {self.cov.shape[0]} components cannot be pooled")
-        else:
-            self.cov = self.cov + cov
-        self.count += 1
         self.profiles.add(dec.components)
         self.spatial.add(dec.components)
         if dec.input is not None:
@@ -113,17 +122,16 @@ class DecompositionStats:
 
     def result(self) -> dict:
         """Everything as plain JSON-able numbers and lists."""
-        if self.cov is None:
+        if self.acc.cov is None:
             raise ValueError("no decomposition added")
-        cov = self.cov
-        corr = correlation_from_covariance(cov)  # (M, M)
-        norms = cov.diagonal().clamp_min(0).sqrt()  # (M,) = ‖F_k‖
-        # activity() reads only the row norms of F; diag(‖F_k‖) has the same ones.
-        act = metrics.activity(torch.diag(norms), self.active_fraction)
-        active = act.mask
+        cov = self.acc.covariance  # (M, M)
+        corr = self.acc.correlation()  # (M, M)
+        norms = self.acc.norms()  # (M,) = ‖F_k‖
+        act = self.acc.activity(self.active_fraction)
+        active = act.mask  # (M,) bool
         sub = corr[active][:, active]
         mu = self.total / self.values  # (M,)
-        pearson = correlation_from_covariance(cov - self.values * mu[:, None] * mu[None, :])  # centred, (M, M)
+        pearson = metrics.normalised_covariance(cov - self.values * mu[:, None] * mu[None, :])  # centred, (M, M)
         energy = cov.diagonal() / cov.diagonal().sum().clamp_min(1e-30)  # (M,)
         finite = [p for p in self.psnr if np.isfinite(p)]
         finite_r = [p for p in self.psnr_r if np.isfinite(p)]

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import numpy as np
 
-PROFILE_KEYS = ("energy_share", "frequency_centroid", "chroma_fraction", "spatial_entropy")
-
 
 def _as_stack(v) -> np.ndarray:
     v = np.asarray(v, dtype=np.float64)

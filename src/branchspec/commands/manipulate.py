@@ -59,23 +59,22 @@ def run(args) -> int:
 
 def _run_folder(args, alphas) -> int:
     """App. A over every decomposition in a folder: sweeps.png and subsets.png montages."""
-    from branchspec.apps.batch import decomposition_files, manipulate_folder
+    from branchspec.apps.batch import decomposition_files
     from branchspec.apps.manipulation import parse_indices
     from branchspec.errors import UsageError
-    from branchspec.figures.apps_batch import subsets_montage, sweep_montage
+    from branchspec.experiments import apps
 
     if args.gains is not None:
         raise UsageError("--gains: one gain per component fits one decomposition; give a single DECOMPOSITION.npz")
-    files = decomposition_files(args.decomposition, "DECOMPOSITION.npz|FOLDER")
+    decomposition_files(args.decomposition, "DECOMPOSITION.npz|FOLDER")  # a folder with no .npz: one-line error
     big = 4096  # checked against each file's M in manipulate_folder
     comps = sorted({k for text in args.component or () for k in parse_indices(text, big, "--component")})
     if len(comps) > 1:
         raise UsageError("--component: a folder takes one component K (one sweep row per image)")
-    subsets = [parse_indices(s, big, "--subsets") for s in args.subsets] or None
+    subsets = tuple(tuple(parse_indices(s, big, "--subsets")) for s in args.subsets) or "thirds"
     out = writable_dir(args.out)
-    doc = manipulate_folder(files, out, comps[0] if comps else None, alphas, subsets)
-    sweep_montage(out / "sweeps.npz", out / "sweeps.png")
-    subsets_montage(out / "subsets.npz", out / "subsets.png")
+    mc = apps.Manipulate(components=tuple(comps) or None, alphas=tuple(alphas), subsets=subsets, folder="")
+    doc = apps.run(apps.Config(folder=args.decomposition, manipulate=mc), out)["manipulation"]
     print(f"{doc['images']} image(s), component: {doc['component_rule']}; wrote {out}/sweeps.png, subsets.png, "
           "sweeps.npz, subsets.npz, manipulate.json"
           + (f"; {len(doc['skipped'])} file(s) skipped" if doc["skipped"] else ""))

@@ -80,27 +80,24 @@ def run(args) -> int:
 
 def _run_folder(args) -> int:
     """Every decomposition in a folder: per-image results, segment.json summary, montage.png (App. F)."""
-    from branchspec.apps.batch import decomposition_files, segment_folder
+    from branchspec.apps.batch import decomposition_files
     from branchspec.apps.manipulation import parse_indices
-    from branchspec.apps.segmentation import SegmentConfig
     from branchspec.errors import UsageError
-    from branchspec.figures.apps_batch import segmentation_montage
+    from branchspec.experiments import apps
 
     if args.truth is not None:
         raise UsageError("--truth: one mask fits one image; give a single DECOMPOSITION.npz with --truth")
-    files = decomposition_files(args.decomposition, "DECOMPOSITION.npz|FOLDER")
+    decomposition_files(args.decomposition, "DECOMPOSITION.npz|FOLDER")  # a folder with no .npz: one-line error
     big = 4096  # indices are checked against each file's M in segment()
     loc = parse_indices(args.locator, big, "--locator") if args.locator is not None else None
     if args.target is not None and args.target < 0:
         raise UsageError(f"--target: component {args.target} must be >= 0")
     out = writable_dir(args.out)
     eyes = _eye_marks(args.eyes) if args.eyes is not None else None
-    doc = segment_folder(files, out, loc, args.target, SegmentConfig(mu=args.mu, max_num_iter=args.iterations,
-                                                                          segment_on=args.on,
-                                                                          energy_sigma=args.energy_sigma),
-                         progress=True, eyes=eyes)
-    if "montage.npz" in doc["files"]:
-        segmentation_montage(out / "montage.npz", out / "montage.png")
+    sc = apps.Segment(locators=tuple(loc) if loc is not None else None, target=args.target, mu=args.mu,
+                      iterations=args.iterations, folder="", on=args.on, energy_sigma=args.energy_sigma, eyes=eyes,
+                      progress=True)
+    doc = apps.run(apps.Config(folder=args.decomposition, segment=sc), out)["segmentation"]
     print(f"eye pair found on {doc['pairs_found']} of {doc['images']} image(s) by the App. F rule, "
           f"placed like eyes on {doc['eye_like_pairs']}"
           + (f"; {len(doc['skipped'])} file(s) skipped (not decompositions)" if doc["skipped"] else ""))

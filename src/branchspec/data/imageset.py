@@ -34,19 +34,32 @@ from branchspec.errors import DataError
 from branchspec.seeds import derive_seed
 
 
-def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
-    """Random crop (zero padding ``pad``) and horizontal flip of a whole batch ``(B, C, H, W)``."""
+def translate(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
+    """Random-crop translation of a batch ``(B, C, H, W)``: zero-pad by ``pad`` and crop
+    back at a random offset in [0, 2·pad]² per image (the standard CIFAR crop)."""
+    if pad <= 0:
+        return x
     b, c, h, w = x.shape
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
     oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)  # (B,)
     ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
-    flip = torch.rand(b, generator=gen) < 0.5  # (B,)
-    rows = oy[:, None] + torch.arange(h)  # (B, H)
-    cols = ox[:, None] + torch.arange(w)  # (B, W)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)  # flipped crops read columns backwards
+    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
     bi = torch.arange(b)[:, None, None, None]
     ci = torch.arange(c)[None, :, None, None]
-    return xp[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]  # (B, C, H, W)
+    return xp[bi, ci, rows, cols]  # (B, C, H, W)
+
+
+def flip_where(x: Tensor, mask: Tensor) -> Tensor:
+    """Horizontally flip the images of ``x (B, C, H, W)`` where ``mask (B,)`` is True."""
+    return torch.where(mask[:, None, None, None], x.flip(3), x)
+
+
+def random_crop_flip(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
+    """Random crop (zero padding ``pad``) and horizontal flip of a whole batch ``(B, C, H, W)``:
+    :func:`translate`, then a fair coin per image from the same generator for :func:`flip_where`."""
+    x = translate(x, gen, pad)
+    return flip_where(x, torch.rand(x.shape[0], generator=gen) < 0.5)  # (B, C, H, W)
 
 
 def _batch_seed(seed: int, epoch: int, index: int) -> int:

@@ -18,5 +18,3 @@ the same ``run`` and ``section``, so the demo cannot drift from the commands.
 This floor sits above training / analysis / apps and the figures and
 report, below the command line (README, layout section).
 """
-
-EXPERIMENTS = ["toy", "hessian", "classifier", "gan", "apps"]

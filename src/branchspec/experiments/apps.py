@@ -5,7 +5,10 @@
 under ``out``: α-sweeps, subset sums and gains (:func:`branchspec.apps.manipulation.manipulate`),
 component-augmented samples (:func:`branchspec.apps.augment.augment_samples`)
 and a Chan–Vese segmentation (:func:`branchspec.apps.segmentation.segment`),
-with their figures drawn from the saved arrays. Each part is optional.
+with their figures drawn from the saved arrays. Each part is optional. With
+``folder`` it runs segmentation and manipulation on every decomposition of a
+folder instead, with montages (:mod:`branchspec.experiments.apps_folders`): the
+one path of ``branchspec segment`` / ``manipulate``, a file or a folder, and of the demo.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ class Manipulate:
     alphas: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # -1:3:9
     subsets: tuple[tuple[int, ...], ...] | str = ()  # component subsets to sum; "thirds": strongest third vs rest
     gains: tuple[float, ...] | None = None  # R + Σ_k g_k v_k
-    gif: str = "all"  # sweep GIFs: "all", "strongest" (the component of most energy) or "none"
+    gif: str = "all"  # sweep GIFs: "all", "strongest" (the component of most energy) or "none"; a folder run: none
     folder: str = "manipulation"  # under out ("" = out itself)
 
 
@@ -55,12 +58,15 @@ class Segment:
     folder: str = "segmentation"
     on: str = "value"  # what Chan–Vese segments: "value" (App. F) or "energy" of the locators
     energy_sigma: float = 0.0  # smoothing of the locator energy, px (0: the paper)
+    eyes: dict | None = None  # a folder run: true eye centres {image name or "*": [[row, col], [row, col]]}, fractions
+    progress: bool = False  # a folder run: a progress bar over the images
 
 
 @dataclass(frozen=True)
 class Config:
     decomposition: str = ""  # a decomposition .npz …
     search: str = ""  # … or a folder of them: a cat's is preferred (App. F), else the first
+    folder: str = ""  # … or a folder whose every decomposition is segmented / manipulated (montages; no augment)
     manipulate: Manipulate | None = None
     augment: Augment | None = None
     segment: Segment | None = None
@@ -84,9 +90,16 @@ def _sub(out: Path, folder: str) -> Path:
 
 def run(cfg: Config, out) -> dict:
     """Manipulate, augment and segment one decomposition under ``out``; returns the summary (also saved)."""
+    from branchspec.apps.batch import default_subsets
     from branchspec.apps.components import Decomposition, to_unit
 
     out = Path(out)
+    if cfg.folder:
+        from branchspec.experiments.apps_folders import run_folder
+
+        if cfg.augment is not None:
+            raise ConfigError("augment", "component augmentation takes one decomposition, not a folder")
+        return common.save(out, NAME, cfg, run_folder(cfg.folder, out, cfg.segment, cfg.manipulate))
     src = pick(cfg)
     dec = Decomposition.load(src)
     energy = dec.energies()  # (M,)
@@ -96,10 +109,7 @@ def run(cfg: Config, out) -> dict:
         from branchspec.apps.manipulation import manipulate, sweep, write_gif
         from branchspec.figures.apps import draw_manipulation
 
-        subsets = mc.subsets
-        if subsets == "thirds":
-            half = max(1, dec.num_components // 3)
-            subsets = [sorted(order[:half]), sorted(order[half:])] if dec.num_components > 1 else [[0]]
+        subsets = default_subsets(dec) if mc.subsets == "thirds" else mc.subsets
         dest = _sub(out, mc.folder)
         doc = manipulate(dec, dest, mc.components, list(mc.alphas), [list(s) for s in subsets], mc.gains,
                          gif=mc.gif == "all")
@@ -124,15 +134,14 @@ def run(cfg: Config, out) -> dict:
 
 
 def _segment(dec, sc: Segment, dest: Path) -> dict:
-    from branchspec.apps.segmentation import SegmentConfig, load_mask, save_segmentation, segment
+    from branchspec.apps.segmentation import load_mask, save_segmentation, segment
+    from branchspec.experiments.apps_folders import segment_config
     from branchspec.figures.apps import segmentation_figure
 
     truth, resized = None, False
     if sc.truth:
         truth, resized = load_mask(sc.truth, dec.R.shape[1:], "truth")
-    res = segment(dec, list(sc.locators) if sc.locators is not None else None, sc.target,
-                  SegmentConfig(mu=sc.mu, max_num_iter=sc.iterations, segment_on=sc.on,
-                                energy_sigma=sc.energy_sigma))
+    res = segment(dec, list(sc.locators) if sc.locators is not None else None, sc.target, segment_config(sc))
     doc = save_segmentation(dec, res, dest, truth)
     segmentation_figure(dest / "segment.npz", dest / "segmentation.png")
     return {"folder": str(dest), "locators": res.locators, "target": res.target, "regions": res.regions,
@@ -181,10 +190,8 @@ def section(out) -> Section:
         "not eyes found on a real cat face (there is no ground truth here; see tests/test_apps.py for the "
         "constructed cases with a known answer).",
     ]
-    sf, sn, snotes = shipped.section_parts(summary.get("shipped", []), out)
-    figures, notes = figures + sf, notes + snotes
-    numbers.update(sn)
-    return Section(key=NAME, title="Using the decomposition: manipulation, augmentation, segmentation",
-                   intro="Ambient-space editing (App. A), component augmentation and unsupervised "
-                         "segmentation (App. F) on a decomposition from the previous section.",
-                   numbers=numbers, figures=figures, notes=notes)
+    return shipped.with_shipped(Section(
+        key=NAME, title="Using the decomposition: manipulation, augmentation, segmentation",
+        intro="Ambient-space editing (App. A), component augmentation and unsupervised segmentation (App. F) on a "
+              "decomposition from the previous section.",
+        numbers=numbers, figures=figures, notes=notes), summary.get("shipped", []), out)

@@ -242,10 +242,8 @@ def section(out) -> Section:
                      "unseen photographs. The run is tiny; the paper trains at 256² on AFHQ/CelebA-HQ for days.")
     notes.append("Correlation is the normalised uncentred covariance Cov = F·Fᵀ of §4.1 with F the flattened branch "
                  "outputs over all images; a silent branch has zero correlation with every other.")
-    sf, sn, snotes = shipped.section_parts(summary.get("shipped", []), out)
-    figures, notes = figures + sf, notes + snotes
-    numbers.update(sn)
-    return Section(key=NAME, title="Image decomposition by a branched class-transfer GAN",
-                   intro="A branched generator f = R + Σ_k v_k(x, y) (paper §7, eq. 15) re-generates each image; "
-                         "its branch outputs are ambient-space components of the image.",
-                   numbers=numbers, figures=figures, notes=notes)
+    return shipped.with_shipped(Section(
+        key=NAME, title="Image decomposition by a branched class-transfer GAN",
+        intro="A branched generator f = R + Σ_k v_k(x, y) (paper §7, eq. 15) re-generates each image; its branch "
+              "outputs are ambient-space components of the image.",
+        numbers=numbers, figures=figures, notes=notes), summary.get("shipped", []), out)

@@ -21,6 +21,7 @@ Any other kind raises a one-line :class:`~branchspec.errors.BranchspecError`.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ from branchspec.data.imageset import test_set_for
 from branchspec.errors import BranchspecError, CheckpointError, UsageError
 from branchspec.hessian.data import HessianData, l2_sum
 from branchspec.toy import PROBLEMS
-from branchspec.train.losses import classifier_loss_sum
+from branchspec.train.losses import loss_value
 
 
 def toy_data(state: dict[str, Any], batch: int) -> HessianData:
@@ -69,7 +70,7 @@ def classifier_data(branched: nn.Module | None, state: dict[str, Any], batch: in
     clamp = bool(((state.get("model") or {}).get("config") or {}).get("clamp", True))
     what = ("cross-entropy(softmax(+-1 target), softmax(clamp(f,-1,1))), summed (paper 6)" if clamp
             else "one-hot cross-entropy of unclamped f, summed (the run's --no-clamp loss)")
-    return HessianData(x, labels, classifier_loss_sum(clamp), what, name)
+    return HessianData(x, labels, partial(loss_value, clamp=clamp, reduction="sum"), what, name)
 
 
 def data_for(kind: str, branched: nn.Module, state: dict[str, Any], batch: int,

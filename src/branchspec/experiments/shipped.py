@@ -19,12 +19,13 @@ entry has been checked.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from branchspec.errors import ConfigError
 from branchspec.experiments import common
 from branchspec.io import atomic_write_bytes, read_capped, regular_file
-from branchspec.report import Figure
+from branchspec.report import Figure, Section
 
 SHIPPED_FILE = "shipped.json"
 MAX_SHIPPED_BYTES = 1 << 20  # shipped.json larger than this is refused
@@ -91,8 +92,9 @@ def copy_all(folders, out: Path, section: str) -> list[dict]:
     return [copy_shipped(f, Path(out) / "shipped" / Path(f).name, section) for f in folders]
 
 
-def section_parts(docs: list[dict], out: Path) -> tuple[list, dict, list[str]]:
-    """(figures, numbers, notes) of copied shipped documents for a report section under ``out``."""
+def with_shipped(section: Section, docs: list[dict], out: Path) -> Section:
+    """``section`` with the figures, numbers and notes of the copied shipped documents ``docs`` appended
+    (the section lives under ``out``)."""
     figures, numbers, notes = [], {}, []
     for doc in docs:
         title, folder = doc.get("title", Path(doc["source"]).name), Path(out) / "shipped" / Path(doc["source"]).name
@@ -101,4 +103,5 @@ def section_parts(docs: list[dict], out: Path) -> tuple[list, dict, list[str]]:
                                   fig.get("command", "")))
         numbers.update({f"{title}: {k}": v for k, v in doc.get("numbers", {}).items()})
         notes += [f"{title}: {n}" for n in doc.get("notes", []) if isinstance(n, str)]
-    return figures, numbers, notes
+    return replace(section, figures=section.figures + figures, numbers={**section.numbers, **numbers},
+                   notes=section.notes + notes)

@@ -52,7 +52,7 @@ from branchspec.hessian.exact import (
     check_budget,
     estimate_bytes,
 )
-from branchspec.metrics import branch_inputs, gradient_factors, take_samples
+from branchspec.metrics import gradient_factors, take_samples
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def within_branch_curvature(model: nn.Module, subset: ParamSubset, x: Tensor, ou
     model = as_branched(model)
     branch = model.branches[k]
     gain = model.branch_gain[k]
-    per_in = branch_inputs(model, x)
+    per_in = model.branch_inputs(x)  # (M, N, ...) or None
     xin = x if per_in is None else per_in[k]
     names = list(subset.names)
     theta = torch.cat([dict(branch.named_parameters())[nm].detach().reshape(-1) for nm in names])

@@ -123,7 +123,7 @@ def build_classifier(cfg: ClassifierConfig) -> Branched:
     """M independently initialised slim ResNet18 branches summed (eq. 1, §6).
 
     The returned :class:`Branched` outputs the *unclamped* sum; clamp with
-    :func:`clamp_logits` (the loss functions and :func:`predict` do).
+    :func:`clamp_logits` (the loss functions do).
     The initial head weights of every branch are scaled by
     ``head_init_scale`` (default 1/√M) so that the initial sum f stays mostly
     inside the clamp range: with PyTorch's default init, M = 16 branches give
@@ -141,11 +141,6 @@ def build_classifier(cfg: ClassifierConfig) -> Branched:
         return branch
 
     return Branched(make, cfg.num_branches, engine=cfg.engine, seed=cfg.seed)
-
-
-def predict(model: Branched, x: Tensor, *, clamp: bool) -> Tensor:
-    """Class predictions argmax f(x), or argmax clamp(f(x)) with ``clamp`` (ties then resolve to the lower index)."""
-    return clamp_logits(model(x), clamp).argmax(dim=1)
 
 
 def build_from_config(config: dict) -> Branched:

@@ -24,7 +24,6 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from branchspec.errors import BranchspecError
@@ -171,7 +170,3 @@ def check_split(sp: Split, spec: PartSpec, tol: float) -> None:
             f"{spec.kind} of {type(spec.module).__name__}: f − R − Σ_k v_k is {err:.3g} of max |f| "
             f"(tolerance {tol:g}); the module does not compute the sum this spec describes")
 
-
-def zeros_like_parts(f: Tensor, m: int) -> Tensor:
-    """An ``(M, *f.shape)`` zero tensor."""
-    return torch.zeros((m, *f.shape), dtype=f.dtype, device=f.device)

@@ -113,6 +113,11 @@ def _openable(path: Path, what: str) -> None:
         raise CheckpointError(f"{what} {path} cannot be read: {(exc.strerror or type(exc).__name__).lower()}") from None
 
 
+def kept_note(path: str | os.PathLike, what: str = "last good checkpoint kept") -> str:
+    """The end of a stopped run's error line: ``"WHAT: PATH.json"``, or ``"no checkpoint written yet"``."""
+    return f"{what}: {checkpoint_paths(path)[1]}" if checkpoint_exists(path) else "no checkpoint written yet"
+
+
 def runtime_settings() -> dict[str, Any]:
     """Settings outside the run's config that change its trajectory: recorded in every checkpoint.
 
@@ -160,9 +165,8 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], s
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     bad = non_finite_tensors(flat)
     if bad:
-        kept = f"previous checkpoint kept: {spath}" if checkpoint_exists(path) else "no checkpoint written yet"
         raise NonFiniteCheckpoint(f"non-finite values in {len(bad)} tensor(s) to save (first: {bad[0]}); "
-                                  f"stopped without saving, {kept}")
+                                  f"stopped without saving, {kept_note(path, 'previous checkpoint kept')}")
     doc = dict(state)
     doc.setdefault("runtime", runtime_settings())
     doc.pop("weights_file", None)

@@ -34,19 +34,19 @@ from tqdm.auto import tqdm
 from branchspec.branched import as_branched
 from branchspec.compiling import compile_after_warmup
 from branchspec.data.imageset import ImageSet, load_source
-from branchspec.errors import BranchspecError, UsageError
+from branchspec.errors import NonFiniteLoss, UsageError
 from branchspec.models.resnet import ClassifierConfig, build_classifier
 from branchspec.io import atomic_write_json
 from branchspec.train.checkpoint import (
-    CheckpointError, check_runtime, checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors,
+    CheckpointError, check_runtime, checkpoint_exists, kept_note, load_checkpoint, load_weights, optimizer_from_tensors,
     ResumeMismatch, refresh_state_copy, restore_rng_state, unprefixed,
 )
 from branchspec.train.classifier_io import check_resume, epoch_logs, progress_from, save_run, write_epoch_files
 from branchspec.train.classifier_config import TrainConfig
-from branchspec.train.classifier_dist import DistContext
+from branchspec.train.distributed import DistContext
+from branchspec.train.ema import WeightEMA
 from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary, make_tracker
 from branchspec.train.classifier_recipe import (
-    WeightEMA,
     alternate_flip_batches,
     decay_weights,
     loss_reached,
@@ -65,10 +65,6 @@ GRAD_NORM_EVERY = 10
 """Per-branch gradient norms (the CSV's grad_norm_* columns) are sampled on the first batch of an epoch and every
 10th step: taken on every step as M·|layers| separate reductions, they were one of the three per-step costs that
 held the trainer at half the bare packed step's speed on a GPU (docs/gpu.md)."""
-
-
-class NonFiniteLoss(BranchspecError):
-    """The loss became NaN/inf; the last good checkpoint was left untouched."""
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -128,7 +124,7 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
 
     ``max_steps`` stops after that many global steps (checkpointing there),
     e.g. to time-box a run that ``resume=True`` continues later. Under
-    ``torchrun`` the processes share each batch (:mod:`.classifier_dist`).
+    ``torchrun`` the processes share each batch (:mod:`.distributed`).
     """
     ctx = DistContext.setup(cfg.device)
     try:
@@ -218,7 +214,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
             logs = {"loss": tot[0] / tot[4], "acc": tot[1] / tot[4]}
             if not math.isfinite(logs["loss"]):
                 raise NonFiniteLoss(f"non-finite loss ({logs['loss']}) at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); "
-                                    f"stopped, {_kept(ckpt)}")
+                                    f"stopped, {kept_note(ckpt)}")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tracker is not None:  # every N steps: eval-mode measures, gradient norms from .grad (RNG restored)
@@ -255,7 +251,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
             continue
         ev = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, branches=True, precision=cfg.precision)
         if not math.isfinite(ev["test_loss"]):
-            raise NonFiniteLoss(f"non-finite test loss after epoch {epoch + 1}; stopped, {_kept(ckpt)}")
+            raise NonFiniteLoss(f"non-finite test loss after epoch {epoch + 1}; stopped, {kept_note(ckpt)}")
         n = max(1, sums["n"])
         gmean = torch.tensor(sums["grad_norm"]) / max(1, sums["grad_steps"])  # (M,) mean over the sampled steps
         last_row = {"epoch": epoch + 1, "step": step, "lr": round(lr_at(cfg, step - 1, spe), 6),
@@ -295,13 +291,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
     return {**last_row, "stopped_early": False, "step": step, "loss_reached": loss_reached(cfg.stop_loss, floor, last_row)}
 
 
-def _kept(ckpt: Path) -> str:
-    return f"last good checkpoint kept: {ckpt}.json" if checkpoint_exists(ckpt) else "no checkpoint written yet"
-
-
 def _guarded_save(ckpt, model, opt, cfg, mcfg, data, progress, ema=None, ctx=None) -> None:
     if not _finite_params(model):
-        raise NonFiniteLoss(f"non-finite weights at step {progress['step']}; stopped, {_kept(ckpt)}")
+        raise NonFiniteLoss(f"non-finite weights at step {progress['step']}; stopped, {kept_note(ckpt)}")
     if ctx is None or ctx.main:
         save_run(ckpt, model, opt, cfg, mcfg, data, progress, ema)
 

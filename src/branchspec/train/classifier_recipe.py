@@ -3,8 +3,9 @@
 In the spirit of fast CIFAR-10 training (Keller Jordan's airbench): a
 learning-rate schedule that is a pure function of the step (warm-up, then
 cosine / linear-to-zero / one-cycle), decoupled weight decay, derandomised
-("alternating") horizontal flips, random-crop translation, an exponential
-moving average (EMA) of the weights and flip test-time augmentation. None of
+("alternating") horizontal flips with the random-crop translation of
+:mod:`branchspec.data.imageset` and flip test-time augmentation; the
+exponential moving average (EMA) of the weights is :mod:`branchspec.train.ema`. None of
 these changes the loss of §6; they change how it is minimised.
 
 Example:
@@ -18,17 +19,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 
-import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.optim.swa_utils import get_ema_multi_avg_fn
 
-from branchspec.data.imageset import prefetched
+from branchspec.data.imageset import flip_where, prefetched, translate
+from branchspec.seeds import sequence_seed
 
 SCHEDULES = ("cosine", "onecycle", "constant", "linear", "flat")
 FLIPS = ("random", "alternate", "none")
+FLIP_STREAM = 7919  # sequence_seed key of the alternating flips' coins (kept: stage 1 of the shipped model used it)
+CROP_STREAM = 31  # sequence_seed key of an alternate-flip batch's crop offsets (likewise)
 
 
 def loss_reached(stop_loss: float | None, floor: float, row: dict) -> bool:
@@ -97,62 +98,6 @@ def decay_weights(params, wd: float, factor: float) -> None:
             p.mul_(1.0 - wd * factor)
 
 
-class WeightEMA:
-    """Exponential moving average of a model's floating-point state (weights and
-    BatchNorm statistics): e ← d·e + (1 − d)·θ after every step, with the usual
-    warm-up d_t = min(d, (1 + t)/(10 + t)) so early averages are not dominated by
-    the initialisation. Integer buffers (BN step counters) are copied.
-
-    Example:
-        >>> m = nn.Linear(1, 1, bias=False); _ = nn.init.zeros_(m.weight)
-        >>> ema = WeightEMA(m, 0.5); _ = m.weight.data.fill_(1.0); ema.update(m)
-        >>> round(ema.shadow["weight"].item(), 4)   # d_0 = min(0.5, 1/10) = 0.1
-        0.9
-    """
-
-    def __init__(self, model: nn.Module, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"EMA decay must lie in (0, 1), got {decay}")
-        self.decay = decay
-        self.updates = 0
-        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        self._floats = [k for k, e in self.shadow.items() if e.is_floating_point()]  # averaged; the rest copied
-
-    def current_decay(self) -> float:
-        return min(self.decay, (1 + self.updates) / (10 + self.updates))
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        d = self.current_decay()
-        live = model.state_dict()
-        if self._floats:  # one fused lerp over all tensors (one kernel per dtype and device, not one per tensor)
-            get_ema_multi_avg_fn(d)([self.shadow[k] for k in self._floats],
-                                    [live[k].detach().to(self.shadow[k].dtype) for k in self._floats], None)
-        for k, e in self.shadow.items():
-            if not e.is_floating_point():
-                e.copy_(live[k])
-        self.updates += 1
-
-    def tensors(self) -> dict[str, Tensor]:
-        """The shadow state plus the update count, for a checkpoint (exact resume)."""
-        return {**self.shadow, "__updates__": torch.tensor(self.updates)}
-
-    def load_tensors(self, tensors: dict[str, Tensor]) -> None:
-        self.updates = int(tensors["__updates__"])
-        for k in self.shadow:
-            self.shadow[k].copy_(tensors[k])
-
-    @contextmanager
-    def applied(self, model: nn.Module) -> Iterator[nn.Module]:
-        """``model`` with the EMA state loaded; its own state is restored afterwards."""
-        saved = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        model.load_state_dict(self.shadow)
-        try:
-            yield model
-        finally:
-            model.load_state_dict(saved)
-
-
 def alternating_flips(n: int, epoch: int, seed: int) -> Tensor:
     """Derandomised flips (airbench): image i is flipped in epoch e iff b_i XOR (e odd),
     with b_i one fair coin per image drawn once from ``seed``. Every image is seen
@@ -164,30 +109,9 @@ def alternating_flips(n: int, epoch: int, seed: int) -> Tensor:
         >>> bool((a ^ b).all())
         True
     """
-    gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 7919]).generate_state(1)[0]))
+    gen = torch.Generator().manual_seed(sequence_seed(seed, FLIP_STREAM))
     base = torch.rand(n, generator=gen) < 0.5  # (n,)
     return base ^ bool(epoch % 2)
-
-
-def translate(x: Tensor, gen: torch.Generator, pad: int = 4) -> Tensor:
-    """Random-crop translation of a batch ``(B, C, H, W)``: zero-pad by ``pad`` and crop
-    back at a random offset in [0, 2·pad]² per image (the standard CIFAR crop)."""
-    if pad <= 0:
-        return x
-    b, c, h, w = x.shape
-    xp = nn.functional.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)  # (B,)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
-    rows = (oy[:, None] + torch.arange(h))[:, None, :, None]  # (B, 1, H, 1)
-    cols = (ox[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
-    bi = torch.arange(b)[:, None, None, None]
-    ci = torch.arange(c)[None, :, None, None]
-    return xp[bi, ci, rows, cols]  # (B, C, H, W)
-
-
-def flip_where(x: Tensor, mask: Tensor) -> Tensor:
-    """Horizontally flip the images of ``x (B, C, H, W)`` where ``mask (B,)`` is True."""
-    return torch.where(mask[:, None, None, None], x.flip(3), x)
 
 
 def alternate_flip_batches(data, batch_size: int, epoch: int, seed: int, pad: int = 4, start: int = 0,
@@ -201,7 +125,7 @@ def alternate_flip_batches(data, batch_size: int, epoch: int, seed: int, pad: in
 
     def build(i: int) -> tuple[Tensor, Tensor]:
         idx = order[i * batch_size:(i + 1) * batch_size]
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch, i, 31]).generate_state(1)[0]))
+        gen = torch.Generator().manual_seed(sequence_seed(seed, epoch, i, CROP_STREAM))
         x = flip_where(translate(data.images[idx], gen, pad), flip_mask[idx])  # (B, 3, H, W) uint8
         return data.normalize(x), data.labels[idx]
 
@@ -214,5 +138,5 @@ def tta_logits(model: nn.Module, x: Tensor) -> Tensor:
     return 0.5 * (model(x) + model(x.flip(3)))
 
 
-__all__ = ["SCHEDULES", "FLIPS", "schedule_factor", "decay_weights", "WeightEMA", "alternating_flips", "translate",
+__all__ = ["SCHEDULES", "FLIPS", "schedule_factor", "decay_weights", "alternating_flips", "translate",
            "flip_where", "alternate_flip_batches", "tta_logits"]

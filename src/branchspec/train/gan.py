@@ -17,7 +17,8 @@ Everything random in a step (batch, flips, ỹ) comes from a generator seeded by
 ``resume`` continues exactly; the global torch RNG, unused by a step, is seeded from ``seed`` too, so the
 ``rng.*`` a checkpoint saves (and a resume restores) is the same in every run of a seed. The log line of
 step s (a multiple of ``log_every``) averages the ``log_every`` steps up to s, across a resume too. Under
-``torchrun`` (WORLD_SIZE > 1) G and D are wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU),
+``torchrun`` (WORLD_SIZE > 1) G and D are wrapped in DistributedDataParallel (gloo on CPU, nccl on GPU)
+by the classifier's :class:`~branchspec.train.distributed.DistContext`,
 batches come from a :class:`DistributedSampler`, and only rank 0 writes. ``--batch-size`` is per process.
 
 Outputs in RUN/: ``config.json``, ``log.jsonl``, ``samples/step-NNNNNN.png``
@@ -48,20 +49,22 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from branchspec.compiling import compile_after_warmup
 from branchspec.data.domains import load_domains
+from branchspec.data.imageset import flip_where
 from branchspec.data.folders import DomainImages
-from branchspec.errors import BranchspecError, UsageError
+from branchspec.errors import NonFiniteLoss, UsageError
 from branchspec.io import append_text, atomic_write_json
 from branchspec.models.discriminator import Discriminator
 from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
 from branchspec.train import gan_losses
+from branchspec.train.ema import ema_update, warmup_decay
+from branchspec.train.distributed import DistContext
 from branchspec.train.checkpoint import (
-    checkpoint_exists, load_checkpoint, load_weights, optimizer_from_tensors, optimizer_to_tensors,
+    kept_note, load_checkpoint, load_weights, optimizer_from_tensors, optimizer_to_tensors,
     prefixed, restore_rng_state, rng_state_tensors, save_checkpoint, state_int, unprefixed,
 )
 from branchspec.train.export import refuse_weights_only
@@ -70,18 +73,16 @@ from branchspec.train.gan_io import (
     check_resume, log_window_from, rotate_checkpoints, save_image_grid, save_sample_grid,
 )
 from branchspec.train.memory import check_gan_training
-from branchspec.seeds import derive_seed
+from branchspec.seeds import derive_seed, sequence_seed
 
 __all__ = ["GanTrainConfig", "GanTrainer", "NonFiniteLossError", "PRECISIONS", "RESUMABLE_CHANGES", "run_training",
            "save_image_grid", "train_gan"]
 
-class NonFiniteLossError(BranchspecError):
-    """A loss became NaN/inf; the run stopped and the last good checkpoint is kept."""
+NonFiniteLossError = NonFiniteLoss  # the name train_gan has always raised (errors.NonFiniteLoss)
 
 
 def _step_generator(seed: int, rank: int, step: int) -> torch.Generator:
-    s = int(np.random.SeedSequence([seed, rank, step]).generate_state(1)[0])
-    return torch.Generator().manual_seed(s)
+    return torch.Generator().manual_seed(sequence_seed(seed, rank, step))
 
 
 class GanTrainer:
@@ -90,21 +91,9 @@ class GanTrainer:
     def __init__(self, cfg: GanTrainConfig, out_dir: str | os.PathLike, progress: bool = True,
                  resume: bool = False, data: DomainImages | None = None) -> None:
         self.cfg, self.out = cfg, Path(out_dir)
-        self._own_pg = False
-        if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            dist.init_process_group("nccl" if cfg.device != "cpu" and torch.cuda.is_available() else "gloo")
-            self._own_pg = True
-        self.world = dist.get_world_size() if dist.is_initialized() else 1
-        self.rank = dist.get_rank() if dist.is_initialized() else 0
-        use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-        if use_cuda and not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device available")
-        local = int(os.environ.get("LOCAL_RANK", self.rank)) if use_cuda else 0
-        self.device = torch.device(f"cuda:{local}" if use_cuda else "cpu")
-        if use_cuda:
-            torch.cuda.set_device(self.device)
+        self.ctx = DistContext.setup(cfg.device)  # the torchrun process group (if any) and this process's device
+        self.world, self.rank, self.device, self.main = self.ctx.world, self.ctx.rank, self.ctx.device, self.ctx.main
         self.bf16 = cfg.precision == "bf16"  # autocast on CPU and CUDA; weights, Adam state, losses stay fp32
-        self.main = self.rank == 0
         self.progress = progress and self.main
         check_gan_training(cfg)  # model and batch within the memory budget before the data is read …
         if data is None:
@@ -133,14 +122,7 @@ class GanTrainer:
         torch.manual_seed(derive_seed(cfg.seed, "gan", "global"))  # unused by a step; saved, so deterministic
         if resume:
             self.load(self.ckpt_dir / "last")
-        if self.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [self.device.index] if use_cuda else None
-            self.G_train = DDP(self.G, device_ids=ids)
-            self.D_train = DDP(self.D, device_ids=ids)
-        else:
-            self.G_train, self.D_train = self.G, self.D
+        self.G_train, self.D_train = self.ctx.wrap(self.G), self.ctx.wrap(self.D)  # DDP when world > 1
         self.channels_last = os.environ.get("BRANCHSPEC_NCHW") is None  # oneDNN's / cuDNN's faster conv layout
         for net in (self.G, self.D, self.G_ema) if self.channels_last else ():
             net.to(memory_format=torch.channels_last)
@@ -181,17 +163,24 @@ class GanTrainer:
         if self.world == 1:
             return logs
         keys = sorted(logs)
-        t = torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=self.device)
-        dist.all_reduce(t)
-        return {k: v / self.world for k, v in zip(keys, t.tolist())}
+        total = self.ctx.sum(torch.tensor([logs[k] for k in keys], dtype=torch.float64, device=self.device))
+        return {k: v / self.world for k, v in zip(keys, total)}
 
     def _check_finite(self, logs: dict[str, float]) -> None:
         bad = {k: v for k, v in logs.items() if not np.isfinite(v)}
         if bad:
-            last = self.ckpt_dir / "last.json"
-            kept = f"last good checkpoint: {last}" if checkpoint_exists(last) else "no checkpoint written yet"
             name, val = next(iter(bad.items()))
-            raise NonFiniteLossError(f"non-finite loss at step {self.step + 1} ({name}={val}); stopped, {kept}")
+            raise NonFiniteLoss(f"non-finite loss at step {self.step + 1} ({name}={val}); stopped, "
+                                f"{kept_note(self.ckpt_dir / 'last')}")
+
+    def _step(self, opt: torch.optim.Optimizer, loss: Tensor, logs: dict[str, float]) -> dict[str, float]:
+        """Logs averaged over processes and checked finite (before any weight moves), then one optimiser step."""
+        logs = self._reduced(logs)
+        self._check_finite(logs)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return logs
 
     def train_step(self) -> dict[str, float]:
         """One D step and one G step (App. E), then the EMA update."""
@@ -201,8 +190,7 @@ class GanTrainer:
         x, y = self.data.batch(idx, dev)  # (B, C, S, S), (B,)
         b = x.shape[0]
         if cfg.flip:
-            flip = (torch.rand(b, generator=gen) < 0.5).to(dev).view(-1, 1, 1, 1)
-            x = torch.where(flip, x.flip(-1), x)
+            x = flip_where(x, (torch.rand(b, generator=gen) < 0.5).to(dev))
         y_trg = torch.randint(len(self.data.domains), (b,), generator=gen).to(dev)  # ỹ
         if cfg.same_domain:
             keep = (torch.rand(b, generator=gen) < cfg.same_domain).to(dev)
@@ -230,11 +218,7 @@ class GanTrainer:
             d_cls = gan_losses.domain_class_loss(cls[:b], y)
             d_loss = d_loss + cfg.cls_weight * d_cls
             d_logs["d/cls"] = d_cls.item()
-        d_logs = self._reduced(d_logs)
-        self._check_finite(d_logs)
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
+        d_logs = self._step(self.opt_d, d_loss, d_logs)
 
         # G step: non-saturating adversarial loss through a frozen (just updated) D
         self.D.requires_grad_(False)
@@ -251,15 +235,10 @@ class GanTrainer:
                 g_rec = gan_losses.regeneration_loss(x_fake, x, y_trg, y)
                 g_loss = g_loss + cfg.rec_weight * g_rec
                 g_logs["g/rec"] = g_rec.item()
-            g_logs = self._reduced(g_logs)
-            self._check_finite(g_logs)
-            self.opt_g.zero_grad(set_to_none=True)
-            g_loss.backward()
-            self.opt_g.step()
+            g_logs = self._step(self.opt_g, g_loss, g_logs)
         finally:
             self.D.requires_grad_(True)
-        beta = min(cfg.ema, (1 + self.step) / (10 + self.step))
-        gan_losses.ema_update(self.G_ema, self.G, beta)
+        ema_update(self.G_ema, self.G, warmup_decay(cfg.ema, self.step))
         self.step += 1
         self.last_logs = {**d_logs, **g_logs}
         return self.last_logs
@@ -334,14 +313,13 @@ def train_gan(cfg: GanTrainConfig, out_dir: str | os.PathLike, progress: bool = 
     """Train (or, with ``resume``, continue) a branched GAN; returns the last checkpoint's JSON path.
 
     ``data`` overrides ``cfg.data`` with images already in memory (demo, tests).
-    Raises :class:`NonFiniteLossError` (last good checkpoint kept) on NaN/inf.
+    Raises :class:`~branchspec.errors.NonFiniteLoss` (last good checkpoint kept) on NaN/inf.
     """
     trainer = GanTrainer(cfg, out_dir, progress=progress, resume=resume, data=data)
     try:
         return run_training(trainer)
     finally:
-        if trainer._own_pg and dist.is_initialized():
-            dist.destroy_process_group()
+        trainer.ctx.close()
 
 
 def run_training(trainer: GanTrainer) -> Path:
@@ -394,6 +372,5 @@ def run_training(trainer: GanTrainer) -> Path:
     finally:
         if bar:
             bar.close()
-    if trainer.world > 1:
-        dist.barrier()
+    trainer.ctx.barrier()
     return last

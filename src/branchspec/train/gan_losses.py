@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 
 def r1_penalty(real_logits: Tensor, x_real: Tensor) -> Tensor:
@@ -84,12 +84,3 @@ def regeneration_loss(x_fake: Tensor, x: Tensor, y_trg: Tensor, y: Tensor) -> Te
     err = (x_fake.float() - x.float()).abs() * own
     per_sample = x_fake[0].numel()
     return err.sum() / (own.sum() * per_sample).clamp_min(1.0)
-
-
-@torch.no_grad()
-def ema_update(ema: nn.Module, model: nn.Module, beta: float) -> None:
-    """θ_ema ← β θ_ema + (1 − β) θ; buffers copied. The EMA generator is the one sampled."""
-    for pe, p in zip(ema.parameters(), model.parameters()):
-        pe.lerp_(p.detach(), 1.0 - beta)
-    for be, b in zip(ema.buffers(), model.buffers()):
-        be.copy_(b)

@@ -1,10 +1,13 @@
-"""Classifier losses of §6 as free functions returning ``(loss, {name: float})``.
+"""The classifier loss of §6: one formula, :func:`loss_value`, and its two views for training.
 
-* :func:`clamped_soft_ce` — the paper's loss: f clamped to [−1, 1] and the
-  cross-entropy between p = softmax(class-indicating ±1 vector) and
-  softmax(clamp(f)) (§6, gradient p − s(f) of eq. 3).
-* :func:`onehot_ce` — plain cross-entropy of the unclamped logits against the
-  one-hot label, for comparison.
+* :func:`loss_value` — the loss as a plain tensor. With ``clamp`` (the paper):
+  f clamped to [−1, 1] and the cross-entropy between p = softmax(class-indicating
+  ±1 vector) and softmax(clamp(f)) (§6, gradient s(f) − p of eq. 3); without,
+  plain cross-entropy of the unclamped logits against the one-hot label, for
+  comparison. The Hessian analyses differentiate it with ``reduction="sum"``.
+* :func:`classifier_loss` — the house form ``(loss, {name: float})`` (evaluation);
+  :func:`training_loss` — the same loss with its statistics as one tensor, so
+  the training step never waits on the GPU.
 * ``clamp_grad``: how the clamp's *gradient* is taken. ``"hard"`` (default,
   the paper): autograd's clamp, which passes no gradient for a logit outside
   [−1, 1]. ``"pass-inward"`` (opt-in, not in the paper): the same forward value
@@ -16,8 +19,8 @@
 Example:
     >>> import torch
     >>> f = torch.tensor([[5.0, -3.0, -2.0]])
-    >>> loss, logs = clamped_soft_ce(f, torch.tensor([0]))
-    >>> round(loss.item(), 4) == round(soft_targets(torch.tensor([0]), 3).mul(-soft_targets(torch.tensor([0]), 3).log()).sum().item(), 4)
+    >>> loss, logs = classifier_loss(f, torch.tensor([0]), clamp=True)
+    >>> round(loss.item(), 4) == round(soft_target_floor(3), 4)   # clamp(f) is the ±1 vector: the floor H(p)
     True
 """
 
@@ -69,7 +72,7 @@ class ClampPassInward(torch.autograd.Function):
         return torch.where(inside | inward, g, torch.zeros_like(g))
 
 
-def clamp(f: Tensor, clamp_grad: str = "hard") -> Tensor:
+def _clamp(f: Tensor, clamp_grad: str = "hard") -> Tensor:
     """clamp(f, −1, 1) (§6) with the gradient rule ``clamp_grad`` (``"hard"`` or ``"pass-inward"``)."""
     if clamp_grad == "hard":
         return f.clamp(-1.0, 1.0)
@@ -92,61 +95,55 @@ def soft_target_floor(num_classes: int) -> float:
 REDUCTIONS = ("mean", "sum")
 
 
-def _reduce(per_sample: Tensor, reduction: str) -> Tensor:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    return per_sample.mean() if reduction == "mean" else per_sample.sum()
+def loss_value(f: Tensor, labels: Tensor, clamp: bool, clamp_grad: str = "hard", reduction: str = "mean") -> Tensor:
+    """The §6 loss as a plain tensor: the one formula every entry point computes.
 
-
-def clamped_soft_ce(f: Tensor, labels: Tensor, clamp_grad: str = "hard", reduction: str = "mean"
-                    ) -> tuple[Tensor, dict[str, float]]:
-    """Cross-entropy H(p, softmax(clamp(f, −1, 1))) averaged over the batch (§6, eq. 3).
+    With ``clamp`` (the paper): H(p, softmax(clamp(f, −1, 1))), the cross-entropy
+    between p = softmax(±1 class-indicating vector) and the clamped logits (eq. 3);
+    without: plain cross-entropy of the unclamped logits against the one-hot label.
 
     Args:
-        f: ``(B, C)`` summed branch logits Σ_k v_k(x) (unclamped).
+        f: ``(B, C)`` summed branch logits Σ_k v_k(x) (unclamped), in any float dtype (kept).
         labels: ``(B,)`` int64 class indices.
+        clamp: True for a run trained with the §6 clamp, False for plain CE.
         clamp_grad: ``"hard"`` (the paper) or ``"pass-inward"`` (same value,
             gradient of :class:`ClampPassInward`).
-        reduction: ``"mean"`` over the batch (training) or ``"sum"`` (the
-            per-sample sum differentiated by the Hessian analysis, §5).
+        reduction: ``"mean"`` over the batch (training) or ``"sum"`` (the per-sample
+            sum differentiated by the Hessian analyses, §5).
 
-    Returns:
-        ``(loss, {"loss": ..., "acc": ...})`` with acc the batch accuracy of argmax clamp(f).
-    """
-    loss = _clamped_soft_ce(f, labels, clamp_grad, reduction)
-    acc = (f.clamp(-1.0, 1.0).argmax(dim=1) == labels).float().mean()
-    return loss, {"loss": float(loss.detach()), "acc": float(acc)}
-
-
-def _clamped_soft_ce(f: Tensor, labels: Tensor, clamp_grad: str, reduction: str) -> Tensor:
-    p = soft_targets(labels, f.shape[1])  # (B, C)
-    return _reduce(-(p * clamp(f, clamp_grad).log_softmax(dim=1)).sum(dim=1), reduction)  # H(p, softmax(clamp f))
-
-
-def onehot_ce(f: Tensor, labels: Tensor, reduction: str = "mean") -> tuple[Tensor, dict[str, float]]:
-    """Plain cross-entropy of unclamped logits against one-hot labels (comparison option).
+    No Python float is taken, so torch.func can transform it (``functools.partial(loss_value,
+    clamp=..., reduction="sum")`` is the Hessian's ``loss_fn``).
 
     Example:
-        >>> loss, logs = onehot_ce(torch.zeros(2, 4), torch.tensor([0, 3]))
-        >>> round(logs["loss"], 4) == round(float(torch.log(torch.tensor(4.0))), 4)
-        True
+        >>> f = torch.tensor([[5.0, -5.0]])   # clamped to [1, -1] = the target logits
+        >>> round(loss_value(f, torch.tensor([0]), clamp=True, reduction="sum").item(), 4)   # = H(p), p = softmax([1, -1])
+        0.3653
     """
-    loss = _reduce(F.cross_entropy(f, labels, reduction="none"), reduction)
-    acc = (f.argmax(dim=1) == labels).float().mean()
-    return loss, {"loss": float(loss.detach()), "acc": float(acc)}
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if not clamp:
+        return F.cross_entropy(f, labels, reduction=reduction)
+    p = soft_targets(labels, f.shape[1]).to(f.dtype)  # (B, C)
+    per_sample = -(p * _clamp(f, clamp_grad).log_softmax(dim=1)).sum(dim=1)  # (B,) H(p, softmax(clamp f))
+    return per_sample.mean() if reduction == "mean" else per_sample.sum()
 
 
 def classifier_loss(f: Tensor, labels: Tensor, clamp: bool, clamp_grad: str = "hard",
                     reduction: str = "mean") -> tuple[Tensor, dict[str, float]]:
-    """:func:`clamped_soft_ce` when ``clamp`` (the paper), else :func:`onehot_ce` — the one §6 loss.
+    """The §6 loss and its logs ``(loss, {"loss": ..., "acc": ...})``: :func:`loss_value` of ``f`` in float32.
 
-    ``clamp`` is required: True for a run trained with the §6 clamp, False for plain CE.
-    Used by training (``reduction="mean"``) and by the Hessian analyses
-    (``"sum"``), so both differentiate the loss the checkpoint was trained with.
+    ``acc`` is the batch accuracy of argmax clamp(f) (argmax f without ``clamp``).
     ``f`` is cast to float32 first, so the loss is computed in fp32 under bf16 autocast.
+
+    Example:
+        >>> loss, logs = classifier_loss(torch.zeros(2, 4), torch.tensor([0, 3]), clamp=False)
+        >>> round(logs["loss"], 4) == round(float(torch.log(torch.tensor(4.0))), 4)
+        True
     """
     f = f.float()
-    return clamped_soft_ce(f, labels, clamp_grad, reduction) if clamp else onehot_ce(f, labels, reduction)
+    loss = loss_value(f, labels, clamp, clamp_grad, reduction)
+    acc = ((f.clamp(-1.0, 1.0) if clamp else f).argmax(dim=1) == labels).float().mean()
+    return loss, {"loss": float(loss.detach()), "acc": float(acc)}
 
 
 def training_loss(f: Tensor, labels: Tensor, clamp: bool, clamp_grad: str = "hard") -> tuple[Tensor, Tensor]:
@@ -163,34 +160,13 @@ def training_loss(f: Tensor, labels: Tensor, clamp: bool, clamp_grad: str = "har
         [0.5, 0.75, 0.5]
     """
     f = f.float()
-    loss = _clamped_soft_ce(f, labels, clamp_grad, "mean") if clamp else F.cross_entropy(f, labels)
+    loss = loss_value(f, labels, clamp, clamp_grad, "mean")
     with torch.no_grad():
         g = f.detach()
         acc = ((g.clamp(-1.0, 1.0) if clamp else g).argmax(dim=1) == labels).double().mean()
         clamped, dead = _clamped_dead(g, labels)
         stats = torch.stack([loss.detach().double(), acc, clamped, dead])
     return loss, stats
-
-
-def classifier_loss_sum(clamp: bool):
-    """``loss(f, labels) -> Tensor``: the summed §6 loss of a run trained with ``clamp`` (for §5 Hessians).
-
-    The same loss as :func:`classifier_loss` with ``reduction="sum"`` (tested),
-    written without the logged floats so torch.func can transform it.
-
-    Example:
-        >>> f = torch.tensor([[5.0, -5.0]])   # clamped to [1, -1] = the target logits
-        >>> round(classifier_loss_sum(True)(f, torch.tensor([0])).item(), 4)   # = entropy of p = softmax([1, -1])
-        0.3653
-    """
-
-    def loss(f: Tensor, labels: Tensor) -> Tensor:  # a plain tensor (no logs), as torch.func transforms need
-        if clamp:
-            p = soft_targets(labels, f.shape[-1]).to(f.dtype)  # (N, C)
-            return -(p * f.clamp(-1.0, 1.0).log_softmax(dim=-1)).sum()
-        return F.cross_entropy(f, labels, reduction="sum")
-
-    return loss
 
 
 def logit_diagnostics(f: Tensor, labels: Tensor) -> dict[str, float]:

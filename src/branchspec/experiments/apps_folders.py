@@ -1,9 +1,15 @@
-"""Report sections for folders written by ``decompose``, ``segment`` and ``manipulate`` (§7, App. A, App. F).
+"""App. A and App. F over folders of decompositions (§7, Figs. 12–15, 21): the runs and their report sections.
 
-``scripts/apps_pipeline.sh`` decomposes real image folders and runs the
-applications on them, one sub-folder per step. :func:`folder_sections` turns
-every such sub-folder into a :class:`branchspec.report.Section` (saved as
-``SUB/section.json``, so ``branchspec report --out DIR`` rebuilds the page):
+:func:`run_folder` is :func:`branchspec.experiments.apps.run` for a Config whose
+``folder`` names the output of ``branchspec decompose``: the single-image
+applications on every decomposition in it (:mod:`branchspec.apps.batch`) and
+their montages (:mod:`branchspec.figures.apps_batch`) — what ``branchspec
+segment FOLDER`` and ``branchspec manipulate FOLDER`` run.
+
+:func:`folder_sections` turns every step folder under a report folder into a
+:class:`branchspec.report.Section` (saved as ``SUB/section.json``, so
+``branchspec report --out DIR`` rebuilds the page), and
+:func:`write_folder_report` writes the page with :func:`branchspec.report.write_report`:
 
 * a ``decompose`` folder (``decomposition.json``): images, PSNR / SSIM of the
   re-generation and of R alone vs the input, mean |correlation| between
@@ -16,6 +22,9 @@ every such sub-folder into a :class:`branchspec.report.Section` (saved as
 * a ``manipulate`` folder (``manipulate.json`` of a folder run): figures
   ``sweeps.png`` (Figs. 13–14) and ``subsets.png`` (Fig. 15).
 
+``scripts/apps_pipeline.sh`` runs the three commands on real image folders and
+then :func:`write_folder_report`.
+
 Example:
     >>> write_folder_report("runs/apps-real")  # doctest: +SKIP
 """
@@ -26,12 +35,58 @@ import json
 import os
 from pathlib import Path
 
+from branchspec.apps.batch import decomposition_files, manipulate_folder, segment_folder
 from branchspec.apps.judge import judge_numbers
+from branchspec.apps.segmentation import SegmentConfig
+from branchspec.errors import ConfigError
+from branchspec.figures.apps_batch import segmentation_montage, subsets_montage, sweep_montage
 from branchspec.io import read_capped
 from branchspec.numtext import number
 from branchspec.report import Figure, Section, write_report
 
 MAX_RESULT_BYTES = 16 << 20  # a step's JSON larger than this is not read
+
+# what a folder run keeps of a batch summary in its own summary.json (the per-image rows stay in the batch's JSON)
+_PER_IMAGE = ("per_image", "config")
+
+
+def run_folder(folder: str, out: Path, segment=None, manipulate=None) -> dict:
+    """App. F (``segment``: an :class:`~branchspec.experiments.apps.Segment`) and App. A (``manipulate``: an
+    :class:`~branchspec.experiments.apps.Manipulate`) on every decomposition in ``folder``, under ``out``.
+
+    Returns ``{"folder", "segmentation", "manipulation"}``, each part the batch summary
+    (``segment.json`` / ``manipulate.json`` without the per-image rows) plus its ``folder``.
+    A folder takes one sweep component, no per-component gains and no ground-truth mask.
+    """
+    files = decomposition_files(folder, "folder")
+    summary: dict = {"folder": str(folder)}
+    if (sc := segment) is not None:
+        if sc.truth:
+            raise ConfigError("truth", "one mask fits one image; give a single decomposition with a truth mask")
+        dest = out / sc.folder if sc.folder else out
+        doc = segment_folder(files, dest, list(sc.locators) if sc.locators is not None else None, sc.target,
+                             segment_config(sc), progress=sc.progress, eyes=sc.eyes)
+        if "montage.npz" in doc["files"]:
+            segmentation_montage(dest / "montage.npz", dest / "montage.png")
+        summary["segmentation"] = {**{k: v for k, v in doc.items() if k not in _PER_IMAGE}, "folder": str(dest)}
+    if (mc := manipulate) is not None:
+        if mc.gains is not None:
+            raise ConfigError("gains", "one gain per component fits one decomposition, not a folder")
+        if mc.components is not None and len(mc.components) > 1:
+            raise ConfigError("components", "a folder takes one component K (one sweep row per image)")
+        dest = out / mc.folder if mc.folder else out
+        subsets = None if mc.subsets == "thirds" else [list(s) for s in mc.subsets]
+        doc = manipulate_folder(files, dest, mc.components[0] if mc.components else None, list(mc.alphas), subsets)
+        sweep_montage(dest / "sweeps.npz", dest / "sweeps.png")
+        subsets_montage(dest / "subsets.npz", dest / "subsets.png")
+        summary["manipulation"] = {**{k: v for k, v in doc.items() if k not in _PER_IMAGE}, "folder": str(dest)}
+    return summary
+
+
+def segment_config(sc) -> SegmentConfig:
+    """The Chan–Vese settings of an :class:`~branchspec.experiments.apps.Segment` (one image or a folder)."""
+    return SegmentConfig(mu=sc.mu, max_num_iter=sc.iterations, segment_on=sc.on, energy_sigma=sc.energy_sigma)
+
 
 _f = number  # "n/a" for a missing value; a number too large, or not a number, still becomes text
 

@@ -1,14 +1,19 @@
-"""Data-parallel training of the §6 classifier under ``torchrun``.
+"""Data-parallel training under ``torchrun``: one :class:`DistContext` for the §6 classifier and the §7 GAN.
 
 With ``WORLD_SIZE > 1`` in the environment (``torchrun --nproc_per_node N``)
-the trainer joins a process group — gloo on CPU, nccl on CUDA — and wraps the
-model in :class:`torch.nn.parallel.DistributedDataParallel`. Every process
-builds the same global batch (batch i of epoch e is a pure function of
-(seed, e, i)) and trains on its slice ``x[rank::world]``; DDP averages the
-gradients, so ``--batch-size`` is the global batch and ``--resume`` stays a
-function of the saved step. BatchNorm statistics are per process (no
-SyncBatchNorm); DDP broadcasts rank 0's buffers before every forward. Rank 0
-evaluates and writes every file.
+a trainer joins a process group — gloo on CPU, nccl on CUDA — and wraps its
+modules in :class:`torch.nn.parallel.DistributedDataParallel`; rank 0 writes
+every file.
+
+* The classifier: every process builds the same global batch (batch i of
+  epoch e is a pure function of (seed, e, i)) and trains on its slice
+  ``x[rank::world]`` (:meth:`DistContext.shard`); DDP averages the gradients,
+  so ``--batch-size`` is the global batch and ``--resume`` stays a function of
+  the saved step. BatchNorm statistics are per process (no SyncBatchNorm); DDP
+  broadcasts rank 0's buffers before every forward. Rank 0 evaluates.
+* The GAN (:mod:`branchspec.train.gan`): G and D are wrapped, batches come
+  from a ``DistributedSampler`` and ``--batch-size`` is per process; the
+  logged losses are averaged over processes (:meth:`DistContext.sum`).
 
 Example:
     >>> ctx = DistContext.setup("cpu")   # a plain process: world 1, rank 0
