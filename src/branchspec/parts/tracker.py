@@ -83,19 +83,26 @@ class Tracker:
             ``probe_every`` steps (0 = never) with ``probes`` probes per part.
         tensorboard: also write TensorBoard scalars (if installed; else a warning).
         split_batch: ``batch → (inputs, targets)``.
+        model_args: ``batch → tuple`` of extra positional inputs of the model (e.g. a conditional
+            generator's target labels, ``model(x, y_trg)``); measures and ``.grad`` norms only.
     """
 
     def __init__(self, spec: PartSpec, out: str | Path, *, every: int = 20,
                  eval_batches: Iterable[Any] | None = None, fraction: float = 0.1, reduction: str = "auto",
                  loss_fn: Callable[[Any, Any], Tensor] | None = None, probe_every: int = 0, probes: int = 4,
-                 tensorboard: bool = False, split_batch: Callable[[Any], tuple[Any, Any]] = default_split) -> None:
+                 tensorboard: bool = False, split_batch: Callable[[Any], tuple[Any, Any]] = default_split,
+                 model_args: Callable[[Any], tuple[Any, ...]] | None = None) -> None:
         if every < 1 or probe_every < 0 or probes < 1:
             raise ValueError("every and probes must be >= 1, probe_every >= 0")
+        if model_args is not None and (probe_every or loss_fn is not None):
+            raise ValueError("model_args (extra model inputs) work with the measures and .grad norms only, "
+                             "not with loss_fn / Hessian probes")
         if probe_every and loss_fn is None:
             raise ValueError("Hessian probes need a loss_fn")
         self.spec, self.every, self.fraction, self.reduction = spec, every, fraction, reduction
         self.eval_batches = None if eval_batches is None else list(eval_batches)
         self.loss_fn, self.probe_every, self.probes, self.split_batch = loss_fn, probe_every, probes, split_batch
+        self.model_args = model_args  # batch -> the model's extra positional inputs (a generator's labels)
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.jsonl, self.csv = self.out / "tracker.jsonl", self.out / "tracker.csv"
@@ -149,7 +156,8 @@ class Tracker:
         acc = metrics.StreamingCovariance(self.reduction)
         for b in self.eval_batches if self.eval_batches is not None else [batch]:
             x, _ = self.split_batch(b)
-            acc.update(contributions(model, self.spec, x).parts)  # (M, B, ...)
+            args = self.model_args(b) if self.model_args is not None else ()
+            acc.update(contributions(model, self.spec, x, args=args).parts)  # (M, B, ...)
         norms = acc.norms()
         act = acc.activity(self.fraction)
         rec: dict[str, Any] = {"step": step, "samples": acc.samples, "active": act.active, "silent": act.silent,
