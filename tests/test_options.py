@@ -218,3 +218,12 @@ def test_runs_record_their_departures_and_their_config_json_reads_back(tmp_path)
     saved = json.loads((gan / "config.json").read_text())
     assert saved["departures"] == ["rec_weight"]
     assert dataclasses.asdict(_config("train-gan", ["--config", str(gan / "config.json"), "--out", "x"])) == saved["train"]
+
+
+def test_options_page_is_generated_from_the_configs():
+    """docs/options.md is what scripts/build_options_doc.py writes from the configs today (no fourth copy)."""
+    import subprocess
+    import sys
+
+    rc = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_options_doc.py"), "--check"]).returncode
+    assert rc == 0, "docs/options.md is stale: run python scripts/build_options_doc.py"

@@ -242,3 +242,22 @@ def departures(cfg) -> list[str]:
 
 __all__ = ["DEPARTURES", "NOT_CONFIG", "option", "Spec", "specs", "flags", "add_options", "given", "values", "load_file",
            "check_fields", "departures", "default_text", "fmt"]
+
+
+def markdown_table(cls) -> str:
+    """The options of config class ``cls`` as a Markdown table (flag · default · group · help), in field order:
+    the reference pages' option lists are generated from the configs, not written again."""
+    rows = ["| flag | default | group | what it sets |", "|---|---|---|---|"]
+    for s in specs(cls):
+        if s.default is dataclasses.MISSING:
+            default = "required"
+        elif s.meta.get("default_help"):
+            default = s.meta["default_help"]
+        elif s.type is bool:
+            default = "off"  # a switch: given, it sets the opposite of the field's default
+        else:
+            default = "—" if s.default is None else fmt(s.default)
+        group = "departure" if s.meta.get("departure") else str(s.meta.get("group", ""))
+        text = str(s.meta.get("help", "")).replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| `{s.flag}` | {default} | {group} | {text} |")
+    return "\n".join(rows) + "\n"
