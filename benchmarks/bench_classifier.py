@@ -18,7 +18,7 @@ import time
 import torch
 
 from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig, SlimResNet18, build_classifier
-from branchspec.train.losses import classifier_loss
+from branchspec.losses import classifier_loss
 
 
 def _macs(model: torch.nn.Module, x: torch.Tensor) -> int:

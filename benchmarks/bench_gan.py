@@ -19,7 +19,7 @@ import torch
 def _throughput(img_size: int, engine: str, device: str, batch: int, steps: int, quick: bool, amp: bool = False,
                 widths: dict | None = None) -> float:
     from branchspec.data.embedded import embedded_domains
-    from branchspec.train.gan import GanTrainConfig, GanTrainer
+    from branchspec.gan.train import GanTrainConfig, GanTrainer
 
     if quick or widths is None:
         widths = dict(base_width=4, max_width=8, style_dim=8, d_base_width=4, d_max_width=8) if quick else {}

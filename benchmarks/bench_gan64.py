@@ -43,7 +43,7 @@ def _images():
 
 def seconds_per_step(steps: int = STEPS, **options) -> float | None:
     """Median seconds of one training step with ``options`` on top of :data:`CONFIG`; None if unsupported."""
-    from branchspec.train.gan import GanTrainConfig, GanTrainer
+    from branchspec.gan.train import GanTrainConfig, GanTrainer
 
     fields = {f.name for f in dataclasses.fields(GanTrainConfig)}
     if any(k not in fields for k in options):

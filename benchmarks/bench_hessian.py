@@ -104,7 +104,7 @@ def _reset_peak_rss() -> float | None:
 def _measure(m: int, n: int, device: str) -> dict:
     from branchspec.branched import as_branched
     from branchspec.hessian import block_diagonality, block_norms, blockwise_hessian, select_params
-    from branchspec.train.losses import loss_value
+    from branchspec.losses import loss_value
 
     model, what = _model(m)
     model = as_branched(model).to(device).eval()

@@ -24,7 +24,7 @@ import sys
 
 import torch
 
-from branchspec.analysis.classifier_run import first_layer_hessian
+from branchspec.classifier.analysis_run import first_layer_hessian
 from branchspec.data.imageset import test_set_for
 from branchspec.loading import load_model
 from branchspec.models.registry import build_model

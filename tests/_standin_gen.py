@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from branchspec import Branched
 from branchspec.models.registry import model_spec, register
-from branchspec.train.checkpoint import prefixed, save_checkpoint
+from branchspec.checkpoint import prefixed, save_checkpoint
 
 KIND = "test-standin-generator"
 

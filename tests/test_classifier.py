@@ -13,7 +13,7 @@ from branchspec.data.imageset import ImageSet, load_source, random_crop_flip
 from branchspec.errors import BranchspecError
 from branchspec.models.registry import build_model
 from branchspec.models.resnet import ClassifierConfig, SlimResNet18, build_classifier, stage_widths
-from branchspec.train.losses import classifier_loss, loss_value, soft_targets
+from branchspec.losses import classifier_loss, loss_value, soft_targets
 
 NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from branchspec.analysis import classifier as A
-from branchspec.analysis.classifier_run import collect_outputs
+import branchspec.classifier.analysis as A
+from branchspec.classifier.analysis_run import collect_outputs
 from branchspec.cli import main
 from branchspec.data.imageset import ImageSet
 from branchspec.models.resnet import ClassifierConfig, build_classifier
@@ -128,8 +128,8 @@ def test_analyze_command_writes_json_and_figures(tmp_path, capsys, drawn):
 
 
 def test_sweep_records_activity_per_m(tmp_path, drawn):
-    from branchspec.analysis.classifier_run import run_sweep
-    from branchspec.train.classifier import TrainConfig
+    from branchspec.classifier.analysis_run import run_sweep
+    from branchspec.classifier.train import TrainConfig
 
     cfg = TrainConfig(data="digits", out=str(tmp_path), width=1, epochs=1, batch_size=32, subset=32, engine="loop")
     res = run_sweep(cfg, [1, 2], tmp_path, progress=False, log=lambda s: None)
@@ -156,11 +156,11 @@ def test_sweep_to_a_train_loss_criterion(tmp_path):
     the eval-mode loss on the images it trained on (checked against train_split_loss); reached runs are reused."""
     import csv
 
-    from branchspec.analysis.classifier_run import run_sweep, train_split_loss
+    from branchspec.classifier.analysis_run import run_sweep, train_split_loss
     from branchspec.data.imageset import load_source
     from branchspec.loading import load_model
-    from branchspec.train.classifier import TrainConfig
-    from branchspec.train.losses import soft_target_floor
+    from branchspec.classifier.train import TrainConfig
+    from branchspec.losses import soft_target_floor
 
     floor = soft_target_floor(10)
     base = TrainConfig(data="digits", out=str(tmp_path), width=1, epochs=3, batch_size=32, subset=64, engine="loop",
@@ -185,15 +185,15 @@ def test_sweep_to_a_train_loss_criterion(tmp_path):
 
 def test_sweep_on_two_processes_matches_one(tmp_path):
     """--sweep-procs 2 trains the runs in worker processes; every run seeds itself, so the results equal procs=1."""
-    from branchspec.analysis.classifier_run import run_sweep
-    from branchspec.train.classifier import TrainConfig
+    from branchspec.classifier.analysis_run import run_sweep
+    from branchspec.classifier.train import TrainConfig
 
     cfg = TrainConfig(data="digits", out=str(tmp_path), width=1, epochs=1, batch_size=32, subset=64, engine="loop")
     one = run_sweep(cfg, [1, 2], tmp_path / "one", progress=False, log=lambda s: None, threads=1)
     two = run_sweep(cfg, [1, 2], tmp_path / "two", progress=False, log=lambda s: None, procs=2, threads=1)
     assert two["M"] == [1, 2]
     assert two["test_acc"] == one["test_acc"] and two["covariance"] == one["covariance"]
-    from branchspec.train.checkpoint import checkpoint_state
+    from branchspec.checkpoint import checkpoint_state
 
     for m in (1, 2):  # both runs were really trained to the end in the workers
         assert checkpoint_state(tmp_path / "two" / f"M{m}" / "last")["epoch"] == 1
@@ -250,7 +250,7 @@ def test_demo_shipped_option(tmp_path, capsys):
 
 def test_train_split_loss_matches_a_loop(tmp_path, capsys):
     """``analyze-classifier --train-split``: the §6 loss on the whole un-augmented training split, by hand."""
-    from branchspec.analysis.classifier_run import train_split_loss
+    from branchspec.classifier.analysis_run import train_split_loss
     from branchspec.data.imageset import split_for
     from branchspec.loading import load_model
 
@@ -298,8 +298,8 @@ def test_sweep_workers_exit_when_the_parent_is_killed(tmp_path):
     import time
 
     script = (
-        "from branchspec.train.classifier import TrainConfig\n"
-        "from branchspec.train.classifier_sweep import train_runs\n"
+        "from branchspec.classifier.train import TrainConfig\n"
+        "from branchspec.classifier.sweep import train_runs\n"
         f"cfgs = [TrainConfig(data='digits', out=r'{tmp_path}/M%d' % m, num_branches=m, width=1, epochs=10000, "
         "batch_size=32, subset=64, engine='loop') for m in (1, 2)]\n"
         "train_runs(cfgs, procs=2, threads=1, progress=False, log=lambda s: None)\n")

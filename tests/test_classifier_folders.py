@@ -8,7 +8,7 @@ from PIL import Image
 
 from branchspec.cli import main
 from branchspec.data.imageset import folder_split, is_image_folder, load_source
-from branchspec.train.checkpoint import checkpoint_state
+from branchspec.checkpoint import checkpoint_state
 
 
 def _folder(root, split, counts, size=20, seed=0):

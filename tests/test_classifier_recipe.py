@@ -11,12 +11,12 @@ from torch import nn
 from branchspec import Branched
 from branchspec.cli import main
 from branchspec.data.imageset import ImageSet
-from branchspec.train import classifier as T
-from branchspec.train import classifier_recipe as R
-from branchspec.train.checkpoint import load_checkpoint
+import branchspec.classifier.train as T
+import branchspec.classifier.recipe as R
+from branchspec.checkpoint import load_checkpoint
 from branchspec.train.ema import WeightEMA
-from branchspec.train.classifier_eval import branch_grad_norms, evaluate
-from branchspec.train.losses import ClampPassInward, classifier_loss, logit_diagnostics, soft_target_floor, soft_targets
+from branchspec.classifier.evaluate import branch_grad_norms, evaluate
+from branchspec.losses import ClampPassInward, classifier_loss, logit_diagnostics, soft_target_floor, soft_targets
 
 TINY = dict(data="digits", num_branches=2, width=1, epochs=2, batch_size=32, subset=96, engine="loop", eval_batch_size=400)
 quiet = dict(progress=False, log=lambda s: None)
@@ -326,7 +326,7 @@ def test_ddp_two_cpu_processes_match_the_global_batch(tmp_path):
     assert cfg["world_size"] == 2
     _, state = load_checkpoint(tmp_path / "run" / "last")
     assert state["step"] == 3 and state["epoch"] == 1
-    from branchspec.train.checkpoint import ResumeMismatch
+    from branchspec.checkpoint import ResumeMismatch
 
     with pytest.raises(ResumeMismatch, match="--nproc_per_node 2"):  # resumed by one process: refused
         T.train(T.TrainConfig(out=str(tmp_path / "run"), **{**TINY, "epochs": 1}), resume=True, **quiet)
@@ -365,7 +365,7 @@ def test_torchrun_cli(tmp_path):
 
 def test_recipe_comparison_figure_from_saved_runs(tmp_path, drawn):
     from branchspec.figures.classifier import draw_recipe_comparison
-    from branchspec.train.classifier_io import write_rows
+    from branchspec.classifier.runfiles import write_rows
 
     runs = {}
     for name, ema in (("a", ""), ("b", 0.5)):
@@ -414,7 +414,7 @@ def test_branch_norm_ratios_and_figure_from_saved_diagnostics(tmp_path, drawn):
 
 @pytest.mark.parametrize("clamp,clamp_grad", [(True, "hard"), (True, "pass-inward"), (False, "hard")])
 def test_training_loss_equals_classifier_loss_and_diagnostics(clamp, clamp_grad):
-    from branchspec.train.losses import training_loss
+    from branchspec.losses import training_loss
 
     g = torch.Generator().manual_seed(3)
     f0 = 2.0 * torch.randn(32, 10, generator=g)

@@ -9,8 +9,8 @@ import torch
 from branchspec.cli import main
 from branchspec.loading import load_model
 from branchspec.parts import read_records
-from branchspec.train import classifier as T
-from branchspec.train.checkpoint import load_checkpoint
+import branchspec.classifier.train as T
+from branchspec.checkpoint import load_checkpoint
 
 TINY = dict(data="digits", num_branches=2, width=1, epochs=2, batch_size=32, subset=96, engine="loop", eval_batch_size=400)
 quiet = dict(progress=False, log=lambda s: None)

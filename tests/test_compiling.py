@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from branchspec.compiling import compile_after_warmup
-from branchspec.train import classifier as T
-from branchspec.train.checkpoint import load_checkpoint
+import branchspec.classifier.train as T
+from branchspec.checkpoint import load_checkpoint
 
 
 def test_warm_call_restores_batchnorm_statistics_and_rng():

@@ -181,7 +181,7 @@ def test_cli_held_out(tmp_path, capsys):
 def _classifier_checkpoint(path, class_names):
     from branchspec.models.registry import model_spec
     from branchspec.models.resnet import ClassifierConfig, build_classifier
-    from branchspec.train.checkpoint import prefixed, save_checkpoint
+    from branchspec.checkpoint import prefixed, save_checkpoint
 
     cfg = ClassifierConfig(num_branches=1, width=2, num_classes=len(class_names))
     state = {"model": model_spec("classifier", cfg.to_dict()), "train_config": {"clamp": True},

@@ -7,8 +7,8 @@ from safetensors import safe_open
 
 from branchspec.cli import main
 from branchspec.loading import load_model
-from branchspec.train.checkpoint import checkpoint_state
-from branchspec.train.classifier import TrainConfig, train
+from branchspec.checkpoint import checkpoint_state
+from branchspec.classifier.train import TrainConfig, train
 
 
 def _keys(path):
@@ -44,7 +44,7 @@ def test_export_keeps_weights_drops_training_state(tmp_path, capsys):
 
 
 def test_export_of_a_file_without_weights_is_one_line(tmp_path, capsys):
-    from branchspec.train.checkpoint import save_checkpoint
+    from branchspec.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "empty", {"optim.x": torch.zeros(2)}, {"step": 1})
     rc = main(["export", "--checkpoint", str(tmp_path / "empty"), "--out", str(tmp_path / "o")])
@@ -55,7 +55,7 @@ def test_export_of_a_file_without_weights_is_one_line(tmp_path, capsys):
 def test_export_over_its_own_checkpoint_is_refused(tmp_path, capsys):
     """``export --checkpoint R/last --out R/last`` (or ``last.json`` → ``last.safetensors``, or through a link)
     would replace a resumable checkpoint by a weights-only copy: one line, exit 2, the original unchanged."""
-    from branchspec.train.checkpoint import save_checkpoint
+    from branchspec.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "last", {"model.w": torch.ones(2), "optim.0.momentum_buffer": torch.ones(2)},
                     {"model": {"kind": "toy"}, "step": 1})

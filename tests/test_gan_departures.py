@@ -12,9 +12,9 @@ import torch
 from branchspec.cli import main
 from branchspec.data.embedded import embedded_domains
 from branchspec.models.discriminator import Discriminator, DiscriminatorConfig
-from branchspec.train import gan_losses
-from branchspec.train.checkpoint import load_checkpoint
-from branchspec.train.gan import GanTrainConfig, GanTrainer, train_gan
+import branchspec.gan.losses as gan_losses
+from branchspec.checkpoint import load_checkpoint
+from branchspec.gan.train import GanTrainConfig, GanTrainer, train_gan
 
 TINY = dict(img_size=16, num_branches=2, batch_size=4, base_width=4, max_width=8, style_dim=4, d_base_width=8,
             d_max_width=16, n_per_domain=4, engine="loop", sample_every=0, ckpt_every=0)

@@ -14,8 +14,8 @@ import torch
 from branchspec import precision
 from branchspec.data.embedded import embedded_domains
 from branchspec.models.generator import generator_labels
-from branchspec.train import gan_losses
-from branchspec.train.gan import GanTrainConfig, GanTrainer
+import branchspec.gan.losses as gan_losses
+from branchspec.gan.train import GanTrainConfig, GanTrainer
 
 TINY = dict(img_size=16, num_branches=2, batch_size=4, base_width=4, max_width=8, style_dim=4, d_base_width=4,
             d_max_width=8, n_per_domain=4, engine="packed", sample_every=0, ckpt_every=0, precision="fp32")
@@ -29,7 +29,7 @@ def data():
 def reference_step(tr: GanTrainer, r1_weight: float) -> None:
     """The step as StarGAN-v2 writes it (G twice, R1 weight given), on the trainer's batch of its step."""
     cfg = tr.cfg
-    from branchspec.train.gan import _step_generator
+    from branchspec.gan.train import _step_generator
 
     g = _step_generator(cfg.seed, tr.rank, tr.step)
     x, y = tr.data.batch(tr.batch_indices(tr.step), tr.device)
@@ -147,7 +147,7 @@ def test_old_generator_configs_keep_zero_padding():
 
 
 def test_classifier_precision_auto_is_recorded_resolved(monkeypatch):
-    from branchspec.train.classifier import TrainConfig
+    from branchspec.classifier.train import TrainConfig
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")

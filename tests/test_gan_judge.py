@@ -101,7 +101,7 @@ def test_judge_from_checkpoint_rejects_wrong_classes(tmp_path):
     from branchspec.errors import UsageError
     from branchspec.models.registry import model_spec
     from branchspec.models.resnet import ClassifierConfig, build_classifier
-    from branchspec.train.checkpoint import prefixed, save_checkpoint
+    from branchspec.checkpoint import prefixed, save_checkpoint
 
     cfg = ClassifierConfig(num_branches=1, width=2, num_classes=3)
     model = build_classifier(cfg)

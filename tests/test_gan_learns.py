@@ -15,7 +15,7 @@ from branchspec.data.embedded import embedded_domains
 from branchspec.models.discriminator import Discriminator, DiscriminatorConfig
 from branchspec.models.generator import GeneratorBranch, GeneratorConfig
 from branchspec.models.layers import he_init
-from branchspec.train.gan import GanTrainConfig, GanTrainer
+from branchspec.gan.train import GanTrainConfig, GanTrainer
 
 CHANCE = 2 * math.log(2)  # d/real + d/fake when D outputs 0
 

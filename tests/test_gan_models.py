@@ -12,8 +12,8 @@ from branchspec.models.discriminator import Discriminator, DiscriminatorConfig
 from branchspec.models.generator import GeneratorBranch, GeneratorConfig, build_generator, count_parameters
 from branchspec.loading import load_model
 from branchspec.models.registry import build_model, model_spec
-from branchspec.train import gan_losses
-from branchspec.train.checkpoint import prefixed, save_checkpoint
+import branchspec.gan.losses as gan_losses
+from branchspec.checkpoint import prefixed, save_checkpoint
 
 TINY = dict(img_size=16, num_domains=3, num_branches=3, base_width=8, max_width=16, style_dim=8, mapping_width=8)
 

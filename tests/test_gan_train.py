@@ -12,9 +12,9 @@ import torch
 from branchspec.cli import main
 from branchspec.data.embedded import embedded_domains
 from branchspec.loading import load_model
-from branchspec.train import gan_losses
-from branchspec.train.checkpoint import load_checkpoint
-from branchspec.train.gan import GanTrainConfig, GanTrainer, NonFiniteLossError, run_training, train_gan
+import branchspec.gan.losses as gan_losses
+from branchspec.checkpoint import load_checkpoint
+from branchspec.gan.train import GanTrainConfig, GanTrainer, NonFiniteLossError, run_training, train_gan
 
 TINY = dict(img_size=16, num_branches=2, batch_size=3, base_width=4, max_width=8, style_dim=4, d_base_width=4,
             d_max_width=8, n_per_domain=3, engine="loop", sample_every=0, ckpt_every=2)
@@ -68,7 +68,7 @@ def test_resume_rejects_changed_config(tmp_path, data):
 def test_resume_rejects_changed_data(tmp_path, data):
     """6 images (3 per domain) trained, 11 given on --resume: a one-line refusal (exit 2), not a silent change
     of the data set half-way through a run."""
-    from branchspec.train.checkpoint import ResumeMismatch
+    from branchspec.checkpoint import ResumeMismatch
 
     train_gan(GanTrainConfig(**TINY, steps=2), tmp_path, progress=False, data=data)
     more = embedded_domains(16, n_per_domain=6)
@@ -96,7 +96,7 @@ def test_non_finite_loss_stops_keeping_last_good(tmp_path, data, monkeypatch):
     assert "\n" not in str(e.value) and "last good checkpoint kept:" in str(e.value) and "last.json" in str(e.value)
     # one error class for both trainers (errors.NonFiniteLoss), still importable under the GAN's old name
     from branchspec.errors import NonFiniteLoss
-    from branchspec.train.classifier import NonFiniteLoss as ClassifierNonFinite
+    from branchspec.classifier.train import NonFiniteLoss as ClassifierNonFinite
 
     assert type(e.value) is NonFiniteLoss and NonFiniteLossError is NonFiniteLoss is ClassifierNonFinite
     _, state = load_checkpoint(tmp_path / "checkpoints" / "last")
@@ -138,7 +138,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     torch.testing.assert_close(r0["flat"], r1["flat"], rtol=0, atol=0)
     _, state = load_checkpoint(tmp_path / "run" / "checkpoints" / "last")
     assert state["world_size"] == 2 and state["step"] == 2 and state["runtime"]["world_size"] == 2
-    from branchspec.train.checkpoint import ResumeMismatch
+    from branchspec.checkpoint import ResumeMismatch
 
     with pytest.raises(ResumeMismatch, match="--nproc_per_node 2"):  # one process now: refused
         GanTrainer(GanTrainConfig(**{**TINY, "batch_size": 2}, steps=3), tmp_path / "run", progress=False,
@@ -182,7 +182,7 @@ def test_bf16_precision_runs_and_resumes(tmp_path, data):
     with pytest.raises(Exception, match="precision"):
         train_gan(GanTrainConfig(**TINY, steps=3, precision="fp32"), tmp_path, progress=False, resume=True, data=data)
     # the CLI without --precision keeps the run's bf16
-    from branchspec.train.gan_config import saved_precision
+    from branchspec.gan.config import saved_precision
     assert saved_precision(last) == "bf16"
     assert GanTrainConfig(**TINY, amp=True).precision == "bf16"
 

@@ -236,7 +236,7 @@ def test_select_params_layout_and_errors():
 def _toy_checkpoint(path, seed=0, m=4):
     from branchspec.models.registry import model_spec
     from branchspec.toy import toy_model
-    from branchspec.train.checkpoint import prefixed, save_checkpoint
+    from branchspec.checkpoint import prefixed, save_checkpoint
 
     model = toy_model(m, seed=seed)
     save_checkpoint(path, prefixed("model", model.state_dict()),
@@ -311,7 +311,7 @@ def _cifar_folder(path, n=6):
 
 def test_cli_classifier_adapter_with_standin(tmp_path, capsys, monkeypatch):
     from branchspec.models import registry
-    from branchspec.train.checkpoint import prefixed, save_checkpoint
+    from branchspec.checkpoint import prefixed, save_checkpoint
 
     monkeypatch.setitem(registry._BUILDERS, "classifier", _standin_classifier)
     model = _standin_classifier({"num_branches": 3})

@@ -10,8 +10,8 @@ import pytest
 from branchspec import options
 from branchspec.cli import build_parser, main
 from branchspec.precision import resolve_precision
-from branchspec.train.classifier_config import RUN_RECORD_KEYS, TrainConfig
-from branchspec.train.gan_config import GanTrainConfig
+from branchspec.classifier.config import RUN_RECORD_KEYS, TrainConfig
+from branchspec.gan.config import GanTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINERS = {"train-classifier": (TrainConfig, RUN_RECORD_KEYS), "train-gan": (GanTrainConfig, ())}

@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 from branchspec.cli import main
 from branchspec.errors import BranchspecError
 from branchspec.io import DiskFullError, atomic_write_bytes, atomic_write_json, probe_writable
-from branchspec.train import checkpoint as ck
-from branchspec.train.checkpoint import (
+from branchspec import checkpoint as ck
+from branchspec.checkpoint import (
     CheckpointError, NonFiniteCheckpoint, check_runtime, load_checkpoint, restore_runtime, save_checkpoint,
 )
 

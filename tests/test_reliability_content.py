@@ -1,5 +1,5 @@
 """Content-verified checkpoints: every edit of a checkpoint that still parses is refused on load, in one line
-naming the file, instead of resuming a silently different run (``branchspec.train.checkpoint_content``).
+naming the file, instead of resuming a silently different run (``branchspec.checkpoint_content``).
 
 A fuzz test mutates a small real checkpoint (a train-classifier ``RUN/last``) at random — a tensor element, a
 value of the state JSON, one bit anywhere in the file, a NaN/inf in a file without hash — ≥ 100 times; each
@@ -17,8 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from branchspec.cli import main
-from branchspec.train.checkpoint import CheckpointError, load_checkpoint
-from branchspec.train.checkpoint_content import HASH_KEY, STATE_KEY
+from branchspec.checkpoint import CheckpointError, load_checkpoint
+from branchspec.checkpoint_content import HASH_KEY, STATE_KEY
 
 RUN = ["train-classifier", "--data", "digits", "--branches", "2", "--width", "1", "--subset", "32", "--batch-size",
        "16", "--epochs", "2", "--engine", "loop", "--threads", "1", "--quiet", "--ema", "0.9"]

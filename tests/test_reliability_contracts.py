@@ -19,8 +19,8 @@ from branchspec.cli import main
 from branchspec.data import cifar
 from branchspec.data.embedded import embedded_domains
 from branchspec.errors import BranchspecError, CheckpointError, ConfigError, DataError, UsageError
-from branchspec.train.checkpoint import NonFiniteCheckpoint, ResumeMismatch, load_checkpoint
-from branchspec.train.gan import GanTrainConfig, train_gan
+from branchspec.checkpoint import NonFiniteCheckpoint, ResumeMismatch, load_checkpoint
+from branchspec.gan.train import GanTrainConfig, train_gan
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 GAN = ["--img-size", "16", "--branches", "2", "--steps", "1", "--batch-size", "2", "--base-width", "4",
@@ -130,7 +130,7 @@ def test_gan_rng_state_is_the_same_in_two_uninterrupted_runs(tmp_path):
 def test_a_malformed_log_window_is_one_line(tmp_path):
     from safetensors.torch import load_file, save_file
 
-    from branchspec.train.checkpoint_content import HASH_KEY, STATE_KEY, content_sha256
+    from branchspec.checkpoint_content import HASH_KEY, STATE_KEY, content_sha256
 
     data = embedded_domains(16, n_per_domain=3)
     last = train_gan(GanTrainConfig(**GAN_TINY, steps=3), tmp_path, progress=False, data=data)

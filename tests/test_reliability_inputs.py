@@ -22,7 +22,7 @@ from branchspec.loading import load_model
 from branchspec.models.registry import model_spec
 from branchspec.report import write_report
 from branchspec.toy import toy_model
-from branchspec.train.checkpoint import STATE_KEY, CheckpointError, prefixed
+from branchspec.checkpoint import STATE_KEY, CheckpointError, prefixed
 
 
 def _one_line_error(capsys, rc, want_rc=(2,), names=None):

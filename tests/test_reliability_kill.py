@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from branchspec.train.checkpoint import checkpoint_exists, load_checkpoint
+from branchspec.checkpoint import checkpoint_exists, load_checkpoint
 
 CLS = ["train-classifier", "--data", "digits", "--branches", "2", "--width", "1", "--subset", "48", "--batch-size", "16",
        "--epochs", "3", "--engine", "loop", "--threads", "1", "--save-every", "1", "--ema", "0.9", "--quiet"]

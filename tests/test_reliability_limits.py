@@ -163,7 +163,7 @@ def _within_factor(estimate: int, measured: int) -> None:
 
 
 def test_gan_estimate_against_measured_peak(tmp_path):
-    from branchspec.train.gan_config import GanTrainConfig
+    from branchspec.gan.config import GanTrainConfig
     from branchspec.train.memory import gan_training_bytes
     argv = ["train-gan", "--img-size", "32", "--batch-size", "16", "--steps", "2", "--threads", "1",
             "--precision", "fp32", "--device", "cpu", "--no-progress", "--out", str(tmp_path / "g")]
@@ -172,7 +172,7 @@ def test_gan_estimate_against_measured_peak(tmp_path):
 
 
 def test_classifier_estimate_against_measured_peak(tmp_path):
-    from branchspec.train.classifier import TrainConfig
+    from branchspec.classifier.train import TrainConfig
     from branchspec.train.memory import classifier_training_bytes
     argv = ["train-classifier", "--data", "digits", "--branches", "8", "--batch-size", "256", "--epochs", "1",
             "--threads", "1", "--precision", "fp32", "--quiet", "--out", str(tmp_path / "c")]
@@ -358,7 +358,7 @@ def test_decompose_judge_must_be_a_classifier(tmp_path, capsys, toy_ckpt):
 def test_decompose_img_size_below_the_generators_bottleneck(tmp_path, capsys):
     from branchspec.models.generator import GeneratorConfig, build_generator
     from branchspec.models.registry import model_spec
-    from branchspec.train.checkpoint import prefixed, save_checkpoint
+    from branchspec.checkpoint import prefixed, save_checkpoint
     cfg = GeneratorConfig(img_size=32, num_domains=2, num_branches=2, base_width=4, max_width=8, style_dim=4,
                           mapping_width=4, num_down=3)  # bottleneck at 32 / 8 = 4: needs at least 16
     save_checkpoint(tmp_path / "g" / "last", prefixed("model", build_generator(cfg).state_dict()),
@@ -377,8 +377,8 @@ def test_a_killed_sweep_worker_is_named_and_the_other_runs_finish(tmp_path):
     import time
 
     from branchspec.errors import BranchspecError
-    from branchspec.train.classifier import TrainConfig
-    from branchspec.train.classifier_sweep import train_runs
+    from branchspec.classifier.train import TrainConfig
+    from branchspec.classifier.sweep import train_runs
     cfgs = [TrainConfig(data="digits", out=str(tmp_path / f"M{m}"), num_branches=m, width=1, epochs=e,
                         batch_size=32, subset=64, engine="loop") for m, e in ((1, 2), (4, 10_000))]
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from branchspec.loading import load_model
-from branchspec.train.checkpoint import checkpoint_paths, checkpoint_state
+from branchspec.checkpoint import checkpoint_paths, checkpoint_state
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIP = ROOT / "checkpoints" / "cifar10-m16"
@@ -52,7 +52,7 @@ def test_shipped_checkpoint_reproduces_its_test_accuracy():
     if not CIFAR.is_dir():
         pytest.skip(f"no CIFAR-10 folder at {CIFAR}")
     from branchspec.data.imageset import test_set_for
-    from branchspec.train.classifier_eval import evaluate
+    from branchspec.classifier.evaluate import evaluate
 
     model, state = load_model(SHIP / "last")
     test = test_set_for(state, str(CIFAR))

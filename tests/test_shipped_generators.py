@@ -17,7 +17,7 @@ import torch
 
 from branchspec.experiments.shipped import copy_shipped
 from branchspec.loading import load_model
-from branchspec.train.checkpoint import checkpoint_state
+from branchspec.checkpoint import checkpoint_state
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("BRANCHSPEC_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -15,8 +15,8 @@ from branchspec.data.embedded import embedded_domains
 from branchspec.errors import UsageError
 from branchspec.models.generator import (DomainStyle, GeneratorConfig, build_generator, domain_pairs,
                                          generator_labels, is_source_aware)
-from branchspec.train.checkpoint import load_checkpoint
-from branchspec.train.gan import GanTrainConfig, GanTrainer, train_gan
+from branchspec.checkpoint import load_checkpoint
+from branchspec.gan.train import GanTrainConfig, GanTrainer, train_gan
 
 TINY_G = dict(img_size=16, num_domains=3, num_branches=2, base_width=4, max_width=8, style_dim=4, mapping_width=4,
               engine="loop")

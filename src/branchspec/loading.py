@@ -1,6 +1,6 @@
 """Save a model as a checkpoint and rebuild it: the registry's builder plus the saved weights.
 
-A checkpoint (safetensors + JSON, :mod:`branchspec.train.checkpoint`) stores
+A checkpoint (safetensors + JSON, :mod:`branchspec.checkpoint`) stores
 ``{"model": {"kind": ..., "config": {...}}}`` in its state and the weights
 under ``model.*``; :func:`save_model` writes one, :func:`load_model` checks
 the entry against the weights (:func:`check_spec`, shapes on the meta
@@ -36,8 +36,8 @@ from torch import nn
 
 from branchspec.errors import BranchspecError, CheckpointError
 from branchspec.models.registry import build_model, kinds, model_spec
-from branchspec.train.checkpoint import load_checkpoint, prefixed, save_checkpoint, unprefixed
-from branchspec.train.checkpoint_content import non_finite_tensors
+from branchspec.checkpoint import load_checkpoint, prefixed, save_checkpoint, unprefixed
+from branchspec.checkpoint_content import non_finite_tensors
 
 PathLike = str | os.PathLike[str]
 

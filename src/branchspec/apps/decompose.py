@@ -90,7 +90,7 @@ def load_generator(ckpt, device: str = "cpu", arg: str = "checkpoint"):
     One-line errors name the checkpoint as ``arg`` (the command line passes ``--checkpoint``).
     """
     from branchspec.loading import load_model
-    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
+    from branchspec.checkpoint import checkpoint_exists, checkpoint_paths
 
     _, spath = checkpoint_paths(ckpt)
     if not checkpoint_exists(ckpt):

@@ -82,7 +82,7 @@ class ClassifierJudge:
         """
         from branchspec.loading import load_model
         from branchspec.models.resnet import clamp_logits
-        from branchspec.train.checkpoint import checkpoint_paths
+        from branchspec.checkpoint import checkpoint_paths
 
         if not checkpoint_paths(path)[1].is_file():
             raise UsageError(f"{arg}: no such checkpoint: {path}")

@@ -50,7 +50,7 @@ def _pairs(text: str | None):
 
 def run(args) -> int:
     from branchspec.experiments import classifier
-    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
+    from branchspec.checkpoint import checkpoint_exists, checkpoint_paths
 
     _, state_path = checkpoint_paths(args.checkpoint)
     if not checkpoint_exists(state_path):

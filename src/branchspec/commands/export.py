@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from branchspec.commands._common import writable_dir
-from branchspec.train.checkpoint import checkpoint_paths
+from branchspec.checkpoint import checkpoint_paths
 from branchspec.train.export import export_weights, refuse_same_unit
 
 NAME = "export"

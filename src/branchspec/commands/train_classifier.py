@@ -11,7 +11,7 @@ from branchspec.commands._common import (
     MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, existing_dir, flag_errors, int_range, writable_dir,
 )
 from branchspec.errors import UsageError
-from branchspec.train.classifier_config import RUN_RECORD_KEYS, TrainConfig
+from branchspec.classifier.config import RUN_RECORD_KEYS, TrainConfig
 
 MAX_WIDTH = 256  # branch base width: the default is 5.4, a ResNet18 is 64
 
@@ -23,7 +23,7 @@ DESCRIPTION = (
     "(every epoch); --resume continues exactly. With --sweep the runs for several M go to RUN/M<m>/ and "
     "RUN/sweep.json + RUN/sweep.png give #active and #silent branches vs M (Figs. 5 panel 1, 17). "
     "Runs under torchrun (DistributedDataParallel; --batch-size is the global batch, split over the processes). "
-    "Every option but the run-control ones is a field of TrainConfig (branchspec.train.classifier_config); "
+    "Every option but the run-control ones is a field of TrainConfig (branchspec.classifier.config); "
     "--config recipes/NAME.toml sets them from a file (the recipes behind the published results)."
 )
 
@@ -45,7 +45,7 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths, restore_runtime
+    from branchspec.checkpoint import checkpoint_exists, checkpoint_paths, restore_runtime
 
     kw = options.values(args, TrainConfig, RUN_RECORD_KEYS)  # defaults < --config FILE < flags given
     if kw["data"] != "digits":

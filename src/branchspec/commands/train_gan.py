@@ -8,7 +8,7 @@ from pathlib import Path
 from branchspec import options
 from branchspec.commands._common import MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, flag_errors, writable_dir
 from branchspec.errors import UsageError
-from branchspec.train.gan_config import GanTrainConfig
+from branchspec.gan.config import GanTrainConfig
 
 NAME = "train-gan"
 HELP = "train the branched class-transfer GAN whose branch outputs decompose images (§7)"
@@ -18,7 +18,7 @@ DESCRIPTION = (
     "RUN/log.jsonl, RUN/samples/*.png (input | re-generation | R) and RUN/checkpoints/{last,step-N} "
     "(safetensors; model.* = EMA generator). Runs under torchrun (DistributedDataParallel; "
     "--batch-size is per process). Every option but the run-control ones is a field of GanTrainConfig "
-    "(branchspec.train.gan_config); --config recipes/NAME.toml sets them from a file (the recipes behind the "
+    "(branchspec.gan.config); --config recipes/NAME.toml sets them from a file (the recipes behind the "
     "published results), the departures from the paper's objective have a group of their own."
 )
 
@@ -39,8 +39,8 @@ def run(args) -> int:
     import torch
 
     from branchspec.experiments import gan
-    from branchspec.train.checkpoint import checkpoint_exists, restore_runtime
-    from branchspec.train.gan_config import saved_precision
+    from branchspec.checkpoint import checkpoint_exists, restore_runtime
+    from branchspec.gan.config import saved_precision
 
     kw = options.values(args, GanTrainConfig)  # defaults < --config FILE < flags given
     if args.amp:  # the old flag: --precision bf16, over a --config file's precision too

@@ -1,15 +1,15 @@
 """The branched classifier of §6: train one run or a sweep over M, then analyse a checkpoint (Figs. 5–8, 16, 17).
 
-``run`` trains (:func:`branchspec.train.classifier.train`, or
-:func:`branchspec.analysis.classifier_run.run_sweep` with one run per M in
+``run`` trains (:func:`branchspec.classifier.train.train`, or
+:func:`branchspec.classifier.analysis_run.run_sweep` with one run per M in
 ``out/M<m>/`` and ``out/sweep.json`` + ``sweep.png``), then, with an
 :class:`Analysis`, analyses a checkpoint — by default the last one trained
 (the largest M of a sweep) — into ``analysis.json`` + ``analysis.npz`` and
-the figures (:func:`branchspec.analysis.classifier_run.analyze`). Either
+the figures (:func:`branchspec.classifier.analysis_run.analyze`). Either
 part may be left out: ``train=None`` analyses an existing checkpoint.
 
 Example:
-    >>> from branchspec.train.classifier import TrainConfig
+    >>> from branchspec.classifier.train import TrainConfig
     >>> cfg = Config(train=TrainConfig(data="digits", out="", epochs=1, width=1, subset=64),
     ...              sweep=(2, 4), analysis=Analysis(per_class=2, hessian_samples=0))
     >>> run(cfg, "RUN")["analysis"]["num_active"]   # doctest: +SKIP
@@ -27,7 +27,7 @@ from branchspec.experiments import common, shipped
 from branchspec.experiments.shipped import copy_shipped
 from branchspec.numtext import number
 from branchspec.report import Figure, Section
-from branchspec.train.classifier import TrainConfig
+from branchspec.classifier.train import TrainConfig
 
 NAME = "classifier"
 
@@ -54,7 +54,7 @@ class Config:
     train: TrainConfig | None = None  # its ``out`` is replaced by the experiment's folder
     sweep: tuple[int, ...] = ()  # one run per M in out/M<m>/ (overrides train.num_branches)
     resume: bool = False  # continue unfinished runs (a sweep skips finished ones)
-    sweep_procs: int = 1  # train the sweep's runs on this many processes (train/classifier_sweep.py)
+    sweep_procs: int = 1  # train the sweep's runs on this many processes (classifier/sweep.py)
     sweep_threads: int | None = None  # torch threads of each sweep process
     max_steps: int | None = None  # stop a single run after this many steps (with a checkpoint)
     progress: bool = True
@@ -118,7 +118,7 @@ def run(cfg: Config, out) -> dict:
     if cfg.train is not None:
         tc = replace(cfg.train, out=str(out))
         if cfg.sweep:
-            from branchspec.analysis.classifier_run import run_sweep
+            from branchspec.classifier.analysis_run import run_sweep
             from branchspec.figures.classifier import draw_sweep
 
             rows = run_sweep(tc, list(cfg.sweep), out, resume=cfg.resume, progress=cfg.progress,
@@ -127,7 +127,7 @@ def run(cfg: Config, out) -> dict:
             summary["sweep"] = {k: rows[k] for k in ("M", "active", "silent", "test_acc")}
             run_dir = out / f"M{max(cfg.sweep)}"
         else:
-            from branchspec.train.classifier import train
+            from branchspec.classifier.train import train
 
             summary["train"] = train(tc, resume=cfg.resume, max_steps=cfg.max_steps, progress=cfg.progress)
             run_dir = out
@@ -139,7 +139,7 @@ def run(cfg: Config, out) -> dict:
             summary["training_figure"] = str(draw_training(run_dir / "metrics.csv", out / "training.png"))
     a = cfg.analysis
     if a is not None:
-        from branchspec.analysis.classifier_run import analyze
+        from branchspec.classifier.analysis_run import analyze
 
         ckpt = a.checkpoint or (str(last) if last else "")
         data = a.data or (cfg.train.data if cfg.train else "")

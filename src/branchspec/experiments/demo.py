@@ -16,8 +16,8 @@ from pathlib import Path
 from types import ModuleType
 
 from branchspec.experiments import apps, classifier, gan, hessian, toy
-from branchspec.train.classifier import TrainConfig
-from branchspec.train.gan_config import GanTrainConfig
+from branchspec.classifier.train import TrainConfig
+from branchspec.gan.config import GanTrainConfig
 
 PARTS = ["toy", "hessian", "classifier", "decomposition", "apps"]
 TOY_M = 10  # the toy model whose Hessian the demo takes

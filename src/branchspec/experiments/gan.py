@@ -1,6 +1,6 @@
 """The branched class-transfer GAN of §7 (App. E) and the decomposition of images by its branches (Figs. 10–11).
 
-``run`` trains :func:`branchspec.train.gan.train_gan` (optionally in chunks
+``run`` trains :func:`branchspec.gan.train.train_gan` (optionally in chunks
 of steps sized to a time budget, each resuming exactly, as the demo does on
 slow machines), then, with a :class:`Decompose`, splits images into the
 generator's components f = R + Σ_k v_k (:func:`branchspec.apps.decompose.decompose_images`:
@@ -24,7 +24,7 @@ from branchspec.experiments import common, shipped
 from branchspec.io import atomic_write_via
 from branchspec.models.generator import GeneratorConfig
 from branchspec.report import Figure, Section
-from branchspec.train.gan_config import GanTrainConfig
+from branchspec.gan.config import GanTrainConfig
 from branchspec.seeds import derive_seed
 
 NAME = "decomposition"  # the report section's key (ORDER in branchspec.report)
@@ -69,7 +69,7 @@ class Config:
 
 def train(cfg: Config, run_dir: Path) -> tuple[Path, int, float]:
     """Train ``cfg.train`` into ``run_dir``; returns (checkpoint, steps done, seconds)."""
-    from branchspec.train.gan import train_gan
+    from branchspec.gan.train import train_gan
 
     tc = cfg.train
     t0 = time.perf_counter()

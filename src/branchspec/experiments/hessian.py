@@ -61,7 +61,7 @@ def _analyze_one(cfg: Config, path: str, field: str, label: str):
     from branchspec.experiments.hessian_data import data_for
     from branchspec.hessian import select_params
     from branchspec.loading import load_model
-    from branchspec.train.checkpoint import checkpoint_exists, checkpoint_paths
+    from branchspec.checkpoint import checkpoint_exists, checkpoint_paths
 
     if not checkpoint_exists(path):
         raise ConfigError(field, f"no such checkpoint: {path} (expected {checkpoint_paths(path)[1]})")

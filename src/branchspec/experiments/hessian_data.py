@@ -32,7 +32,7 @@ from branchspec.data.imageset import test_set_for
 from branchspec.errors import BranchspecError, CheckpointError, UsageError
 from branchspec.hessian.data import HessianData, l2_sum
 from branchspec.toy import PROBLEMS
-from branchspec.train.losses import loss_value
+from branchspec.losses import loss_value
 
 
 def toy_data(state: dict[str, Any], batch: int) -> HessianData:

@@ -1,7 +1,7 @@
 """Classifier figures (§6: Figs. 5–8, 16, 17), drawn only from saved results.
 
 :func:`draw_analysis` reads ``analysis.json`` / ``analysis.npz`` written by
-:func:`branchspec.analysis.classifier_run.analyze`; :func:`draw_sweep` reads
+:func:`branchspec.classifier.analysis_run.analyze`; :func:`draw_sweep` reads
 ``sweep.json``; :func:`draw_training` reads a run's ``metrics.csv``. So
 every figure can be redrawn without retraining.
 

@@ -1,7 +1,7 @@
 """Training curves of a GAN run (paper §7, App. E), drawn from ``RUN/log.jsonl`` only.
 
 Each log line holds the means of the losses over the last ``log_every`` steps
-(``branchspec.train.gan``): d/real = E softplus(−D(x, y)), d/fake = E softplus(D(G(x, ỹ), ỹ)),
+(``branchspec.gan.train``): d/real = E softplus(−D(x, y)), d/fake = E softplus(D(G(x, ỹ), ỹ)),
 the fractions of reals / fakes D gets right, R1 and g/adv. A discriminator at
 chance sits at d/real = d/fake = g/adv = log 2 and accuracies 0.5.
 

@@ -119,7 +119,7 @@ def save_models(run: ToyRun, out_dir: str | os.PathLike, ms=None, trial: int = 0
     :func:`branchspec.loading.load_model`. Returns ``{M: {"init": path, "trained": path}}``.
     """
     from branchspec.models.registry import model_spec
-    from branchspec.train.checkpoint import prefixed, save_checkpoint
+    from branchspec.checkpoint import prefixed, save_checkpoint
 
     cfg = run.config
     out = Path(out_dir)

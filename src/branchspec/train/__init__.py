@@ -1,1 +1,1 @@
-"""Training: losses as free functions, loops, atomic checkpoints and resume."""
+"""Training machinery the classifier and the GAN share: devices and torchrun, weight EMA, memory estimates, export."""

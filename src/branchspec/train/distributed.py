@@ -11,7 +11,7 @@ every file.
   so ``--batch-size`` is the global batch and ``--resume`` stays a function of
   the saved step. BatchNorm statistics are per process (no SyncBatchNorm); DDP
   broadcasts rank 0's buffers before every forward. Rank 0 evaluates.
-* The GAN (:mod:`branchspec.train.gan`): G and D are wrapped, batches come
+* The GAN (:mod:`branchspec.gan.train`): G and D are wrapped, batches come
   from a ``DistributedSampler`` and ``--batch-size`` is per process; the
   logged losses are averaged over processes (:meth:`DistContext.sum`).
 

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 
 from branchspec.errors import UsageError
-from branchspec.train.checkpoint import (
+from branchspec.checkpoint import (
     CheckpointError, load_checkpoint, prefixed, same_checkpoint, save_checkpoint, unprefixed,
 )
 

@@ -25,7 +25,7 @@ estimate is compared with measured peak resident memory in
 ``tests/test_reliability_limits.py``.
 
 Example:
-    >>> from branchspec.train.gan_config import GanTrainConfig
+    >>> from branchspec.gan.config import GanTrainConfig
     >>> small = gan_training_bytes(GanTrainConfig(img_size=16, batch_size=2, base_width=4, max_width=8))
     >>> large = gan_training_bytes(GanTrainConfig(img_size=16, batch_size=200, base_width=4, max_width=8))
     >>> 0 < small < large
@@ -74,7 +74,7 @@ def _classifier_sizes(mcfg, side: int, m: int) -> tuple[int, int]:
 
 
 def classifier_training_bytes(cfg, num_classes: int = 10, side: int | None = None) -> int:
-    """Bytes a §6 training run of ``cfg`` (a :class:`~branchspec.train.classifier.TrainConfig`) allocates;
+    """Bytes a §6 training run of ``cfg`` (a :class:`~branchspec.classifier.train.TrainConfig`) allocates;
     ``side``: the image side (``cfg.img_size`` for image folders, 32 for CIFAR-10 and digits)."""
     from branchspec.data.imageset import is_image_folder
 
@@ -130,7 +130,7 @@ def _discriminator_sizes(dcfg) -> tuple[int, int]:
 
 
 def gan_training_bytes(cfg, num_domains: int = 2, data_bytes: int = 0) -> int:
-    """Bytes a §7 training run of ``cfg`` (a :class:`~branchspec.train.gan_config.GanTrainConfig`) allocates
+    """Bytes a §7 training run of ``cfg`` (a :class:`~branchspec.gan.config.GanTrainConfig`) allocates
     with ``num_domains`` domains and ``data_bytes`` of images in memory."""
     pg, act_g = generator_sizes(cfg.generator_config(num_domains))
     pd, act_d = _discriminator_sizes(cfg.discriminator_config(num_domains))

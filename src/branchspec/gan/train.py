@@ -60,16 +60,16 @@ from branchspec.io import append_text, atomic_write_json
 from branchspec.models.discriminator import Discriminator
 from branchspec.models.generator import build_generator, generator_labels
 from branchspec.models.registry import model_spec
-from branchspec.train import gan_losses
+import branchspec.gan.losses as gan_losses
 from branchspec.train.ema import ema_update, warmup_decay
 from branchspec.train.distributed import DistContext
-from branchspec.train.checkpoint import (
+from branchspec.checkpoint import (
     kept_note, load_checkpoint, load_weights, optimizer_from_tensors, optimizer_to_tensors,
     prefixed, restore_rng_state, rng_state_tensors, save_checkpoint, state_int, unprefixed,
 )
 from branchspec.train.export import refuse_weights_only
-from branchspec.train.gan_config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig
-from branchspec.train.gan_io import (
+from branchspec.gan.config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig
+from branchspec.gan.runfiles import (
     check_resume, log_window_from, rotate_checkpoints, save_image_grid, save_sample_grid,
 )
 from branchspec.train.memory import check_gan_training

@@ -2,7 +2,7 @@
 
 :func:`analyze` reads a classifier checkpoint, computes the branch outputs
 ``(M, N, C)`` on the test split, applies the pure functions of
-:mod:`branchspec.analysis.classifier` and writes ``analysis.json`` (numbers),
+:mod:`branchspec.classifier.analysis` and writes ``analysis.json`` (numbers),
 ``analysis.npz`` (branch outputs, labels, gallery images) and the figures,
 drawn from those two files by :mod:`branchspec.figures.classifier`.
 :func:`run_sweep` trains one model per M and records #active / #silent.
@@ -22,16 +22,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from branchspec.analysis import classifier as A
+import branchspec.classifier.analysis as A
 from branchspec.data.imageset import ImageSet, split_for, test_set_for
 from branchspec.branched import as_branched
 from branchspec.errors import BranchspecError, ConfigError
 from branchspec.io import atomic_write_npz, atomic_write_text
 from branchspec.loading import load_model
 from branchspec.models.registry import build_model
-from branchspec.train.checkpoint import CheckpointError
-from branchspec.train.classifier_eval import evaluate
-from branchspec.train.losses import soft_target_floor
+from branchspec.checkpoint import CheckpointError
+from branchspec.classifier.evaluate import evaluate
+from branchspec.losses import soft_target_floor
 
 
 @torch.no_grad()
@@ -52,7 +52,7 @@ def first_layer_hessian(model, x, y, clamp: bool) -> tuple[dict, list[str]]:
     summary of ``branchspec.hessian``) and the parameter names."""
     from branchspec import hessian as H
     from branchspec.hessian.factors import blockwise_hessian
-    from branchspec.train.losses import loss_value
+    from branchspec.losses import loss_value
 
     model.eval()
     subset = H.select_params(model, "first-layer")
@@ -163,15 +163,15 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
               procs: int = 1, threads: int | None = None) -> dict:
     """Train one run per M (``out/M<m>/``) and record #active, #silent and accuracy (Figs. 5 panel 1, 17).
 
-    ``cfg`` is a :class:`~branchspec.train.classifier.TrainConfig`; its
+    ``cfg`` is a :class:`~branchspec.classifier.train.TrainConfig`; its
     ``num_branches`` and ``out`` are replaced per M. ``resume=True`` skips
     finished runs and continues unfinished ones; ``procs`` > 1 trains the runs
-    on that many processes (:mod:`branchspec.train.classifier_sweep`). Writes
+    on that many processes (:mod:`branchspec.classifier.sweep`). Writes
     ``out/sweep.json`` (drawn by ``branchspec.figures.classifier.draw_sweep``) with, per M, the epochs trained
     and the loss and accuracy on the (un-augmented) images it trained on, beside the floor H(p): with
     ``cfg.stop_loss`` every M is trained to the same train-loss criterion (issue #10), not the same epochs.
     """
-    from branchspec.train.classifier_sweep import train_runs
+    from branchspec.classifier.sweep import train_runs
 
     out = Path(out)
     cfgs = [replace(cfg, num_branches=m, out=str(out / f"M{m}")) for m in ms]

@@ -3,7 +3,7 @@
 Why training with the clamp of §6 stalls is visible in three numbers:
 the fraction of logits outside [−1, 1] (no gradient through the hard clamp),
 the fraction of "dead" samples (a wrong-class logit ≥ +1 or the true logit
-≤ −1, :func:`~branchspec.train.losses.logit_diagnostics`), and the gradient
+≤ −1, :func:`~branchspec.losses.logit_diagnostics`), and the gradient
 norm of each branch ‖∂L/∂θ_k‖ (eq. 10: every branch gets the same
 collaborative factor dL/df, so these norms differ only by the distributive
 part). Active / silent branches are counted on the test response matrix with
@@ -30,8 +30,8 @@ from torch.nn.utils import get_total_norm
 
 from branchspec import metrics, parts
 from branchspec.branched import as_branched
-from branchspec.train.classifier_recipe import tta_logits
-from branchspec.train.losses import classifier_loss, logit_diagnostics
+from branchspec.classifier.recipe import tta_logits
+from branchspec.losses import classifier_loss, logit_diagnostics
 
 
 def branch_grad_norms(model) -> Tensor:
@@ -71,7 +71,7 @@ def grad_norm_summary(norms: Tensor) -> dict[str, float]:
 def evaluate(model, data, clamp: bool, batch_size: int = 500, tta: bool = False, branches: bool = False,
              precision: str = "fp32") -> dict[str, float]:
     """Test loss and accuracy (argmax of clamp(f)) in eval mode, plus the ``clamped``, ``dead`` and
-    ``saturated`` fractions of :func:`~branchspec.train.losses.logit_diagnostics`; with ``tta`` on the
+    ``saturated`` fractions of :func:`~branchspec.losses.logit_diagnostics`; with ``tta`` on the
     flip-averaged logits (:func:`tta_logits`); with ``branches`` also ``active`` / ``silent`` branch counts
     and per-branch ``branch_norm`` (a list) on the response matrix of the (un-augmented) test set (Fig. 4 rule)."""
     was = model.training

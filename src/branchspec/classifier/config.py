@@ -22,8 +22,8 @@ from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig
 from branchspec.options import check_fields, departures, option
 from branchspec.precision import PRECISIONS, resolve_precision  # ("auto", "fp32", "bf16")
 from branchspec.train.distributed import DEVICES
-from branchspec.train.classifier_recipe import FLIPS, SCHEDULES
-from branchspec.train.losses import CLAMP_GRADS
+from branchspec.classifier.recipe import FLIPS, SCHEDULES
+from branchspec.losses import CLAMP_GRADS
 
 OPTIMIZERS = ("sgd", "adamw")
 WD_MODES = ("coupled", "decoupled")

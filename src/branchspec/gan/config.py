@@ -24,7 +24,7 @@ from branchspec.models.generator import RESIDUALS, GeneratorConfig
 from branchspec.models.layers import INITS, PADDINGS
 from branchspec.options import check_fields, departures, option
 from branchspec.precision import PRECISIONS, resolve_precision
-from branchspec.train.checkpoint import CheckpointError, checkpoint_state
+from branchspec.checkpoint import CheckpointError, checkpoint_state
 
 # Config fields that may change when resuming (they do not change the trajectory).
 # "device" is not among them: CPU and CUDA kernels round differently, so a resume there would not be exact.

@@ -18,8 +18,8 @@ import numpy as np
 from torch import Tensor
 
 from branchspec.io import atomic_write_via
-from branchspec.train.checkpoint import CheckpointError, ResumeMismatch, check_runtime, checkpoint_paths
-from branchspec.train.gan_config import resume_mismatch
+from branchspec.checkpoint import CheckpointError, ResumeMismatch, check_runtime, checkpoint_paths
+from branchspec.gan.config import resume_mismatch
 
 _STEP = re.compile(r"^step-(\d+)$")
 
@@ -81,7 +81,7 @@ def save_sample_grid(gen, x: Tensor, labels: Tensor, out: Path, step: int) -> Pa
 def check_resume(state: dict, cfg, data, path) -> None:
     """Refuse, in one line, to resume the checkpoint ``state`` (at ``path``) with another config, other domains,
     other data (image and per-domain counts: 6 images trained, 11 given is a different run) or other runtime
-    settings (threads, world size: :func:`~branchspec.train.checkpoint.check_runtime`)."""
+    settings (threads, world size: :func:`~branchspec.checkpoint.check_runtime`)."""
     saved = state.get("train_config")
     if not isinstance(saved, dict) or "opt_g" not in state:
         raise CheckpointError(f"{path} is not a train-gan checkpoint")

@@ -31,7 +31,7 @@ from pathlib import Path
 from branchspec.errors import UsageError
 from branchspec.io import atomic_write_json, atomic_write_text
 from branchspec.models.registry import model_spec
-from branchspec.train.checkpoint import (
+from branchspec.checkpoint import (
     CheckpointError, ResumeMismatch, optimizer_to_tensors, prefixed, rng_state_tensors, save_checkpoint, state_int,
 )
 

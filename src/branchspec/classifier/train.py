@@ -37,23 +37,23 @@ from branchspec.data.imageset import ImageSet, load_source
 from branchspec.errors import NonFiniteLoss, UsageError
 from branchspec.models.resnet import ClassifierConfig, build_classifier
 from branchspec.io import atomic_write_json
-from branchspec.train.checkpoint import (
+from branchspec.checkpoint import (
     CheckpointError, check_runtime, checkpoint_exists, kept_note, load_checkpoint, load_weights, optimizer_from_tensors,
     ResumeMismatch, refresh_state_copy, restore_rng_state, unprefixed,
 )
-from branchspec.train.classifier_io import check_resume, epoch_logs, progress_from, save_run, write_epoch_files
-from branchspec.train.classifier_config import TrainConfig
+from branchspec.classifier.runfiles import check_resume, epoch_logs, progress_from, save_run, write_epoch_files
+from branchspec.classifier.config import TrainConfig
 from branchspec.train.distributed import DistContext
 from branchspec.train.ema import WeightEMA
-from branchspec.train.classifier_eval import branch_grad_norms, evaluate, grad_norm_summary, make_tracker
-from branchspec.train.classifier_recipe import (
+from branchspec.classifier.evaluate import branch_grad_norms, evaluate, grad_norm_summary, make_tracker
+from branchspec.classifier.recipe import (
     alternate_flip_batches,
     decay_weights,
     loss_reached,
     schedule_factor,
 )
 from branchspec.train.export import refuse_weights_only
-from branchspec.train.losses import soft_target_floor, training_loss
+from branchspec.losses import soft_target_floor, training_loss
 from branchspec.train.memory import check_classifier_training
 
 CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "epoch_time_s", "images_per_s",

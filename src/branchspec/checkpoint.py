@@ -31,7 +31,7 @@ the state's JSON text and of every tensor, and :func:`load_checkpoint`
 recomputes it, so an edit of the state or of a tensor that still parses is a
 one-line :class:`CheckpointError` naming the file, never a silently different
 resume; a NaN/inf tensor or an over-deep state is refused on every load too
-(:mod:`branchspec.train.checkpoint_content`). Checkpoints written before the
+(:mod:`branchspec.checkpoint_content`). Checkpoints written before the
 hash load as legacy files.
 """
 
@@ -46,7 +46,7 @@ import torch
 
 from branchspec.errors import CheckpointError
 from branchspec.io import atomic_write_bytes, atomic_write_text, regular_file
-from branchspec.train.checkpoint_content import (
+from branchspec.checkpoint_content import (
     HASH_KEY, STATE_KEY, content_sha256, non_finite_tensors, parse_state, verify_content,
 )
 

@@ -1,6 +1,6 @@
 """Train the runs of an M sweep (§6, App. C, Fig. 17) on one or several processes.
 
-:func:`train_runs` takes one :class:`~branchspec.train.classifier.TrainConfig`
+:func:`train_runs` takes one :class:`~branchspec.classifier.train.TrainConfig`
 per M and trains the ones not finished yet — in this process (``procs=1``), or
 each in a ``spawn`` process of its own, at most ``procs`` at once, largest M
 first so the longest runs start at once; a run that fails (or whose process
@@ -28,11 +28,11 @@ import torch
 
 from branchspec import budget
 from branchspec.errors import BranchspecError, UsageError
-from branchspec.train.checkpoint import checkpoint_exists, checkpoint_state
-from branchspec.train.classifier import TrainConfig, train
-from branchspec.train.classifier_io import check_resume
-from branchspec.train.classifier_recipe import loss_reached
-from branchspec.train.losses import soft_target_floor
+from branchspec.checkpoint import checkpoint_exists, checkpoint_state
+from branchspec.classifier.train import TrainConfig, train
+from branchspec.classifier.runfiles import check_resume
+from branchspec.classifier.recipe import loss_reached
+from branchspec.losses import soft_target_floor
 from branchspec.train.memory import classifier_training_bytes
 
 

@@ -2,7 +2,7 @@
 
 :func:`content_sha256` is the SHA-256 of a checkpoint's state JSON text and of
 every tensor (name, dtype, shape, raw bytes, in name order);
-:func:`branchspec.train.checkpoint.save_checkpoint` records it in the
+:func:`branchspec.checkpoint.save_checkpoint` records it in the
 safetensors header (``content_sha256``) and :func:`verify_content` recomputes
 it on load. An edit of the state or a tensor that still parses is then a
 one-line :class:`CheckpointError` naming the file, never a silently different

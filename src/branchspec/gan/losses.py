@@ -7,7 +7,7 @@ departures exist as options, off by default and measured in docs/gan.md:
 in D, trained on reals, that G must satisfy on fakes) and
 :func:`regeneration_loss` (L1 between G(x, y) and x on own-domain samples). Each loss
 is a free function returning ``(loss, {name: float})``; the training step in
-:mod:`branchspec.train.gan` reads like the algorithm:
+:mod:`branchspec.gan.train` reads like the algorithm:
 
     d_loss = softplus(−D(x, y)) + softplus(D(G(x, ỹ), ỹ)) + λ_R1 · ½ E‖∇ₓD(x, y)‖²
     g_loss = softplus(−D(G(x, ỹ), ỹ))                      (non-saturating)

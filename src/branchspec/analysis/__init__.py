@@ -1,1 +1,0 @@
-"""Analyses of trained branched models: pure functions over branch outputs (M, N, ...)."""
