@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from branchspec.options import markdown_table
-from branchspec.train.classifier_config import TrainConfig
-from branchspec.train.gan_config import GanTrainConfig
+from branchspec.classifier.config import TrainConfig
+from branchspec.gan.config import GanTrainConfig
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "options.md"
 

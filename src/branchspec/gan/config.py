@@ -28,7 +28,7 @@ from branchspec.checkpoint import CheckpointError, checkpoint_state
 
 # Config fields that may change when resuming (they do not change the trajectory).
 # "device" is not among them: CPU and CUDA kernels round differently, so a resume there would not be exact.
-RESUMABLE_CHANGES = {"steps", "sample_every", "ckpt_every", "log_every", "keep_last"}
+RESUMABLE_CHANGES = {"steps", "sample_every", "ckpt_every", "log_every", "keep_last", "track_every"}
 # What a checkpoint written before a field existed was trained with (default: the field's default).
 LEGACY_VALUES = {"init": "torch", "precision": "fp32", "padding": "zeros"}
 DEVICES = ("auto", "cpu", "cuda")
@@ -99,6 +99,10 @@ class GanTrainConfig:
     keep_last: int = option(0, "keep only the newest N step checkpoints (0: all; checkpoints/last is always kept)",
                             group=RUN)
     log_every: int = option(10, "append the mean losses to log.jsonl every N steps", group=RUN)
+    track_every: int = option(0, "every N steps record the branches' active / silent counts, mean |corr|, norms "
+                                 "and gradient norms on 16 fixed training images sent to the next domain to "
+                                 "RUN/tracker.csv, .jsonl (parts.Tracker; 0: off; the trained weights are the "
+                                 "same with and without)", metavar="N", group=RUN)
     amp: bool = option(False, "same as --precision bf16 (kept for old scripts; recorded as precision bf16)", group=RUN)
     device: str = option("auto", "device (auto: cuda if available)", choices=DEVICES, group=RUN)
 
@@ -108,7 +112,7 @@ class GanTrainConfig:
                      "d_base_width", "d_max_width", "n_per_domain", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("sample_every", "ckpt_every", "holdout", "keep_last"):
+        for name in ("sample_every", "ckpt_every", "holdout", "keep_last", "track_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         if self.img_size < 8 or self.img_size & (self.img_size - 1):

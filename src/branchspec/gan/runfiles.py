@@ -10,14 +10,16 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import Tensor
 
-from branchspec.io import atomic_write_via
+from branchspec.io import atomic_write_text, atomic_write_via
 from branchspec.checkpoint import CheckpointError, ResumeMismatch, check_runtime, checkpoint_paths
 from branchspec.gan.config import resume_mismatch
 
@@ -108,3 +110,36 @@ def log_window_from(saved: Any, path, step: int, log_every: int) -> dict[str, li
         raise CheckpointError(f"checkpoint {path}: log_window must map loss names to lists of numbers")
     keep = step % log_every
     return {str(k): [float(x) for x in v][len(v) - keep:] if keep else [] for k, v in saved.items()}
+
+
+def trim_log(path: Path, step: int) -> None:
+    """Drop the ``log.jsonl`` lines of steps after ``step`` (and a torn last line): a run killed between a log
+    line and the checkpoint of its step wrote a line that the resumed run writes again."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+
+    def step_of(line: str) -> float:
+        try:
+            return float(json.loads(line)["step"])
+        except (ValueError, KeyError, TypeError):
+            return float("inf")  # torn or foreign: not a line of a finished step
+
+    keep = [line for line in lines if line.endswith("\n") and step_of(line) <= step]
+    if len(keep) != len(lines):
+        atomic_write_text(path, "".join(keep))
+
+
+def make_gan_tracker(trainer: Any, every: int, n: int = 16) -> Any:
+    """A :class:`~branchspec.parts.Tracker` of G's branches (RUN/tracker.csv, .jsonl) every ``every`` steps on a
+    fixed batch: the first ``n`` training images, each sent to the next domain (a transfer), in G's precision."""
+    from branchspec.models.generator import generator_labels
+    from branchspec.parts import Tracker, branches
+
+    idx = torch.arange(min(n, len(trainer.data)))
+    x, y = trainer.data.batch(idx, trainer.device)  # (n, C, S, S), (n,)
+    labels = generator_labels(trainer.G, y, (y + 1) % len(trainer.data.domains))
+    tracker = Tracker(branches(trainer.G), trainer.out, every=every, eval_batches=[(x, labels)],
+                      model_args=lambda b: (b[1],))
+    tracker.resume_at(trainer.step)  # records past the checkpoint (a killed run's) dropped; counts on from here
+    return tracker

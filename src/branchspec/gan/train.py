@@ -70,7 +70,7 @@ from branchspec.checkpoint import (
 from branchspec.train.export import refuse_weights_only
 from branchspec.gan.config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig
 from branchspec.gan.runfiles import (
-    check_resume, log_window_from, rotate_checkpoints, save_image_grid, save_sample_grid,
+    check_resume, log_window_from, make_gan_tracker, rotate_checkpoints, save_image_grid, save_sample_grid, trim_log,
 )
 from branchspec.train.memory import check_gan_training
 from branchspec.seeds import derive_seed, sequence_seed
@@ -345,10 +345,15 @@ def run_training(trainer: GanTrainer) -> Path:
     t0 = time.perf_counter()
     saved_at = sampled_at = -1
     log = out / "log.jsonl" if trainer.main else None
+    if log:
+        trim_log(log, trainer.step)  # a line written after the checkpoint a resumed run starts from goes
+    tracker = make_gan_tracker(trainer, cfg.track_every) if trainer.main and cfg.track_every else None
     window = trainer.log_window  # losses since the last log line (restored on resume); the line holds their means
     try:
         while trainer.step < cfg.steps:
             logs = trainer.train_step()
+            if tracker is not None:  # eval-mode measures on a fixed batch; gradient norms from G's .grad
+                tracker.step(trainer.G, None)
             s = trainer.step
             for k, v in logs.items():
                 window.setdefault(k, []).append(v)
