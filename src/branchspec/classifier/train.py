@@ -133,6 +133,40 @@ def train(cfg: TrainConfig, resume: bool = False, max_steps: int | None = None, 
         ctx.close()
 
 
+def _resume_or_start(cfg: TrainConfig, resume: bool, ckpt: Path, model, mcfg: ClassifierConfig, opt, ema, spe: int,
+                     log) -> tuple[ClassifierConfig, dict | None, tuple[int, int, int, dict]]:
+    """The model config, the checkpoint's state (None for a new run) and (step, epoch, batch, epoch sums).
+
+    With ``resume`` the weights, optimiser, EMA and RNG come back from ``ckpt``; a new run refuses a
+    folder that already holds one and seeds torch.
+    """
+    m = cfg.num_branches
+    if not resume:
+        if checkpoint_exists(ckpt):
+            raise UsageError(f"--out: {ckpt.parent} already holds a run; pass --resume to continue it or choose another folder")
+        torch.manual_seed(cfg.seed)
+        return mcfg, None, (0, 0, 0, _new_sums(m))
+    tensors, state = load_checkpoint(ckpt)
+    refuse_weights_only(state, ckpt)
+    check_resume(state.get("train_config"), cfg)
+    check_runtime(state)
+    mcfg = lineage_seed(mcfg, state) if cfg.init_from else mcfg
+    step, epoch, batch, saved_sums = progress_from(state, spe)
+    load_weights(model, unprefixed("model", tensors), ckpt)
+    optimizer_from_tensors(opt, unprefixed("optim", tensors), state.get("optimizer") or {})
+    if ema is not None:
+        if "ema.__updates__" not in tensors:
+            raise ResumeMismatch(f"--resume: {ckpt} was trained without --ema; resume it without --ema")
+        ema.load_tensors(unprefixed("ema", tensors))
+    restore_rng_state(tensors)
+    sums = {**_new_sums(m), "grad_steps": saved_sums.get("steps", 0), **saved_sums}  # older runs: every step
+    if cfg.engine == "auto":  # the timed choice may differ now: say so (exact resume needs a fixed engine)
+        log("train-classifier: --resume with --engine auto: the engine is re-timed and may differ, so the "
+            "resumed run may not be bit-identical; train with a fixed --engine for exact resume")
+    log(f"resumed {ckpt}.json at epoch {epoch}, batch {batch}, step {step}")
+    return mcfg, state, (step, epoch, batch, sums)
+
+
 def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | None, progress: bool, log) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,40 +176,16 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
     mcfg = cfg.model_config(train_set.num_classes)
     model = build_classifier(mcfg).to(ctx.device)
     if cfg.init_from and not resume:  # before the EMA copies the weights; a resumed run has its own
-        tensors, state = load_checkpoint(cfg.init_from)
-        load_weights(model, unprefixed("model", tensors), cfg.init_from)
-        mcfg = lineage_seed(mcfg, state)
+        init_tensors, init_state = load_checkpoint(cfg.init_from)
+        load_weights(model, unprefixed("model", init_tensors), cfg.init_from)
+        mcfg = lineage_seed(mcfg, init_state)
     model.train()
     opt = make_optimizer(cfg, model)
     ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
     drop_last = len(train_set) > cfg.batch_size
     spe = train_set.num_batches(cfg.batch_size, drop_last=drop_last)
     m = cfg.num_branches
-    step, epoch, batch = 0, 0, 0
-    sums = _new_sums(m)
-    if resume:
-        tensors, state = load_checkpoint(ckpt)
-        refuse_weights_only(state, ckpt)
-        check_resume(state.get("train_config"), cfg)
-        check_runtime(state)
-        mcfg = lineage_seed(mcfg, state) if cfg.init_from else mcfg
-        step, epoch, batch, saved_sums = progress_from(state, spe)
-        load_weights(model, unprefixed("model", tensors), ckpt)
-        optimizer_from_tensors(opt, unprefixed("optim", tensors), state.get("optimizer") or {})
-        if ema is not None:
-            if "ema.__updates__" not in tensors:
-                raise ResumeMismatch(f"--resume: {ckpt} was trained without --ema; resume it without --ema")
-            ema.load_tensors(unprefixed("ema", tensors))
-        restore_rng_state(tensors)
-        sums = {**_new_sums(m), "grad_steps": saved_sums.get("steps", 0), **saved_sums}  # older runs: every step
-        if cfg.engine == "auto":  # the timed choice may differ now: say so (exact resume needs a fixed engine)
-            log("train-classifier: --resume with --engine auto: the engine is re-timed and may differ, so the "
-                "resumed run may not be bit-identical; train with a fixed --engine for exact resume")
-        log(f"resumed {ckpt}.json at epoch {epoch}, batch {batch}, step {step}")
-    elif checkpoint_exists(ckpt):
-        raise UsageError(f"--out: {out} already holds a run; pass --resume to continue it or choose another folder")
-    else:
-        torch.manual_seed(cfg.seed)
+    mcfg, state, (step, epoch, batch, sums) = _resume_or_start(cfg, resume, ckpt, model, mcfg, opt, ema, spe, log)
     net = ctx.wrap(model)  # DDP around the model under torchrun, else the model
     floor = soft_target_floor(train_set.num_classes) if cfg.clamp else 0.0
     if ctx.main:
@@ -183,7 +193,7 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
             **asdict(cfg), "departures": cfg.departures(), "resolved_lr": cfg.peak_lr, "resolved_weight_decay": cfg.wd, "loss_floor": floor,
             "model": mcfg.to_dict(), "train_images": len(train_set), "test_images": len(test_set),
             "world_size": ctx.world})
-    rows, diag = epoch_logs(state if resume else None, out, epoch)  # the checkpoint's, whatever the files hold
+    rows, diag = epoch_logs(state, out, epoch)  # the checkpoint's, whatever the files hold
     last_row: dict = rows[-1] if rows else {}
     info = lambda: {"step": step, "epoch": epoch, "batch": batch, "epoch_sums": dict(sums), "metrics": last_row,  # noqa: E731
                     "rows": rows, "diagnostics": diag}
@@ -201,30 +211,10 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
         t0 = time.perf_counter()
         for x, y in _epoch_batches(cfg, train_set, epoch, batch, drop_last):
             lr = lr_at(cfg, step, spe)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            x, y = ctx.shard(x, y)  # this process's part of the batch
-            with autocast(x):
-                if cfg.compile and forward is net:  # at the first step: pack eagerly, then compile
-                    forward = compile_after_warmup(net, model, x)
-                f = forward(x)  # (B, C) = Σ_k v_k(x)
-            loss, stats = training_loss(f, y, cfg.clamp, cfg.clamp_grad)  # fp32 loss; (4,) statistics
-            b = len(y)
-            tot = ctx.sum(torch.cat([stats * b, stats.new_tensor([b])]))  # Σ ranks; the step's one host sync
+            tot, gn, forward = _train_step(cfg, ctx, model, net, forward, autocast, opt, ema, tracker, x, y, lr,
+                                           sample_grads=batch == 0 or step % GRAD_NORM_EVERY == 0,
+                                           at=f"at epoch {epoch + 1}, step {step + 1}", ckpt=ckpt)
             logs = {"loss": tot[0] / tot[4], "acc": tot[1] / tot[4]}
-            if not math.isfinite(logs["loss"]):
-                raise NonFiniteLoss(f"non-finite loss ({logs['loss']}) at epoch {epoch + 1}, step {step + 1} (lr {lr:.3g}); "
-                                    f"stopped, {kept_note(ckpt)}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if tracker is not None:  # every N steps: eval-mode measures, gradient norms from .grad (RNG restored)
-                tracker.step(model, (x, y))
-            gn = branch_grad_norms(model).tolist() if batch == 0 or step % GRAD_NORM_EVERY == 0 else None
-            if cfg.weight_decay_mode == "decoupled":
-                decay_weights(model.parameters(), cfg.wd, lr / cfg.peak_lr)
-            opt.step()
-            if ema is not None:
-                ema.update(model)
             step, batch = step + 1, batch + 1
             for k, v in zip(("loss", "acc", "clamped", "dead", "n"), tot):
                 sums[k] += int(v) if k == "n" else v
@@ -249,34 +239,9 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
             epoch, batch, sums = epoch + 1, 0, _new_sums(m)
             ctx.barrier()
             continue
-        ev = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, branches=True, precision=cfg.precision)
-        if not math.isfinite(ev["test_loss"]):
-            raise NonFiniteLoss(f"non-finite test loss after epoch {epoch + 1}; stopped, {kept_note(ckpt)}")
-        n = max(1, sums["n"])
-        gmean = torch.tensor(sums["grad_norm"]) / max(1, sums["grad_steps"])  # (M,) mean over the sampled steps
-        last_row = {"epoch": epoch + 1, "step": step, "lr": round(lr_at(cfg, step - 1, spe), 6),
-                    "train_loss": round(sums["loss"] / n, 5), "train_acc": round(sums["acc"] / n, 5),
-                    "test_loss": round(ev["test_loss"], 5), "test_acc": round(ev["test_acc"], 5),
-                    "epoch_time_s": round(sums["time"], 1), "images_per_s": round(sums["n"] / max(sums["time"], 1e-9), 1),
-                    "train_clamped": round(sums["clamped"] / n, 5), "train_dead": round(sums["dead"] / n, 5),
-                    "test_clamped": round(ev["test_clamped"], 5), "test_dead": round(ev["test_dead"], 5),
-                    **{k: round(v, 6) for k, v in grad_norm_summary(gmean).items()},
-                    "active": ev["active"], "silent": ev["silent"]}
-        final = model
-        if ema is not None:
-            with ema.applied(model):
-                e = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, tta=cfg.tta, precision=cfg.precision)
-                if cfg.tta:
-                    last_row["tta_test_acc"] = round(e["test_acc"], 5)
-                    e = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, precision=cfg.precision)
-            last_row.update(ema_test_loss=round(e["test_loss"], 5), ema_test_acc=round(e["test_acc"], 5))
-        elif cfg.tta:
-            last_row["tta_test_acc"] = round(evaluate(final, test_set, cfg.clamp, cfg.eval_batch_size, tta=True,
-                                                      precision=cfg.precision)["test_acc"], 5)
+        last_row, epoch_diag = _end_epoch(cfg, model, ema, test_set, sums, epoch, step, spe, ckpt)
         rows.append(last_row)
-        diag.append({"epoch": epoch + 1, "branch_grad_norm": gmean.tolist(), "branch_norm": ev["branch_norm"],
-                     "branch_weight_norm": as_branched(model).branch_weight_norms(),
-                     "test_saturated": ev["test_saturated"]})
+        diag.append(epoch_diag)
         epoch, batch = epoch + 1, 0
         sums = _new_sums(m)
         _guarded_save(ckpt, model, opt, cfg, mcfg, train_set, info(), ema, ctx)  # carries rows, diag and EMA
@@ -289,6 +254,70 @@ def _train(cfg: TrainConfig, ctx: DistContext, resume: bool, max_steps: int | No
             f"{last_row['active']} active {last_row['silent']} silent | {last_row['epoch_time_s']} s")
         ctx.barrier()
     return {**last_row, "stopped_early": False, "step": step, "loss_reached": loss_reached(cfg.stop_loss, floor, last_row)}
+
+
+def _end_epoch(cfg: TrainConfig, model, ema, test_set: ImageSet, sums: dict, epoch: int, step: int, spe: int,
+               ckpt: Path) -> tuple[dict, dict]:
+    """Evaluate after epoch ``epoch`` (0-based): its metrics row (the CSV's) and its diagnostics entry."""
+    ev = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, branches=True, precision=cfg.precision)
+    if not math.isfinite(ev["test_loss"]):
+        raise NonFiniteLoss(f"non-finite test loss after epoch {epoch + 1}; stopped, {kept_note(ckpt)}")
+    n = max(1, sums["n"])
+    gmean = torch.tensor(sums["grad_norm"]) / max(1, sums["grad_steps"])  # (M,) mean over the sampled steps
+    last_row = {"epoch": epoch + 1, "step": step, "lr": round(lr_at(cfg, step - 1, spe), 6),
+                "train_loss": round(sums["loss"] / n, 5), "train_acc": round(sums["acc"] / n, 5),
+                "test_loss": round(ev["test_loss"], 5), "test_acc": round(ev["test_acc"], 5),
+                "epoch_time_s": round(sums["time"], 1), "images_per_s": round(sums["n"] / max(sums["time"], 1e-9), 1),
+                "train_clamped": round(sums["clamped"] / n, 5), "train_dead": round(sums["dead"] / n, 5),
+                "test_clamped": round(ev["test_clamped"], 5), "test_dead": round(ev["test_dead"], 5),
+                **{k: round(v, 6) for k, v in grad_norm_summary(gmean).items()},
+                "active": ev["active"], "silent": ev["silent"]}
+    if ema is not None:
+        with ema.applied(model):
+            e = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, tta=cfg.tta, precision=cfg.precision)
+            if cfg.tta:
+                last_row["tta_test_acc"] = round(e["test_acc"], 5)
+                e = evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, precision=cfg.precision)
+        last_row.update(ema_test_loss=round(e["test_loss"], 5), ema_test_acc=round(e["test_acc"], 5))
+    elif cfg.tta:
+        last_row["tta_test_acc"] = round(evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, tta=True,
+                                                  precision=cfg.precision)["test_acc"], 5)
+    return last_row, {"epoch": epoch + 1, "branch_grad_norm": gmean.tolist(), "branch_norm": ev["branch_norm"],
+                      "branch_weight_norm": as_branched(model).branch_weight_norms(), "test_saturated": ev["test_saturated"]}
+
+
+def _train_step(cfg: TrainConfig, ctx: DistContext, model, net, forward, autocast, opt, ema, tracker, x, y, lr: float, *,
+                sample_grads: bool, at: str, ckpt: Path):
+    """One optimiser step on all branches at learning rate ``lr``.
+
+    Returns the step's statistics summed over ranks (loss, acc, clamped, dead, n: one host sync), the
+    per-branch gradient norms when ``sample_grads`` (else None) and the forward for the next step
+    (``net``, torch.compile'd at the first step with ``cfg.compile``).
+    """
+    for g in opt.param_groups:
+        g["lr"] = lr
+    x, y = ctx.shard(x, y)  # this process's part of the batch
+    with autocast(x):
+        if cfg.compile and forward is net:  # at the first step: pack eagerly, then compile
+            forward = compile_after_warmup(net, model, x)
+        f = forward(x)  # (B, C) = Σ_k v_k(x)
+    loss, stats = training_loss(f, y, cfg.clamp, cfg.clamp_grad)  # fp32 loss; (4,) statistics
+    b = len(y)
+    tot = ctx.sum(torch.cat([stats * b, stats.new_tensor([b])]))  # Σ ranks; the step's one host sync
+    mean_loss = tot[0] / tot[4]
+    if not math.isfinite(mean_loss):
+        raise NonFiniteLoss(f"non-finite loss ({mean_loss}) {at} (lr {lr:.3g}); stopped, {kept_note(ckpt)}")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if tracker is not None:  # every N steps: eval-mode measures, gradient norms from .grad (RNG restored)
+        tracker.step(model, (x, y))
+    gn = branch_grad_norms(model).tolist() if sample_grads else None
+    if cfg.weight_decay_mode == "decoupled":
+        decay_weights(model.parameters(), cfg.wd, lr / cfg.peak_lr)
+    opt.step()
+    if ema is not None:
+        ema.update(model)
+    return tot, gn, forward
 
 
 def _guarded_save(ckpt, model, opt, cfg, mcfg, data, progress, ema=None, ctx=None) -> None:
