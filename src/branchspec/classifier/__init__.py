@@ -13,8 +13,9 @@ them: ``branchspec.classifier.train.train``, ``branchspec.classifier.evaluate.ev
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from branchspec.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from branchspec.classifier.analysis import (
@@ -50,11 +51,4 @@ _HOME = {  # name -> the module it is imported from
 __all__ = list(_HOME)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOME))
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, globals())

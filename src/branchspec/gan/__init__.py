@@ -9,8 +9,9 @@ The names below are re-exported lazily, so reading a config does not import the 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from branchspec.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from branchspec.gan.config import PRECISIONS, RESUMABLE_CHANGES, GanTrainConfig
@@ -25,11 +26,4 @@ _HOME = {  # name -> the module it is imported from
 __all__ = list(_HOME)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _HOME:
-        return getattr(importlib.import_module(f"{__name__}.{_HOME[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_HOME))
+__getattr__, __dir__ = lazy_exports(__name__, _HOME, globals())
