@@ -10,10 +10,11 @@ probe estimate of the Hessian block structure over the heads' parameters
 """
 
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 from branchspec import metrics, parts
+
+from _digits import accuracy, digits, fit  # examples/_digits.py: the task the examples share
 
 
 class RowTransformer(nn.Module):
@@ -33,25 +34,11 @@ class RowTransformer(nn.Module):
 
 
 def main(steps=400):
-    torch.set_num_threads(1)  # tiny model: one thread is fastest (and kind to a shared CPU)
-    torch.manual_seed(0)
-    d = load_digits()
-    x, y = torch.tensor(d.images, dtype=torch.float32) / 16, torch.tensor(d.target)
-    perm = torch.randperm(len(x))
-    tr, te = perm[:1400], perm[1400:]
-    model = RowTransformer()
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(steps):
-        idx = tr[torch.randint(0, len(tr), (64,))]
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    x, y, tr, te = digits("rows")
+    model = fit(RowTransformer(), x, y, tr, steps)
 
     def acc():
-        with torch.no_grad():
-            return (model(x[te]).argmax(1) == y[te]).float().mean().item()
+        return accuracy(model, x[te], y[te])
 
     # --- the per-head analysis: four lines
     spec = parts.heads(model.attn)

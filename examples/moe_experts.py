@@ -9,10 +9,11 @@ expert. Runs in a few seconds on one CPU core.
 """
 
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 from branchspec import metrics, parts
+
+from _digits import accuracy, digits, fit  # examples/_digits.py: the task the examples share
 
 
 class MoE(nn.Module):
@@ -28,25 +29,11 @@ class MoE(nn.Module):
 
 
 def main(steps=600):
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    d = load_digits()
-    x, y = torch.tensor(d.data, dtype=torch.float32) / 16, torch.tensor(d.target)
-    perm = torch.randperm(len(x))
-    tr, te = perm[:1400], perm[1400:]
-    model = MoE()
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(steps):
-        idx = tr[torch.randint(0, len(tr), (64,))]
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    x, y, tr, te = digits("flat")
+    model = fit(MoE(), x, y, tr, steps)
 
     def acc():
-        with torch.no_grad():
-            return (model(x[te]).argmax(1) == y[te]).float().mean().item()
+        return accuracy(model, x[te], y[te])
 
     spec = parts.experts(model, experts="experts", gate="gate")  # softmax of the gate's output by default
     c = parts.contributions(model, spec, x[te])  # (E, N, 10)

@@ -11,10 +11,11 @@ Runs in about 10 s on one CPU core.
 """
 
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
 from branchspec import metrics, parts
+
+from _digits import accuracy, digits, fit  # examples/_digits.py: the task the examples share
 
 
 class ResNeXtNet(nn.Module):
@@ -33,25 +34,11 @@ class ResNeXtNet(nn.Module):
 
 
 def main(steps=300):
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    d = load_digits()
-    x, y = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16, torch.tensor(d.target)
-    perm = torch.randperm(len(x))
-    tr, te = perm[:1400], perm[1400:]
-    model = ResNeXtNet()
-    opt = torch.optim.Adam(model.parameters(), 3e-3)
-    for _ in range(steps):
-        idx = tr[torch.randint(0, len(tr), (64,))]
-        loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    model.eval()
+    x, y, tr, te = digits("image")
+    model = fit(ResNeXtNet(), x, y, tr, steps)
 
     def acc():
-        with torch.no_grad():
-            return (model(x[te]).argmax(1) == y[te]).float().mean().item()
+        return accuracy(model, x[te], y[te])
 
     spec = parts.groups(model.grouped)
     c = parts.contributions(model, spec, x[te])  # (G, N, C, 8, 8), group g's channels only
