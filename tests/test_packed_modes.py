@@ -15,6 +15,8 @@ from branchspec import Branched
 from branchspec.engine_timing import _time, measure_engines
 from branchspec.packed import NotPackable, pack
 
+from test_packed import OwnParam  # a branch with a parameter of its own: no packing rule
+
 
 def _drop_connect_hook(p=0.5):
     """DropConnect-style through a forward pre-hook: in training the layer's inputs are randomly thinned (the same
@@ -221,14 +223,6 @@ def test_auto_leaves_gradients_buffers_and_the_callers_graph_alone():
 
 
 def test_a_packed_engine_that_falls_back_is_no_auto_candidate():
-    class OwnParam(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.scale = nn.Parameter(torch.ones(3))
-
-        def forward(self, x):
-            return x * self.scale
-
     m = Branched(OwnParam, 2, engine="auto", seed=0)
     assert _time(m, "packed", torch.randn(4, 3), (), {}, False, list(m.branches.parameters())) == float("inf")
     assert _time(m, "loop", torch.randn(4, 3), (), {}, False, list(m.branches.parameters())) < float("inf")

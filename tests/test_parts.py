@@ -79,9 +79,7 @@ def test_mha_ablation_gradients_and_hessian_equal_hand_conversion():
     assert not model.mha._forward_hooks  # hooks removed after the block
     g = parts.gradient_norms(model, spec, x, y, l2)
     loss = l2(ref(x), y)
-    gref = [torch.cat([p.reshape(-1) for p in torch.autograd.grad(loss, list(b.parameters()), retain_graph=True)]).norm()
-            for b in ref.branches]
-    torch.testing.assert_close(g.float(), torch.stack(gref), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g.float(), reference_grad_norms(ref, loss), atol=1e-5, rtol=1e-5)
     H, layout = parts.part_hessian(model, spec, x, y, l2)
     Href = exact_hessian(ref, select_params(ref, "all"), x, y, l2)
     assert layout.boundaries == select_params(ref, "all").boundaries
@@ -212,3 +210,10 @@ def test_module_must_run_once():
         parts.contributions(nn.Sequential(conv, conv), parts.groups(conv), torch.randn(1, 2, 3))
     with pytest.raises(BranchspecError, match="not a submodule"):
         parts.part_layout(nn.Linear(1, 1), parts.groups(conv))
+
+
+def reference_grad_norms(ref, loss):
+    """‖∂loss/∂θ_k‖ of every branch of the hand-converted ``Branched`` ``ref``, by autograd, ``(M,)``."""
+    return torch.stack([torch.cat([p.reshape(-1) for p in torch.autograd.grad(loss, list(b.parameters()),
+                                                                              retain_graph=True)]).norm()
+                        for b in ref.branches])
