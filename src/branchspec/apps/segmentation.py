@@ -121,7 +121,11 @@ def locator_energy(dec: Decomposition, locators: Sequence[int], sigma: float = 0
 def initial_mask(dec: Decomposition, locators: Sequence[int], quantile: float = 0.96,
                  sigma: float = 0.0) -> np.ndarray:
     """Top ``1 − quantile`` of the summed (optionally smoothed) locator energy, ``(H, W)`` bool."""
-    e = locator_energy(dec, locators, sigma)  # (H, W)
+    return top_region(locator_energy(dec, locators, sigma), quantile)
+
+
+def top_region(e: np.ndarray, quantile: float) -> np.ndarray:
+    """The pixels of ``e`` above its ``quantile`` (at least its maximum), ``(H, W)`` bool."""
     thr = np.quantile(e, quantile)
     mask = e > thr
     if not mask.any():
@@ -243,7 +247,8 @@ class SegmentResult:
 
 def _segment_once(dec: Decomposition, locators: list[int], target: int | None, cfg: SegmentConfig,
                   lscores: np.ndarray, automatic: dict) -> SegmentResult:
-    init = initial_mask(dec, locators, cfg.init_quantile, cfg.energy_sigma)
+    energy = locator_energy(dec, locators, cfg.energy_sigma)  # (H, W)
+    init = top_region(energy, cfg.init_quantile)
     tscores = target_scores(dec, init, exclude=locators)
     if cfg.segment_on == "energy":
         target = locators[0]  # the energy of the locators is segmented; no separate target
@@ -252,8 +257,7 @@ def _segment_once(dec: Decomposition, locators: list[int], target: int | None, c
             tscores = target_scores(dec, init)  # every component is a locator: allow them
         target = int(np.argmax(tscores))
     target = dec.check_index(target, "target component")
-    image = (locator_energy(dec, locators, cfg.energy_sigma) if cfg.segment_on == "energy"
-             else value_channel(dec.components[target]))  # (H, W)
+    image = energy if cfg.segment_on == "energy" else value_channel(dec.components[target])  # (H, W)
     raw = chan_vese_mask(image, init, cfg)
     lab, n = ndi.label(raw)
     min_area = cfg.min_area_fraction * raw.size
