@@ -22,6 +22,8 @@ from torch import Tensor
 from branchspec.io import atomic_write_text, atomic_write_via
 from branchspec.checkpoint import CheckpointError, ResumeMismatch, check_runtime, checkpoint_paths
 from branchspec.gan.config import resume_mismatch
+from branchspec.models.generator import generator_labels
+from branchspec.parts import Tracker, branches
 
 _STEP = re.compile(r"^step-(\d+)$")
 
@@ -133,9 +135,6 @@ def trim_log(path: Path, step: int) -> None:
 def make_gan_tracker(trainer: Any, every: int, n: int = 16) -> Any:
     """A :class:`~branchspec.parts.Tracker` of G's branches (RUN/tracker.csv, .jsonl) every ``every`` steps on a
     fixed batch: the first ``n`` training images, each sent to the next domain (a transfer), in G's precision."""
-    from branchspec.models.generator import generator_labels
-    from branchspec.parts import Tracker, branches
-
     idx = torch.arange(min(n, len(trainer.data)))
     x, y = trainer.data.batch(idx, trainer.device)  # (n, C, S, S), (n,)
     labels = generator_labels(trainer.G, y, (y + 1) % len(trainer.data.domains))
