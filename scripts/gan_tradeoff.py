@@ -1,11 +1,11 @@
 """Transfer accuracy against own-domain fidelity for judged GAN runs: docs/img/gan-tradeoff.png.
 
-Reads the judge results that docs/results/gan-run*.json hold (one entry per run and step, written from
+Reads the judge results that results/gan-run*.json hold (one entry per run and step, written from
 ``branchspec decompose --judge`` outputs) and draws :func:`branchspec.figures.gan.transfer_fidelity`.
 
 Usage:
     python scripts/gan_tradeoff.py OUT.png RESULTS.json [RESULTS.json ...]
-    e.g. python scripts/gan_tradeoff.py docs/img/gan-tradeoff.png docs/results/gan-run8.json docs/results/gan-run9.json
+    e.g. python scripts/gan_tradeoff.py docs/img/gan-tradeoff.png results/gan-run8.json results/gan-run9.json
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Every number and figure comes from the ``branchspec`` commands it runs (printed 
    figures under ``SHIP/figures/`` and ``SHIP/shipped.json`` (read by the report).
 
     python scripts/photo_gan_ship.py --run RUN --data ../shared/data/catdog-128 --judge JUDGE/last \\
-        --ship checkpoints/gan-catdog-64 --out /tmp/eval-catdog [--faces] [--eyes docs/results/catdog-val-cat-eyes.json]
+        --ship checkpoints/gan-catdog-64 --out /tmp/eval-catdog [--faces] [--eyes results/catdog-val-cat-eyes.json]
 """
 
 from __future__ import annotations
