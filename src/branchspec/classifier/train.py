@@ -64,7 +64,7 @@ CSV_FIELDS = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "te
 GRAD_NORM_EVERY = 10
 """Per-branch gradient norms (the CSV's grad_norm_* columns) are sampled on the first batch of an epoch and every
 10th step: taken on every step as M·|layers| separate reductions, they were one of the three per-step costs that
-held the trainer at half the bare packed step's speed on a GPU (docs/gpu.md)."""
+held the trainer at half the bare packed step's speed on a GPU (docs/notebook/2026-11-26-gpu-leases.md)."""
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
