@@ -2,17 +2,29 @@
 
 M = 1 runs the loop; branches that pack run the packed network; branches that do not pack run the vmap
 fallback, with the reason; branches vmap cannot run run the loop, with the reason, decided once per input kind
-and mode (no timing: a resumed run takes the same path).
+and mode (no timing: a resumed run takes the same path). Configs written by earlier versions with
+``engine: "auto"`` or ``"fused"`` read back as ``"packed"``; given anew, those names are refused.
 """
 
 import importlib.util
+import json
 
 import pytest
 import torch
 from torch import nn
 
-from branchspec import Branched
+from branchspec import Branched, options
 from branchspec.branched import ENGINES
+from branchspec.checkpoint import checkpoint_state, load_checkpoint, prefixed, save_checkpoint
+from branchspec.classifier.config import RUN_RECORD_KEYS, TrainConfig
+from branchspec.cli import build_parser, main
+from branchspec.errors import ConfigError
+from branchspec.gan.config import GanTrainConfig
+from branchspec.loading import load_model
+from branchspec.models.generator import GeneratorConfig
+from branchspec.models.registry import model_spec
+from branchspec.models.resnet import ClassifierConfig
+from branchspec.models.toy_neuron import toy_model
 
 
 def _mlp():
@@ -127,3 +139,64 @@ def test_the_rule_is_deterministic_so_two_runs_take_the_same_path():
         reports.append((m.engine_report(), f))
     assert reports[0][0] == reports[1][0]
     torch.testing.assert_close(reports[0][1], reports[1][1], rtol=0, atol=0)
+
+
+# ----------------------------------------------------------------------------- old names, configs
+def test_configs_refuse_the_old_names_given_anew_and_default_to_packed(tmp_path):
+    assert TrainConfig(data="digits", out=str(tmp_path)).engine == "packed"
+    assert GanTrainConfig().engine == "packed"
+    assert ClassifierConfig().engine == "packed"
+    assert GeneratorConfig(img_size=16, num_domains=2).engine == "packed"
+    for old in ("auto", "fused"):
+        with pytest.raises(ConfigError, match="engine"):
+            TrainConfig(data="digits", out=str(tmp_path), engine=old)
+        with pytest.raises(ConfigError, match="engine"):
+            GanTrainConfig(engine=old)
+        with pytest.raises(ValueError, match="engine must be one of"):
+            ClassifierConfig(engine=old)
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["train-classifier", "--data", "digits", "--out", "x", "--engine", old])
+
+
+@pytest.mark.parametrize("old", ["auto", "fused"])
+def test_an_old_config_file_reads_as_packed(tmp_path, old):
+    run = tmp_path / "config.json"  # a train-classifier RUN/config.json of an earlier version
+    run.write_text(json.dumps({"data": "digits", "out": "somewhere", "engine": old, "num_branches": 2,
+                               "resolved_lr": 0.02, "model": {"engine": old}}))
+    args = build_parser().parse_args(["train-classifier", "--data", "digits", "--out", "x", "--config", str(run)])
+    assert options.values(args, TrainConfig, RUN_RECORD_KEYS)["engine"] == "packed"
+    gan = tmp_path / "gan.json"  # a train-gan RUN/config.json: {"train": {...}, "generator": {...}}
+    gan.write_text(json.dumps({"train": {"engine": old, "img_size": 16}, "generator": {"engine": old}}))
+    assert options.load_file(gan, GanTrainConfig) == {"engine": "packed", "img_size": 16}
+
+
+def test_an_old_checkpoint_loads_and_reads_as_packed(tmp_path):
+    model = toy_model(2, seed=0)
+    state = {"model": model_spec("toy", {"num_branches": 2, "engine": "auto"}),
+             "train_config": {"engine": "fused", "seed": 0}}
+    save_checkpoint(tmp_path / "old", prefixed("model", model.state_dict()), state)
+    loaded, st = load_model(tmp_path / "old")
+    assert isinstance(loaded, Branched) and loaded.engine == "packed"
+    assert st["train_config"] == {"engine": "packed", "seed": 0}
+    assert load_checkpoint(tmp_path / "old")[1]["model"]["config"]["engine"] == "packed"
+    assert checkpoint_state(tmp_path / "old")["train_config"]["engine"] == "packed"
+
+
+def test_a_run_recorded_with_engine_auto_resumes(tmp_path):
+    out = tmp_path / "r"
+    base = ["train-classifier", "--data", "digits", "--out", str(out), "--branches", "2", "--width", "1",
+            "--subset", "32", "--batch-size", "16", "--epochs", "2", "--quiet", "--threads", "1"]
+    n = torch.get_num_threads()
+    try:
+        assert main(base + ["--max-steps", "1"]) == 0
+        tensors, state = load_checkpoint(out / "last")  # as an earlier version wrote it: engine "auto"
+        state["train_config"]["engine"] = "auto"
+        state["model"]["config"]["engine"] = "auto"
+        save_checkpoint(out / "last", tensors, state)
+        cfg = json.loads((out / "config.json").read_text())
+        (out / "config.json").write_text(json.dumps({**cfg, "engine": "auto"}))
+        assert main(["train-classifier", "--config", str(out / "config.json"), "--out", str(out), "--quiet",
+                     "--threads", "1", "--resume", "--max-steps", "2"]) == 0
+        assert load_checkpoint(out / "last")[1]["step"] == 2
+    finally:
+        torch.set_num_threads(n)
