@@ -1,7 +1,7 @@
 """Training throughput of the §6 classifier: M = 16 slim ResNet18 branches.
 
 Rows: training images/s (forward + clamped-CE loss + backward + SGD step) for
-the loop, fused (torch.func vmap) and packed engines of ``Branched`` in fp32,
+the loop and packed engines of ``Branched`` in fp32,
 the packed engine under bfloat16 autocast, and one dense slim ResNet18 of
 about the same FLOPs in fp32 and bf16 (channels_last) (width chosen so its
 multiply-adds per image match the 16 branches: FLOPs grow as width², so
@@ -80,7 +80,7 @@ def rows(quick: bool) -> list[dict]:
     out = []
     for dev in devices:
         ips = {}
-        for engine, prec in (("loop", "fp32"), ("fused", "fp32"), ("packed", "fp32"), ("packed", "bf16")):
+        for engine, prec in (("loop", "fp32"), ("packed", "fp32"), ("packed", "bf16")):
             model = build_classifier(ClassifierConfig(num_branches=m, width=width, engine=engine, seed=0))
             # NCHW for the loop: a channels_last slim ResNet18 aborts with "double free or corruption" on torch
             # 2.13 CPU (reproduced at widths 2 and 5.4); the packed engine converts its activations itself.

@@ -1,4 +1,4 @@
-"""Decomposition and App. F throughput: generator decomposition images/s (loop vs fused), segmentation s/image.
+"""Decomposition and App. F throughput: generator decomposition images/s (loop vs packed), segmentation s/image.
 
 Decomposition: one ``forward_all`` pass of an (untrained) M = 9 branched
 generator, batch 8, at 32×32 on CPU (64×64 and, with CUDA, 256×256 too) —
@@ -56,13 +56,13 @@ def rows(quick: bool) -> list[dict]:
     out = []
     sizes = [16] if quick else [32, 64]
     for size in sizes:
-        for engine in ("loop", "fused"):
+        for engine in ("loop", "packed"):
             ips = _decompose_ips(size, engine, "cpu", 2 if quick else 8, 1 if quick else 5, quick)
             out.append({"name": f"decompose, CPU {size}², M=9, {engine}", "value": round(ips, 1), "unit": "images/s",
                         "note": "one forward_all pass, untrained slim branches" + (" (quick: tiny widths)" if quick else "")})
     if torch.cuda.is_available():
         size = 64 if quick else 256
-        for engine in ("loop", "fused"):
+        for engine in ("loop", "packed"):
             ips = _decompose_ips(size, engine, "cuda", 8, 2 if quick else 20, quick)
             out.append({"name": f"decompose, CUDA {size}², M=9, {engine}", "value": round(ips, 1), "unit": "images/s",
                         "note": "one forward_all pass, untrained slim branches"})

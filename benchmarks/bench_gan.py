@@ -1,4 +1,4 @@
-"""Branched-GAN training throughput: images/s of a full step (D step + G step + EMA), loop vs fused vs packed engine.
+"""Branched-GAN training throughput: images/s of a full step (D step + G step + EMA), loop vs packed engine.
 
 CPU at 32×32 (M = 9 slim branches, base width 32, widest 128, batch 8); on
 CUDA also 256×256 (the paper's size, bfloat16 autocast). Data: the embedded
@@ -43,7 +43,7 @@ def rows(quick: bool) -> list[dict]:
     out = []
     size, batch, steps = (16, 2, 1) if quick else (32, 8, 3)
     ips = {}
-    for engine, amp in (("loop", False), ("fused", False), ("packed", False), ("packed", True)):
+    for engine, amp in (("loop", False), ("packed", False), ("packed", True)):
         ips[engine, amp] = _throughput(size, engine, "cpu", batch, steps, quick, amp=amp)
         out.append({"name": f"GAN train step, CPU {size}², M=9, {engine} {'bf16' if amp else 'fp32'}",
                     "value": round(ips[engine, amp], 2), "unit": "images/s",
@@ -53,7 +53,7 @@ def rows(quick: bool) -> list[dict]:
                 "unit": "x", "note": "target >= 2"})
     if torch.cuda.is_available():
         size, batch, steps = (64, 4, 2) if quick else (256, 8, 10)
-        for engine in ("loop", "fused", "packed"):
+        for engine in ("loop", "packed"):
             ips = _throughput(size, engine, "cuda", batch, steps, quick, amp=True)
             out.append({"name": f"GAN train step, CUDA {size}², M=9, {engine}", "value": round(ips, 2),
                         "unit": "images/s", "note": f"batch {batch}, bf16 autocast, {torch.cuda.get_device_name(0)}"})

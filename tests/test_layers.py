@@ -20,7 +20,7 @@ PKG = "branchspec"
 FLOORS = [
     ("services", ["errors", "io", "options", "numtext", "compiling", "budget", "lazy", "seeds", "precision", "padding", "losses", "checkpoint",
                   "checkpoint_content"]),
-    ("core", ["branched", "engine_timing", "packed", "packed_check", "metrics"]),
+    ("core", ["branched", "engines", "packed", "packed_check", "metrics"]),
     ("blocks", ["models", "data", "toy", "hessian", "parts", "loading"]),
     ("methods", ["train", "classifier", "gan", "apps"]),
     ("presentation", ["figures", "report"]),

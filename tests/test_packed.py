@@ -103,7 +103,7 @@ def test_channel_mixing_forward_is_detected_and_falls_back():
     b = Branched(MixesChannels, 3, engine="packed", seed=0)
     x = torch.randn(2, 2, 4, 4)
     torch.testing.assert_close(a.branch_outputs(x), b.branch_outputs(x))  # right answer via the fallback
-    assert b.engine_report()["shared"].startswith("fused (packed output differs")
+    assert b.engine_report()["shared"].startswith("vmap (packed output differs")
 
 
 def test_deepcopy_and_state_dict_keep_packed_consistent():

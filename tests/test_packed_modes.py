@@ -1,4 +1,4 @@
-"""The packed engine is checked in the mode it runs in, and ``engine="auto"`` times what will run.
+"""The packed engine is checked in the mode it runs in.
 
 A layer that equals its plain base in eval mode (where the first check runs) but not in training mode must
 never be packed as the base for training: a hook is refused up front, code that mixes channels only in
@@ -12,10 +12,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from branchspec import Branched
-from branchspec.engine_timing import _time, measure_engines
 from branchspec.packed import NotPackable, pack
-
-from test_packed import OwnParam  # a branch with a parameter of its own: no packing rule
 
 
 def _drop_connect_hook(p=0.5):
@@ -81,7 +78,7 @@ def test_channel_mixing_only_in_training_is_caught_in_training_mode():
         torch.testing.assert_close(a.branch_outputs(x), b.branch_outputs(x))
         assert b.runs_packed() is (not mode)
     report = b.engine_report()["shared"]
-    assert report.startswith("packed in eval mode, fused in training mode (packed output differs from the loop "
+    assert report.startswith("packed in eval mode, vmap in training mode (packed output differs from the loop "
                              "engine in training mode"), report
     assert "branch (MixesInTraining) mixes channels" in report
     strict = Branched(MixesInTraining, 3, engine="packed", seed=0, strict=True)
@@ -165,66 +162,3 @@ def test_the_training_check_leaves_batchnorm_statistics_as_the_loop_does():
     assert b.runs_packed()
     for (n, p), (_, q) in zip(a.named_buffers(), b.named_buffers()):
         torch.testing.assert_close(p, q, msg=n)
-
-
-# ----------------------------------------------------------------------------- engine="auto"
-class _Count(torch.autograd.Function):
-    calls = {"forward": 0, "backward": 0}
-
-    @staticmethod
-    def forward(ctx, x):
-        _Count.calls["forward"] += 1
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        _Count.calls["backward"] += 1
-        return g
-
-
-class Counted(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.lin = nn.Linear(3, 2)
-
-    def forward(self, x):
-        return _Count.apply(self.lin(x))
-
-
-@pytest.mark.parametrize("grad", [True, False])
-def test_auto_times_backward_when_training_and_forward_only_without_grad(grad):
-    _Count.calls.update(forward=0, backward=0)
-    m = Branched(Counted, 2, engine="auto", seed=0)
-    x = torch.randn(5, 3)
-    with torch.set_grad_enabled(grad):
-        choice = measure_engines(m, x, (), {}, False)
-    assert choice in ("loop", "packed")  # a custom autograd Function has no vmap rule: fused cannot run
-    assert _Count.calls["forward"] > 0
-    assert (_Count.calls["backward"] > 0) is grad
-    assert all(p.grad is None for p in m.parameters())  # the timing's gradients are not left behind
-
-
-def test_auto_leaves_gradients_buffers_and_the_callers_graph_alone():
-    make = lambda: nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))  # noqa: E731
-    a = Branched(make, 3, engine="loop", seed=0)
-    b = Branched(make, 3, engine="auto", seed=0)
-    pre_a, pre_b = nn.Linear(3, 3), nn.Linear(3, 3)
-    pre_b.load_state_dict(pre_a.state_dict())
-    x = torch.randn(6, 3)
-    for m, pre in ((a, pre_a), (b, pre_b)):
-        m.branches[0][0].weight.grad = torch.ones(4, 3)  # a gradient accumulated before this step
-        m(pre(x)).square().sum().backward()  # the input carries the caller's graph (pre)
-    torch.testing.assert_close(pre_a.weight.grad, pre_b.weight.grad)
-    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
-        torch.testing.assert_close(p.grad, q.grad, msg=n)
-    for (n, p), (_, q) in zip(a.named_buffers(), b.named_buffers()):
-        torch.testing.assert_close(p, q, msg=n)
-    assert any(k.startswith("auto cpu") and k.endswith("train") for k in b.engine_report())
-
-
-def test_a_packed_engine_that_falls_back_is_no_auto_candidate():
-    m = Branched(OwnParam, 2, engine="auto", seed=0)
-    assert _time(m, "packed", torch.randn(4, 3), (), {}, False, list(m.branches.parameters())) == float("inf")
-    assert _time(m, "loop", torch.randn(4, 3), (), {}, False, list(m.branches.parameters())) < float("inf")
-    m(torch.randn(4, 3))
-    assert all(v != "packed" for k, v in m.engine_report().items() if k.startswith("auto"))

@@ -113,7 +113,7 @@ def test_resume_with_other_threads_or_engine_is_refused(tmp_path, capsys):
         rc = main(base[:-4] + ["--threads", "2", "--resume"])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and "--threads" in err[-1]
-        rc = main([a if a != "loop" else "fused" for a in base[:-2]] + ["--resume"])
+        rc = main([a if a != "loop" else "packed" for a in base[:-2]] + ["--resume"])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and "engine" in err[-1]
     finally:

@@ -6,21 +6,25 @@ optional residual R(x) is added to their sum (App. E, eq. 15). Every analysis
 in branchspec reads the branch outputs through this class, as one tensor
 shaped ``(M, B, ...)`` — the branch axis first.
 
-Three execution engines compute the same thing:
+Two engines compute the same thing, the public choices of ``engine`` (:data:`ENGINES`):
 
 * ``"loop"``   — a Python loop over the branch modules (the reference);
-* ``"fused"``  — the branch parameters are stacked and the branch function is
-  vectorised with :func:`torch.func.vmap` (convolutions become grouped
-  convolutions under vmap's batching rules);
-* ``"packed"`` — the branch is converted once into one block-diagonal network
+* ``"packed"`` (the default) — the branch is converted once into one block-diagonal network
   over ``(B, M·C, …)`` activations (:mod:`branchspec.packed`): grouped
   convolutions, per-channel normalisation, one kernel per layer and no
-  stacking or transposes between layers — the fastest on CPU and GPU.
+  stacking or transposes between layers — the fastest on CPU and GPU. Where the
+  branch does not pack, it falls back to the branch parameters stacked and the
+  branch function vectorised with :func:`torch.func.vmap` (convolutions become
+  grouped convolutions under vmap's batching rules), and where vmap cannot run
+  the branch either, to the loop: the capability rule of :class:`Branched`,
+  decided once per input kind and mode without timing anything, so a resumed
+  run takes the same path. :meth:`Branched.engine_report` says which path runs
+  and why. Timing the paths against each other is ``benchmarks/bench_engine.py``.
 
 The parameters always live in the per-branch modules (``branches.0.…``,
 ``branches.1.…``), so state dicts are identical between engines and a model
 trained with one can be analysed with the other. BatchNorm running
-statistics are updated per branch by both engines.
+statistics are updated per branch by every path.
 
 Example:
     >>> import torch, torch.nn as nn
@@ -39,14 +43,13 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, vmap
 
 from branchspec import packed as packing
-from branchspec.engine_timing import measure_engines
+from branchspec.engines import ENGINES, VMAP, VmapFallback, loop_outputs, stacked_state, vmap_outputs
 from branchspec.errors import BranchspecError
 from branchspec.packed_check import PackedCache, mirror_modes
 
-ENGINES = ("auto", "loop", "fused", "packed")
+__all__ = ["ENGINES", "VMAP", "Branched", "ResidualSplit", "as_branched"]
 
 
 class ResidualSplit(NamedTuple):
@@ -83,12 +86,28 @@ class Branched(nn.Module):
         residual: optional R. An ``nn.Module`` (registered, trained with the
             model) or any callable of the branch input x. It returns R(x), or
             a :class:`ResidualSplit` giving R and per-branch inputs.
-        engine: ``"loop"``, ``"fused"``, ``"packed"`` or ``"auto"`` (see
-            :meth:`resolve_engine`); :meth:`engine_report` says which runs and why.
+        engine: ``"packed"`` (default) or ``"loop"`` (:data:`ENGINES`); anything
+            else is a one-line ``ValueError``. ``"packed"`` is a capability rule,
+            decided per input kind (shared or per-branch inputs) and mode, never
+            by timing, so a resumed run takes the same path:
+
+            1. M = 1 → the loop (one branch: nothing to pack);
+            2. the branches pack (:mod:`branchspec.packed`, checked against the
+               loop in the mode they run in) → the packed network;
+            3. they do not → the vmap fallback (:meth:`stacked_state` under
+               :func:`torch.func.vmap`);
+            4. vmap cannot run the branch (a ``RuntimeError`` at its first call:
+               an op without a batching rule, ``.item()``, data-dependent control
+               flow) → the loop, with the RNG as it was before that call.
+
+            :meth:`engine_report` says which path runs for each input kind and why.
+            The old names ``"auto"`` and ``"fused"`` are refused here; configs
+            recorded with them read back as ``"packed"``
+            (:func:`branchspec.options.current_values`).
         seed: if given, branch initialisation is reproducible (the global RNG
             is forked, seeded once, and the M branches are built in order).
         strict: the packed engine raises :class:`~branchspec.packed.NotPackable`
-            (naming the layer at fault) instead of falling back to the fused one.
+            (naming the layer at fault) instead of falling back to vmap.
 
     Extra positional / keyword arguments of :meth:`forward` are passed
     unchanged to every branch (e.g. a target-domain label of a generator).
@@ -108,7 +127,7 @@ class Branched(nn.Module):
         make_branch: Callable[[], nn.Module],
         num_branches: int,
         residual: nn.Module | Callable[[Tensor], Any] | None = None,
-        engine: str = "auto",
+        engine: str = "packed",
         seed: int | None = None,
         strict: bool = False,
     ) -> None:
@@ -126,7 +145,7 @@ class Branched(nn.Module):
         self._residual_fn = None if isinstance(residual, nn.Module) else residual
         self.engine = engine
         self.register_buffer("branch_gain", torch.ones(num_branches), persistent=False)
-        self._auto_choice: dict[tuple[Any, ...], str] = {}
+        self._vmap = VmapFallback()  # where the branches do not pack: vmap, or the loop where vmap cannot run them
         # packed network per input kind (shared / per-branch), built on first use and rebuilt when the
         # branch modules change; not registered, so it never enters the state dict.
         self._packed = PackedCache(strict)
@@ -149,108 +168,70 @@ class Branched(nn.Module):
         return out
 
     # ----------------------------------------------------------------- engines
-    def resolve_engine(self, x: Tensor, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
-                       per_branch: bool = False) -> str:
-        """The engine used for input ``x``.
-
-        ``"auto"`` measures the three engines once per (device, shape, dtype,
-        grad-mode, train-mode) and keeps the faster — the same idea as
-        cuDNN's benchmark mode. Each is timed as it will run: in the model's
-        current mode, forward and backward when autograd is on and the
-        branches have trainable parameters, forward only otherwise; a packed
-        engine that falls back to fused in this mode is not a candidate.
-        Buffers, RNG states and gradients are restored after the measurement,
-        so it has no side effect on the model (see ``benchmarks/``).
-        """
-        if self.engine != "auto":
-            return self.engine
-        if self.num_branches == 1:
-            return "loop"
-        key = (x.device.type, tuple(x.shape), x.dtype, torch.is_grad_enabled(), self.training, per_branch)
-        if key not in self._auto_choice:
-            self._auto_choice[key] = measure_engines(self, x, args, kwargs or {}, per_branch)
-        return self._auto_choice[key]
-
-    def _loop_outputs(self, x: Tensor, per_branch: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        outs = [branch(x[k] if per_branch else x, *args, **kwargs) for k, branch in enumerate(self.branches)]
-        return torch.stack(outs)  # (M, B, ...)
-
     def stacked_state(self) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
         """Parameters and buffers of all branches stacked on a leading M axis.
 
         The stack is differentiable: gradients reach every branch's own
         parameters. Returns ``(params, buffers)``, each ``{name: (M, ...)}``.
         """
-        names = [n for n, _ in self.branches[0].named_parameters()]
-        per = [dict(b.named_parameters()) for b in self.branches]
-        params = {n: torch.stack([p[n] for p in per]) for n in names}  # (M, ...)
-        bnames = [n for n, _ in self.branches[0].named_buffers()]
-        perb = [dict(b.named_buffers()) for b in self.branches]
-        buffers = {n: torch.stack([b[n] for b in perb]) for n in bnames}  # (M, ...)
-        return params, buffers
-
-    def _fused_outputs(self, x: Tensor, per_branch: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        params, buffers = self.stacked_state()
-        template = self.branches[0]
-
-        def one(p: dict[str, Tensor], b: dict[str, Tensor], xin: Tensor) -> Tensor:
-            out: Tensor = functional_call(template, (p, b), (xin, *args), kwargs)
-            return out
-
-        in_dims = (0, 0, 0 if per_branch else None)
-        out: Tensor = vmap(one, in_dims=in_dims, randomness="different")(params, buffers, x)  # (M, B, ...)
-        if buffers and self.training:
-            # BatchNorm updated the stacked running statistics in place:
-            # write them back to each branch so the engines stay interchangeable.
-            with torch.no_grad():
-                for k, branch in enumerate(self.branches):
-                    for n, buf in branch.named_buffers():
-                        buf.copy_(buffers[n][k])
-        return out
+        return stacked_state(list(self.branches))
 
     # ------------------------------------------------------------ packed engine
     def _packed_outputs(self, x: Tensor, per_branch: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        net = self._packed.network(list(self.branches), x, per_branch, args, kwargs)  # checked in this mode; rebuilt on change
+        """The capability rule of ``engine="packed"`` (class docstring): loop for M = 1, else the packed network,
+        else vmap, else the loop."""
+        branches = list(self.branches)
+        if self.num_branches == 1:
+            return loop_outputs(branches, x, per_branch, args, kwargs)
+        net = self._packed.network(branches, x, per_branch, args, kwargs)  # checked in this mode; rebuilt on change
         if net is None:  # fall back, the reason is in engine_report()
-            return self._fused_outputs(x, per_branch, args, kwargs)
+            return self._vmap.outputs(branches, x, per_branch, args, kwargs, self.training)
         net.train(self.training)  # the packed layers are not registered children: set their mode here,
         mirror_modes(net)  # then each one's from the branch module it stands for (a frozen BatchNorm stays frozen)
         return packing.run_packed(net, x, per_branch, self.num_branches, args, kwargs, self.channels_last is not False)
 
     def engine_report(self) -> dict[str, str]:
-        """Which engine runs for each input kind seen so far, and why.
+        """Which path runs for each input kind seen so far, and why.
 
-        Keys are ``"shared"`` / ``"per-branch"`` inputs (and the ``auto``
-        choices by input shape); values say e.g. ``"packed"``, ``"fused (not
-        packable: branch.norm (AdaIN): AdaIN owns 'w' and has no packing rule)"``;
-        before the first forward, ``"packed"`` says whether the structure packs.
+        Keys are ``"shared"`` / ``"per-branch"`` inputs; values say e.g. ``"packed"``, ``"vmap (not packable:
+        branch.norm (AdaIN): AdaIN owns 'w' and has no packing rule)"``, or add ``"; loop in training mode
+        (vmap cannot run the branch: …)"``; before the first forward, ``"packed"`` says whether the structure
+        packs. ``engine="loop"`` reports the engine only; M = 1 runs the loop.
+
+        Example:
+            >>> import torch, torch.nn as nn
+            >>> Branched(lambda: nn.Linear(3, 2), 1).engine_report()
+            {'engine': 'packed', 'packed': 'loop (M = 1: one branch, nothing to pack)'}
         """
         report = {"engine": self.engine}
-        if self.engine in ("packed", "auto"):
-            report.update(self._packed.report(list(self.branches)))
-        for key, choice in self._auto_choice.items():
-            fell_back = choice == "packed" and not self.runs_packed(key[5])
-            report[f"auto {key[0]} {key[1]} {'train' if key[4] else 'eval'}"] = "fused (packed fell back)" if fell_back else choice
-        return report
+        if self.engine == "loop":
+            return report
+        if self.num_branches == 1:
+            return {**report, "packed": "loop (M = 1: one branch, nothing to pack)"}
+        return self._vmap.annotate({**report, **self._packed.report(list(self.branches))})
 
     def runs_packed(self, per_branch: bool = False) -> bool:
-        """Whether the packed engine ran the packed network itself — not its fused fallback — at its last forward
+        """Whether the packed engine ran the packed network itself — not a fallback — at its last forward
         on this input kind (shared or per-branch inputs)."""
-        return self._packed.packed(per_branch)
+        return self.num_branches > 1 and self._packed.packed(per_branch)
 
     def engine_outputs(self, engine: str, x: Tensor, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
                        per_branch: bool = False) -> Tensor:
-        """The ``(M, B, ...)`` branch outputs computed by the named engine (``"packed"`` falls back to fused where
-        it cannot run: :meth:`runs_packed`, :meth:`engine_report`); ``x`` is ``(M, B, ...)`` when ``per_branch``."""
+        """The ``(M, B, ...)`` branch outputs computed by ``engine``: ``"loop"``, ``"packed"`` (the capability rule,
+        as :meth:`forward` runs it: :meth:`runs_packed`, :meth:`engine_report`), or ``"vmap"`` — packed's
+        fallback forced, for benchmarks and tests (raises where vmap cannot run the branch); ``x`` is
+        ``(M, B, ...)`` when ``per_branch``."""
+        if engine not in (*ENGINES, VMAP):
+            raise ValueError(f"engine must be one of {(*ENGINES, VMAP)}, got {engine!r}")
         return self._outputs(engine, x, args, kwargs or {}, per_branch)
 
     def _outputs(self, engine: str, x: Tensor, args: tuple[Any, ...], kwargs: dict[str, Any],
                  per_branch: bool = False) -> Tensor:
         if engine == "packed":
             return self._packed_outputs(x, per_branch, args, kwargs)
-        if engine == "fused":
-            return self._fused_outputs(x, per_branch, args, kwargs)
-        return self._loop_outputs(x, per_branch, args, kwargs)
+        if engine == VMAP:
+            return vmap_outputs(list(self.branches), x, per_branch, args, kwargs, self.training)
+        return loop_outputs(list(self.branches), x, per_branch, args, kwargs)
 
     # ----------------------------------------------------------------- forward
     def forward_all(self, x: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -269,8 +250,7 @@ class Branched(nn.Module):
                     f"residual returned inputs for {branch_in.shape[0]} branches, model has {self.num_branches}")
         else:
             res, branch_in, per_branch = out, x, False
-        engine = self.resolve_engine(branch_in, args, kwargs, per_branch)
-        outs = self._outputs(engine, branch_in, args, kwargs, per_branch)  # (M, B, ...)
+        outs = self._outputs(self.engine, branch_in, args, kwargs, per_branch)  # (M, B, ...)
         gain = self.branch_gain.to(outs.dtype).view(-1, *([1] * (outs.dim() - 1)))  # (M, 1, ...)
         f = (gain * outs).sum(0)  # (B, ...)
         if res is not None:

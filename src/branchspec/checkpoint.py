@@ -19,7 +19,9 @@ state; loaders read the state from the ``.safetensors`` file, so a JSON left
 one save behind by a crash is harmless. The weights of ``X.json`` are
 ``X.safetensors`` beside it, whatever X is, so ``cp last.* best.*`` gives a
 ``best`` that loads its own weights. Files of the previous format (state only
-in the JSON) still load.
+in the JSON) still load, and the configs a state records (``train_config``, the
+model's ``config``) read in today's spelling
+(:func:`branchspec.options.current_values`: ``engine: "auto"`` is ``"packed"``).
 
 Before anything is written, every floating-point tensor is checked finite
 (:class:`NonFiniteCheckpoint`): a NaN/inf anywhere in the parameters,
@@ -46,6 +48,7 @@ import torch
 
 from branchspec.errors import CheckpointError
 from branchspec.io import atomic_write_bytes, atomic_write_text, regular_file
+from branchspec.options import current_values
 from branchspec.checkpoint_content import (
     HASH_KEY, STATE_KEY, content_sha256, non_finite_tensors, parse_state, verify_content,
 )
@@ -232,7 +235,19 @@ def _state(meta: dict[str, str], wpath: Path, spath: Path, missing: str) -> dict
         raise CheckpointError(missing)
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {where}: state must be a JSON object, got {type(state).__name__}")
-    return state
+    return _current(state)
+
+
+def _current(state: dict[str, Any]) -> dict[str, Any]:
+    """The state with its recorded configs (``train_config``, the model's ``config``) in today's spelling:
+    :func:`branchspec.options.current_values` (``engine: "auto"`` of an earlier version reads as ``"packed"``)."""
+    out = dict(state)
+    if isinstance(state.get("train_config"), dict):
+        out["train_config"] = current_values(state["train_config"])
+    model = state.get("model")
+    if isinstance(model, dict) and isinstance(model.get("config"), dict):
+        out["model"] = {**model, "config": current_values(model["config"])}
+    return out
 
 
 def checkpoint_state(path: str | os.PathLike) -> dict[str, Any]:

@@ -16,6 +16,9 @@ departure from the paper. From that:
   :class:`~branchspec.errors.ConfigError` (field, reason); a command renames the field to its flag
   (:func:`flags`).
 * :func:`departures` lists the departures from the paper a config has switched on.
+* :func:`current_values` reads a recorded config in today's spelling (:data:`RENAMED_VALUES`): the
+  one place where values of earlier versions are mapped, applied by the two readers of recorded
+  configs, :func:`load_file` and :func:`branchspec.checkpoint.load_checkpoint`.
 
 Example:
     >>> import argparse
@@ -49,6 +52,10 @@ from branchspec.errors import ConfigError, UsageError
 DEPARTURES = "departures from the paper (all off = the paper's objective)"
 NOT_CONFIG = "run control (not part of the run's config)"  # the group of a command's own, hand-written flags
 MAX_CONFIG_BYTES = 1 << 20  # a --config file is a few hundred bytes; refuse anything huge before parsing it
+RENAMED_VALUES = {"engine": {"auto": "packed", "fused": "packed"}}
+"""Values that configs written by earlier versions may record, by field, and what they read as now. ``engine``:
+"auto" (timed at the first forward) and "fused" (vmap) are "packed", whose capability rule runs vmap where the
+branches do not pack (:class:`branchspec.branched.Branched`). Given anew, an old value is refused like any other."""
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,  # noqa: A002
@@ -196,7 +203,7 @@ def load_file(path: str | Path, cls, ignore: tuple[str, ...] = ()) -> dict[str, 
     if isinstance(doc.get("train"), dict) and "train" not in by_field:  # a train-gan run's config.json
         doc = doc["train"]
     out = {}
-    for key, value in doc.items():
+    for key, value in current_values(doc).items():
         s = by_field.get(key)
         if s is None:
             if key in ignore:
@@ -224,6 +231,18 @@ def _file_value(s: Spec, value: Any, where: str) -> Any:
     return float(value) if s.type is float else value
 
 
+def current_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` of a recorded config (a ``--config`` file, a checkpoint's ``train_config`` or model config) with
+    every value of :data:`RENAMED_VALUES` in today's spelling.
+
+    Example:
+        >>> current_values({"engine": "auto", "seed": 0})
+        {'engine': 'packed', 'seed': 0}
+    """
+    return {k: RENAMED_VALUES[k].get(v, v) if k in RENAMED_VALUES and isinstance(v, str) else v
+            for k, v in fields.items()}
+
+
 def check_fields(cfg) -> None:
     """The checks every option shares, for a config's ``__post_init__``: a value among its field's
     choices, a float finite. Raises :class:`ConfigError` (field, reason)."""
@@ -240,7 +259,7 @@ def departures(cfg) -> list[str]:
     return [f.name for f in dataclasses.fields(cfg) if f.metadata.get("departure") and getattr(cfg, f.name) != f.default]
 
 
-__all__ = ["DEPARTURES", "NOT_CONFIG", "option", "Spec", "specs", "flags", "add_options", "given", "values", "load_file",
+__all__ = ["DEPARTURES", "NOT_CONFIG", "RENAMED_VALUES", "option", "Spec", "specs", "flags", "add_options", "given", "values", "load_file",
            "check_fields", "departures", "default_text", "fmt"]
 
 

@@ -220,7 +220,7 @@ class PackedCache:
     """The packed networks of one :class:`~branchspec.branched.Branched`, one per input kind (shared /
     per-branch): built and checked on first use, rebuilt (and re-checked) whenever :func:`fingerprint` of the
     branches changes, so a stale copy of replaced or re-configured modules is never run. With ``strict`` a
-    branch set that cannot be packed raises :class:`NotPackable` instead of falling back to the fused engine.
+    branch set that cannot be packed raises :class:`NotPackable` instead of falling back to vmap.
     Not an ``nn.Module``: nothing of it enters the state dict."""
 
     def __init__(self, strict: bool = False) -> None:
@@ -254,20 +254,20 @@ class PackedCache:
         return self.ran.get(per_branch, False)
 
     def report(self, branches: Sequence[nn.Module]) -> dict[str, str]:
-        """``{"shared" | "per-branch": "packed" | "fused (reason)"}`` for the input kinds seen; before the
+        """``{"shared" | "per-branch": "packed" | "vmap (reason)"}`` for the input kinds seen; before the
         first forward, ``{"packed": …}`` from packing the branches' structure (not yet checked on data)."""
         if not self.built:
             try:
                 pack(list(branches))
             except NotPackable as err:
-                return {"packed": f"fused (not packable: {err})"}
+                return {"packed": f"vmap (not packable: {err})"}
             return {"packed": "not built yet: the structure packs; checked against the loop on the first forward"}
         stale = fingerprint(branches)
         out = {}
         for pb, got in self.built.items():
             bad = next((r for r in got.training.values() if r), "")
-            text = (f"fused ({got.reason})" if got.net is None else
-                    f"packed in eval mode, fused in training mode ({bad})" if bad else "packed")
+            text = (f"vmap ({got.reason})" if got.net is None else
+                    f"packed in eval mode, vmap in training mode ({bad})" if bad else "packed")
             out["per-branch" if pb else "shared"] = text + (
                 " (branches changed since; rebuilt on the next forward)" if got.fp != stale else "")
         return out

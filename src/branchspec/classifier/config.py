@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from branchspec.branched import ENGINES
+from branchspec.engines import ENGINE_HELP, ENGINES
 from branchspec.errors import ConfigError
 from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig
 from branchspec.options import check_fields, departures, option
@@ -46,8 +46,7 @@ class TrainConfig:
     width: float = option(DEFAULT_WIDTH, "branch base width (the default: ≈0.08 M parameters per branch)", group=MODEL)
     clamp: bool = option(True, "plain one-hot cross-entropy on unclamped logits, a comparison (the paper: f clamped "
                                "to [-1, 1], cross-entropy against the softmax of the ±1 class vector)", departure=True)
-    engine: str = option("packed", "Branched engine (auto: timed once, not exact on resume)", choices=ENGINES,
-                         group=MODEL)
+    engine: str = option("packed", ENGINE_HELP, choices=ENGINES, group=MODEL)
     epochs: int = option(60, "epochs of the schedule", group=OPT)
     batch_size: int = option(128, "images per step (under torchrun the global batch, split over the processes)",
                              group=OPT)

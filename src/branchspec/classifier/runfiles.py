@@ -130,7 +130,7 @@ def progress_from(state: dict, spe: int) -> tuple[int, int, int, dict]:
 
 
 # Config fields that may change on resume: they do not change the trajectory. The engine and the
-# device do (loop, fused and packed sum in different orders; CPU and CUDA kernels round differently).
+# device do (loop, vmap and packed sum in different orders; CPU and CUDA kernels round differently).
 RESUME_MAY_CHANGE = {"out", "save_every", "eval_batch_size", "tta", "stop_loss", "track_every"}
 
 

@@ -160,9 +160,6 @@ def _resume_or_start(cfg: TrainConfig, resume: bool, ckpt: Path, model, mcfg: Cl
         ema.load_tensors(unprefixed("ema", tensors))
     restore_rng_state(tensors)
     sums = {**_new_sums(m), "grad_steps": saved_sums.get("steps", 0), **saved_sums}  # older runs: every step
-    if cfg.engine == "auto":  # the timed choice may differ now: say so (exact resume needs a fixed engine)
-        log("train-classifier: --resume with --engine auto: the engine is re-timed and may differ, so the "
-            "resumed run may not be bit-identical; train with a fixed --engine for exact resume")
     log(f"resumed {ckpt}.json at epoch {epoch}, batch {batch}, step {step}")
     return mcfg, state, (step, epoch, batch, sums)
 

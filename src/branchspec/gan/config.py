@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from branchspec.branched import ENGINES
+from branchspec.engines import ENGINE_HELP, ENGINES
 from branchspec.errors import ConfigError
 from branchspec.models.discriminator import DiscriminatorConfig
 from branchspec.models.generator import RESIDUALS, GeneratorConfig
@@ -73,8 +73,7 @@ class GanTrainConfig:
                           choices=PADDINGS, group=MODEL)
     init: str = option("he", "initialisation of G's branches and D: StarGAN-v2's he_init or torch's defaults",
                        choices=INITS, group=MODEL)
-    engine: str = option("packed", "branch engine of branchspec.Branched (auto: timed once, not exact on resume)",
-                         choices=ENGINES, group=MODEL)
+    engine: str = option("packed", ENGINE_HELP, choices=ENGINES, group=MODEL)
     precision: str = option("auto", "auto (bf16 on CUDA and on CPUs with native bf16, AVX512-BF16/AMX; fp32 "
                                     "otherwise), fp32, or bf16 autocast with fp32 weights, optimiser state and losses; "
                                     "recorded resolved", default_help="auto; --resume keeps the run's",

@@ -42,7 +42,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -287,9 +286,6 @@ class GanTrainer:
         tensors, state = load_checkpoint(path, device=self.device)
         refuse_weights_only(state, path)
         check_resume(state, self.cfg, self.data, path)  # same config, domains, data, runtime
-        if self.cfg.engine == "auto":  # the timed choice may differ now: say so (exact resume needs a fixed engine)
-            print("train-gan: --resume with --engine auto: the engine is re-timed and may differ, so the resumed "
-                  "run may not be bit-identical; train with a fixed --engine for exact resume", file=sys.stderr)
         step = state_int(state, "step", path)
         for net, prefix in ((self.G, "gen"), (self.G_ema, "model"), (self.D, "disc")):
             load_weights(net, unprefixed(prefix, tensors), path)

@@ -20,7 +20,7 @@ conv to the image channels. Blocks divide by √2 after the skip sum.
 StarGAN-v2), at least 1.
 
 Instance norm (without running statistics) and AdaIN run under
-``torch.func.vmap`` and the fused engine equals the loop engine
+``torch.func.vmap``, and the packed engine and its vmap fallback equal the loop engine
 (``tests/test_architectures.py``).
 
 Example:
@@ -197,7 +197,7 @@ class GeneratorConfig:
     sigma: float | None = None  # Gaussian σ (pixels); None = max(1, img_size/32); diffusion: heat σ at init
     diffusion_time: float = 1.0  # stopping time T of u_t = -p(u)
     diffusion_width: int = 36  # width of the CNN p (≈ 4·10⁴ parameters at 3 channels)
-    engine: str = "auto"  # Branched engine, one of branchspec.branched.ENGINES
+    engine: str = "packed"  # Branched engine, one of branchspec.branched.ENGINES: "packed" (its capability rule) or "loop"
     seed: int | None = 0  # initialisation seed of the branches and R (None = global RNG)
     init: str = "he"  # branch weights: StarGAN-v2's "he" init, or "torch" defaults (before 2026-11-26)
     source_aware: bool = False  # style from (source, target) domain pairs (a departure; see DomainStyle)

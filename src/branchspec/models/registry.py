@@ -59,7 +59,7 @@ def _plain(make_branch: Callable[[], nn.Module]) -> Builder:
     """Builder of a Branched of ``make_branch`` with no residual (test-only architectures)."""
 
     def build(config: dict[str, Any]) -> Branched:
-        return Branched(make_branch, int(config["num_branches"]), engine=config.get("engine", "auto"),
+        return Branched(make_branch, int(config["num_branches"]), engine=config.get("engine", "packed"),
                         seed=config.get("seed"))
 
     return build

@@ -91,7 +91,7 @@ class ClassifierConfig:
     num_classes: int = 10  # CIFAR-10
     in_channels: int = 3  # RGB
     clamp: bool = True  # clamp f to [-1, 1] and train on the ±1 soft target (§6); False = plain one-hot CE
-    engine: str = "auto"  # Branched engine: "loop", "fused" (vmap) or "auto" (fastest measured)
+    engine: str = "packed"  # Branched engine, one of branchspec.branched.ENGINES: "packed" (its capability rule) or "loop"
     seed: int | None = None  # branch initialisation seed (None: global RNG)
     head_init_scale: float | None = None  # multiply each head's initial weights by this; None -> 1/sqrt(M)
 
