@@ -1,6 +1,6 @@
 """The engines of ``Branched``: two public choices, and the capability rule behind the default ``"packed"``.
 
-M = 1 runs the loop; branches that pack run the packed network; branches that do not pack run the vmap
+Branches that pack run the packed network; branches that do not pack run the vmap
 fallback, with the reason; branches vmap cannot run run the loop, with the reason, decided once per input kind
 and mode (no timing: a resumed run takes the same path). Configs written by earlier versions with
 ``engine: "auto"`` or ``"fused"`` read back as ``"packed"``; given anew, those names are refused.
@@ -61,17 +61,20 @@ def test_two_public_choices_and_packed_by_default():
     assert importlib.util.find_spec("branchspec.engine_timing") is None  # timing lives in benchmarks/ only
 
 
-def test_one_branch_runs_the_loop():
-    m = Branched(NoVmap, 1, seed=0)
+def test_one_branch_follows_the_same_rule():
+    """M = 1 is no special case: a packable branch runs as the packed network (the branch itself, in
+    channels_last where set), one that vmap cannot run falls back to the loop."""
+    m = Branched(_mlp, 1, seed=0)
     x = torch.randn(4, 3)
-    before = len(CALLS)
+    torch.testing.assert_close(m(x), m.branches[0](x))
+    assert m.runs_packed()
+    assert m.engine_report() == {"engine": "packed", "shared": "packed"}
+    n = Branched(NoVmap, 1, seed=0)
     torch.manual_seed(1)
-    f = m(x)
-    assert len(CALLS) - before == 1  # the branch itself, once: no packing check, no vmap attempt
+    f = n(x)
     torch.manual_seed(1)
-    torch.testing.assert_close(f, m.branches[0](x))
-    assert not m.runs_packed()
-    assert m.engine_report() == {"engine": "packed", "packed": "loop (M = 1: one branch, nothing to pack)"}
+    torch.testing.assert_close(f, n.branches[0](x))
+    assert not n.runs_packed()
 
 
 def test_a_packable_model_runs_the_packed_network():

@@ -91,12 +91,12 @@ class Branched(nn.Module):
             decided per input kind (shared or per-branch inputs) and mode, never
             by timing, so a resumed run takes the same path:
 
-            1. M = 1 → the loop (one branch: nothing to pack);
-            2. the branches pack (:mod:`branchspec.packed`, checked against the
-               loop in the mode they run in) → the packed network;
-            3. they do not → the vmap fallback (:meth:`stacked_state` under
+            1. the branches pack (:mod:`branchspec.packed`, checked against the
+               loop in the mode they run in) → the packed network (for M = 1 the
+               branch itself, in channels_last where that is set);
+            2. they do not → the vmap fallback (:meth:`stacked_state` under
                :func:`torch.func.vmap`);
-            4. vmap cannot run the branch (a ``RuntimeError`` at its first call:
+            3. vmap cannot run the branch (a ``RuntimeError`` at its first call:
                an op without a batching rule, ``.item()``, data-dependent control
                flow) → the loop, with the RNG as it was before that call.
 
@@ -178,11 +178,9 @@ class Branched(nn.Module):
 
     # ------------------------------------------------------------ packed engine
     def _packed_outputs(self, x: Tensor, per_branch: bool, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor:
-        """The capability rule of ``engine="packed"`` (class docstring): loop for M = 1, else the packed network,
-        else vmap, else the loop."""
+        """The capability rule of ``engine="packed"`` (class docstring): the packed network, else vmap, else the
+        loop."""
         branches = list(self.branches)
-        if self.num_branches == 1:
-            return loop_outputs(branches, x, per_branch, args, kwargs)
         net = self._packed.network(branches, x, per_branch, args, kwargs)  # checked in this mode; rebuilt on change
         if net is None:  # fall back, the reason is in engine_report()
             return self._vmap.outputs(branches, x, per_branch, args, kwargs, self.training)
@@ -196,24 +194,24 @@ class Branched(nn.Module):
         Keys are ``"shared"`` / ``"per-branch"`` inputs; values say e.g. ``"packed"``, ``"vmap (not packable:
         branch.norm (AdaIN): AdaIN owns 'w' and has no packing rule)"``, or add ``"; loop in training mode
         (vmap cannot run the branch: …)"``; before the first forward, ``"packed"`` says whether the structure
-        packs. ``engine="loop"`` reports the engine only; M = 1 runs the loop.
+        packs. ``engine="loop"`` reports the engine only.
 
         Example:
             >>> import torch, torch.nn as nn
-            >>> Branched(lambda: nn.Linear(3, 2), 1).engine_report()
-            {'engine': 'packed', 'packed': 'loop (M = 1: one branch, nothing to pack)'}
+            >>> m = Branched(lambda: nn.Linear(3, 2), 2)
+            >>> _ = m(torch.randn(4, 3))
+            >>> m.engine_report()
+            {'engine': 'packed', 'shared': 'packed'}
         """
         report = {"engine": self.engine}
         if self.engine == "loop":
             return report
-        if self.num_branches == 1:
-            return {**report, "packed": "loop (M = 1: one branch, nothing to pack)"}
         return self._vmap.annotate({**report, **self._packed.report(list(self.branches))})
 
     def runs_packed(self, per_branch: bool = False) -> bool:
         """Whether the packed engine ran the packed network itself — not a fallback — at its last forward
         on this input kind (shared or per-branch inputs)."""
-        return self.num_branches > 1 and self._packed.packed(per_branch)
+        return self._packed.packed(per_branch)
 
     def engine_outputs(self, engine: str, x: Tensor, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None,
                        per_branch: bool = False) -> Tensor:

@@ -29,8 +29,8 @@ from torch.func import functional_call, vmap
 
 ENGINES = ("loop", "packed")  # the public choices of Branched(engine=...); "packed" is the default
 VMAP = "vmap"  # packed's fallback where the branch does not pack; Branched.engine_outputs(VMAP, ...) forces it
-ENGINE_HELP = ("Branched engine: packed (the packed network; vmap where the branches do not pack; the loop for M = 1 "
-               "or where vmap cannot run them: a rule, not a timing, so --resume is exact) or loop")
+ENGINE_HELP = ("Branched engine: packed (the packed network; vmap where the branches do not pack; the loop "
+               "where vmap cannot run them: a rule, not a timing, so --resume is exact) or loop")
 """The help of every trainer's ``--engine`` option (the configs' ``engine`` fields)."""
 
 
