@@ -328,7 +328,7 @@ def test_ddp_two_cpu_processes_match_the_global_batch(tmp_path):
     assert state["step"] == 3 and state["epoch"] == 1
     from branchspec.checkpoint import ResumeMismatch
 
-    with pytest.raises(ResumeMismatch, match="--nproc_per_node 2"):  # resumed by one process: refused
+    with pytest.raises(ResumeMismatch, match="`world_size` 2"):  # resumed by one process: refused
         T.train(T.TrainConfig(out=str(tmp_path / "run"), **{**TINY, "epochs": 1}), resume=True, **quiet)
     single = T.train(T.TrainConfig(out=str(tmp_path / "one"), **{**TINY, "epochs": 1}), **quiet)
     assert r0["res"]["train_loss"] == pytest.approx(single["train_loss"], abs=0.05)

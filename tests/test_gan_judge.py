@@ -98,7 +98,7 @@ def test_transfer_lift_brute_force_and_bias():
 
 
 def test_judge_from_checkpoint_rejects_wrong_classes(tmp_path):
-    from branchspec.errors import UsageError
+    from branchspec.errors import ConfigError
     from branchspec.models.registry import model_spec
     from branchspec.models.resnet import ClassifierConfig, build_classifier
     from branchspec.checkpoint import prefixed, save_checkpoint
@@ -114,11 +114,12 @@ def test_judge_from_checkpoint_rejects_wrong_classes(tmp_path):
     model.eval()
     want = model((((x + 1) / 2) - 0.5) / 0.25)[:, [1, 0]].argmax(1)
     assert torch.equal(judge.predict_domain(x), want)
-    with pytest.raises(UsageError, match="^--judge: .* is not a classifier"):
-        ClassifierJudge.from_checkpoint(tmp_path / "clf", ["cat", "horse"], arg="--judge")
-    with pytest.raises(UsageError, match="^judge: "):  # the library names no CLI flag by default
+    with pytest.raises(ConfigError, match="^classifier: .* is not a classifier") as e:
+        ClassifierJudge.from_checkpoint(tmp_path / "clf", ["cat", "horse"], field="classifier")
+    assert e.value.field == "classifier"
+    with pytest.raises(ConfigError, match="^judge: "):  # the library names no CLI flag: its field by default
         ClassifierJudge.from_checkpoint(tmp_path / "clf", ["cat", "horse"])
-    with pytest.raises(UsageError, match="no such checkpoint"):
+    with pytest.raises(ConfigError, match="no such checkpoint"):
         ClassifierJudge.from_checkpoint(tmp_path / "nope", ["cat"])
 
 

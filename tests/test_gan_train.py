@@ -73,7 +73,7 @@ def test_resume_rejects_changed_data(tmp_path, data):
     train_gan(GanTrainConfig(**TINY, steps=2), tmp_path, progress=False, data=data)
     more = embedded_domains(16, n_per_domain=6)
     more = more.subset(torch.arange(11))
-    with pytest.raises(ResumeMismatch, match="--data now gives 11") as e:
+    with pytest.raises(ResumeMismatch, match="`data` now gives 11") as e:
         train_gan(GanTrainConfig(**TINY, steps=3), tmp_path, progress=False, resume=True, data=more)
     assert "\n" not in str(e.value) and "6 images" in str(e.value)
 
@@ -140,7 +140,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert state["world_size"] == 2 and state["step"] == 2 and state["runtime"]["world_size"] == 2
     from branchspec.checkpoint import ResumeMismatch
 
-    with pytest.raises(ResumeMismatch, match="--nproc_per_node 2"):  # one process now: refused
+    with pytest.raises(ResumeMismatch, match="`world_size` 2"):  # one process now: refused
         GanTrainer(GanTrainConfig(**{**TINY, "batch_size": 2}, steps=3), tmp_path / "run", progress=False,
                    resume=True, data=embedded_domains(16, n_per_domain=3))
 

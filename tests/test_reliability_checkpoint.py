@@ -93,7 +93,7 @@ def test_runtime_threads_recorded_checked_and_restored(tmp_path):
         _, s = load_checkpoint(tmp_path / "c")
         assert s["runtime"]["threads"] == 1
         torch.set_num_threads(2)
-        with pytest.raises(CheckpointError, match="--threads 1") as e:
+        with pytest.raises(CheckpointError, match="`threads` 1") as e:
             check_runtime(s)
         assert "\n" not in str(e.value)
         restore_runtime(tmp_path / "c")

@@ -6,10 +6,10 @@ memory this process may use: the physical memory, or a smaller cgroup limit.
 Each workload estimates, from its configuration alone, the bytes a run would
 allocate — parameters, gradients and optimiser state, the activations of one
 batch, the data held in memory, the arrays of a decomposition — and calls
-:func:`check`, which refuses in one line naming the arguments that drive the
-estimate (a :class:`MemoryBudgetError`, exit 2)::
+:func:`check`, which refuses in one line naming the settings that drive the
+estimate, each in backticks (a :class:`MemoryBudgetError`, exit 2; a command shows them as its flags)::
 
-    --batch-size 100000000 with --img-size 64 needs ~2.3e+07 GB, over the memory budget of 19 GB (BRANCHSPEC_MEMORY_GB)
+    `batch_size` 100000000 with `img_size` 64 needs ~2.3e+07 GB, over the memory budget of 19 GB (BRANCHSPEC_MEMORY_GB)
 
 The estimates are deliberately on the high side; ``tests/test_reliability_limits.py``
 compares them with the peak resident memory of small runs (within
@@ -25,10 +25,10 @@ Example:
     >>> budget_bytes() > 0
     True
     >>> try:
-    ...     check(10**20, "--batch-size 512")
+    ...     check(10**20, "`batch_size` 512")
     ... except MemoryBudgetError as e:
     ...     print(e)
-    --batch-size 512 needs ~1e+11 GB, over the memory budget of ... GB (BRANCHSPEC_MEMORY_GB)
+    `batch_size` 512 needs ~1e+11 GB, over the memory budget of ... GB (BRANCHSPEC_MEMORY_GB)
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import math
 import os
 from pathlib import Path
 
-from branchspec.errors import DataError, UsageError
+from branchspec.errors import ConfigError, DataError, UsageError
 
 ENV = "BRANCHSPEC_MEMORY_GB"
 DEFAULT_FRACTION = 0.75  # of the physical (or cgroup-limited) memory, when ENV is not set
@@ -47,7 +47,7 @@ ESTIMATE_FACTOR = 3.0  # tested: measured peak RSS <= estimate <= ESTIMATE_FACTO
 
 
 class MemoryBudgetError(UsageError):
-    """A run would need more memory than the budget: one line naming the arguments that drive it (exit 2)."""
+    """A run would need more memory than the budget: one line naming the settings that drive it (exit 2)."""
 
 
 def physical_bytes() -> int:
@@ -87,7 +87,8 @@ def gb(nbytes: float) -> str:
 
 def check(need: float, drivers: str) -> int:
     """``need`` (bytes) if within the budget, else a :class:`MemoryBudgetError` naming ``drivers``
-    (the arguments that drive the estimate, e.g. ``"--batch-size 512 with --img-size 256"``)."""
+    (the settings that drive the estimate, each in backticks as a :class:`~branchspec.errors.ConfigError` names
+    them, e.g. ``"`batch_size` 512 with `img_size` 256"``)."""
     budget = budget_bytes()
     if need > budget:
         raise MemoryBudgetError(f"{drivers} needs ~{gb(need)} GB, over the memory budget of {gb(budget)} GB ({ENV})")
@@ -96,18 +97,18 @@ def check(need: float, drivers: str) -> int:
 
 # --------------------------------------------------------------------------- threads
 def max_threads() -> int:
-    """CPU threads a ``--threads`` may ask for: the CPUs this process may run on."""
+    """CPU threads a run may ask for (``threads``): the CPUs this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
 
 
-def check_threads(n: int, arg: str = "--threads") -> int:
-    """``n`` if 1 <= n <= :func:`max_threads`, else a UsageError naming ``arg`` (torch segfaults on 100 000)."""
+def check_threads(n: int, field: str = "threads") -> int:
+    """``n`` if 1 <= n <= :func:`max_threads`, else a ConfigError of ``field`` (torch segfaults on 100 000)."""
     top = max_threads()
     if not 1 <= n <= top:
-        raise UsageError(f"{arg} must be in 1..{top} (the CPUs of this machine), got {n}")
+        raise ConfigError(field, f"must be in 1..{top} (the CPUs of this machine), got {n}")
     return n
 
 

@@ -46,7 +46,7 @@ from typing import Any
 
 import torch
 
-from branchspec.errors import CheckpointError
+from branchspec.errors import CheckpointError, ConfigError
 from branchspec.io import atomic_write_bytes, atomic_write_text, regular_file
 from branchspec.options import current_values
 from branchspec.checkpoint_content import (
@@ -56,9 +56,13 @@ from branchspec.checkpoint_content import (
 FORMAT = "branchspec-checkpoint/2"
 
 
-class ResumeMismatch(CheckpointError):
-    """``--resume`` under settings that would change the run (its config, thread count, world size, data):
-    a one-line refusal naming the setting, exit 2 like any invalid argument."""
+class ResumeMismatch(ConfigError, CheckpointError):
+    """A resume under settings that would change the run (its config, thread count, world size, data): a
+    one-line refusal, the :class:`ConfigError` of ``resume`` (``"resume: reason"``), exit 2 like any invalid
+    argument."""
+
+    def __init__(self, reason: str):
+        super().__init__("resume", reason)
 
 
 class NonFiniteCheckpoint(CheckpointError):
@@ -136,19 +140,18 @@ def runtime_settings() -> dict[str, Any]:
     return {"threads": torch.get_num_threads(), "world_size": world}
 
 
-def check_runtime(state: dict[str, Any], arg_names: dict[str, str] | None = None) -> None:
-    """Refuse, in one line naming the setting, to resume a checkpoint under other runtime settings."""
+def check_runtime(state: dict[str, Any]) -> None:
+    """Refuse, in one line naming the setting (``threads``, ``world_size``), to resume a checkpoint under other
+    runtime settings: a :class:`ResumeMismatch` of ``resume``."""
     saved = state.get("runtime")
     saved = dict(saved) if isinstance(saved, dict) else {}  # {}: from before runtime settings were recorded
     if "world_size" not in saved and "world_size" in state:  # train-gan recorded it beside the runtime
         saved["world_size"] = state["world_size"]
-    names = {"threads": "--threads", "world_size": "torchrun --nproc_per_node", **(arg_names or {})}
     now = runtime_settings()
     for key, value in now.items():
         if key in saved and saved[key] != value:
-            raise ResumeMismatch(f"--resume: the run was saved with {names.get(key, key)} {saved[key]!r}, "
-                                  f"this process has {value!r}; resume with {names.get(key, key)} {saved[key]} "
-                                  "to continue it exactly")
+            raise ResumeMismatch(f"the run was saved with `{key}` {saved[key]!r}, this process has "
+                                 f"{value!r}; resume with `{key}` {saved[key]} to continue it exactly")
 
 
 def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> Path:
@@ -300,7 +303,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"--device: not a device: {device!r} ({str(exc).splitlines()[0]})") from None
+        raise ConfigError("device", f"not a device: {device!r} ({str(exc).splitlines()[0]})") from None
     meta, tensors = _header(wpath, tensors=True)
     state = _state(meta, wpath, spath, f"checkpoint {wpath} holds no state and {spath.name} is missing")
     verify_content(wpath, meta, tensors)

@@ -14,7 +14,7 @@ import sys
 
 from branchspec import __version__
 from branchspec.budget import check_threads
-from branchspec.errors import BranchspecError, UsageError
+from branchspec.errors import BranchspecError, ConfigError, UsageError
 
 # Sub-command modules, in the order --help lists them.
 COMMANDS = [
@@ -74,7 +74,10 @@ def check_numbers(args: argparse.Namespace) -> None:
         if dest == "seed" and isinstance(value, int) and value < 0:
             raise UsageError(f"--seed must be >= 0, got {value}")
         if dest == "threads" and value is not None:
-            check_threads(value)
+            try:
+                check_threads(value)
+            except ConfigError as exc:
+                raise UsageError(f"{arg}: {exc.reason}") from None
         if dest == "out" and isinstance(value, str) and not value.strip():
             raise UsageError("--out: empty path")
 

@@ -37,11 +37,19 @@ class ConfigError(BranchspecError, ValueError):
     """A bad value of one field of a config: an experiment's ``Config`` (:mod:`branchspec.experiments`)
     or a trainer's (``TrainConfig``, ``GanTrainConfig``, whose ``__post_init__`` raises it).
 
-    ``field`` names the Config field and ``reason`` says what is wrong; the
-    message is ``"field: reason"``. A command renames the field to its flag
-    (``commands._common.flag_errors``); ``usage`` says whether that is an
+    ``field`` names the Config field — or the parameter of the library function that
+    refused it (``resume``, ``out``, ``device``, ``procs`` …) — and ``reason`` says what is
+    wrong; the message is ``"field: reason"``. A reason names any other setting by its
+    field in backticks (``"pass `resume` to continue it"``). The library never spells a
+    command-line flag: a command renames the field, and every setting in backticks, to
+    its flag (``commands._common.flag_errors``). ``usage`` says whether that is an
     invalid argument (exit 2) or a failed run (exit 1). It is a ValueError too, as
     the configs raised before.
+
+    Example:
+        >>> e = ConfigError("procs", "must be >= 1, got 0")
+        >>> e.field, str(e)
+        ('procs', 'procs: must be >= 1, got 0')
     """
 
     def __init__(self, field: str, reason: str, usage: bool = True):

@@ -42,21 +42,22 @@ from branchspec.apps.spatial import pair_on_eyes
 from branchspec.apps.segmentation import SegmentConfig, save_segmentation, segment
 from branchspec.budget import BASELINE_BYTES, array_bytes, gb, npz_arrays
 from branchspec.budget import check as budget_check
-from branchspec.errors import DataError, UsageError
+from branchspec.errors import ConfigError, DataError
 from branchspec.io import atomic_write_npz, atomic_write_text
 
 
-def decomposition_files(path: str | os.PathLike, arg: str = "DECOMPOSITION") -> list[Path]:
-    """``[path]`` for a file; the ``*.npz`` directly inside a folder (sorted) for a folder."""
+def decomposition_files(path: str | os.PathLike, field: str = "path") -> list[Path]:
+    """``[path]`` for a file; the ``*.npz`` directly inside a folder (sorted) for a folder; else a
+    :class:`~branchspec.errors.ConfigError` of ``field`` (what the caller calls ``path``)."""
     p = Path(path)
     if p.is_file():
         return [p]
     if p.is_dir():
         files = sorted(f for f in p.glob("*.npz") if f.is_file() and not f.name.startswith("."))
         if not files:
-            raise UsageError(f"{arg}: folder {p} holds no .npz decomposition (write one with 'branchspec decompose')")
+            raise ConfigError(field, f"folder {p} holds no .npz decomposition (write one with 'branchspec decompose')")
         return files
-    raise UsageError(f"{arg}: no such file or folder: {p}")
+    raise ConfigError(field, f"no such file or folder: {p}")
 
 
 def _load_all(paths: Sequence[Path]) -> tuple[list[tuple[Path, Decomposition]], list[dict]]:
@@ -109,10 +110,10 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
     big = max((d for _, d in decs), key=lambda d: d.R.size)
     check_segmentation(max(d.num_components for _, d in decs), big.R.shape, len(decs), Path(paths[0]).parent)
     for p, dec in decs:  # every index problem before any work
-        for arg, ks in (("--locator", locators or ()), ("--target", [] if target is None else [target])):
+        for field, ks in (("locators", locators or ()), ("target", [] if target is None else [target])):
             bad = [k for k in ks if not 0 <= k < dec.num_components]
             if bad:
-                raise UsageError(f"{arg}: component(s) {bad} out of range 0..{dec.num_components - 1} for {p.name}")
+                raise ConfigError(field, f"component(s) {bad} out of range 0..{dec.num_components - 1} for {p.name}")
     per, images, masks, inits, vrs = [], [], [], [], []
     bar = None
     if progress:
@@ -203,14 +204,14 @@ def manipulate_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.Path
     if component is not None:
         for p, d in decs:
             if not 0 <= component < d.num_components:
-                raise UsageError(f"--component: {component} out of range 0..{d.num_components - 1} for {p.name}")
+                raise ConfigError("component", f"{component} out of range 0..{d.num_components - 1} for {p.name}")
     per, rows, sums, labels = [], [], [], []
     for p, dec in decs:
         k = strongest_component(dec) if component is None else int(component)
         sets = default_subsets(dec) if subsets is None else [list(s) for s in subsets]
-        for s in sets:
-            for i in s:
-                dec.check_index(i, f"--subsets ({p.name}) component")
+        bad = sorted({i for s in sets for i in s if not 0 <= i < dec.num_components})
+        if bad:
+            raise ConfigError("subsets", f"component(s) {bad} out of range 0..{dec.num_components - 1} for {p.name}")
         energy = dec.energies()
         share = float(energy[k] / max(energy.sum(), 1e-30))
         rows.append(sweep(dec, k, alphas))  # (A, C, H, W)
@@ -218,7 +219,7 @@ def manipulate_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.Path
         labels.append(["input" if dec.input is not None else "re-gen.", "re-gen."] + ["R+Σ{" + ",".join(map(str, s)) + "}" for s in sets])
         per.append({"name": p.stem, "source": str(p), "component": k, "energy_share": share, "subsets": sets})
     if len({len(lab) for lab in labels}) > 1:
-        raise DataError("the images got different numbers of subsets; give --subsets explicitly")
+        raise DataError("the images got different numbers of subsets; give `subsets` explicitly")
     vr = np.asarray(decs[0][1].value_range, np.float32)
     names = np.asarray([r["name"] for r in per])
     atomic_write_npz(out / "sweeps.npz", dict(

@@ -42,17 +42,17 @@ from branchspec.io import atomic_write_json
 from branchspec.apps.components import DEFAULT_RANGE, Decomposition, save_png, stretch, to_unit
 from branchspec.apps.decomp_stats import DecompositionStats
 from branchspec.branched import Branched, as_branched
-from branchspec.errors import CheckpointError, DataError, UsageError
+from branchspec.errors import CheckpointError, ConfigError, DataError, UsageError
 from branchspec.models.generator import generator_labels, is_source_aware
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 
-def find_images(paths: Iterable[str | os.PathLike], arg: str = "images") -> list[Path]:
+def find_images(paths: Iterable[str | os.PathLike], field: str = "images") -> list[Path]:
     """Files given as such, plus every image file under each folder (sorted, recursive).
 
     A path that does not exist, or a folder without any image, is a one-line
-    :class:`UsageError` naming ``arg``.
+    :class:`~branchspec.errors.ConfigError` of ``field``.
     """
     out: list[Path] = []
     for p in map(Path, paths):
@@ -61,12 +61,12 @@ def find_images(paths: Iterable[str | os.PathLike], arg: str = "images") -> list
         elif p.is_dir():
             found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in IMAGE_EXTS)
             if not found:
-                raise UsageError(f"{arg}: no image files ({', '.join(IMAGE_EXTS)}) under {p}")
+                raise ConfigError(field, f"no image files ({', '.join(IMAGE_EXTS)}) under {p}")
             out.extend(found)
         else:
-            raise UsageError(f"{arg}: no such file or folder: {p}")
+            raise ConfigError(field, f"no such file or folder: {p}")
     if not out:
-        raise UsageError(f"{arg}: no images given")
+        raise ConfigError(field, "no images given")
     return out
 
 
@@ -84,40 +84,41 @@ def load_image(path: str | os.PathLike, img_size: int, value_range=DEFAULT_RANGE
     return a * (hi - lo) + lo
 
 
-def load_generator(ckpt, device: str = "cpu", arg: str = "checkpoint"):
+def load_generator(ckpt, device: str = "cpu", field: str = "checkpoint"):
     """``(generator, domains, img_size, value_range, state)`` of a ``train-gan`` checkpoint (§7).
 
-    One-line errors name the checkpoint as ``arg`` (the command line passes ``--checkpoint``).
+    One-line errors name the checkpoint as ``field`` (what the caller calls ``ckpt``): a missing one is a
+    :class:`~branchspec.errors.ConfigError`, one without domains a ``"field: ..."`` :class:`CheckpointError`.
     """
     from branchspec.loading import load_model
     from branchspec.checkpoint import checkpoint_exists, checkpoint_paths
 
     _, spath = checkpoint_paths(ckpt)
     if not checkpoint_exists(ckpt):
-        raise UsageError(f"{arg}: no such checkpoint: {ckpt} (looked for {spath})")
+        raise ConfigError(field, f"no such checkpoint: {ckpt} (looked for {spath})")
     model, state = load_model(ckpt, device=device)
     gen = as_branched(model, "branched generator")
     domains = state.get("domains")
     if not isinstance(domains, list) or not domains:
-        raise CheckpointError(f"{arg}: {ckpt} does not list its domains (no 'domains' in its state)")
+        raise CheckpointError(f"{field}: {ckpt} does not list its domains (no 'domains' in its state)")
     vr = tuple(state.get("value_range", (-1.0, 1.0)))
     return gen, [str(d) for d in domains], state.get("img_size"), vr, state
 
 
-def image_domain(path: Path, domains: Sequence[str], override: str | None = None, arg: str = "domain") -> str:
+def image_domain(path: Path, domains: Sequence[str], override: str | None = None, field: str = "domain") -> str:
     """Target domain: ``override`` if given, else the image's folder name if it is a domain.
 
-    Raises a :class:`UsageError` naming ``arg`` (what the caller calls the override) when neither applies.
+    Raises a :class:`~branchspec.errors.ConfigError` of ``field`` (what the caller calls the override) when
+    neither applies.
     """
     if override is not None:
         if override not in domains:
-            raise UsageError(f"{arg}: unknown domain {override!r}; the generator knows {', '.join(domains)}")
+            raise ConfigError(field, f"unknown domain {override!r}; the generator knows {', '.join(domains)}")
         return override
     if path.parent.name in domains:
         return path.parent.name
-    raise UsageError(
-        f"{arg}: {path} is not in a folder named after a domain ({', '.join(domains)}); name the target domain"
-    )
+    raise ConfigError(field, f"{path} is not in a folder named after a domain ({', '.join(domains)}); name the "
+                             "target domain")
 
 
 @torch.no_grad()

@@ -50,7 +50,7 @@ from branchspec.apps.components import DEFAULT_RANGE, to_unit
 from branchspec.apps.decomp_stats import psnr_ssim
 from branchspec.apps.profiles import DependenceSums, transfer_change
 from branchspec.branched import as_branched
-from branchspec.errors import UsageError
+from branchspec.errors import ConfigError
 from branchspec.models.generator import generator_labels
 from branchspec.numtext import number
 
@@ -72,10 +72,10 @@ class ClassifierJudge:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, domains: Sequence[str], device="cpu",
-                        value_range=DEFAULT_RANGE, arg: str = "judge") -> "ClassifierJudge":
+                        value_range=DEFAULT_RANGE, field: str = "judge") -> "ClassifierJudge":
         """A ``branchspec train-classifier`` checkpoint as judge; its class names must include ``domains``.
 
-        Errors name the checkpoint as ``arg`` (the command line passes ``--judge``).
+        Each error is one :class:`~branchspec.errors.ConfigError` line of ``field`` (what the caller calls ``path``).
 
         Inputs are mapped from ``value_range`` to [0, 1] and normalised with the
         per-channel mean / std the checkpoint recorded, as in training (§6).
@@ -85,16 +85,16 @@ class ClassifierJudge:
         from branchspec.checkpoint import checkpoint_paths
 
         if not checkpoint_paths(path)[1].is_file():
-            raise UsageError(f"{arg}: no such checkpoint: {path}")
+            raise ConfigError(field, f"no such checkpoint: {path}")
         model, state = load_model(path, device=device)
         kind = state["model"]["kind"]  # load_model checked it is a string
         if kind != "classifier":
-            raise UsageError(f"{arg}: {path} holds a {kind} model, not a branchspec train-classifier checkpoint")
+            raise ConfigError(field, f"{path} holds a {kind} model, not a branchspec train-classifier checkpoint")
         data = state.get("data") if isinstance(state.get("data"), dict) else {}
         names = [str(n) for n in data.get("class_names") or []] if isinstance(data.get("class_names"), list) else []
         missing = [d for d in domains if d not in names]
         if missing:
-            raise UsageError(f"{arg}: {path} is not a classifier of the generator's domains "
+            raise ConfigError(field, f"{path} is not a classifier of the generator's domains "
                              f"(missing {missing or domains}; it knows {names})")
         mean = torch.tensor(data.get("mean", [0.5] * 3), device=device).view(1, -1, 1, 1)
         std = torch.tensor(data.get("std", [0.5] * 3), device=device).view(1, -1, 1, 1)

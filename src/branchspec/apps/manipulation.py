@@ -31,7 +31,7 @@ import numpy as np
 
 from branchspec.apps.components import Decomposition, to_uint8_hwc, to_unit
 from branchspec.apps.memory import MAX_ALPHAS, check_manipulation
-from branchspec.errors import BranchspecError, UsageError
+from branchspec.errors import BranchspecError, ConfigError
 from branchspec.io import atomic_write_json, atomic_write_npz, atomic_write_via
 
 
@@ -61,51 +61,52 @@ def subset_sum(dec: Decomposition, subset: Sequence[int]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------- parsing
-def parse_alphas(text: str, arg: str = "alphas") -> list[float]:
+def parse_alphas(text: str, field: str = "alphas") -> list[float]:
     """``"-1:3:9"`` → 9 values evenly from −1 to 3; ``"0,0.5,2"`` → that list."""
     text = (text or "").strip()
+    n: int | None = None  # COUNT of START:STOP:COUNT
+    lo = hi = 0.0
     try:
         if ":" in text:
-            parts = text.split(":")
-            if len(parts) != 3:
-                raise ValueError
-            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-            if not 2 <= n <= MAX_ALPHAS:  # before np.linspace allocates n values
-                raise UsageError(f"{arg}: COUNT in START:STOP:COUNT must be in 2..{MAX_ALPHAS}, got {n}")
-            vals = np.linspace(lo, hi, n).tolist()
+            start, stop, count = text.split(":")  # ValueError unless three parts
+            lo, hi, n = float(start), float(stop), int(count)
         else:
             vals = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise UsageError(f"{arg}: malformed {text!r} (use START:STOP:COUNT like -1:3:9, or a list like 0,1,2)") from None
+        raise ConfigError(field, f"malformed {text!r} (use START:STOP:COUNT like -1:3:9, or a list like 0,1,2)") from None
+    if n is not None:
+        if not 2 <= n <= MAX_ALPHAS:  # before np.linspace allocates n values
+            raise ConfigError(field, f"COUNT in START:STOP:COUNT must be in 2..{MAX_ALPHAS}, got {n}")
+        vals = np.linspace(lo, hi, n).tolist()
     if len(vals) > MAX_ALPHAS:
-        raise UsageError(f"{arg}: {len(vals)} values, over the limit of {MAX_ALPHAS}")
+        raise ConfigError(field, f"{len(vals)} values, over the limit of {MAX_ALPHAS}")
     if not vals or not all(np.isfinite(vals)):
-        raise UsageError(f"{arg}: no finite values in {text!r}")
+        raise ConfigError(field, f"no finite values in {text!r}")
     return [round(v, 10) for v in vals]
 
 
-def parse_indices(text: str, m: int, arg: str) -> list[int]:
+def parse_indices(text: str, m: int, field: str = "components") -> list[int]:
     """``"0,3,5"`` → [0, 3, 5], each checked against M components."""
     try:
         idx = [int(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise UsageError(f"{arg}: malformed component list {text!r} (use e.g. 0,3,5)") from None
+        raise ConfigError(field, f"malformed component list {text!r} (use e.g. 0,3,5)") from None
     if not idx:
-        raise UsageError(f"{arg}: empty component list")
+        raise ConfigError(field, "empty component list")
     bad = [i for i in idx if not 0 <= i < m]
     if bad:
-        raise UsageError(f"{arg}: component(s) {bad} out of range 0..{m - 1}")
+        raise ConfigError(field, f"component(s) {bad} out of range 0..{m - 1}")
     return idx
 
 
-def parse_gains(text: str, m: int, arg: str = "gains") -> list[float]:
+def parse_gains(text: str, m: int, field: str = "gains") -> list[float]:
     """``"1,0,2,…"`` → M floats."""
     try:
         g = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
-        raise UsageError(f"{arg}: malformed gains {text!r} (use M comma-separated numbers)") from None
+        raise ConfigError(field, f"malformed gains {text!r} (use M comma-separated numbers)") from None
     if len(g) != m or not all(np.isfinite(g)):
-        raise UsageError(f"{arg}: need {m} finite gains (one per component), got {len(g)}")
+        raise ConfigError(field, f"need {m} finite gains (one per component), got {len(g)}")
     return g
 
 

@@ -2,15 +2,15 @@
 
 Each ``check_*`` adds up the bytes a workload will hold at its peak and
 raises the memory budget's one-line error (:func:`branchspec.budget.check`)
-naming the arguments that drive it:
+naming the settings that drive it:
 
 * reading a decomposition ``.npz`` (:func:`branchspec.budget.load_npz`): the arrays
   its npy headers claim (a header may claim 1 TiB in a 2 KB file), :data:`LOAD_COPIES` times;
-* :func:`check_manipulation` — App. A: ``--alphas`` × components sweep images
+* :func:`check_manipulation` — App. A: ``alphas`` × components sweep images
   (the stacked array, its ``.npz`` bytes and the float64 images of the
-  figure) and ``--subsets`` sums;
+  figure) and ``subsets`` sums;
 * :func:`check_segmentation` — App. F: Chan–Vese's float64 work arrays per pixel;
-* :func:`check_decompose` — one generator pass per ``--batch-size`` images:
+* :func:`check_decompose` — one generator pass per ``batch_size`` images:
   activations (measured on the meta device) and the M + 4 arrays per image.
 
 Counts that cost time rather than memory have maxima: :data:`MAX_ALPHAS`
@@ -28,7 +28,7 @@ import math
 from dataclasses import replace
 
 from branchspec import budget
-from branchspec.errors import UsageError
+from branchspec.errors import ConfigError, UsageError
 
 MAX_ALPHAS = 101  # values of α in one sweep: a GIF of more frames is no smoother to the eye
 MAX_SUBSETS = 64  # subset sums in one subsets.png
@@ -42,14 +42,15 @@ def _elements(shape) -> int:
 
 
 def check_counts(n_alphas: int = 0, n_subsets: int = 0, panels: int = 0, what: str = "") -> None:
-    """The time limits: at most :data:`MAX_ALPHAS` α, :data:`MAX_SUBSETS` subsets, :data:`MAX_PANELS` panels."""
+    """The time limits: at most :data:`MAX_ALPHAS` α, :data:`MAX_SUBSETS` subsets (a ConfigError of ``alphas`` /
+    ``subsets``), :data:`MAX_PANELS` panels in the figure ``what`` (a UsageError naming it)."""
     if n_alphas > MAX_ALPHAS:
-        raise UsageError(f"--alphas: {n_alphas} values, over the limit of {MAX_ALPHAS}")
+        raise ConfigError("alphas", f"{n_alphas} values, over the limit of {MAX_ALPHAS}")
     if n_subsets > MAX_SUBSETS:
-        raise UsageError(f"--subsets: {n_subsets} subsets, over the limit of {MAX_SUBSETS}")
+        raise ConfigError("subsets", f"{n_subsets} subsets, over the limit of {MAX_SUBSETS}")
     if panels > MAX_PANELS:
         raise UsageError(f"{what}: {panels} images in one figure, over the limit of {MAX_PANELS}; "
-                         "choose fewer --component, --alphas or --subsets")
+                         "choose fewer `components`, `alphas` or `subsets`")
 
 
 def manipulation_bytes(m: int, shape, k: int, a: int, s: int, images: int = 1) -> int:
@@ -68,8 +69,8 @@ def check_manipulation(m: int, shape, k: int, a: int, s: int, images: int = 1, s
     check_counts(panels=images * (s + 1), what="subsets.png")
     c, h, w = shape
     return budget.check(manipulation_bytes(m, shape, k, a, s, images),
-                        f"--alphas ({a} values) × {k} component(s){f' × {images} images' if images > 1 else ''} "
-                        f"and {s} --subsets of {source or 'the decomposition'} ({c}×{h}×{w})")
+                        f"`alphas` ({a} values) × {k} component(s){f' × {images} images' if images > 1 else ''} "
+                        f"and {s} `subsets` of {source or 'the decomposition'} ({c}×{h}×{w})")
 
 
 def segmentation_bytes(m: int, shape, images: int = 1) -> int:
@@ -105,4 +106,4 @@ def decompose_bytes(gen, config: dict | None, img_size: int, batch_size: int) ->
 
 def check_decompose(gen, config: dict | None, img_size: int, batch_size: int) -> int:
     return budget.check(decompose_bytes(gen, config, img_size, batch_size),
-                        f"--batch-size {batch_size} with --img-size {img_size} and {gen.num_branches} branches")
+                        f"`batch_size` {batch_size} with `img_size` {img_size} and {gen.num_branches} branches")

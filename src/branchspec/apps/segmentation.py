@@ -314,11 +314,14 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if u == 0 else float((a & b).sum() / u)
 
 
-def load_mask(path, shape: tuple[int, int] | None = None, arg: str = "mask") -> tuple[np.ndarray, bool]:
-    """A binary mask image (non-zero = inside) → ``(mask, resized)``; resized (nearest) to ``shape`` if needed."""
+def load_mask(path, shape: tuple[int, int] | None = None, field: str = "mask") -> tuple[np.ndarray, bool]:
+    """A binary mask image (non-zero = inside) → ``(mask, resized)``; resized (nearest) to ``shape`` if needed.
+
+    An unreadable image is a :class:`~branchspec.errors.ConfigError` of ``field`` (what the caller calls ``path``).
+    """
     from PIL import Image, UnidentifiedImageError
 
-    from branchspec.errors import UsageError
+    from branchspec.errors import ConfigError
 
     from branchspec.data.folders import to_8bit_rgb, check_image_size
 
@@ -331,7 +334,7 @@ def load_mask(path, shape: tuple[int, int] | None = None, arg: str = "mask") -> 
                 im = im.resize((shape[1], shape[0]), Image.NEAREST)
             return np.asarray(im) > 127, resized
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        raise UsageError(f"{arg}: cannot read mask image {path} ({type(exc).__name__})") from None
+        raise ConfigError(field, f"cannot read mask image {path} ({type(exc).__name__})") from None
 
 
 def save_segmentation(dec: Decomposition, res: SegmentResult, out_dir, truth: np.ndarray | None = None) -> dict:

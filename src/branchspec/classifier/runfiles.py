@@ -28,7 +28,7 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
-from branchspec.errors import UsageError
+from branchspec.errors import ConfigError
 from branchspec.io import atomic_write_json, atomic_write_text
 from branchspec.models.registry import model_spec
 from branchspec.checkpoint import (
@@ -91,8 +91,8 @@ def read_rows(path: Path, up_to_epoch: int | None = None) -> list[dict]:
             rows = list(csv.DictReader(fh))
         return [r for r in rows if up_to_epoch is None or int(r["epoch"]) <= up_to_epoch]
     except (OSError, UnicodeDecodeError, csv.Error, KeyError, TypeError, ValueError) as exc:
-        raise UsageError(f"--resume: {path} is corrupt ({type(exc).__name__}: {str(exc)[:100]}); "
-                              "restore it or delete it to resume without the earlier rows") from None
+        raise ConfigError("resume", f"{path} is corrupt ({type(exc).__name__}: {str(exc)[:100]}); "
+                                    "restore it or delete it to resume without the earlier rows") from None
 
 
 def write_rows(path: Path, rows: list[dict], fields: list[str]) -> None:
@@ -109,7 +109,7 @@ def read_diagnostics(path: Path, up_to_epoch: int) -> list[dict]:
     try:
         return [r for r in json.loads(path.read_text()).get("epochs", []) if r["epoch"] <= up_to_epoch]
     except (OSError, UnicodeDecodeError, ValueError, AttributeError, KeyError, TypeError) as exc:
-        raise UsageError(f"--resume: {path} is corrupt ({type(exc).__name__}); restore or delete it") from None
+        raise ConfigError("resume", f"{path} is corrupt ({type(exc).__name__}); restore or delete it") from None
 
 
 def write_diagnostics(path: Path, rows: list[dict]) -> None:
@@ -141,4 +141,5 @@ def check_resume(saved: dict, cfg) -> None:
     diff = [k for k, v in asdict(cfg).items() if k not in RESUME_MAY_CHANGE and saved.get(k, v) != v]
     if diff:
         k = diff[0]
-        raise ResumeMismatch(f"--resume: the run was started with {k}={saved[k]!r}, now {getattr(cfg, k)!r}; use the same settings")
+        raise ResumeMismatch(f"the run was started with {k}={saved[k]!r}, now {getattr(cfg, k)!r}; "
+                             "use the same settings")

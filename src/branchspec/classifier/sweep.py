@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from branchspec import budget
-from branchspec.errors import BranchspecError, UsageError
+from branchspec.errors import ConfigError
 from branchspec.checkpoint import checkpoint_exists, checkpoint_state
 from branchspec.classifier.train import TrainConfig, train
 from branchspec.classifier.runfiles import check_resume
@@ -41,7 +41,7 @@ def pending(cfg: TrainConfig, resume: bool) -> bool:
 
     A finished run (its checkpoint at ``cfg.epochs``, or at an epoch whose
     train loss met ``cfg.stop_loss``) is reused as it is; its saved config must
-    match ``cfg`` (same rules as ``--resume``).
+    match ``cfg`` (same rules as a resumed run).
     """
     ckpt = Path(cfg.out) / "last"
     if not checkpoint_exists(ckpt):
@@ -52,7 +52,7 @@ def pending(cfg: TrainConfig, resume: bool) -> bool:
     if st.get("epoch", 0) >= cfg.epochs or loss_reached(cfg.stop_loss, floor, st.get("metrics") or {}):
         return False
     if not resume:
-        raise UsageError(f"--out: {cfg.out} holds an unfinished run; pass --resume to continue it")
+        raise ConfigError("out", f"{cfg.out} holds an unfinished run; pass `resume` to continue it")
     return True
 
 
@@ -84,7 +84,7 @@ def _run_in_worker(cfg: TrainConfig, gpu: int | None, threads: int | None, paren
         train(cfg, resume=checkpoint_exists(Path(cfg.out) / "last"), progress=False, log=lambda s: None)
         conn.send(None)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent as one line (and whether it is bad input)
-        conn.send((str(exc).splitlines()[0] if str(exc) else type(exc).__name__, isinstance(exc, UsageError)))
+        conn.send((str(exc).splitlines()[0] if str(exc) else type(exc).__name__, getattr(exc, "exit_code", 1) == 2))
     finally:
         conn.close()
 
@@ -109,10 +109,11 @@ def train_runs(cfgs: list[TrainConfig], resume: bool = False, procs: int = 1, th
 
     With workers, each run has a process of its own (at most ``procs`` at once, largest M first). A run
     that fails — an error, or its process killed — does not stop the others: they finish, and then one
-    :class:`BranchspecError` line names every failed M (its checkpoints are kept: ``--resume`` continues it).
+    :class:`~branchspec.errors.ConfigError` of ``procs`` names every failed M (its checkpoints are kept: ``resume``
+    continues it; bad input in every failed run is a usage error, else a failed run).
     """
     if procs < 1:
-        raise UsageError(f"--sweep-procs must be >= 1, got {procs}")
+        raise ConfigError("procs", f"must be >= 1, got {procs}")
     todo = [c for c in cfgs if pending(c, resume)]
     if procs == 1 or len(todo) <= 1:
         for c in todo:
@@ -125,18 +126,18 @@ def train_runs(cfgs: list[TrainConfig], resume: bool = False, procs: int = 1, th
     cuda = any(c.device == "cuda" or (c.device == "auto" and torch.cuda.is_available()) for c in todo)
     n_gpu = torch.cuda.device_count() if cuda else 0
     if cuda and n_gpu == 0:
-        raise UsageError("--device cuda: no CUDA device available")
+        raise ConfigError("device", "cuda, but no CUDA device is available")
     workers = min(procs, len(todo))
     at_once = sum(classifier_training_bytes(c) for c in todo[:workers])  # the largest M run together
-    budget.check(at_once, f"--sweep-procs {workers} (M={', '.join(str(c.num_branches) for c in todo[:workers])} "
+    budget.check(at_once, f"`procs` {workers} (M={', '.join(str(c.num_branches) for c in todo[:workers])} "
                           "trained at once)")
     log(f"sweep: M={[c.num_branches for c in todo]} on {workers} processes")
     failed = _schedule(todo, workers, n_gpu, threads, log)
     if failed:
         what = "; ".join(f"M={m}: {why}" for m, why, _ in failed)
-        error = UsageError if all(usage for *_, usage in failed) else BranchspecError
-        raise error(f"--sweep-procs: {len(failed)} of {len(todo)} run(s) failed ({what}); the others finished; "
-                    "run again with --resume to continue the failed ones")
+        raise ConfigError("procs", f"{len(failed)} of {len(todo)} run(s) failed ({what}); the others finished; "
+                                   "run again with `resume` to continue the failed ones",
+                          usage=all(usage for *_, usage in failed))
 
 
 def _schedule(todo: list[TrainConfig], workers: int, n_gpu: int, threads: int | None, log) -> list[tuple]:

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from branchspec.branched import as_branched
 from branchspec.compiling import compile_after_warmup
 from branchspec.data.imageset import ImageSet, load_source
-from branchspec.errors import NonFiniteLoss, UsageError
+from branchspec.errors import ConfigError, NonFiniteLoss
 from branchspec.models.resnet import ClassifierConfig, build_classifier
 from branchspec.io import atomic_write_json
 from branchspec.checkpoint import (
@@ -143,7 +143,8 @@ def _resume_or_start(cfg: TrainConfig, resume: bool, ckpt: Path, model, mcfg: Cl
     m = cfg.num_branches
     if not resume:
         if checkpoint_exists(ckpt):
-            raise UsageError(f"--out: {ckpt.parent} already holds a run; pass --resume to continue it or choose another folder")
+            raise ConfigError("out", f"{ckpt.parent} already holds a run; pass `resume` to continue it or choose "
+                                     "another folder")
         torch.manual_seed(cfg.seed)
         return mcfg, None, (0, 0, 0, _new_sums(m))
     tensors, state = load_checkpoint(ckpt)
@@ -156,7 +157,7 @@ def _resume_or_start(cfg: TrainConfig, resume: bool, ckpt: Path, model, mcfg: Cl
     optimizer_from_tensors(opt, unprefixed("optim", tensors), state.get("optimizer") or {})
     if ema is not None:
         if "ema.__updates__" not in tensors:
-            raise ResumeMismatch(f"--resume: {ckpt} was trained without --ema; resume it without --ema")
+            raise ResumeMismatch(f"{ckpt} was trained without `ema`; resume it without `ema`")
         ema.load_tensors(unprefixed("ema", tensors))
     restore_rng_state(tensors)
     sums = {**_new_sums(m), "grad_steps": saved_sums.get("steps", 0), **saved_sums}  # older runs: every step

@@ -1,9 +1,11 @@
-"""Argument checks shared by the sub-commands: each failure is one UsageError line."""
+"""Argument checks shared by the sub-commands (each failure is one UsageError line), and the one place where
+the library's field names become flags (:func:`flag_errors`)."""
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -109,22 +111,42 @@ def int_range(text: str, arg: str, max_value: int = MAX_BRANCHES, max_count: int
     return sorted(out)
 
 
+_SETTING = re.compile(r"`([a-z_][a-z0-9_]*)`")  # a setting named in a library message: `resume`
+
+
+def flag_of(field: str, flags: dict[str, str]) -> str:
+    """The command-line flag of ``field``: its entry in ``flags``, else ``--field-name`` (the run-control
+    parameters a command passes through: ``resume`` → ``--resume``, ``sweep_procs`` → ``--sweep-procs``)."""
+    return flags.get(field) or "--" + field.replace("_", "-")
+
+
+def as_flags(text: str, flags: dict[str, str]) -> str:
+    """``text`` with every setting named in backticks (``"pass `resume`"``) written as its flag."""
+    return _SETTING.sub(lambda m: flag_of(m.group(1), flags), text)
+
+
 @contextmanager
 def flag_errors(flags: dict[str, str]):
-    """Rename an experiment's Config field to its command-line flag in a one-line error.
+    """Rename the library's field names to command-line flags in a one-line error.
 
-    ``flags`` maps Config fields to flags (``{"compare_checkpoint": "--compare-checkpoint"}``). A
-    :class:`ConfigError` becomes a :class:`UsageError` (exit 2) or, when not a usage problem, a
-    :class:`BranchspecError` (exit 1); any other error whose message starts with ``"field: "`` keeps
-    its class and gets the flag instead.
+    ``flags`` maps Config fields and library parameters to flags (``{"compare_checkpoint":
+    "--compare-checkpoint", "procs": "--sweep-procs"}``); a field it does not list is ``--field-name``
+    (:func:`flag_of`). A :class:`ConfigError` becomes a :class:`UsageError` (exit 2) or, when not a usage
+    problem, a :class:`BranchspecError` (exit 1) naming the field's flag; any other error whose message
+    starts with ``"field: "`` for a field in ``flags`` keeps its class and gets the flag instead. In either,
+    every setting the message names in backticks (:class:`ConfigError`) becomes its flag too.
     """
     try:
         yield
     except ConfigError as exc:
-        name = flags.get(exc.field, exc.field)
-        raise (UsageError if exc.usage else BranchspecError)(f"{name}: {exc.reason}") from None
+        cls = UsageError if exc.usage else BranchspecError
+        raise cls(f"{flag_of(exc.field, flags)}: {as_flags(exc.reason, flags)}") from None
     except BranchspecError as exc:
-        field, sep, rest = str(exc).partition(": ")
-        if not sep or field not in flags:
+        text = str(exc)
+        field, sep, rest = text.partition(": ")
+        if sep and field in flags:
+            text = f"{flags[field]}: {rest}"
+        shown = as_flags(text, flags)
+        if shown == str(exc):
             raise
-        raise type(exc)(f"{flags[field]}: {rest}") from None
+        raise type(exc)(shown) from None

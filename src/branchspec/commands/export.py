@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from branchspec.commands._common import writable_dir
+from branchspec.commands._common import flag_errors, writable_dir
 from branchspec.checkpoint import checkpoint_paths
 from branchspec.train.export import export_weights, refuse_same_unit
 
@@ -23,10 +23,15 @@ def add_arguments(p):
     p.add_argument("--out", required=True, help="new checkpoint name, e.g. checkpoints/cifar10-m16/last")
 
 
+FLAGS = {"src": "--checkpoint", "dst": "--out"}  # export_weights(src, dst)
+
+
 def run(args) -> int:
-    refuse_same_unit(args.checkpoint, args.out)  # before anything is created
+    with flag_errors(FLAGS):
+        refuse_same_unit(args.checkpoint, args.out)  # before anything is created
     writable_dir(str(Path(args.out).parent))
-    export_weights(args.checkpoint, args.out)
+    with flag_errors(FLAGS):
+        export_weights(args.checkpoint, args.out)
     weights, _ = checkpoint_paths(args.out)
     print(f"export: {weights} ({weights.stat().st_size / 1e6:.1f} MB, weights only)")
     return 0

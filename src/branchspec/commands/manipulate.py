@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from branchspec.commands._common import existing_file, writable_dir
+from branchspec.commands._common import existing_file, flag_errors, writable_dir
 
 NAME = "manipulate"
 HELP = "sweep, sum or re-weight the components of a decomposition (.npz from 'branchspec decompose')"
@@ -34,21 +34,30 @@ def add_arguments(p):
     p.add_argument("--no-gif", action="store_true", help="skip the animated GIFs")
 
 
+# the library's field -> its flag (flag_errors; alphas, subsets, gains, component are --alphas, ...)
+FLAGS = {"components": "--component", "decomposition": "DECOMPOSITION.npz", "folder": "DECOMPOSITION.npz|FOLDER"}
+
+
 def run(args) -> int:
+    with flag_errors(FLAGS):
+        return _run(args)
+
+
+def _run(args) -> int:
     from branchspec.apps.components import Decomposition
     from branchspec.apps.manipulation import parse_alphas, parse_gains, parse_indices
     from branchspec.experiments import apps
 
-    alphas = parse_alphas(args.alphas, "--alphas")
+    alphas = parse_alphas(args.alphas, "alphas")
     if Path(args.decomposition).is_dir():
         return _run_folder(args, alphas)
     existing_file(args.decomposition, "DECOMPOSITION.npz")
     m = Decomposition.load(args.decomposition).num_components
     comps = None
     if args.component:
-        comps = tuple(sorted({k for text in args.component for k in parse_indices(text, m, "--component")}))
-    subsets = tuple(tuple(parse_indices(s, m, "--subsets")) for s in args.subsets)
-    gains = tuple(parse_gains(args.gains, m, "--gains")) if args.gains is not None else None
+        comps = tuple(sorted({k for text in args.component for k in parse_indices(text, m, "components")}))
+    subsets = tuple(tuple(parse_indices(s, m, "subsets")) for s in args.subsets)
+    gains = tuple(parse_gains(args.gains, m, "gains")) if args.gains is not None else None
     out = writable_dir(args.out)
     mc = apps.Manipulate(components=comps, alphas=tuple(alphas), subsets=subsets, gains=gains,
                          gif="none" if args.no_gif else "all", folder="")
@@ -66,12 +75,12 @@ def _run_folder(args, alphas) -> int:
 
     if args.gains is not None:
         raise UsageError("--gains: one gain per component fits one decomposition; give a single DECOMPOSITION.npz")
-    decomposition_files(args.decomposition, "DECOMPOSITION.npz|FOLDER")  # a folder with no .npz: one-line error
+    decomposition_files(args.decomposition, "folder")  # a folder with no .npz: one-line error
     big = 4096  # checked against each file's M in manipulate_folder
-    comps = sorted({k for text in args.component or () for k in parse_indices(text, big, "--component")})
+    comps = sorted({k for text in args.component or () for k in parse_indices(text, big, "components")})
     if len(comps) > 1:
         raise UsageError("--component: a folder takes one component K (one sweep row per image)")
-    subsets = tuple(tuple(parse_indices(s, big, "--subsets")) for s in args.subsets) or "thirds"
+    subsets = tuple(tuple(parse_indices(s, big, "subsets")) for s in args.subsets) or "thirds"
     out = writable_dir(args.out)
     mc = apps.Manipulate(components=tuple(comps) or None, alphas=tuple(alphas), subsets=subsets, folder="")
     doc = apps.run(apps.Config(folder=args.decomposition, manipulate=mc), out)["manipulation"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from branchspec.commands._common import existing_file, writable_dir
+from branchspec.commands._common import at_least, existing_file, finite, flag_errors, writable_dir
 
 NAME = "segment"
 HELP = "segment cats' eyes from a decomposition with Chan-Vese (paper App. F)"
@@ -39,10 +39,18 @@ def add_arguments(p):
                    help="Gaussian smoothing of the locator energy in pixels (default 0: none, the paper)")
 
 
+# the library's field -> its flag (flag_errors; target, truth, eyes are --target, ...)
+FLAGS = {"locators": "--locator", "decomposition": "DECOMPOSITION.npz", "folder": "DECOMPOSITION.npz|FOLDER"}
+
+
 def run(args) -> int:
+    with flag_errors(FLAGS):
+        return _run(args)
+
+
+def _run(args) -> int:
     from branchspec.apps.components import Decomposition
     from branchspec.apps.manipulation import parse_indices
-    from branchspec.commands._common import at_least, finite, flag_errors
     from branchspec.errors import UsageError
     from branchspec.experiments import apps
 
@@ -59,14 +67,13 @@ def run(args) -> int:
     dec = Decomposition.load(args.decomposition)
     m, shape = dec.num_components, dec.R.shape
     del dec  # the run loads it again: never two copies in memory
-    loc = tuple(parse_indices(args.locator, m, "--locator")) if args.locator is not None else None
+    loc = tuple(parse_indices(args.locator, m, "locators")) if args.locator is not None else None
     if args.target is not None and not 0 <= args.target < m:
         raise UsageError(f"--target: component {args.target} out of range 0..{m - 1}")
     out = writable_dir(args.out)
     sc = apps.Segment(locators=loc, target=args.target, truth=args.truth or "", mu=args.mu,
                       iterations=args.iterations, folder="", on=args.on, energy_sigma=args.energy_sigma)
-    with flag_errors({"truth": "--truth"}):
-        res = apps.run(apps.Config(decomposition=args.decomposition, segment=sc), out)["segmentation"]
+    res = apps.run(apps.Config(decomposition=args.decomposition, segment=sc), out)["segmentation"]
     if res["truth_resized"]:
         print(f"note: --truth resized (nearest) to {shape[2]}x{shape[1]}")
     line = (f"locators {res['locators']}, target {res['target']} ({'automatic' if res['automatic'] else 'manual'}); "
@@ -87,9 +94,9 @@ def _run_folder(args) -> int:
 
     if args.truth is not None:
         raise UsageError("--truth: one mask fits one image; give a single DECOMPOSITION.npz with --truth")
-    decomposition_files(args.decomposition, "DECOMPOSITION.npz|FOLDER")  # a folder with no .npz: one-line error
+    decomposition_files(args.decomposition, "folder")  # a folder with no .npz: one-line error
     big = 4096  # indices are checked against each file's M in segment()
-    loc = parse_indices(args.locator, big, "--locator") if args.locator is not None else None
+    loc = parse_indices(args.locator, big, "locators") if args.locator is not None else None
     if args.target is not None and args.target < 0:
         raise UsageError(f"--target: component {args.target} must be >= 0")
     out = writable_dir(args.out)

@@ -28,7 +28,9 @@ DESCRIPTION = (
 )
 
 
-FLAGS = options.flags(TrainConfig)  # config field -> its flag, to name a field in an error
+# config field (or library parameter) -> its flag, to name it in an error; any other field the library names
+# (resume, threads, ...) is shown as --field-name (flag_errors)
+FLAGS = {**options.flags(TrainConfig), "procs": "--sweep-procs", "world_size": "torchrun --nproc_per_node"}
 
 
 def add_arguments(p):
@@ -80,7 +82,8 @@ def run(args) -> int:
     cfg = classifier.Config(train=cfg, sweep=ms, resume=args.resume, max_steps=args.max_steps,
                             progress=not args.quiet, sweep_procs=at_least(args.sweep_procs, 1, "--sweep-procs"),
                             sweep_threads=args.threads)
-    res = classifier.run(cfg, out)
+    with flag_errors(FLAGS):  # the library names fields (resume, out, procs, ...): here they become flags
+        res = classifier.run(cfg, out)
     if ms:
         sw = res["sweep"]
         print(f"sweep: {Path(out) / 'sweep.json'}  active {sw['active']} silent {sw['silent']} for M {sw['M']}")

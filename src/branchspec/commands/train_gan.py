@@ -23,7 +23,9 @@ DESCRIPTION = (
 )
 
 
-FLAGS = options.flags(GanTrainConfig)  # config field -> its flag, to name a field in an error
+# config field (or library parameter) -> its flag, to name it in an error; any other field the library names
+# (resume, threads, ...) is shown as --field-name (flag_errors)
+FLAGS = {**options.flags(GanTrainConfig), "world_size": "torchrun --nproc_per_node"}
 
 
 def add_arguments(p) -> None:
@@ -68,7 +70,8 @@ def run(args) -> int:
         torch.set_num_threads(at_least(args.threads, 1, "--threads"))
     elif args.resume:
         restore_runtime(out / "checkpoints" / "last")  # the thread count the run was saved with: exact resume
-    res = gan.run(gan.Config(train=cfg, resume=args.resume, progress=not args.no_progress), out)
+    with flag_errors(FLAGS):  # the library names fields (resume, data, batch_size, ...): here they become flags
+        res = gan.run(gan.Config(train=cfg, resume=args.resume, progress=not args.no_progress), out)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"train-gan: checkpoint {res['train']['checkpoint']}")
     return 0

@@ -12,7 +12,7 @@ Sources, all returned as one :class:`DomainImages` (uint8 images in memory):
   :func:`branchspec.data.cifar.load_cifar10`).
 * :func:`branchspec.data.embedded.embedded_domains` — real photographs bundled
   with scikit-image, for the demo and the tests.
-* :func:`branchspec.data.domains.load_domains` — picks one of them from a ``--data`` string.
+* :func:`branchspec.data.domains.load_domains` — picks one of them from a ``data`` string.
 
 Example:
     >>> import tempfile, pathlib
@@ -167,7 +167,7 @@ def check_data_size(n: int, img_size: int, where) -> int:
     """The bytes ``n`` images of side ``img_size`` take in memory (with their copies while a data set is built),
     checked against the memory budget (:mod:`branchspec.budget`) before any is read."""
     return budget.check(budget.BASELINE_BYTES + n * 3 * img_size * img_size * DATA_COPIES,
-                        f"--img-size {img_size} with the {n} images of {where}")
+                        f"`img_size` {img_size} with the {n} images of {where}")
 
 
 def _listing(folder: Path) -> list[Path]:

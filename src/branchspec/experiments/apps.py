@@ -80,7 +80,7 @@ def pick(cfg: Config) -> Path:
     paths = sorted(Path(cfg.search).glob("*.npz")) if cfg.search else []
     if not paths:
         raise ConfigError("decomposition", f"no decomposition given and no {Path(cfg.search or '.')}/*.npz; run the "
-                          "decomposition part first (branchspec demo --parts decomposition,apps)", usage=False)
+                          "demo's decomposition part first", usage=False)
     return next((p for p in paths if "cat" in p.stem or "chelsea" in p.stem), paths[0])
 
 

@@ -98,15 +98,15 @@ def decompose(d: Decompose, out: Path, checkpoint: str, seed: int = 0) -> dict:
         paths += held_out_files(state, checkpoint)
     size = d.img_size if d.img_size is not None else ckpt_size
     if size is None:
-        raise ConfigError("img_size", "the checkpoint does not record img_size; give --img-size S")
+        raise ConfigError("img_size", "the checkpoint does not record its image size; give it")
     if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024 or size & (size - 1):
         raise ConfigError("img_size", f"must be a power of two in [8, 1024] (the generator halves it), got {size!r}")
     config = state["model"]["config"] if state["model"]["kind"] == "generator" else None  # not another kind's
     smallest = GeneratorConfig(**{"padding": "zeros", **config}).min_img_size if config else 8
     if size < smallest:
-        raise ConfigError("img_size", f"{size} is too small for this generator: its bottleneck needs --img-size >= "
+        raise ConfigError("img_size", f"{size} is too small for this generator: its bottleneck needs `img_size` >= "
                                       f"{smallest}")
-    check_decompose(gen, config, size, d.batch_size)  # one pass of --batch-size images fits the memory budget
+    check_decompose(gen, config, size, d.batch_size)  # one pass of batch_size images fits the memory budget
     if d.crops_per_domain > 0:
         crop_seed = derive_seed(seed, "held-out-crops") if d.crop_seed is None else d.crop_seed
         paths += write_crops(int(size), d.crops_per_domain, crop_seed, out / "heldout")

@@ -19,7 +19,8 @@ def held_out_files(state: dict, ckpt: str) -> list[Path]:
     rec = state.get("held_out") or {}
     files = [Path(f) for f in rec.get("files", [])]
     if not files:
-        raise ConfigError("held_out", f"checkpoint {ckpt} records no held-out images (train-gan --holdout N)")
+        raise ConfigError("held_out", f"checkpoint {ckpt} records no held-out images (train with `holdout` N to "
+                                      "hold some out)")
     missing = [f for f in files if not f.is_file()]
     if len(missing) == len(files):
         raise ConfigError("held_out", f"none of the {len(files)} held-out files exists any more (first: {files[0]})")
@@ -55,7 +56,7 @@ def judge_images(spec, paths, domains, size, value_range, limit):
                 xs.append(load_image(p, size, value_range))
             except (OSError, ValueError, SyntaxError):
                 continue
-            ys.append(domains.index(image_domain(Path(p), domains, arg="domain")))
+            ys.append(domains.index(image_domain(Path(p), domains, field="domain")))
         if not xs:
             raise ConfigError("judge", "none of the images could be read")
         return torch.stack(xs), torch.tensor(ys)

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from branchspec.data.imageset import test_set_for
-from branchspec.errors import BranchspecError, CheckpointError, UsageError
+from branchspec.errors import BranchspecError, CheckpointError, ConfigError
 from branchspec.hessian.data import HessianData, l2_sum
 from branchspec.toy import PROBLEMS
 from branchspec.losses import loss_value
@@ -78,7 +78,7 @@ def data_for(kind: str, branched: nn.Module, state: dict[str, Any], batch: int,
     """The batch and loss for a checkpoint of model ``kind``."""
     if kind == "toy":
         if data_dir is not None:
-            raise UsageError("--data is not used for toy checkpoints (their data are in the checkpoint)")
+            raise ConfigError("data", "not used for toy checkpoints (their data are in the checkpoint)")
         return toy_data(state, batch)
     if kind == "classifier":
         return classifier_data(branched, state, batch, data_dir)

@@ -92,14 +92,14 @@ def check_resume(state: dict, cfg, data, path) -> None:
     bad = resume_mismatch(saved, cfg)
     if bad:
         k, old, new = bad
-        raise ResumeMismatch(f"--resume: the run was trained with {k}={old!r}, now {new!r}")
+        raise ResumeMismatch(f"the run was trained with {k}={old!r}, now {new!r}")
     if state.get("domains") != list(data.domains):
-        raise ResumeMismatch(f"--resume: domains changed ({state.get('domains')} -> {data.domains})")
+        raise ResumeMismatch(f"domains changed ({state.get('domains')} -> {data.domains})")
     rec, now = state.get("data"), {"images": len(data), "per_domain": data.counts()}
     if isinstance(rec, dict) and any(k in rec and rec[k] != v for k, v in now.items()):
-        raise ResumeMismatch(f"--resume: the run was trained on {rec.get('images')} images ({rec.get('per_domain')}), "
-                             f"--data now gives {now['images']} ({now['per_domain']}); resume with the same data "
-                             "or start a new run")
+        raise ResumeMismatch(f"the run was trained on {rec.get('images')} images ({rec.get('per_domain')}), "
+                             f"`data` now gives {now['images']} ({now['per_domain']}); resume with the same "
+                             "data or start a new run")
     check_runtime(state)
 
 

@@ -54,7 +54,7 @@ from branchspec.compiling import compile_after_warmup
 from branchspec.data.domains import load_domains
 from branchspec.data.imageset import flip_where
 from branchspec.data.folders import DomainImages
-from branchspec.errors import NonFiniteLoss, UsageError
+from branchspec.errors import ConfigError, NonFiniteLoss
 from branchspec.io import append_text, atomic_write_json
 from branchspec.models.discriminator import Discriminator
 from branchspec.models.generator import build_generator, generator_labels
@@ -103,7 +103,7 @@ class GanTrainer:
             data, self.held_out = data.split_holdout(cfg.holdout)
         self.data = data
         if len(self.data) < self.world:
-            raise UsageError(f"--data: {len(self.data)} images cannot be shared by {self.world} processes")
+            raise ConfigError("data", f"{len(self.data)} images cannot be shared by {self.world} processes")
         nd = len(self.data.domains)
         self.gcfg = cfg.generator_config(nd)
         self.G = build_generator(self.gcfg).to(self.device)

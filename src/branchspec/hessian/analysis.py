@@ -139,7 +139,7 @@ def analyze(model: nn.Module, data: HessianData, params: str = "first-layer", *,
     H = None
     try:
         check_budget(need, budget_bytes, f"the exact Hessian of {subset.num_params} parameters ({params})",
-                     "use --probes K for an estimate, a smaller --params subset or --batch, or raise --max-memory-gb")
+                     "use `probes` K for an estimate, a smaller `params` subset or `batch`, or raise `max_memory_gb`")
     except BranchspecError:
         if probes <= 0:
             raise
@@ -162,7 +162,7 @@ def analyze(model: nn.Module, data: HessianData, params: str = "first-layer", *,
         m = subset.num_branches
         check_budget(probes * (8 * m * m + 3 * itemsize * subset.num_params + 8 * subset.per_branch),
                      max(budget_bytes, 64 * 2**20),
-                     f"{probes} probes of {subset.num_params} parameters", "use fewer --probes or raise --max-memory-gb")
+                     f"{probes} probes of {subset.num_params} parameters", "use fewer `probes` or raise `max_memory_gb`")
         t0 = time.perf_counter()
         est = probe_block_norms(branched, subset, data.x, data.y, data.loss_fn, probes=probes, seed=seed)
         pr = est.summary()

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from branchspec.errors import UsageError
+from branchspec.errors import ConfigError
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -53,7 +53,7 @@ class DistContext:
         """Join the torchrun process group if there is one; choose the device."""
         use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
         if use_cuda and not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device available")
+            raise ConfigError("device", f"{device}, but no CUDA device is available")
         own = False
         if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             dist.init_process_group("nccl" if use_cuda else "gloo")
@@ -77,7 +77,7 @@ class DistContext:
         """This process's slice of the global batch, on its device."""
         if self.world > 1:
             if len(y) < self.world:
-                raise UsageError(f"--batch-size: a batch of {len(y)} cannot be shared by {self.world} processes")
+                raise ConfigError("batch_size", f"a batch of {len(y)} cannot be shared by {self.world} processes")
             x, y = x[self.rank::self.world], y[self.rank::self.world]
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from branchspec.errors import UsageError
+from branchspec.errors import ConfigError
 from branchspec.checkpoint import (
-    CheckpointError, load_checkpoint, prefixed, same_checkpoint, save_checkpoint, unprefixed,
+    CheckpointError, ResumeMismatch, load_checkpoint, prefixed, same_checkpoint, save_checkpoint, unprefixed,
 )
 
 KEPT_STATE = ("model", "data", "train_config", "step", "epoch", "metrics", "ema_decay", "img_size", "domains", "held_out")
@@ -30,28 +30,30 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Copy ``src``'s ``model.*`` weights and its descriptive state to the checkpoint ``dst``.
 
     ``dst`` may not name ``src``'s own unit (:func:`refuse_same_unit`): the copy would replace a resumable
-    checkpoint by one that cannot be resumed.
+    checkpoint by one that cannot be resumed. A ``src`` without model weights is a
+    :class:`~branchspec.checkpoint.CheckpointError` naming ``src``.
     """
     refuse_same_unit(src, dst)
     tensors, state = load_checkpoint(src)
     weights = unprefixed("model", tensors)
     if not weights or "model" not in state:
-        raise CheckpointError(f"--checkpoint: {src} holds no model weights (no 'model.*' tensors or model spec)")
+        raise CheckpointError(f"src: {src} holds no model weights (no 'model.*' tensors or model spec)")
     kept = {k: state[k] for k in KEPT_STATE if k in state}
     kept.update(weights_only=True, exported_from=str(Path(src).name))
     return save_checkpoint(dst, prefixed("model", weights), kept)
 
 
 def refuse_same_unit(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """A one-line UsageError (exit 2) when ``dst`` resolves to a file of ``src``'s checkpoint unit
-    (``RUN/last`` vs ``RUN/last``, ``RUN/last.json`` vs ``RUN/last.safetensors``, a link to either)."""
+    """A :class:`~branchspec.errors.ConfigError` of ``dst`` (exit 2) when ``dst`` resolves to a file of ``src``'s
+    checkpoint unit (``RUN/last`` vs ``RUN/last``, ``RUN/last.json`` vs ``RUN/last.safetensors``, a link to either)."""
     if same_checkpoint(src, dst):
-        raise UsageError(f"--out: {dst} is the checkpoint being exported ({src}); exporting over it would "
-                         "destroy its training state — choose another name, e.g. checkpoints/NAME/last")
+        raise ConfigError("dst", f"{dst} is the checkpoint being exported ({src}); exporting over it would "
+                                 "destroy its training state — choose another name, e.g. checkpoints/NAME/last")
 
 
 def refuse_weights_only(state: dict, path) -> None:
-    """``--resume`` of a weights-only checkpoint: a one-line error instead of a missing-optimiser traceback."""
+    """Resuming a weights-only checkpoint: a one-line :class:`~branchspec.checkpoint.ResumeMismatch` of
+    ``resume`` instead of a missing-optimiser traceback."""
     if state.get("weights_only"):
-        raise CheckpointError(f"--resume: {path} holds weights only (exported for analysis); "
-                              "it cannot be resumed — train a new run from it or resume the original RUN/last")
+        raise ResumeMismatch(f"{path} holds weights only (exported for analysis); it cannot be "
+                             "resumed — train a new run from it or resume the original RUN/last")

@@ -91,9 +91,9 @@ def classifier_training_bytes(cfg, num_classes: int = 10, side: int | None = Non
 def check_classifier_training(cfg, num_classes: int = 10) -> int:
     """:func:`classifier_training_bytes` within the budget, else one line naming the driving arguments."""
     need = classifier_training_bytes(cfg, num_classes)
-    side = f" and --img-size {cfg.img_size}" if cfg.img_size != 32 else ""
-    return budget.check(need, f"--batch-size {cfg.batch_size} with --branches {cfg.num_branches}, "
-                              f"--width {cfg.width:g}{side}")
+    side = f" and `img_size` {cfg.img_size}" if cfg.img_size != 32 else ""
+    return budget.check(need, f"`batch_size` {cfg.batch_size} with `num_branches` {cfg.num_branches}, "
+                              f"`width` {cfg.width:g}{side}")
 
 
 @lru_cache(maxsize=16)
@@ -142,5 +142,5 @@ def check_gan_training(cfg, num_domains: int = 2, data_bytes: int = 0) -> int:
     """:func:`gan_training_bytes` within the budget, else one line naming the driving arguments."""
     need = gan_training_bytes(cfg, num_domains, data_bytes)
     data = f" and {data_bytes / budget.GB:.2g} GB of images" if data_bytes > budget.GB else ""
-    return budget.check(need, f"--batch-size {cfg.batch_size} with --img-size {cfg.img_size}, --branches "
-                              f"{cfg.num_branches}, --max-width {cfg.max_width}{data}")
+    return budget.check(need, f"`batch_size` {cfg.batch_size} with `img_size` {cfg.img_size}, `num_branches` "
+                              f"{cfg.num_branches}, `max_width` {cfg.max_width}{data}")
