@@ -12,6 +12,11 @@ departure from the paper. From that:
 * :func:`values` turns the parsed namespace back into the config's keyword arguments: the field
   defaults, over them a ``--config`` file's values (:func:`load_file`: TOML, JSON, or a run's
   ``config.json``), over those the flags given.
+* A field that is not an int, float, str or bool (a tuple of M values, a list of pairs) names a ``parse``
+  function: the flag takes text (``--branches 2-30``) and :func:`values` turns it into the field's value, a
+  refusal (ValueError) becoming :class:`~branchspec.errors.ConfigError` of the field. A flag without ``--`` is
+  positional (its metavar); ``const`` makes a switch that sets that value (``--save-model`` → ``save_models=None``).
+* A field declared with :func:`api_only` is set by the API alone (the demo's sub-folders, figure labels): no flag.
 * :func:`check_fields` validates choices and finiteness in a config's ``__post_init__``, raising
   :class:`~branchspec.errors.ConfigError` (field, reason); a command renames the field to its flag
   (:func:`flags`).
@@ -44,6 +49,7 @@ import math
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,21 +66,39 @@ branches do not pack (:class:`branchspec.branched.Branched`). Given anew, an old
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,  # noqa: A002
            choices=None, group: str = "settings", metavar: str | None = None, departure: bool = False,
-           default_help: str | None = None, cli_only: bool = False) -> Any:
+           default_help: str | None = None, cli_only: bool = False, required: bool = False,
+           parse: Callable[[Any], Any] | None = None, many: str | None = None, const: Any = dataclasses.MISSING) -> Any:
     """A dataclass field that is also a command-line option.
 
-    ``flag``: the flag when not ``--field-name`` (``--no-field-name`` for a bool that defaults to True);
-    ``choices``: the allowed values (checked by argparse, the config file loader and :func:`check_fields`);
+    ``flag``: the flag when not ``--field-name`` (``--no-field-name`` for a bool that defaults to True); a name
+    without ``--`` makes the option positional, shown as that name (``IMAGE_OR_FOLDER``);
+    ``choices``: the allowed values (checked by argparse, the config file loader and :func:`check_fields`) — of
+    the text, when the field has a ``parse`` function;
     ``departure``: not the paper's setting when changed from the default (group :data:`DEPARTURES`);
     ``default_help``: how ``--help`` states the default when the value alone does not say it (None defaults);
-    ``cli_only``: given on the command line only — a ``--config`` file's value is ignored (the run folder).
+    ``cli_only``: given on the command line only — a ``--config`` file's value is ignored (the run folder);
+    ``required``: the command line must give it, though the API has a default ("" = the run an experiment trained);
+    ``parse``: text → the field's value, for a field that is not an int, float, str or bool (a range ``2-30``, a
+    list ``0,3,5``); it raises ValueError with the reason, and gets the list of texts when ``many`` is set;
+    ``many``: ``"append"`` (the flag repeats), ``"+"`` (one flag, one or more values) or ``"*"`` (a positional
+    taking zero or more);
+    ``const``: the flag takes no value and sets the field to ``const`` (a bool field's switch sets ``not default``).
     """
     meta = {"help": help, "flag": flag, "choices": tuple(choices) if choices is not None else None,
             "group": DEPARTURES if departure else group, "metavar": metavar, "departure": departure,
-            "default_help": default_help, "cli_only": cli_only}
+            "default_help": default_help, "cli_only": cli_only, "required": required, "parse": parse, "many": many,
+            "const": const}
+    if many not in (None, "append", "+", "*") or (many and parse is None):
+        raise TypeError(f"option(many={many!r}): 'append', '+' or '*', with a parse function for the list of texts")
     if default is dataclasses.MISSING:
         return dataclasses.field(metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def api_only(default: Any, help: str = "") -> Any:  # noqa: A002
+    """A config field that is no command-line option: the API sets it (the demo, another experiment) and a
+    command leaves the default — a sub-folder, figure labels, a progress bar the command decides."""
+    return dataclasses.field(default=default, metadata={"api_only": True, "help": help})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,24 +106,45 @@ class Spec:
     """One config field as a command-line option."""
 
     field: str  # the config field
-    flag: str  # "--branches"
-    dest: str  # the namespace attribute: the flag's name, "branches"
-    type: type  # int, float, str or bool (None allowed when ``optional``)
+    flag: str  # "--branches", or a positional's name "IMAGE_OR_FOLDER"
+    dest: str  # the namespace attribute: the flag's name, "branches" (a positional's: the field)
+    type: type  # int, float, str or bool (None allowed when ``optional``); any type with a ``parse`` function
     optional: bool  # the field's type admits None
     default: Any  # the field's default, or dataclasses.MISSING (required)
     meta: dict
 
+    @property
+    def positional(self) -> bool:
+        return not self.flag.startswith("-")
+
+    @property
+    def switch(self) -> bool:
+        """The flag takes no value: a bool field, or a field with a ``const``."""
+        return self.type is bool or self.meta.get("const", dataclasses.MISSING) is not dataclasses.MISSING
+
+    def switched(self) -> Any:
+        """The value the switch sets."""
+        const = self.meta.get("const", dataclasses.MISSING)
+        return (not self.default) if const is dataclasses.MISSING else const
+
 
 def specs(cls) -> list[Spec]:
-    """The options of config class ``cls``, in field order."""
+    """The options of config class ``cls``, in field order (not the :func:`api_only` fields)."""
     hints = typing.get_type_hints(cls)
     out = []
     for f in dataclasses.fields(cls):
+        if f.metadata.get("api_only"):
+            continue
+        if "group" not in f.metadata:
+            raise TypeError(f"{cls.__name__}.{f.name}: declare it with options.option() or options.api_only()")
         typ, optional = _base_type(hints[f.name])
+        if typ not in (int, float, str, bool) and f.metadata["parse"] is None:
+            raise TypeError(f"{cls.__name__}.{f.name}: a {typ} field needs option(parse=...)")
         flag = f.metadata.get("flag")
         if flag is None:
             flag = "--" + ("no-" if typ is bool and f.default is True else "") + f.name.replace("_", "-")
-        out.append(Spec(f.name, flag, flag[2:].replace("-", "_"), typ, optional, f.default, dict(f.metadata)))
+        dest = flag[2:].replace("-", "_") if flag.startswith("-") else f.name
+        out.append(Spec(f.name, flag, dest, typ, optional, f.default, dict(f.metadata)))
     return out
 
 
@@ -125,7 +170,7 @@ def default_text(s: Spec) -> str:
     """What ``--help`` says about the default: the field's default (or its ``default_help``)."""
     if s.meta.get("default_help"):
         return f" (default {s.meta['default_help']})"
-    if s.type is bool or s.default is None or s.default is dataclasses.MISSING:
+    if s.switch or s.positional or s.meta.get("required") or s.default in (None, "", dataclasses.MISSING):
         return ""
     return f" (default {fmt(s.default)})"
 
@@ -144,25 +189,40 @@ def add_options(parser: argparse.ArgumentParser, cls, config_file: bool = True) 
     for title in sorted(titles, key=lambda t: (t == DEPARTURES, t == "run")):  # then "run", the departures last
         groups[title] = parser.add_argument_group(title)
     for s in specs(cls):
-        g = groups[s.meta["group"]]
         text = (s.meta["help"] + default_text(s)).replace("%", "%%")
-        if s.type is bool:
+        if s.positional:  # listed with the positional arguments, not in a group
+            parser.add_argument(s.dest, nargs=s.meta["many"], metavar=s.flag, help=text)
+            continue
+        g = groups[s.meta["group"]]
+        if s.switch:
             g.add_argument(s.flag, dest=s.dest, action="store_true", default=None, help=text)
             continue
-        g.add_argument(s.flag, dest=s.dest, type=s.type, default=None, help=text,
+        g.add_argument(s.flag, dest=s.dest, type=str if s.meta["parse"] else s.type, default=None, help=text,
                        choices=list(s.meta["choices"]) if s.meta["choices"] else None, metavar=s.meta["metavar"],
-                       required=s.meta["cli_only"] and s.default is dataclasses.MISSING)
+                       required=s.meta["required"] or (s.meta["cli_only"] and s.default is dataclasses.MISSING),
+                       **({"action": "append"} if s.meta["many"] == "append" else {"nargs": s.meta["many"]}))
     return flags(cls)
 
 
 def given(args: argparse.Namespace, cls) -> dict[str, Any]:
-    """The fields whose flags were given on the command line, with their values (a switch: not the default)."""
+    """The fields whose flags were given on the command line, with their values (a switch: the value it sets;
+    text of a field with a ``parse`` function: parsed, a refusal being :class:`ConfigError` of the field)."""
     out = {}
     for s in specs(cls):
         v = getattr(args, s.dest, None)
-        if v is not None:
-            out[s.field] = (not s.default) if s.type is bool else v
+        if v is None or v == []:  # a positional with nargs "*" that got nothing
+            continue
+        out[s.field] = s.switched() if s.switch else parsed(s, v) if s.meta["parse"] else v
     return out
+
+
+def parsed(s: Spec, text: Any) -> Any:
+    """``s``'s parse function on ``text`` (a string, or the list of them for ``many``); its ValueError (a
+    :class:`ConfigError` of another name too) becomes a :class:`ConfigError` of ``s.field``."""
+    try:
+        return s.meta["parse"](text)
+    except ValueError as exc:
+        raise ConfigError(s.field, exc.reason if isinstance(exc, ConfigError) else str(exc)) from None
 
 
 def values(args: argparse.Namespace, cls, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -220,6 +280,13 @@ def load_file(path: str | Path, cls, ignore: tuple[str, ...] = ()) -> dict[str, 
 def _file_value(s: Spec, value: Any, where: str) -> Any:
     if value is None and (s.optional or s.default is None):
         return None
+    if s.meta["parse"] is not None:  # text as on the command line, or the value itself (a list for a tuple)
+        if isinstance(value, str) or s.meta["many"]:
+            try:
+                return parsed(s, value)
+            except ConfigError as exc:
+                raise UsageError(f"{where}: {exc}") from None
+        return tuple(value) if isinstance(value, list) else value
     ok = {bool: isinstance(value, bool), str: isinstance(value, str),
           int: isinstance(value, int) and not isinstance(value, bool),
           float: isinstance(value, (int, float)) and not isinstance(value, bool)}.get(s.type, True)
@@ -248,7 +315,7 @@ def check_fields(cfg) -> None:
     choices, a float finite. Raises :class:`ConfigError` (field, reason)."""
     for s in specs(type(cfg)):
         v = getattr(cfg, s.field)
-        if s.meta["choices"] and v not in s.meta["choices"]:
+        if s.meta["choices"] and s.meta["parse"] is None and v not in s.meta["choices"]:
             raise ConfigError(s.field, f"must be one of {s.meta['choices']}, got {v!r}")
         if isinstance(v, float) and not math.isfinite(v):
             raise ConfigError(s.field, f"must be a finite number, got {v}")
@@ -259,7 +326,7 @@ def departures(cfg) -> list[str]:
     return [f.name for f in dataclasses.fields(cfg) if f.metadata.get("departure") and getattr(cfg, f.name) != f.default]
 
 
-__all__ = ["DEPARTURES", "NOT_CONFIG", "RENAMED_VALUES", "option", "Spec", "specs", "flags", "add_options", "given", "values", "load_file",
+__all__ = ["DEPARTURES", "NOT_CONFIG", "RENAMED_VALUES", "option", "api_only", "Spec", "specs", "flags", "add_options", "given", "parsed", "values", "load_file",
            "check_fields", "departures", "default_text", "fmt"]
 
 
@@ -272,10 +339,12 @@ def markdown_table(cls) -> str:
             default = "required"
         elif s.meta.get("default_help"):
             default = s.meta["default_help"]
-        elif s.type is bool:
+        elif s.switch:
             default = "off"  # a switch: given, it sets the opposite of the field's default
+        elif s.meta.get("required"):
+            default = "required"
         else:
-            default = "—" if s.default is None else fmt(s.default)
+            default = "—" if s.default in (None, "") else fmt(s.default)
         group = "departure" if s.meta.get("departure") else str(s.meta.get("group", ""))
         text = str(s.meta.get("help", "")).replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{s.flag}` | {default} | {group} | {text} |")
