@@ -9,6 +9,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
+from branchspec import textlists
 from branchspec.errors import BranchspecError, ConfigError, UsageError
 from branchspec.io import probe_writable
 
@@ -80,35 +81,11 @@ def finite(value: float, arg: str, lo: float | None = None, hi: float | None = N
 
 
 def int_range(text: str, arg: str, max_value: int = MAX_BRANCHES, max_count: int = 10_000) -> list[int]:
-    """Parse ``"2-30"``, ``"10"`` or ``"2,4,8"`` into a sorted list of distinct ints.
-
-    Bounds (``max_value``, ``max_count``) are checked *before* a range is expanded.
-    """
-    text = (text or "").strip()
-    if not text:
-        raise UsageError(f"{arg}: empty range")
-    out: set[int] = set()
+    """:func:`branchspec.textlists.int_range` (``"2-30"``, ``"2,4,8"``), a refusal a UsageError naming ``arg``."""
     try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1)
-                lo_i, hi_i = int(lo), int(hi)
-                if hi_i < lo_i:
-                    raise UsageError(f"{arg}: range {part!r} is empty (end before start)")
-                if hi_i > max_value:
-                    raise UsageError(f"{arg}: {hi_i} is over the limit of {max_value}")
-                if hi_i - lo_i + 1 + len(out) > max_count:
-                    raise UsageError(f"{arg}: more than {max_count} values")
-                out.update(range(lo_i, hi_i + 1))
-            else:
-                v = int(part)
-                if v > max_value:
-                    raise UsageError(f"{arg}: {v} is over the limit of {max_value}")
-                out.add(v)
-    except ValueError:
-        raise UsageError(f"{arg}: malformed range {text!r} (use e.g. 2-30 or 2,4,8)") from None
-    return sorted(out)
+        return textlists.int_range(text, max_value, max_count)
+    except ValueError as exc:
+        raise UsageError(f"{arg}: {exc}") from None
 
 
 _SETTING = re.compile(r"`([a-z_][a-z0-9_]*)`")  # a setting named in a library message: `resume`
