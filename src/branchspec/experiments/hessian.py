@@ -28,6 +28,8 @@ import torch
 from branchspec.errors import BranchspecError, ConfigError
 from branchspec.experiments import common
 from branchspec.hessian import HessianConfig
+from branchspec.hessian.analysis import METHODS
+from branchspec.options import api_only, check_fields, option
 from branchspec.report import Figure, Section
 
 NAME = "hessian"
@@ -36,20 +38,33 @@ _D = HessianConfig()
 
 @dataclass(frozen=True)
 class Config:
-    """Every knob of one Hessian analysis; the defaults are ``branchspec hessian``'s."""
+    """Every knob of one Hessian analysis; each option is one ``branchspec hessian`` flag (the defaults those of
+    :class:`~branchspec.hessian.HessianConfig`, which validates them)."""
 
-    checkpoint: str = ""  # a branched checkpoint (NAME, NAME.json or NAME.safetensors)
-    compare_checkpoint: str = ""  # optional second checkpoint of the same model, drawn side by side
-    params: str = _D.params  # parameter subset of every branch (hessian.select_params)
-    batch: int = _D.batch  # samples the loss is taken on
-    probes: int = _D.probes  # K random probes per block (0: none)
-    max_memory_gb: float = _D.max_memory_gb
-    method: str = _D.method  # auto, direct, blockwise
-    data: str = ""  # classifier only: a cifar-10-batches-py folder instead of digits
-    seed: int = _D.seed  # probes and column checks
-    label: str = ""  # name of the checkpoint in figures (default: its file name)
-    compare_label: str = ""
-    figures: bool = True
+    checkpoint: str = option("", "checkpoint (NAME, NAME.json or NAME.safetensors) of a branched model",
+                             required=True, metavar="CKPT")
+    compare_checkpoint: str = option("", "a second checkpoint of the same model (e.g. at initialisation) drawn "
+                                         "side by side", metavar="INIT_CKPT")
+    params: str = option(_D.params, "parameter subset of every branch: first-layer, last-layer, all, or "
+                                    "comma-separated names / globs inside a branch (e.g. 'conv1.weight')")
+    batch: int = option(_D.batch, "samples the loss is taken on", metavar="N")
+    probes: int = option(_D.probes, "also estimate block norms from K random probes per block (Hessian-vector "
+                                    "products); used alone when the exact Hessian is over the memory budget",
+                         metavar="K")
+    max_memory_gb: float = option(_D.max_memory_gb, "refuse exact Hessians whose matrices need more than G GiB "
+                                                    "(never more than the memory budget, BRANCHSPEC_MEMORY_GB)",
+                                  metavar="G")
+    method: str = option(_D.method, "exact method: direct forward-over-reverse, eq. 13-14 blockwise, or auto",
+                         choices=METHODS)
+    data: str = option("", "classifier only: a cifar-10-batches-py folder instead of digits", metavar="DIR")
+    seed: int = option(_D.seed, "seed of the probes and column checks")
+    label: str = api_only("", "name of the checkpoint in figures (default: its file name)")
+    compare_label: str = api_only("", "name of the compare checkpoint in figures")
+    figures: bool = api_only(True, "draw the figures")
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # choices, finite floats
+        self.hessian_config()  # batch, probes, max_memory_gb: ConfigError of the field
 
     def hessian_config(self) -> HessianConfig:
         return HessianConfig(params=self.params, batch=self.batch, method=self.method, probes=self.probes,

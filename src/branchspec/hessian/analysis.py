@@ -32,7 +32,7 @@ from torch.func import vmap
 
 from branchspec import budget
 from branchspec.branched import as_branched
-from branchspec.errors import BranchspecError
+from branchspec.errors import BranchspecError, ConfigError
 from branchspec.io import atomic_write_json, atomic_write_npz
 from branchspec.hessian.exact import (
     DEFAULT_BUDGET_BYTES,
@@ -50,13 +50,16 @@ from branchspec.hessian.data import HessianData
 from branchspec.hessian.factors import blockwise_hessian, eq14_report, hessian_factors
 from branchspec.hessian.probes import exact_stderr, probe_block_norms
 
+METHODS = ("auto", "direct", "blockwise")  # exact method: chosen by size, forward-over-reverse, eq. 13-14
+
+
 @dataclass(frozen=True)
 class HessianConfig:
     """One Hessian analysis, written as ``"config"`` into ``hessian.json``."""
 
     params: str = "first-layer"  # parameter subset of every branch (see select_params)
     batch: int = 128  # samples the loss is taken on
-    method: str = "auto"  # exact method: auto, direct, blockwise
+    method: str = "auto"  # exact method: one of METHODS
     probes: int = 0  # K random probes per block; 0 = none
     max_memory_gb: float = 2.0  # memory budget of the exact Hessian (capped by branchspec.budget's)
     seed: int = 0  # probes and column checks
@@ -64,15 +67,15 @@ class HessianConfig:
 
     def __post_init__(self) -> None:
         if self.batch < 1:
-            raise BranchspecError(f"batch must be >= 1, got {self.batch}")
-        if self.method not in ("auto", "direct", "blockwise"):
-            raise BranchspecError(f"unknown Hessian method {self.method!r} (auto, direct, blockwise)")
+            raise ConfigError("batch", f"must be >= 1, got {self.batch}")
+        if self.method not in METHODS:
+            raise ConfigError("method", f"unknown Hessian method {self.method!r} ({', '.join(METHODS)})")
         if self.probes < 0:
-            raise BranchspecError(f"probes must be >= 0, got {self.probes}")
+            raise ConfigError("probes", f"must be >= 0, got {self.probes}")
         if not self.max_memory_gb > 0:
-            raise BranchspecError(f"max_memory_gb must be > 0, got {self.max_memory_gb}")
+            raise ConfigError("max_memory_gb", f"must be > 0, got {self.max_memory_gb}")
         if not 0 <= self.zero_tol < 1:
-            raise BranchspecError(f"zero_tol must lie in [0, 1), got {self.zero_tol}")
+            raise ConfigError("zero_tol", f"must lie in [0, 1), got {self.zero_tol}")
 
     @property
     def budget_bytes(self) -> int:
