@@ -138,7 +138,7 @@ def specs(cls) -> list[Spec]:
         if "group" not in f.metadata:
             raise TypeError(f"{cls.__name__}.{f.name}: declare it with options.option() or options.api_only()")
         typ, optional = _base_type(hints[f.name])
-        if typ not in (int, float, str, bool) and f.metadata["parse"] is None:
+        if typ not in (int, float, str, bool) and f.metadata["parse"] is None and f.metadata["const"] is dataclasses.MISSING:
             raise TypeError(f"{cls.__name__}.{f.name}: a {typ} field needs option(parse=...)")
         flag = f.metadata.get("flag")
         if flag is None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from branchspec.commands._common import at_least, int_range, writable_dir
-from branchspec.errors import UsageError
+from branchspec import options
+from branchspec.commands._common import flag_errors, writable_dir
 
 NAME = "toy"
 HELP = "train the toy problems of §4.1 for a range of M, many trials each (Figs. 2-4)"
@@ -16,55 +16,26 @@ DESCRIPTION = (
     "DIR/results.json (per-M success rate, mean active / silent branches, settings, covariance "
     "examples for M=10), DIR/traces.npz and the figures (paper Figs. 2-4)."
 )
-MAX_NEURONS = 50_000_000  # trials × Σ M beyond this would not fit in memory comfortably
 
 
 def add_arguments(p):
-    from branchspec.toy import DEFAULT_STEPS, ToyConfig
-
-    d = ToyConfig()
-    p.add_argument("--problem", choices=["toy1", "toy2"], default="toy1", help="which toy problem (default toy1)")
-    p.add_argument("--branches", default="2-30", help="values of M: a range 2-30, a list 2,4,8 or one number (default 2-30)")
-    p.add_argument("--trials", type=int, default=d.trials, help=f"random initialisations per M (default {d.trials})")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--steps", type=int, default=None,
-                   help=f"gradient-descent steps (default: toy1 {DEFAULT_STEPS['toy1']}, toy2 {DEFAULT_STEPS['toy2']})")
-    p.add_argument("--lr", type=float, default=d.lr, help=f"learning rate (default {d.lr})")
-    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
-    p.add_argument("--save-model", action="store_true",
-                   help="also save, for every M, the first trial's initial and trained model as checkpoints in DIR/models")
-    p.add_argument("--no-figures", action="store_true", help="skip drawing the figures")
-
-
-def config_from_args(args):
-    """Validate the arguments (one-line UsageErrors naming them) and build the experiment's :class:`Config`."""
     from branchspec.experiments.toy import Config
 
-    ms = int_range(args.branches, "--branches")
-    if ms[0] < 1:
-        raise UsageError(f"--branches: every M must be >= 1, got {ms[0]}")
-    at_least(args.trials, 1, "--trials")
-    if args.steps is not None:
-        at_least(args.steps, 1, "--steps")
-    if not args.lr > 0:
-        raise UsageError(f"--lr must be > 0, got {args.lr}")
-    if args.trials * sum(ms) > MAX_NEURONS:
-        raise UsageError(f"--trials/--branches: {args.trials} × ΣM = {args.trials * sum(ms)} neurons "
-                         f"exceeds the limit of {MAX_NEURONS}")
-    return Config(problems=(args.problem,), branches=tuple(ms), trials=args.trials, steps=args.steps or 0,
-                  lr=args.lr, seed=args.seed, save_models=None if args.save_model else (),
-                  figures=not args.no_figures)
+    options.add_options(p, Config, config_file=False)  # one flag per field of experiments.toy.Config
+    p.add_argument_group(options.NOT_CONFIG).add_argument("--out", required=True, help="output folder")
 
 
 def run(args) -> int:
     from branchspec.experiments import toy
 
-    cfg = config_from_args(args)
+    with flag_errors(options.flags(toy.Config)):
+        cfg = toy.Config(**options.values(args, toy.Config))
     out = writable_dir(args.out)
     t0 = time.perf_counter()
     res = toy.run(cfg, out)
-    s = res["problems"][args.problem]
-    print(f"[toy] {args.problem}: {len(cfg.branches)} values of M × {cfg.trials} trials, "
+    problem = cfg.problems[0]
+    s = res["problems"][problem]
+    print(f"[toy] {problem}: {len(cfg.branches)} values of M × {cfg.trials} trials, "
           f"{s['steps']} steps in {s['seconds']:.1f} s → {out / 'results.json'}")
     for d in s["per_m"]:
         print(f"  M={d['m']:3d}  success {100 * d['success_rate']:6.2f} %  active {d['mean_active']:5.2f}  "

@@ -127,7 +127,7 @@ def plan(root, quick: bool = False, parts=tuple(PARTS), shipped: str | None = No
             if "toy" not in parts and not (ck / f"m{TOY_M}_trained.json").is_file():
                 ck = root / "hessian" / "toy"  # no toy step: one M = 10 Toy1 network, trained here
                 steps.append(Step("hessian/toy", toy, toy.Config(branches=(TOY_M,), trials=1,
-                                                                 steps=300 if quick else 0, save_models=(TOY_M,),
+                                                                 steps=300 if quick else None, save_models=(TOY_M,),
                                                                  figures=False), section=False))
                 ck = ck / "models"
             steps.append(Step("hessian", hessian, hessian_config(root, quick, ck)))

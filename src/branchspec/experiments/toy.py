@@ -24,30 +24,60 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from branchspec.errors import ConfigError
 from branchspec.experiments import common
+from branchspec.options import api_only, check_fields, option
 from branchspec.report import Figure, Section
-from branchspec.toy import ToyConfig
+from branchspec.textlists import int_set
+from branchspec.toy import DEFAULT_STEPS, PROBLEMS, ToyConfig
 
 NAME = "toy"
 _D = ToyConfig()
+MAX_NEURONS = 50_000_000  # trials × Σ M beyond this would not fit in memory comfortably
+
+
+def _one_problem(text: str) -> tuple[str, ...]:
+    return (text,)
 
 
 @dataclass(frozen=True)
 class Config:
-    """Every knob of a toy sweep; the defaults are ``branchspec toy``'s."""
+    """Every knob of a toy sweep; each option is one ``branchspec toy`` flag (defaults: :class:`ToyConfig`'s)."""
 
-    problems: tuple[str, ...] = ("toy1",)  # "toy1", "toy2" (§4.1)
-    branches: tuple[int, ...] = _D.branches  # values of M (paper 2..30)
-    trials: int = _D.trials  # random initialisations per M (paper 1000)
-    steps: int = 0  # gradient-descent steps; 0 = the problem's default
-    lr: float = _D.lr
-    seed: int = _D.seed
-    save_models: tuple[int, ...] | None = ()  # M whose first trial is checkpointed; None = every M
-    figures: bool = True  # draw Figs. 2–4 from the saved files
-    progress: bool = True
+    problems: tuple[str, ...] = option((_D.problem,), "which toy problem (§4.1)", flag="--problem",
+                                       choices=sorted(PROBLEMS), parse=_one_problem, default_help=_D.problem)
+    branches: tuple[int, ...] = option(_D.branches, "values of M: a range 2-30, a list 2,4,8 or one number (paper "
+                                                    "2-30)", parse=int_set, default_help="2-30")
+    trials: int = option(_D.trials, "random initialisations per M (paper 1000)")
+    steps: int | None = option(None, "gradient-descent steps",
+                               default_help=", ".join(f"{k} {v}" for k, v in DEFAULT_STEPS.items()))
+    lr: float = option(_D.lr, "learning rate")
+    seed: int = option(_D.seed, "random seed")
+    save_models: tuple[int, ...] | None = option(
+        (), "also save, for every M, the first trial's initial and trained model as checkpoints in DIR/models",
+        flag="--save-model", const=None)  # the API: the M whose first trial is checkpointed; None = every M
+    figures: bool = option(True, "skip drawing the figures (Figs. 2-4, drawn from the saved files)")
+    progress: bool = api_only(True, "a progress bar")
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # finite floats
+        bad = [p for p in self.problems if p not in PROBLEMS]
+        if bad or not self.problems:
+            raise ConfigError("problems", f"must be among {sorted(PROBLEMS)}, got {list(self.problems)}")
+        if not self.branches or min(self.branches) < 1:
+            raise ConfigError("branches", f"every M must be >= 1, got {list(self.branches)[:8]}")
+        if self.trials < 1:
+            raise ConfigError("trials", f"must be >= 1, got {self.trials}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError("steps", f"must be >= 1, got {self.steps}")
+        if not self.lr > 0:
+            raise ConfigError("lr", f"must be > 0, got {self.lr}")
+        if self.trials * sum(self.branches) > MAX_NEURONS:
+            raise ConfigError("trials", f"{self.trials} × ΣM of `branches` = {self.trials * sum(self.branches)} "
+                                        f"neurons exceeds the limit of {MAX_NEURONS}")
 
     def toy_config(self, problem: str) -> ToyConfig:
-        return ToyConfig(problem=problem, branches=tuple(self.branches), trials=self.trials, steps=self.steps,
+        return ToyConfig(problem=problem, branches=tuple(self.branches), trials=self.trials, steps=self.steps or 0,
                          lr=self.lr, seed=self.seed)
 
     def folder(self, out: Path, problem: str) -> Path:
