@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from branchspec.commands._common import MAX_IMG_SIZE, at_least, at_most, device_arg, flag_errors, writable_dir
-from branchspec.errors import UsageError
+from branchspec import options
+from branchspec.commands._common import device_arg, flag_errors, writable_dir
 
 NAME = "decompose"
 HELP = "decompose images into the ambient-space components of a trained branched generator"
@@ -18,60 +18,21 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
-    p.add_argument("images", nargs="*", metavar="IMAGE_OR_FOLDER", help="image files and/or folders (searched recursively)")
-    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="generator checkpoint (NAME, NAME.json or NAME.safetensors)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--domain", default=None, metavar="NAME", help="target domain for every image (default: the image's folder name)")
-    p.add_argument("--img-size", type=int, default=None, metavar="S", help="resize to S×S (default: the checkpoint's img_size)")
-    p.add_argument("--batch-size", type=int, default=8, help="images per generator pass (default 8)")
-    p.add_argument("--grid-rows", type=int, default=8, help="images shown in grid.png (default 8)")
-    p.add_argument("--held-out", action="store_true",
-                   help="also decompose the images the checkpoint's training run held out (train-gan --holdout)")
-    p.add_argument("--judge", default=None, metavar="CLASSIFIER_CKPT",
-                   help="score class transfer with a branchspec train-classifier checkpoint whose classes include "
-                        "the generator's domains: transfer accuracy and lift, source retention, own-domain PSNR/SSIM "
-                        "vs R, per-branch input dependence (written to decomposition.json under 'judge')")
-    p.add_argument("--judge-data", default=None, metavar="SPEC",
-                   help="images the judge scores: a CIFAR-10 folder (its test split, the generator's classes) or an "
-                        "image-folder ROOT (ROOT/val, ROOT/test or ROOT/train); default: the decomposed images")
-    p.add_argument("--judge-max", type=int, default=400, help="at most N images for the judge (default 400)")
-    p.add_argument("--face-regions", action="store_true",
-                   help="aligned faces: also each component's energy share in eyes, mouth, hair and background")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    from branchspec.experiments.gan import Decompose
 
-
-def _check_size(size) -> None:
-    if not isinstance(size, int) or isinstance(size, bool):
-        raise UsageError(f"--img-size must be an integer, got {size!r}")
-    at_least(size, 8, "--img-size")
-    at_most(size, MAX_IMG_SIZE, "--img-size")
-    if size & (size - 1):
-        raise UsageError(f"--img-size must be a power of two (the generator halves it), got {size}")
-
-
-FLAGS = {"images": "IMAGE_OR_FOLDER", "checkpoint": "--checkpoint", "domain": "--domain", "img_size": "--img-size",
-         "held_out": "--held-out", "judge": "--judge", "judge_data": "--judge-data"}
+    options.add_options(p, Decompose, config_file=False)  # one flag per field of experiments.gan.Decompose
+    p.add_argument_group(options.NOT_CONFIG).add_argument("--out", required=True, metavar="DIR", help="output folder")
 
 
 def run(args) -> int:
     from branchspec.experiments import gan
 
-    at_least(args.batch_size, 1, "--batch-size")
-    at_least(args.grid_rows, 1, "--grid-rows")
-    at_least(args.judge_max, 1, "--judge-max")
-    if args.judge_data and not args.judge:
-        raise UsageError("--judge-data: give --judge CLASSIFIER_CKPT as well")
-    if not args.images and not args.held_out:
-        raise UsageError("IMAGE_OR_FOLDER: give images or folders to decompose (or --held-out)")
-    if args.img_size is not None:
-        _check_size(args.img_size)
-    device_arg(args.device)
+    flags = options.flags(gan.Decompose)
+    with flag_errors(flags):
+        d = gan.Decompose(**options.values(args, gan.Decompose))
+    device_arg(d.device, flags["device"])
     out = writable_dir(args.out)
-    d = gan.Decompose(checkpoint=args.checkpoint, images=tuple(args.images), held_out=args.held_out,
-                      domain=args.domain, img_size=args.img_size, batch_size=args.batch_size, grid_rows=args.grid_rows,
-                      judge=args.judge or "", judge_data=args.judge_data or "", judge_max=args.judge_max,
-                      face_regions=args.face_regions, device=args.device)
-    with flag_errors(FLAGS):
+    with flag_errors(flags):
         res = gan.run(gan.Config(decompose=d), out)
     s = res["decomposition"]
     ssim = f"{s['ssim']:.3f}" if s.get("ssim") is not None else "n/a"

@@ -23,6 +23,7 @@ from branchspec.errors import BranchspecError, ConfigError, DataError
 from branchspec.experiments import common, shipped
 from branchspec.io import atomic_write_via
 from branchspec.models.generator import GeneratorConfig
+from branchspec.options import api_only, check_fields, option
 from branchspec.report import Figure, Section
 from branchspec.gan.config import GanTrainConfig
 from branchspec.seeds import derive_seed
@@ -30,27 +31,59 @@ from branchspec.seeds import derive_seed
 NAME = "decomposition"  # the report section's key (ORDER in branchspec.report)
 
 
+def check_img_size(size: object) -> int:
+    """``size`` if it is an image side the generator takes: a power of two in [8, 1024] (it halves the side)."""
+    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024 or size & (size - 1):
+        raise ConfigError("img_size", f"must be a power of two in [8, 1024] (the generator halves it), got {size!r}")
+    return size
+
+
 @dataclass(frozen=True)
 class Decompose:
-    """Decomposing images; the defaults are ``branchspec decompose``'s."""
+    """Decomposing images; each option is one ``branchspec decompose`` flag."""
 
-    checkpoint: str = ""  # generator checkpoint; "" = the run this experiment trained
-    images: tuple[str, ...] = ()  # image files and / or folders (searched recursively)
-    held_out: bool = False  # also the images the checkpoint's training run held out
-    crops_per_domain: int = 0  # > 0: also new random crops of the embedded photographs (another seed)
-    crop_seed: int | None = None  # their seed; None = derived from the training seed
-    domain: str | None = None  # target domain for every image (default: the image's folder name)
-    img_size: int | None = None  # default: the checkpoint's
-    batch_size: int = 8
-    grid_rows: int = 8  # images in grid.png …
-    grid_per_domain: int = 0  # … or, when > 0, up to this many of each domain (Figs. 10–11)
-    png_min_size: int = 0  # PNGs upscaled to at least this side
-    judge: str = ""  # a train-classifier checkpoint scoring class transfer
-    judge_data: str = ""  # images the judge scores ("" = the decomposed ones)
-    judge_max: int = 400
-    face_regions: bool = False  # also each branch's energy share in eyes / mouth / hair / background (aligned faces)
-    device: str = "cpu"
-    progress: bool = True
+    checkpoint: str = option("", "generator checkpoint (NAME, NAME.json or NAME.safetensors)", required=True,
+                             metavar="CKPT")  # the API's "": the run this experiment trained
+    images: tuple[str, ...] = option((), "image files and/or folders (searched recursively)", flag="IMAGE_OR_FOLDER",
+                                     many="*", parse=tuple)
+    held_out: bool = option(False, "also decompose the images the checkpoint's training run held out (train-gan "
+                                   "--holdout)")
+    crops_per_domain: int = api_only(0, "> 0: also new random crops of the embedded photographs (another seed)")
+    crop_seed: int | None = api_only(None, "their seed; None = derived from the training seed")
+    domain: str | None = option(None, "target domain for every image", default_help="the image's folder name",
+                                metavar="NAME")
+    img_size: int | None = option(None, "resize to S×S", default_help="the checkpoint's img_size", metavar="S")
+    batch_size: int = option(8, "images per generator pass")
+    grid_rows: int = option(8, "images shown in grid.png")
+    grid_per_domain: int = api_only(0, "when > 0, grid.png shows up to this many of each domain (Figs. 10-11)")
+    png_min_size: int = api_only(0, "PNGs upscaled to at least this side")
+    judge: str = option("", "score class transfer with a branchspec train-classifier checkpoint whose classes "
+                            "include the generator's domains: transfer accuracy and lift, source retention, "
+                            "own-domain PSNR/SSIM vs R, per-branch input dependence (written to decomposition.json "
+                            "under 'judge')", metavar="CLASSIFIER_CKPT")
+    judge_data: str = option("", "images the judge scores: a CIFAR-10 folder (its test split, the generator's "
+                                 "classes) or an image-folder ROOT (ROOT/val, ROOT/test or ROOT/train)",
+                             default_help="the decomposed images", metavar="SPEC")
+    judge_max: int = option(400, "at most N images for the judge")
+    face_regions: bool = option(False, "aligned faces: also each component's energy share in eyes, mouth, hair and "
+                                       "background")
+    device: str = option("cpu", "torch device")
+    progress: bool = api_only(True, "a progress bar")
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # finite floats
+        for name in ("batch_size", "grid_rows", "judge_max"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("crops_per_domain", "grid_per_domain", "png_min_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.img_size is not None:
+            check_img_size(self.img_size)
+        if self.judge_data and not self.judge:
+            raise ConfigError("judge_data", "give `judge` (a classifier checkpoint) as well")
+        if not (self.images or self.held_out or self.crops_per_domain):
+            raise ConfigError("images", "give images or folders to decompose (or `held_out`)")
 
 
 @dataclass(frozen=True)
@@ -99,8 +132,7 @@ def decompose(d: Decompose, out: Path, checkpoint: str, seed: int = 0) -> dict:
     size = d.img_size if d.img_size is not None else ckpt_size
     if size is None:
         raise ConfigError("img_size", "the checkpoint does not record its image size; give it")
-    if not isinstance(size, int) or isinstance(size, bool) or not 8 <= size <= 1024 or size & (size - 1):
-        raise ConfigError("img_size", f"must be a power of two in [8, 1024] (the generator halves it), got {size!r}")
+    check_img_size(size)
     config = state["model"]["config"] if state["model"]["kind"] == "generator" else None  # not another kind's
     smallest = GeneratorConfig(**{"padding": "zeros", **config}).min_img_size if config else 8
     if size < smallest:
