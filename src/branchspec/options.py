@@ -170,7 +170,7 @@ def default_text(s: Spec) -> str:
     """What ``--help`` says about the default: the field's default (or its ``default_help``)."""
     if s.meta.get("default_help"):
         return f" (default {s.meta['default_help']})"
-    if s.switch or s.positional or s.meta.get("required") or s.default in (None, "", dataclasses.MISSING):
+    if s.switch or s.positional or s.meta.get("required") or s.default in (None, "", (), dataclasses.MISSING):
         return ""
     return f" (default {fmt(s.default)})"
 
@@ -344,7 +344,7 @@ def markdown_table(cls) -> str:
         elif s.meta.get("required"):
             default = "required"
         else:
-            default = "—" if s.default in (None, "") else fmt(s.default)
+            default = "—" if s.default in (None, "", ()) else fmt(s.default)
         group = "departure" if s.meta.get("departure") else str(s.meta.get("group", ""))
         text = str(s.meta.get("help", "")).replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{s.flag}` | {default} | {group} | {text} |")

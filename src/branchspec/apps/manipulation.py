@@ -93,20 +93,25 @@ def parse_indices(text: str, m: int, field: str = "components") -> list[int]:
         raise ConfigError(field, f"malformed component list {text!r} (use e.g. 0,3,5)") from None
     if not idx:
         raise ConfigError(field, "empty component list")
+    return check_indices(idx, m, field)
+
+
+def check_indices(idx: Sequence[int], m: int, field: str = "components") -> list[int]:
+    """``idx`` as a list if every index names one of M components, else a ConfigError of ``field``."""
     bad = [i for i in idx if not 0 <= i < m]
     if bad:
         raise ConfigError(field, f"component(s) {bad} out of range 0..{m - 1}")
-    return idx
+    return list(idx)
 
 
-def parse_gains(text: str, m: int, field: str = "gains") -> list[float]:
-    """``"1,0,2,…"`` → M floats."""
+def parse_gains(text: str, m: int | None, field: str = "gains") -> list[float]:
+    """``"1,0,2,…"`` → M floats (any number of them when ``m`` is None: checked once M is known)."""
     try:
         g = [float(t) for t in text.split(",") if t.strip()]
     except ValueError:
         raise ConfigError(field, f"malformed gains {text!r} (use M comma-separated numbers)") from None
-    if len(g) != m or not all(np.isfinite(g)):
-        raise ConfigError(field, f"need {m} finite gains (one per component), got {len(g)}")
+    if not g or (m is not None and len(g) != m) or not all(np.isfinite(g)):
+        raise ConfigError(field, f"need {'M' if m is None else m} finite gains (one per component), got {len(g)}")
     return g
 
 

@@ -56,6 +56,7 @@ SEGMENT_ON = ("value", "energy")
 """What Chan–Vese segments: the target component's Value channel (App. F), or the locators' summed energy — a
 variant beyond the paper for small images, where an eye is a few pixels of bright and dark strokes that no
 flat target region separates (docs/apps.md)."""
+MAX_ENERGY_SIGMA = 64.0  # px: the smoothing of the locator energy, at most a quarter of a 256² image
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,8 @@ class SegmentConfig:
             raise ValueError("min_area_fraction in [0, 1) and pair_row_fraction in (0, 1] are required")
         if self.segment_on not in SEGMENT_ON:
             raise ValueError(f"segment_on must be one of {SEGMENT_ON}, got {self.segment_on!r}")
-        if not 0.0 <= self.energy_sigma <= 64.0:
-            raise ValueError(f"energy_sigma must lie in [0, 64] px, got {self.energy_sigma}")
+        if not 0.0 <= self.energy_sigma <= MAX_ENERGY_SIGMA:
+            raise ValueError(f"energy_sigma must lie in [0, {MAX_ENERGY_SIGMA:g}] px, got {self.energy_sigma}")
 
 
 def value_channel(component: np.ndarray) -> np.ndarray:

@@ -33,7 +33,10 @@ Example:
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -184,3 +187,33 @@ def pair_on_eyes(regions: list[dict], centres=EYE_CENTRES, tol: float = 0.1) -> 
 
     a, b = regions
     return (near(a, centres[0]) and near(b, centres[1])) or (near(a, centres[1]) and near(b, centres[0]))
+
+
+def eye_marks(spec: str) -> dict:
+    """The true eye centres a folder of segmentations is scored against: ``{"*": EYE_CENTRES}`` for
+    ``"aligned-face"``, else the JSON file ``spec`` mapping image names to ``[[row, col], [row, col]]``
+    fractions of the side (keys starting with ``"_"`` are comments). A bad file raises ValueError.
+
+    Example:
+        >>> eye_marks("aligned-face")
+        {'*': [[0.28, 0.28], [0.28, 0.71]]}
+    """
+    if spec == "aligned-face":
+        return {"*": [list(c) for c in EYE_CENTRES]}
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"no such file: {path}")
+    try:
+        marks = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path} is not readable JSON ({type(exc).__name__})") from None
+    if isinstance(marks, dict):  # keys starting with "_" are comments
+        marks = {k: v for k, v in marks.items() if not k.startswith("_")}
+    ok = isinstance(marks, dict) and all(
+        isinstance(v, list) and len(v) == 2 and all(
+            isinstance(c, list) and len(c) == 2 and all(isinstance(t, (int, float)) and not isinstance(t, bool)
+                                                        and math.isfinite(t) and 0 <= t <= 1 for t in c) for c in v)
+        for v in marks.values())
+    if not ok:
+        raise ValueError(f"{path} must map image names to [[row, col], [row, col]] fractions in [0, 1]")
+    return marks

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+from branchspec import options
 from branchspec.commands._common import existing_file, flag_errors, writable_dir
 
 NAME = "manipulate"
@@ -21,68 +23,54 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
+    from branchspec.experiments.apps import Manipulate
+
     # A value starting with "-" other than a plain number reads as an option to argparse:
     # write --alphas=-1:3:9 and --gains=-1,0,2 (the '=' form), as the help says.
     p.add_argument("decomposition", metavar="DECOMPOSITION.npz|FOLDER",
                    help="a decomposition written by 'branchspec decompose', or its output folder (every .npz in it)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--component", action="append", default=None, metavar="K",
-                   help="component(s) to sweep, repeatable or comma-separated (default: all)")
-    p.add_argument("--alphas", default="-1:3:9", help="START:STOP:COUNT or a comma list (default -1:3:9); write --alphas=-1:3:9 when it starts with '-'")
-    p.add_argument("--subsets", nargs="+", default=(), metavar="I,J,...", help="component subsets to sum, e.g. 0,3,5 1,2")
-    p.add_argument("--gains", default=None, metavar="G0,G1,...", help="one gain per component: R + sum_k g_k v_k; write --gains=-1,0,2 when it starts with '-'")
-    p.add_argument("--no-gif", action="store_true", help="skip the animated GIFs")
+    options.add_options(p, Manipulate, config_file=False)  # one flag per field of experiments.apps.Manipulate
+    p.add_argument_group(options.NOT_CONFIG).add_argument("--out", required=True, metavar="DIR", help="output folder")
 
 
-# the library's field -> its flag (flag_errors; alphas, subsets, gains, component are --alphas, ...)
-FLAGS = {"components": "--component", "decomposition": "DECOMPOSITION.npz", "folder": "DECOMPOSITION.npz|FOLDER"}
+def _flags() -> dict[str, str]:
+    """The library's fields -> their flags (flag_errors): Manipulate's, and the input's."""
+    from branchspec.experiments.apps import Manipulate
+
+    return {**options.flags(Manipulate), "decomposition": "DECOMPOSITION.npz", "folder": "DECOMPOSITION.npz|FOLDER"}
 
 
 def run(args) -> int:
-    with flag_errors(FLAGS):
-        return _run(args)
+    from branchspec.experiments.apps import Manipulate
+
+    with flag_errors(_flags()):
+        mc = Manipulate(**options.values(args, Manipulate), folder="")
+        if Path(args.decomposition).is_dir():
+            return _run_folder(args, mc)
+        return _run_file(args, mc)
 
 
-def _run(args) -> int:
+def _run_file(args, mc) -> int:
     from branchspec.apps.components import Decomposition
-    from branchspec.apps.manipulation import parse_alphas, parse_gains, parse_indices
     from branchspec.experiments import apps
 
-    alphas = parse_alphas(args.alphas, "alphas")
-    if Path(args.decomposition).is_dir():
-        return _run_folder(args, alphas)
     existing_file(args.decomposition, "DECOMPOSITION.npz")
-    m = Decomposition.load(args.decomposition).num_components
-    comps = None
-    if args.component:
-        comps = tuple(sorted({k for text in args.component for k in parse_indices(text, m, "components")}))
-    subsets = tuple(tuple(parse_indices(s, m, "subsets")) for s in args.subsets)
-    gains = tuple(parse_gains(args.gains, m, "gains")) if args.gains is not None else None
+    mc.check(Decomposition.load(args.decomposition).num_components)  # indices and gains fit its M components
     out = writable_dir(args.out)
-    mc = apps.Manipulate(components=comps, alphas=tuple(alphas), subsets=subsets, gains=gains,
-                         gif="none" if args.no_gif else "all", folder="")
     files = apps.run(apps.Config(decomposition=args.decomposition, manipulate=mc), out)["manipulation"]["files"]
     print(f"wrote {len(files)} files to {out}: " + ", ".join(files[:6]) + (" …" if len(files) > 6 else ""))
     return 0
 
 
-def _run_folder(args, alphas) -> int:
+def _run_folder(args, mc) -> int:
     """App. A over every decomposition in a folder: sweeps.png and subsets.png montages."""
     from branchspec.apps.batch import decomposition_files
-    from branchspec.apps.manipulation import parse_indices
-    from branchspec.errors import UsageError
     from branchspec.experiments import apps
 
-    if args.gains is not None:
-        raise UsageError("--gains: one gain per component fits one decomposition; give a single DECOMPOSITION.npz")
+    mc.check_folder()  # one component, no gains
     decomposition_files(args.decomposition, "folder")  # a folder with no .npz: one-line error
-    big = 4096  # checked against each file's M in manipulate_folder
-    comps = sorted({k for text in args.component or () for k in parse_indices(text, big, "components")})
-    if len(comps) > 1:
-        raise UsageError("--component: a folder takes one component K (one sweep row per image)")
-    subsets = tuple(tuple(parse_indices(s, big, "subsets")) for s in args.subsets) or "thirds"
     out = writable_dir(args.out)
-    mc = apps.Manipulate(components=tuple(comps) or None, alphas=tuple(alphas), subsets=subsets, folder="")
+    mc = replace(mc, subsets=mc.subsets or "thirds")  # indices are checked against each file's M in manipulate_folder
     doc = apps.run(apps.Config(folder=args.decomposition, manipulate=mc), out)["manipulation"]
     print(f"{doc['images']} image(s), component: {doc['component_rule']}; wrote {out}/sweeps.png, subsets.png, "
           "sweeps.npz, subsets.npz, manipulate.json"

@@ -18,23 +18,80 @@ from pathlib import Path
 
 import numpy as np
 
+from branchspec.apps.manipulation import check_indices, parse_alphas, parse_gains, parse_indices
+from branchspec.apps.segmentation import MAX_ENERGY_SIGMA, SEGMENT_ON, SegmentConfig
+from branchspec.apps.spatial import eye_marks
 from branchspec.errors import ConfigError
 from branchspec.experiments import common, shipped
+from branchspec.options import api_only, check_fields, option
 from branchspec.report import Figure, Section
 
 NAME = "apps"
+ALPHAS = "-1:3:9"  # the sweep's α: START:STOP:COUNT
+MAX_COMPONENTS = 4096  # index lists are parsed against this, then checked against a decomposition's own M
+GIFS = ("all", "strongest", "none")  # sweep GIFs: every component's, the one of most energy, none
+_S = SegmentConfig()
+
+
+def _indices(text: str) -> tuple[int, ...]:
+    return tuple(parse_indices(text, MAX_COMPONENTS))
+
+
+def _index_union(texts: list[str]) -> tuple[int, ...]:
+    """``--component`` given once or more, each a comma list: the indices, sorted, once each."""
+    return tuple(sorted({k for text in texts for k in parse_indices(text, MAX_COMPONENTS)}))
+
+
+def _index_lists(texts: list[str]) -> tuple[tuple[int, ...], ...]:
+    return tuple(_indices(text) for text in texts)
+
+
+def _alphas(text: str) -> tuple[float, ...]:
+    return tuple(parse_alphas(text))
+
+
+def _gains(text: str) -> tuple[float, ...]:
+    return tuple(parse_gains(text, None))
 
 
 @dataclass(frozen=True)
 class Manipulate:
-    """App. A; the defaults are ``branchspec manipulate``'s."""
+    """App. A; each option is one ``branchspec manipulate`` flag."""
 
-    components: tuple[int, ...] | None = None  # components to sweep (None: all)
-    alphas: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)  # -1:3:9
-    subsets: tuple[tuple[int, ...], ...] | str = ()  # component subsets to sum; "thirds": strongest third vs rest
-    gains: tuple[float, ...] | None = None  # R + Σ_k g_k v_k
-    gif: str = "all"  # sweep GIFs: "all", "strongest" (the component of most energy) or "none"; a folder run: none
-    folder: str = "manipulation"  # under out ("" = out itself)
+    components: tuple[int, ...] | None = option(None, "component(s) to sweep, repeatable or comma-separated",
+                                                flag="--component", metavar="K", many="append", parse=_index_union,
+                                                default_help="all")
+    alphas: tuple[float, ...] = option(_alphas(ALPHAS), "START:STOP:COUNT or a comma list; write --alphas=-1:3:9 "
+                                                        "when it starts with '-'", parse=_alphas, default_help=ALPHAS)
+    subsets: tuple[tuple[int, ...], ...] | str = option(
+        (), "component subsets to sum, e.g. 0,3,5 1,2", metavar="I,J,...", many="+",
+        parse=_index_lists)  # the API's "thirds": the strongest third of the components vs the rest
+    gains: tuple[float, ...] | None = option(None, "one gain per component: R + sum_k g_k v_k; write --gains=-1,0,2 "
+                                                   "when it starts with '-'", metavar="G0,G1,...", parse=_gains)
+    gif: str = option("all", "skip the animated GIFs", flag="--no-gif", const="none",
+                      choices=GIFS)  # the API's "strongest": the component of most energy only; a folder: none
+    folder: str = api_only("manipulation", "under out (\"\" = out itself)")
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # gif among GIFS
+        if isinstance(self.subsets, str) and self.subsets != "thirds":
+            raise ConfigError("subsets", f"a tuple of index tuples or 'thirds', got {self.subsets!r}")
+
+    def check(self, m: int) -> None:
+        """Every index names one of the decomposition's M components, and there is one gain per component."""
+        if self.components is not None:
+            check_indices(self.components, m, "components")
+        for s in () if isinstance(self.subsets, str) else self.subsets:
+            check_indices(s, m, "subsets")
+        if self.gains is not None and len(self.gains) != m:
+            raise ConfigError("gains", f"need {m} finite gains (one per component), got {len(self.gains)}")
+
+    def check_folder(self) -> None:
+        """A folder of decompositions takes one sweep component and no per-component gains."""
+        if self.gains is not None:
+            raise ConfigError("gains", "one gain per component fits one decomposition, not a folder")
+        if self.components is not None and len(self.components) > 1:
+            raise ConfigError("components", "a folder takes one component K (one sweep row per image)")
 
 
 @dataclass(frozen=True)
@@ -48,18 +105,48 @@ class Augment:
 
 @dataclass(frozen=True)
 class Segment:
-    """App. F; the defaults are ``branchspec segment``'s."""
+    """App. F; each option is one ``branchspec segment`` flag (the Chan–Vese defaults: :class:`SegmentConfig`'s)."""
 
-    locators: tuple[int, ...] | None = None  # None: automatic
-    target: int | None = None  # None: automatic
-    truth: str = ""  # ground-truth mask for Dice / IoU
-    mu: float = 0.1  # Chan–Vese length penalty
-    iterations: int = 300
-    folder: str = "segmentation"
-    on: str = "value"  # what Chan–Vese segments: "value" (App. F) or "energy" of the locators
-    energy_sigma: float = 0.0  # smoothing of the locator energy, px (0: the paper)
-    eyes: dict | None = None  # a folder run: true eye centres {image name or "*": [[row, col], [row, col]]}, fractions
-    progress: bool = False  # a folder run: a progress bar over the images
+    locators: tuple[int, ...] | None = option(None, "locator component(s)", flag="--locator", metavar="I,J",
+                                              parse=_indices, default_help="automatic")
+    target: int | None = option(None, "component to segment", metavar="K", default_help="automatic")
+    truth: str = option("", "ground-truth mask (non-zero = eye) for Dice / IoU", metavar="MASK.png")
+    mu: float = option(_S.mu, "Chan-Vese length penalty")
+    iterations: int = option(_S.max_num_iter, "Chan-Vese iterations")
+    folder: str = api_only("segmentation", "under out (\"\" = out itself)")
+    on: str = option(_S.segment_on, "what Chan-Vese segments: the target's Value channel (App. F) or the locators' "
+                                    "energy (beyond the paper: for small images whose eyes are a few pixels of "
+                                    "strokes)", choices=SEGMENT_ON)
+    energy_sigma: float = option(_S.energy_sigma, "Gaussian smoothing of the locator energy in pixels (0: none, the "
+                                                  "paper)", metavar="PX")
+    eyes: dict | None = option(None, "folder mode: count the images whose kept pair lies on the true eyes — "
+                                     "'aligned-face' (the eye centres of utkface-128's mean face) or a JSON {image "
+                                     "name: [[row, col], [row, col]]} of marked centres, fractions of the side",
+                               metavar="aligned-face|MARKS.json", parse=eye_marks)
+    progress: bool = api_only(False, "a folder run: a progress bar over the images")
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # on among SEGMENT_ON, finite floats
+        if not self.mu >= 0:
+            raise ConfigError("mu", f"must be >= 0, got {self.mu}")
+        if self.iterations < 1:
+            raise ConfigError("iterations", f"must be >= 1, got {self.iterations}")
+        if not 0 <= self.energy_sigma <= MAX_ENERGY_SIGMA:
+            raise ConfigError("energy_sigma", f"must lie in [0, {MAX_ENERGY_SIGMA:g}] px, got {self.energy_sigma}")
+        if self.target is not None and self.target < 0:
+            raise ConfigError("target", f"component {self.target} must be >= 0")
+
+    def check(self, m: int) -> None:
+        """The locators and the target name components of a decomposition of M."""
+        if self.locators is not None:
+            check_indices(self.locators, m, "locators")
+        if self.target is not None and not 0 <= self.target < m:
+            raise ConfigError("target", f"component {self.target} out of range 0..{m - 1}")
+
+    def check_folder(self) -> None:
+        """A folder of decompositions has no one ground-truth mask."""
+        if self.truth:
+            raise ConfigError("truth", "one mask fits one image; give a single decomposition with a truth mask")
 
 
 @dataclass(frozen=True)
@@ -105,6 +192,9 @@ def run(cfg: Config, out) -> dict:
     energy = dec.energies()  # (M,)
     order = [int(k) for k in np.argsort(-energy)]
     summary: dict = {"decomposition": str(src), "components": dec.num_components, "strongest": order[0]}
+    for part in (cfg.manipulate, cfg.segment):
+        if part is not None:
+            part.check(dec.num_components)
     if (mc := cfg.manipulate) is not None:
         from branchspec.apps.manipulation import manipulate, sweep, write_gif
         from branchspec.figures.apps import draw_manipulation

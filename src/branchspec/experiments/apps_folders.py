@@ -38,7 +38,6 @@ from pathlib import Path
 from branchspec.apps.batch import decomposition_files, manipulate_folder, segment_folder
 from branchspec.apps.judge import judge_numbers
 from branchspec.apps.segmentation import SegmentConfig
-from branchspec.errors import ConfigError
 from branchspec.figures.apps_batch import segmentation_montage, subsets_montage, sweep_montage
 from branchspec.io import read_capped
 from branchspec.numtext import number
@@ -61,8 +60,7 @@ def run_folder(folder: str, out: Path, segment=None, manipulate=None) -> dict:
     files = decomposition_files(folder, "folder")
     summary: dict = {"folder": str(folder)}
     if (sc := segment) is not None:
-        if sc.truth:
-            raise ConfigError("truth", "one mask fits one image; give a single decomposition with a truth mask")
+        sc.check_folder()  # no one truth mask
         dest = out / sc.folder if sc.folder else out
         doc = segment_folder(files, dest, list(sc.locators) if sc.locators is not None else None, sc.target,
                              segment_config(sc), progress=sc.progress, eyes=sc.eyes)
@@ -70,10 +68,7 @@ def run_folder(folder: str, out: Path, segment=None, manipulate=None) -> dict:
             segmentation_montage(dest / "montage.npz", dest / "montage.png")
         summary["segmentation"] = {**{k: v for k, v in doc.items() if k not in _PER_IMAGE}, "folder": str(dest)}
     if (mc := manipulate) is not None:
-        if mc.gains is not None:
-            raise ConfigError("gains", "one gain per component fits one decomposition, not a folder")
-        if mc.components is not None and len(mc.components) > 1:
-            raise ConfigError("components", "a folder takes one component K (one sweep row per image)")
+        mc.check_folder()  # one sweep component, no per-component gains
         dest = out / mc.folder if mc.folder else out
         subsets = None if mc.subsets == "thirds" else [list(s) for s in mc.subsets]
         doc = manipulate_folder(files, dest, mc.components[0] if mc.components else None, list(mc.alphas), subsets)
