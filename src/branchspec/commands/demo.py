@@ -8,11 +8,10 @@ commands call).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from branchspec.commands._common import writable_dir
-from branchspec.experiments.classifier import SHIPPED_FILE
-from branchspec.experiments.demo import PARTS, plan
+from branchspec import options
+from branchspec.commands._common import flag_errors, writable_dir
+from branchspec.experiments.demo import Demo, plan
 from branchspec.report import write_report
 
 NAME = "demo"
@@ -25,30 +24,17 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
-    p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in well under a minute")
-    p.add_argument("--shipped", default=None,
-                   help="folder of a shipped CIFAR-10 model (with shipped.json) whose figures the classifier "
-                        "section shows (default: checkpoints/cifar10-m16 of the source checkout, if the package "
-                        "runs from one; 'none': no shipped model)")
-    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
+    options.add_options(p, Demo, config_file=False)  # one flag per field of experiments.demo.Demo
+    g = p.add_argument_group(options.NOT_CONFIG)
+    g.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
 
 
 def run(args) -> int:
-    from branchspec.errors import UsageError
-
+    with flag_errors(options.flags(Demo)):
+        cfg = Demo(**options.values(args, Demo))
     out = writable_dir(args.out)
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()]
-    bad = [p for p in parts if p not in PARTS]
-    if bad or not parts:
-        raise UsageError(f"--parts: unknown part(s) {bad or args.parts!r}; choose from {','.join(PARTS)}")
-    shipped = args.shipped
-    if shipped is not None:
-        shipped = "" if shipped == "none" else str(Path(shipped))
-        if shipped and not (Path(shipped) / SHIPPED_FILE).is_file():
-            raise UsageError(f"--shipped: no {SHIPPED_FILE} in {shipped}")
     sections = []
-    for step in plan(out, quick=args.quick, parts=parts, shipped=shipped):
+    for step in plan(out, quick=cfg.quick, parts=cfg.parts, shipped=cfg.shipped):
         t0 = time.perf_counter()
         print(f"[demo] {step.folder} …", flush=True)
         step.module.run(step.config, out / step.folder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from branchspec import options
 from branchspec.commands._common import flag_errors, writable_dir
 from branchspec.checkpoint import checkpoint_paths
 from branchspec.train.export import export_weights, refuse_same_unit
@@ -18,9 +19,10 @@ DESCRIPTION = (
 )
 
 
-def add_arguments(p):
-    p.add_argument("--checkpoint", required=True, help="checkpoint to copy (RUN/last, RUN/ema, …)")
-    p.add_argument("--out", required=True, help="new checkpoint name, e.g. checkpoints/cifar10-m16/last")
+def add_arguments(p):  # no config: export_weights(src, dst) takes the two paths alone
+    g = p.add_argument_group(options.NOT_CONFIG)
+    g.add_argument("--checkpoint", required=True, help="checkpoint to copy (RUN/last, RUN/ema, …)")
+    g.add_argument("--out", required=True, help="new checkpoint name, e.g. checkpoints/cifar10-m16/last")
 
 
 FLAGS = {"src": "--checkpoint", "dst": "--out"}  # export_weights(src, dst)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from branchspec import options
 from branchspec.commands._common import existing_dir
 from branchspec.errors import UsageError
 from branchspec.report import collect_sections, write_report
@@ -10,8 +11,9 @@ NAME = "report"
 HELP = "rebuild DIR/report.html from the results saved in DIR (no retraining)"
 
 
-def add_arguments(p):
-    p.add_argument("--out", required=True, help="a folder written by 'branchspec demo' (or holding */section.json)")
+def add_arguments(p):  # no config: the folder to rebuild is the one option
+    g = p.add_argument_group(options.NOT_CONFIG)
+    g.add_argument("--out", required=True, help="a folder written by 'branchspec demo' (or holding */section.json)")
 
 
 def run(args) -> int:

@@ -15,12 +15,47 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from branchspec.errors import ConfigError
 from branchspec.experiments import apps, classifier, gan, hessian, toy
+from branchspec.options import check_fields, option
 from branchspec.classifier.train import TrainConfig
 from branchspec.gan.config import GanTrainConfig
 
 PARTS = ["toy", "hessian", "classifier", "decomposition", "apps"]
 TOY_M = 10  # the toy model whose Hessian the demo takes
+
+
+def _parts(text: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in parts if p not in PARTS]
+    if bad or not parts:
+        raise ValueError(f"unknown part(s) {bad or text!r}; choose from {','.join(PARTS)}")
+    return parts
+
+
+def _shipped(text: str) -> str:
+    return "" if text == "none" else str(Path(text))
+
+
+@dataclass(frozen=True)
+class Demo:
+    """What the demo runs; each option is one ``branchspec demo`` flag (:func:`plan` takes them)."""
+
+    quick: bool = option(False, "tiny sizes: a smoke test in well under a minute")
+    parts: tuple[str, ...] = option(tuple(PARTS), "comma-separated subset of " + ",".join(PARTS), parse=_parts,
+                                    default_help=",".join(PARTS))
+    shipped: str | None = option(None, "folder of a shipped CIFAR-10 model (with shipped.json) whose figures the "
+                                       "classifier section shows ('none': no shipped model)", parse=_shipped,
+                                 default_help="checkpoints/cifar10-m16 of the source checkout, if the package runs "
+                                              "from one")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        bad = [p for p in self.parts if p not in PARTS]
+        if bad or not self.parts:
+            raise ConfigError("parts", f"unknown part(s) {bad or list(self.parts)}; choose from {','.join(PARTS)}")
+        if self.shipped and not (Path(self.shipped) / classifier.SHIPPED_FILE).is_file():
+            raise ConfigError("shipped", f"no {classifier.SHIPPED_FILE} in {self.shipped}")
 
 
 @dataclass(frozen=True)
