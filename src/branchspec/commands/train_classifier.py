@@ -34,15 +34,18 @@ FLAGS = {**options.flags(TrainConfig), "procs": "--sweep-procs", "world_size": "
 
 
 def add_arguments(p):
+    from branchspec.experiments import classifier
+
     options.add_options(p, TrainConfig)  # one flag per TrainConfig field, and --config FILE
     g = p.add_argument_group(options.NOT_CONFIG)
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--resume", action="store_true", help="continue RUN/last exactly where it stopped")
     g.add_argument("--max-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps in total")
     g.add_argument("--sweep", default=None, help="train one run per M, e.g. 2,4,8,16,32 (overrides --branches)")
-    g.add_argument("--sweep-procs", type=int, default=1,
-                   help="train the sweep's runs on this many processes, largest M first (default 1); on CUDA "
-                        "process i uses GPU i mod n_gpus; with --threads each process uses that many threads")
+    g.add_argument("--sweep-procs", type=int, default=None,
+                   help=f"train the sweep's runs on this many processes, largest M first (default "
+                        f"{classifier.Config.sweep_procs}); on CUDA process i uses GPU i mod n_gpus; with --threads "
+                        "each process uses that many threads")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -80,8 +83,9 @@ def run(args) -> int:
         if ms[0] < 1:
             raise UsageError("--sweep: M must be >= 1")
     cfg = classifier.Config(train=cfg, sweep=ms, resume=args.resume, max_steps=args.max_steps,
-                            progress=not args.quiet, sweep_procs=at_least(args.sweep_procs, 1, "--sweep-procs"),
-                            sweep_threads=args.threads)
+                            progress=not args.quiet, sweep_threads=args.threads,
+                            **({} if args.sweep_procs is None else {"sweep_procs": at_least(args.sweep_procs, 1,
+                                                                                            "--sweep-procs")}))
     with flag_errors(FLAGS):  # the library names fields (resume, out, procs, ...): here they become flags
         res = classifier.run(cfg, out)
     if ms:
