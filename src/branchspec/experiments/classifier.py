@@ -24,8 +24,10 @@ from pathlib import Path
 
 from branchspec.errors import ConfigError
 from branchspec.experiments import common, shipped
+from branchspec import textlists
 from branchspec.experiments.shipped import copy_shipped
 from branchspec.numtext import number
+from branchspec.options import api_only, check_fields, option
 from branchspec.report import Figure, Section
 from branchspec.classifier.train import TrainConfig
 
@@ -34,17 +36,34 @@ NAME = "classifier"
 
 @dataclass(frozen=True)
 class Analysis:
-    """The §6 analysis of one checkpoint; the defaults are ``branchspec analyze-classifier``'s."""
+    """The §6 analysis of one checkpoint; each option is one ``branchspec analyze-classifier`` flag."""
 
-    checkpoint: str = ""  # RUN/last.json; "" = the last checkpoint this experiment trained
-    data: str = ""  # the cifar-10-batches-py folder or "digits"; "" = the training data
-    per_class: int = 20  # random test samples per class in Fig. 7
-    top: float = 7.0  # gallery: top PERCENT most confident images (Fig. 16)
-    pairs: tuple[tuple[int, int], ...] | None = None  # gallery (branch, class) pairs; None = most informative
-    hessian_samples: int = 256  # test images for the first-layer Hessian (0: skip; scripts/hessian_samples.py)
-    train_split: bool = False  # also the §6 loss / accuracy on the whole training split (un-augmented)
-    folder: str = "analysis"  # results go to out/<folder> ("" = out itself)
-    figures: bool = True
+    checkpoint: str = option("", "RUN/last.json (or RUN/last) of train-classifier",
+                             required=True)  # the API's "": the last checkpoint this experiment trained
+    data: str = option("", "the cifar-10-batches-py folder of the run, or 'digits'",
+                       required=True)  # the API's "": the training data
+    per_class: int = option(20, "random test samples per class in Fig. 7")
+    top: float = option(7.0, "gallery: top PERCENT most confident images (Fig. 16)")
+    pairs: tuple[tuple[int, int], ...] | None = option(
+        None, "gallery (branch:class) pairs, e.g. 10:7,14:7", parse=textlists.pairs,
+        default_help="2 most informative branches x their 2 top classes")
+    hessian_samples: int = option(256, "test images for the first-layer Hessian (0: skip; on 32 images the "
+                                       "inter-branch blocks of a trained model do not yet cancel and its block "
+                                       "diagonality is noise-dominated; scripts/hessian_samples.py)")
+    train_split: bool = option(False, "also the §6 loss and accuracy on the whole training split, un-augmented, "
+                                      "against the loss floor (analysis.json 'train_split'; minutes on a CPU for "
+                                      "CIFAR-10)")
+    folder: str = api_only("analysis", "results go to out/<folder> (\"\" = out itself)")
+    figures: bool = api_only(True, "draw the figures")
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # finite floats
+        if self.per_class < 1:
+            raise ConfigError("per_class", f"must be >= 1, got {self.per_class}")
+        if not 0 < self.top <= 100:
+            raise ConfigError("top", f"must be a percentage in (0, 100], got {self.top}")
+        if self.hessian_samples < 0:
+            raise ConfigError("hessian_samples", f"must be >= 0 (0: skip), got {self.hessian_samples}")
 
 
 @dataclass(frozen=True)
