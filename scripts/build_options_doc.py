@@ -1,4 +1,4 @@
-"""Write docs/options.md: every option of train-classifier and train-gan, generated from their config classes.
+"""Write docs/options.md: every option of every command that has a config, generated from its config class.
 
     python scripts/build_options_doc.py [--check]
 
@@ -12,17 +12,33 @@ from pathlib import Path
 
 from branchspec.options import markdown_table
 from branchspec.classifier.config import TrainConfig
+from branchspec.experiments import apps, classifier, demo, gan, hessian, toy
 from branchspec.gan.config import GanTrainConfig
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "options.md"
+# (command, its config class, where the class lives), in the order of `branchspec --help`
+COMMANDS = [
+    ("demo", demo.Demo, "branchspec.experiments.demo"),
+    ("toy", toy.Config, "branchspec.experiments.toy"),
+    ("hessian", hessian.Config, "branchspec.experiments.hessian"),
+    ("train-classifier", TrainConfig, "branchspec.classifier.config"),
+    ("analyze-classifier", classifier.Analysis, "branchspec.experiments.classifier"),
+    ("train-gan", GanTrainConfig, "branchspec.gan.config"),
+    ("decompose", gan.Decompose, "branchspec.experiments.gan"),
+    ("manipulate", apps.Manipulate, "branchspec.experiments.apps"),
+    ("segment", apps.Segment, "branchspec.experiments.apps"),
+]
 
 
 def page() -> str:
-    return ("# Options of the trainers\n\nGenerated from the config classes by `python scripts/build_options_doc.py`"
-            " (each option is defined once, as a config field; `--config FILE` sets any of them from TOML / JSON, "
-            "flags given override it). Departures from the paper's objective are marked.\n\n"
-            "## `branchspec train-classifier` (`TrainConfig`)\n\n" + markdown_table(TrainConfig)
-            + "\n## `branchspec train-gan` (`GanTrainConfig`)\n\n" + markdown_table(GanTrainConfig))
+    parts = ["# Options of the commands\n\nGenerated from the config classes by `python scripts/build_options_doc.py`: "
+             "each option is defined once, as a config field (default, help, validation), and the flags are generated "
+             "from it. The trainers' `--config FILE` sets any of theirs from TOML / JSON, flags given override it. "
+             "Departures from the paper's objective are marked. The run-control flags (`--out`, `--threads`, "
+             "`--resume`, …) are not part of a config; `branchspec COMMAND --help` lists them too.\n"]
+    for command, cls, where in COMMANDS:
+        parts.append(f"\n## `branchspec {command}` (`{where}.{cls.__name__}`)\n\n" + markdown_table(cls))
+    return "".join(parts)
 
 
 def main() -> int:

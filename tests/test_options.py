@@ -1,21 +1,34 @@
-"""Each trainer option is defined once (its config field) and the flags, --config files and recipes follow from it."""
+"""Each option is defined once (its config field) and the flags, --config files and recipes follow from it."""
 
 import argparse
 import dataclasses
+import importlib
 import json
+import pkgutil
 from pathlib import Path
 
 import pytest
 
+import branchspec
 from branchspec import options
 from branchspec.cli import build_parser, main
 from branchspec.precision import resolve_precision
 from branchspec.classifier.config import RUN_RECORD_KEYS, TrainConfig
+from branchspec.experiments import apps, demo, gan, hessian, toy
+from branchspec.experiments.classifier import Analysis
 from branchspec.gan.config import GanTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINERS = {"train-classifier": (TrainConfig, RUN_RECORD_KEYS), "train-gan": (GanTrainConfig, ())}
-REQUIRED = {"train-classifier": ["--data", "digits", "--out", "x"], "train-gan": ["--out", "x"]}
+# every command whose options are the fields of a config (the others: report, export, a path or two of run control)
+CONFIGS = {**{k: v[0] for k, v in TRAINERS.items()}, "hessian": hessian.Config, "toy": toy.Config,
+           "analyze-classifier": Analysis, "decompose": gan.Decompose, "segment": apps.Segment,
+           "manipulate": apps.Manipulate, "demo": demo.Demo}
+REQUIRED = {"train-classifier": ["--data", "digits", "--out", "x"], "train-gan": ["--out", "x"],
+            "hessian": ["--checkpoint", "c", "--out", "x"], "toy": ["--out", "x"],
+            "decompose": ["--checkpoint", "c", "a.png", "--out", "x"], "segment": ["d.npz", "--out", "x"],
+            "manipulate": ["d.npz", "--out", "x"], "demo": [],
+            "analyze-classifier": ["--checkpoint", "c", "--data", "digits", "--out", "x"]}
 
 # The flags each trainer had before they were generated, and the config they gave with nothing else given.
 OLD_FLAGS = {
@@ -27,6 +40,14 @@ OLD_FLAGS = {
                  "--compile --ema --residual --sigma --base-width --max-width --num-down --engine --precision --init "
                  "--seed --holdout --same-domain --cls-weight --rec-weight --source-aware --resume --sample-every "
                  "--ckpt-every --keep-last --amp --device --threads --no-progress",
+    "hessian": "--checkpoint --params --batch --out --compare-checkpoint --probes --max-memory-gb --method --data --seed",
+    "toy": "--problem --branches --trials --out --steps --lr --seed --save-model --no-figures",
+    "decompose": "--checkpoint --out --domain --img-size --batch-size --grid-rows --held-out --judge --judge-data "
+                 "--judge-max --face-regions --device",
+    "segment": "--out --locator --target --truth --eyes --mu --iterations --on --energy-sigma",
+    "manipulate": "--out --component --alphas --subsets --gains --no-gif",
+    "demo": "--out --quick --shipped --parts",
+    "analyze-classifier": "--checkpoint --data --out --per-class --top --pairs --hessian-samples --train-split --threads",
 }
 OLD_DEFAULTS = {
     "train-classifier": dict(num_branches=16, img_size=32, epochs=60, width=5.4, subset=None, optimizer="sgd", lr=None,
@@ -39,6 +60,19 @@ OLD_DEFAULTS = {
                       base_width=32, max_width=128, num_down=None, engine="packed", init="he", seed=0, holdout=0,
                       same_domain=0.0, cls_weight=0.0, rec_weight=0.0, source_aware=False, sample_every=500,
                       ckpt_every=1000, keep_last=0, amp=False, device="auto", precision=resolve_precision("auto", "auto")),
+    "hessian": dict(compare_checkpoint="", params="first-layer", batch=128, probes=0, max_memory_gb=2.0, method="auto",
+                    data="", seed=0),
+    "toy": dict(problems=("toy1",), branches=tuple(range(2, 31)), trials=1000, lr=0.03, seed=0, save_models=(),
+                figures=True, steps=None),  # steps None: the problem's (the old command's 0)
+    "decompose": dict(images=("a.png",), held_out=False, domain=None, img_size=None, batch_size=8, grid_rows=8, judge="",
+                      judge_data="", judge_max=400, face_regions=False, device="cpu"),
+    "segment": dict(locators=None, target=None, truth="", eyes=None, mu=0.1, iterations=300, on="value",
+                    energy_sigma=0.0),
+    "manipulate": dict(components=None, alphas=(-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0), subsets=(), gains=None,
+                       gif="all"),
+    "demo": dict(quick=False, parts=("toy", "hessian", "classifier", "decomposition", "apps"), shipped=None),
+    "analyze-classifier": dict(checkpoint="c", data="digits", per_class=20, top=7.0, pairs=None, hessian_samples=256,
+                               train_split=False),
 }
 
 
@@ -49,22 +83,23 @@ def _sub(command: str) -> argparse.ArgumentParser:
 
 
 def _config(command: str, argv: list[str]):
-    cls, ignore = TRAINERS[command]
+    cls = CONFIGS[command]
     args = build_parser().parse_args([command] + argv)
-    return cls(**options.values(args, cls, ignore))
+    return cls(**options.values(args, cls, TRAINERS.get(command, (cls, ()))[1]))
 
 
-@pytest.mark.parametrize("command", TRAINERS)
+@pytest.mark.parametrize("command", CONFIGS)
 def test_every_field_has_one_flag_and_every_flag_one_field_or_none(command):
-    cls, _ = TRAINERS[command]
+    cls = CONFIGS[command]
     p = _sub(command)
     generated = options.flags(cls)
-    assert sorted(generated) == sorted(f.name for f in dataclasses.fields(cls))
+    api = {f.name for f in dataclasses.fields(cls) if f.metadata.get("api_only")}
+    assert sorted(generated) == sorted(f.name for f in dataclasses.fields(cls) if f.name not in api)
     assert len(set(generated.values())) == len(generated)  # no flag serves two fields
     run_control = next(g for g in p._action_groups if g.title == options.NOT_CONFIG)
     by_flag = {}
     for a in p._actions:
-        for s in a.option_strings:
+        for s in a.option_strings or [a.metavar]:
             assert s not in by_flag, f"{s} defined twice"
             by_flag[s] = a
         long = [s for s in a.option_strings if s.startswith("--")]
@@ -75,25 +110,93 @@ def test_every_field_has_one_flag_and_every_flag_one_field_or_none(command):
     assert set(OLD_FLAGS[command].split()) <= set(by_flag)  # every flag kept its name
 
 
-@pytest.mark.parametrize("command", TRAINERS)
+@pytest.mark.parametrize("command", sorted(set(build_parser()._subparsers._group_actions[0].choices) - set(CONFIGS)))
+def test_a_command_without_a_config_has_run_control_flags_only(command):
+    p = _sub(command)
+    run_control = next(g for g in p._action_groups if g.title == options.NOT_CONFIG)
+    assert [a for a in p._actions if a.option_strings and "--help" not in a.option_strings] == run_control._group_actions
+
+
+@pytest.mark.parametrize("command", CONFIGS)
 def test_help_shows_the_dataclass_defaults_and_flags_carry_none(command):
-    cls, _ = TRAINERS[command]
+    cls = CONFIGS[command]
     p = _sub(command)
     by_dest = {a.dest: a for a in p._actions}
     for s in options.specs(cls):
         a = by_dest[s.dest]
         assert a.default is None, s.flag  # no second default: "not given" means the field's
-        if s.type is not bool and s.default not in (None, dataclasses.MISSING) and not s.meta["default_help"]:
+        if options.default_text(s):
+            assert a.help.endswith(options.default_text(s).replace("%", "%%")), (s.flag, a.help)
+        if (not s.switch and not s.positional and s.default not in (None, "", (), dataclasses.MISSING)
+                and not s.meta["default_help"] and not s.meta["required"]):
             assert a.help.endswith(f"(default {options.fmt(s.default)})"), (s.flag, a.help)
     text = p.format_help()
-    assert options.DEPARTURES in text and options.NOT_CONFIG in text
+    assert options.NOT_CONFIG in text
+    if command in TRAINERS:
+        assert options.DEPARTURES in text
 
 
-@pytest.mark.parametrize("command", TRAINERS)
+@pytest.mark.parametrize("command", CONFIGS)
 def test_nothing_given_is_the_old_command_line_default(command):
     cfg = _config(command, REQUIRED[command])
     assert {k: getattr(cfg, k) for k in OLD_DEFAULTS[command]} == OLD_DEFAULTS[command]
-    assert cfg.departures() == []
+    assert options.departures(cfg) == []
+
+
+@pytest.mark.parametrize("cls, field", [(toy.Config, "branches"), (toy.Config, "problems"), (apps.Manipulate, "alphas"),
+                                        (demo.Demo, "parts")])
+def test_a_default_written_as_text_is_the_default(cls, field):
+    """``--help`` states these defaults as the text a user would type; parsed, that text is the field's default."""
+    s = next(s for s in options.specs(cls) if s.field == field)
+    assert s.meta["parse"](s.meta["default_help"]) == s.default
+
+
+def _config_defaults() -> dict[str, list[tuple[str, object]]]:
+    """Field name -> [(Class.field, default)] over every dataclass in branchspec (its configs)."""
+    out: dict[str, list[tuple[str, object]]] = {}
+    for m in pkgutil.walk_packages(branchspec.__path__, "branchspec."):
+        if m.name.endswith("__main__"):
+            continue
+        mod = importlib.import_module(m.name)
+        for obj in vars(mod).values():
+            if isinstance(obj, type) and dataclasses.is_dataclass(obj) and obj.__module__ == mod.__name__:
+                for f in dataclasses.fields(obj):
+                    if f.default is not dataclasses.MISSING:
+                        out.setdefault(f.name, []).append((f"{obj.__name__}.{f.name}", f.default))
+    return out
+
+
+def _second_definitions(parser: argparse.ArgumentParser, generated: set[str], defaults) -> list[str]:
+    """Hand-written flags of ``parser`` (not in ``generated``) whose default is a same-named config field's."""
+    found = []
+    for a in parser._actions:
+        if not a.option_strings or a.dest in generated or a.dest in ("help", "config"):
+            continue
+        if a.default is None or a.default is False or a.default is argparse.SUPPRESS:  # a switch off is no value
+            continue
+        for where, default in defaults.get(a.dest, ()):
+            if type(default) is type(a.default) and default == a.default:
+                found.append(f"{a.option_strings[0]} default {a.default!r} is {where}'s too: generate the flag")
+    return found
+
+
+def test_no_hand_written_flag_repeats_a_config_default():
+    """A hand-written add_argument in commands/ that sets default= to a config field's default, for a flag of the
+    same name, is a second definition of that option: the flag must be generated from the field instead."""
+    defaults = _config_defaults()
+    found = []
+    for command, p in build_parser()._subparsers._group_actions[0].choices.items():
+        generated = {s.dest for s in options.specs(CONFIGS[command])} if command in CONFIGS else set()
+        found += [f"{command} {f}" for f in _second_definitions(p, generated, defaults)]
+    assert not found, "\n".join(found)
+
+
+def test_the_second_definition_scan_sees_one():
+    p = argparse.ArgumentParser()
+    p.add_argument("--sweep-procs", type=int, default=1)
+    p.add_argument("--per-class", type=int, default=3)  # another value: not a copy
+    assert _second_definitions(p, set(), _config_defaults()) == [
+        "--sweep-procs default 1 is Config.sweep_procs's too: generate the flag"]
 
 
 def test_departures_are_their_own_group_and_listed():

@@ -345,7 +345,7 @@ def markdown_table(cls) -> str:
             default = "required"
         else:
             default = "—" if s.default in (None, "", ()) else fmt(s.default)
-        group = "departure" if s.meta.get("departure") else str(s.meta.get("group", ""))
+        group = "departure" if s.meta.get("departure") else "positional" if s.positional else str(s.meta["group"])
         text = str(s.meta.get("help", "")).replace("|", "\\|").replace("\n", " ")
         rows.append(f"| `{s.flag}` | {default} | {group} | {text} |")
     return "\n".join(rows) + "\n"
