@@ -49,7 +49,7 @@ import math
 import tomllib
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,7 @@ branches do not pack (:class:`branchspec.branched.Branched`). Given anew, an old
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,  # noqa: A002
-           choices=None, group: str = "settings", metavar: str | None = None, departure: bool = False,
+           choices: Iterable[Any] | None = None, group: str = "settings", metavar: str | None = None, departure: bool = False,
            default_help: str | None = None, cli_only: bool = False, required: bool = False,
            parse: Callable[[Any], Any] | None = None, many: str | None = None, const: Any = dataclasses.MISSING) -> Any:
     """A dataclass field that is also a command-line option.
@@ -111,7 +111,7 @@ class Spec:
     type: type  # int, float, str or bool (None allowed when ``optional``); any type with a ``parse`` function
     optional: bool  # the field's type admits None
     default: Any  # the field's default, or dataclasses.MISSING (required)
-    meta: dict
+    meta: dict[str, Any]
 
     @property
     def positional(self) -> bool:
@@ -128,7 +128,7 @@ class Spec:
         return (not self.default) if const is dataclasses.MISSING else const
 
 
-def specs(cls) -> list[Spec]:
+def specs(cls: type) -> list[Spec]:
     """The options of config class ``cls``, in field order (not the :func:`api_only` fields)."""
     hints = typing.get_type_hints(cls)
     out = []
@@ -148,7 +148,7 @@ def specs(cls) -> list[Spec]:
     return out
 
 
-def _base_type(hint) -> tuple[type, bool]:
+def _base_type(hint: Any) -> tuple[type, bool]:
     args = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else ()
     if args:
         rest = [a for a in args if a is not type(None)]
@@ -156,7 +156,7 @@ def _base_type(hint) -> tuple[type, bool]:
     return hint, False
 
 
-def flags(cls) -> dict[str, str]:
+def flags(cls: type) -> dict[str, str]:
     """Config field → its flag (``{"num_branches": "--branches", ...}``), to name a field in an error."""
     return {s.field: s.flag for s in specs(cls)}
 
@@ -175,7 +175,7 @@ def default_text(s: Spec) -> str:
     return f" (default {fmt(s.default)})"
 
 
-def add_options(parser: argparse.ArgumentParser, cls, config_file: bool = True) -> dict[str, str]:
+def add_options(parser: argparse.ArgumentParser, cls: type, config_file: bool = True) -> dict[str, str]:
     """Add one flag per field of ``cls`` (each in its metadata's group, in field order but the "run" group and
     then the departures' last) and ``--config FILE``; returns :func:`flags`."""
     groups: dict[str, Any] = {}
@@ -204,7 +204,7 @@ def add_options(parser: argparse.ArgumentParser, cls, config_file: bool = True) 
     return flags(cls)
 
 
-def given(args: argparse.Namespace, cls) -> dict[str, Any]:
+def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
     """The fields whose flags were given on the command line, with their values (a switch: the value it sets;
     text of a field with a ``parse`` function: parsed, a refusal being :class:`ConfigError` of the field)."""
     out = {}
@@ -225,7 +225,7 @@ def parsed(s: Spec, text: Any) -> Any:
         raise ConfigError(s.field, exc.reason if isinstance(exc, ConfigError) else str(exc)) from None
 
 
-def values(args: argparse.Namespace, cls, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+def values(args: argparse.Namespace, cls: type, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
     """Keyword arguments of ``cls``: ``args.config``'s values (if any) under the flags given; a field
     without a default that neither sets is a one-line :class:`UsageError` naming its flag."""
     path = getattr(args, "config", None)
@@ -236,7 +236,7 @@ def values(args: argparse.Namespace, cls, ignore: tuple[str, ...] = ()) -> dict[
     return out
 
 
-def load_file(path: str | Path, cls, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
+def load_file(path: str | Path, cls: type, ignore: tuple[str, ...] = ()) -> dict[str, Any]:
     """The settings in a ``--config`` file: ``{field: value}`` for fields of ``cls``, type-checked.
 
     ``*.toml`` is TOML, anything else JSON. A train-gan run's ``config.json`` (``{"train": {...},
@@ -310,7 +310,7 @@ def current_values(fields: dict[str, Any]) -> dict[str, Any]:
             for k, v in fields.items()}
 
 
-def check_fields(cfg) -> None:
+def check_fields(cfg: Any) -> None:
     """The checks every option shares, for a config's ``__post_init__``: a value among its field's
     choices, a float finite. Raises :class:`ConfigError` (field, reason)."""
     for s in specs(type(cfg)):
@@ -321,7 +321,7 @@ def check_fields(cfg) -> None:
             raise ConfigError(s.field, f"must be a finite number, got {v}")
 
 
-def departures(cfg) -> list[str]:
+def departures(cfg: Any) -> list[str]:
     """The fields of ``cfg`` marked ``departure`` whose value is not their default (the paper's setting)."""
     return [f.name for f in dataclasses.fields(cfg) if f.metadata.get("departure") and getattr(cfg, f.name) != f.default]
 
@@ -330,7 +330,7 @@ __all__ = ["DEPARTURES", "NOT_CONFIG", "RENAMED_VALUES", "option", "api_only", "
            "check_fields", "departures", "default_text", "fmt"]
 
 
-def markdown_table(cls) -> str:
+def markdown_table(cls: type) -> str:
     """The options of config class ``cls`` as a Markdown table (flag · default · group · help), in field order:
     the reference pages' option lists are generated from the configs, not written again."""
     rows = ["| flag | default | group | what it sets |", "|---|---|---|---|"]
