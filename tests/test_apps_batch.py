@@ -210,6 +210,22 @@ def test_segment_folder_counts_pairs_on_marked_eyes(folder, tmp_path, capsys):
         assert err.count("\n") == 0 and "--eyes" in err, err
 
 
+def test_marks_find_images_whose_written_names_changed(folder, tmp_path, capsys):
+    """Marks are keyed by image name (``cat.3000``); decompose writes ``cat_3000.npz`` (safe names): the mark
+    is still found. Marks naming no image at all are a one-line error, not a silent "0 of 0"."""
+    renamed = tmp_path / "dec"
+    shutil.copytree(folder, renamed)
+    (renamed / "a_pair.npz").rename(renamed / "cat_3000.npz")
+    marks = tmp_path / "marks.json"
+    marks.write_text(json.dumps({"cat.3000": [[0.375, 0.27], [0.375, 0.73]]}))
+    assert main(["segment", str(renamed), "--out", str(tmp_path / "s"), "--iterations", "100", "--eyes", str(marks)]) == 0
+    assert "kept pair on the true eyes: 1 of 1 marked image(s)" in capsys.readouterr().out
+    marks.write_text(json.dumps({"dog.1": [[0.3, 0.3], [0.3, 0.7]]}))
+    assert main(["segment", str(renamed), "--out", str(tmp_path / "t"), "--eyes", str(marks)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("branchspec segment: error: --eyes: none of the 1 marked images"), err
+
+
 def test_pair_on_eyes_by_hand():
     from branchspec.apps.spatial import EYE_CENTRES, pair_on_eyes
 

@@ -63,3 +63,58 @@ def test_shipped_checkpoint_reproduces_its_test_accuracy():
     # a CPU; one trained here in fp32 must match exactly.
     tol = 0 if (cfg["device"], cfg["precision"]) == ("cpu", "fp32") else 3
     assert abs(round(res["test_acc"] * 1000) - round(_recorded_accuracy() * 1000)) <= tol
+
+
+def _analysis() -> tuple[dict, Path]:
+    """The shipped analysis.json and the path of its arrays (shipped.json's "analysis" and "arrays")."""
+    ship = json.loads((SHIP / "shipped.json").read_text())
+    return json.loads((SHIP / ship["analysis"]).read_text()), SHIP / ship["arrays"]
+
+
+def test_shipped_analysis_npz_agrees_with_its_json():
+    """The committed arrays the shipped analysis figures are drawn from (``draw_analysis``) have the shapes of its
+    analysis.json and give back its numbers: class means and covariance from the branch outputs, the labels of the
+    Fig. 7 samples, one image per gallery entry shown, Hessians of the first layer's size with its largest entry."""
+    import numpy as np
+
+    from branchspec.budget import npz_arrays
+    from branchspec.compact import load_expanded
+
+    res, path = _analysis()
+    assert path.stat().st_size < 6e6  # small enough for git: the Hessians are packed (branchspec.compact)
+    m, n, k = res["num_branches"], res["num_test"], len(res["class_names"])
+    assert (m, n, k) == (16, 1000, 10)
+    assert npz_arrays(path)["outputs"] == ((m, n, k), "<f4")  # read from the header, before loading
+    a = load_expanded(path)
+    v, labels = a["outputs"].astype(np.float64), a["labels"]  # (M, N, C), (N,)
+    cs = res["confidence_samples"]
+    assert labels.shape == (n,) and labels[cs["indices"]].tolist() == cs["labels"]
+    means = np.stack([v[:, labels == c].mean(axis=1) for c in range(k)], axis=1)  # (M, K, C)
+    np.testing.assert_allclose(means, res["class_means"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.einsum("mnc,lnc->ml", v, v), res["covariance"], rtol=1e-4, atol=1e-3)  # F Fᵀ
+    for i, pair in enumerate(res["galleries"]["pairs"]):
+        g = a[f"gallery_{i}"]
+        assert g.dtype == np.uint8 and g.shape == (len(pair["shown"]), 32, 32, 3)
+    for tag in ("init", "trained"):
+        h, saved = a[f"hessian_{tag}"], res["hessian"][tag]
+        size = saved["boundaries"][-1]
+        assert h.shape == (size, size) == (2160, 2160) and (h == h.T).all()
+        assert float(np.abs(h).max()) == pytest.approx(saved["summary"]["max_abs_entry"], rel=1e-5)
+
+
+@pytest.mark.shared_data
+def test_shipped_gallery_images_are_the_test_images_shown():
+    if not CIFAR.is_dir():
+        pytest.skip(f"no CIFAR-10 folder at {CIFAR}")
+    import numpy as np
+
+    from branchspec.budget import load_npz
+    from branchspec.data.imageset import test_set_for
+
+    res, path = _analysis()
+    _, state = load_model(SHIP / "last")
+    test = test_set_for(state, str(CIFAR))
+    a = load_npz(path, keys=lambda name: name.startswith(("gallery_", "labels")))
+    np.testing.assert_array_equal(a["labels"], test.labels_np)
+    for i, pair in enumerate(res["galleries"]["pairs"]):
+        np.testing.assert_array_equal(a[f"gallery_{i}"], test.images_hwc[pair["shown"]])

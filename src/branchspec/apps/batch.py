@@ -43,7 +43,7 @@ from branchspec.apps.segmentation import SegmentConfig, save_segmentation, segme
 from branchspec.budget import BASELINE_BYTES, array_bytes, gb, npz_arrays
 from branchspec.budget import check as budget_check
 from branchspec.errors import ConfigError, DataError
-from branchspec.io import atomic_write_npz, atomic_write_text
+from branchspec.io import atomic_write_npz, atomic_write_text, safe_stem
 
 
 def decomposition_files(path: str | os.PathLike, field: str = "path") -> list[Path]:
@@ -114,6 +114,7 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
             bad = [k for k in ks if not 0 <= k < dec.num_components]
             if bad:
                 raise ConfigError(field, f"component(s) {bad} out of range 0..{dec.num_components - 1} for {p.name}")
+    marks_of = _marks_lookup(eyes, [p.stem for p, _ in decs], Path(paths[0]).parent)
     per, images, masks, inits, vrs = [], [], [], [], []
     bar = None
     if progress:
@@ -126,7 +127,7 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
             bar.update(1)
         doc = save_segmentation(dec, res, out / p.stem)
         found = res.kept == 2
-        marks = None if eyes is None else eyes.get(p.stem, eyes.get("*"))
+        marks = marks_of(p.stem)
         on_eyes = None if marks is None else bool(found and pair_on_eyes(doc["pair_geometry"]["regions"], marks, eye_tol))
         per.append({"name": p.stem, "source": str(p), "domain": dec.domain, "pair_found": found,
                     "eye_like": found and doc["pair_geometry"]["eye_like"], "on_eyes": on_eyes,
@@ -162,6 +163,19 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         summary["files"].append("montage.npz")
     atomic_write_text(out / "segment.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _marks_lookup(eyes: dict[str, list] | None, names: Sequence[str], folder: Path):
+    """The eye marks of a decomposition named ``name``: ``eyes[name]``, else the mark whose image name becomes
+    ``name`` when written (``cat.3000`` → ``cat_3000.npz``, :func:`branchspec.io.safe_stem`), else ``eyes["*"]``.
+    Per-image marks that name none of ``names`` are an error (field ``eyes``), not a silent 0 of 0."""
+    if eyes is None:
+        return lambda name: None
+    safe = {safe_stem(k): v for k, v in eyes.items() if k != "*"}
+    if "*" not in eyes and eyes and not any(n in eyes or n in safe for n in names):
+        raise ConfigError("eyes", f"none of the {len(eyes)} marked images (e.g. {next(iter(eyes))!r}) is among "
+                                  f"the {len(names)} decompositions in {folder}")
+    return lambda name: eyes.get(name, safe.get(name, eyes.get("*")))
 
 
 def strongest_component(dec: Decomposition) -> int:

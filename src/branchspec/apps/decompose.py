@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from branchspec.io import atomic_write_json
+from branchspec.io import atomic_write_json, safe_stem
 from branchspec.apps.components import DEFAULT_RANGE, Decomposition, save_png, stretch, to_unit
 from branchspec.apps.decomp_stats import DecompositionStats
 from branchspec.branched import Branched, as_branched
@@ -170,7 +170,7 @@ def output_name(stem: str, used: set[str]) -> str:
         >>> [output_name(s, used) for s in ("cat_001", "..", "grid", "Cat_001", "a b")]
         ['cat_001', '__', 'grid_2', 'Cat_001_2', 'a_b']
     """
-    base = "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "_" for c in stem)[:MAX_NAME] or "image"
+    base = safe_stem(stem, MAX_NAME) or "image"
     name, i = base, 2
     while name.lower() in used or name.lower() in RESERVED_NAMES:
         name, i = f"{base}_{i}", i + 1

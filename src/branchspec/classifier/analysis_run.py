@@ -3,7 +3,8 @@
 :func:`analyze` reads a classifier checkpoint, computes the branch outputs
 ``(M, N, C)`` on the test split, applies the pure functions of
 :mod:`branchspec.classifier.analysis` and writes ``analysis.json`` (numbers),
-``analysis.npz`` (branch outputs, labels, gallery images) and the figures,
+``analysis.npz`` (branch outputs, labels, gallery images, the first-layer Hessians packed by
+:mod:`branchspec.compact`) and the figures,
 drawn from those two files by :mod:`branchspec.figures.classifier`.
 :func:`run_sweep` trains one model per M and records #active / #silent.
 
@@ -26,6 +27,7 @@ import branchspec.classifier.analysis as A
 from branchspec.data.imageset import ImageSet, split_for, test_set_for
 from branchspec.branched import as_branched
 from branchspec.errors import BranchspecError, ConfigError
+from branchspec.compact import pack_log_abs
 from branchspec.io import atomic_write_npz, atomic_write_text
 from branchspec.loading import load_model
 from branchspec.models.registry import build_model
@@ -148,11 +150,13 @@ def analyze(checkpoint, data: str, out_dir, per_class: int = 20, top_fraction: f
     res["hessian"] = first_layer_hessians(model, init, test, clamp, hessian_samples)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    gallery_arrays = {f"gallery_{i}": im for i, im in enumerate(images)}
+    gallery_arrays = {f"gallery_{i}": np.asarray(im, dtype=np.uint8) for i, im in enumerate(images)}  # (S, H, W, 3)
     hess = res.get("hessian", {})
-    hess_arrays = {f"hessian_{tag}": np.asarray(hess[tag].pop("matrix"), dtype=np.float32)
-                   for tag in ("init", "trained") if isinstance(hess.get(tag), dict) and "matrix" in hess[tag]}
-    # arrays in the NPZ (the first-layer Hessians alone were ~30 MB as JSON), scalars and small lists in the JSON
+    hess_arrays = {k: v for tag in ("init", "trained") if isinstance(hess.get(tag), dict) and "matrix" in hess[tag]
+                   for k, v in pack_log_abs(hess[tag].pop("matrix"), f"hessian_{tag}").items()}
+    # arrays in the NPZ (the first-layer Hessians alone were ~30 MB as JSON), scalars and small lists in the JSON;
+    # the Hessians as Fig. 5 draws them (branchspec.compact: 2 x 19 MB in float32, ~2 MB packed), so a shipped
+    # model's analysis.npz can be committed and its figures redrawn
     atomic_write_npz(out / "analysis.npz", dict(outputs=V.numpy().astype(np.float32), labels=labels.numpy(),
                                                 **gallery_arrays, **hess_arrays))
     atomic_write_text(out / "analysis.json", json.dumps(res))

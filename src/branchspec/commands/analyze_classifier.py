@@ -16,8 +16,9 @@ HELP = "branch outputs per class, covariance, active/silent, confidence, galleri
 DESCRIPTION = (
     "Evaluate a checkpoint of 'branchspec train-classifier' on the test split of --data and write "
     "OUT/analysis.json (accuracy, active_branches, silent_branches, covariance, ablation, class_means, "
-    "confidence, galleries, hessian), OUT/analysis.npz (branch outputs (M, N, 10), labels, gallery images) "
-    "and the figures. Confidence of branch k on x of class y: v_k(x)[y] - mean over c != y of v_k(x)[c]."
+    "confidence, galleries, hessian), OUT/analysis.npz (branch outputs (M, N, 10), labels, gallery images, the "
+    "first-layer Hessians as Fig. 5 draws them) and the figures. Confidence of branch k on x of class y: "
+    "v_k(x)[y] - mean over c != y of v_k(x)[c]."
 )
 
 

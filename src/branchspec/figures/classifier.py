@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from branchspec.budget import load_npz
+from branchspec.compact import load_expanded, log_magnitude
 from branchspec.figures.common import new_figure, save
 
 
@@ -145,15 +145,15 @@ def draw_ablation(res: dict, path: Path) -> Path:
 def draw_hessian(res: dict, matrices: dict, path: Path) -> Path | None:
     """Fig. 5 panels 3–4: |H| of the first-layer parameters at initialisation and after training.
 
-    ``matrices``: ``{"hessian_init": H, "hessian_trained": H}`` from ``analysis.npz``.
+    ``matrices``: ``{"hessian_init": H, "hessian_trained": H}`` from ``analysis.npz`` (unpacked by
+    :func:`branchspec.compact.load_expanded`); drawn: :func:`branchspec.compact.log_magnitude` of each.
     """
     h = res.get("hessian", {})
     if not h.get("available"):
         return None
     fig, axes = new_figure(1, 2, figsize=(9, 4))
     for ax, tag in zip(axes, ("init", "trained")):
-        mat = np.abs(matrices[f"hessian_{tag}"])
-        ax.imshow(np.log10(mat + 1e-12 * max(mat.max(), 1e-30)), cmap="magma", interpolation="nearest")
+        ax.imshow(log_magnitude(matrices[f"hessian_{tag}"]), cmap="magma", interpolation="nearest")
         for bnd in h[tag]["boundaries"][1:-1]:
             ax.axhline(bnd - 0.5, color="w", lw=0.3)
             ax.axvline(bnd - 0.5, color="w", lw=0.3)
@@ -162,10 +162,11 @@ def draw_hessian(res: dict, matrices: dict, path: Path) -> Path | None:
 
 
 def draw_analysis(out_dir) -> list[Path]:
-    """Every analysis figure from ``out_dir/analysis.json`` and ``analysis.npz``."""
+    """Every analysis figure from ``out_dir/analysis.json`` and ``analysis.npz`` (the Hessians packed by
+    :mod:`branchspec.compact`, or as plain float32 matrices as written before)."""
     out = Path(out_dir)
     res = json.loads((out / "analysis.json").read_text())
-    arrays = load_npz(out / "analysis.npz", keys=lambda k: k.startswith(("gallery_", "hessian_")))
+    arrays = load_expanded(out / "analysis.npz", keys=lambda k: k.startswith(("gallery_", "hessian_")))
     paths = [draw_class_means(res, out / "fig6_class_means.png"), draw_covariance(res, out / "fig5_covariance.png"),
              draw_confidence(res, out / "fig7_confidence.png"), draw_galleries(res, arrays, out / "fig8_galleries.png"),
              draw_ablation(res, out / "ablation.png")]
