@@ -9,7 +9,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from branchspec import textlists
+from branchspec import options, textlists
 from branchspec.errors import BranchspecError, ConfigError, UsageError
 from branchspec.io import probe_writable
 
@@ -127,3 +127,43 @@ def flag_errors(flags: dict[str, str]):
         if shown == str(exc):
             raise
         raise type(exc)(shown) from None
+
+
+DECOMPOSITION_ARG = "DECOMPOSITION.npz|FOLDER"  # the positional input of segment and manipulate
+
+
+def add_config_arguments(p, config_cls, out_default: str | None = None):
+    """One flag per field of ``config_cls`` (:func:`branchspec.options.add_options`) and ``--out`` in the
+    run-control group (required unless ``out_default``); returns that group for more run-control flags."""
+    options.add_options(p, config_cls, config_file=False)
+    g = p.add_argument_group(options.NOT_CONFIG)
+    if out_default is None:
+        g.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    else:
+        g.add_argument("--out", default=out_default, metavar="DIR", help=f"output folder (default: {out_default})")
+    return g
+
+
+def config_from_args(args, config_cls, **fixed):
+    """``config_cls`` built from the parsed flags (and ``fixed`` fields), and the field → flag map; a bad value
+    is a one-line error naming its flag."""
+    flags = options.flags(config_cls)
+    with flag_errors(flags):
+        return config_cls(**options.values(args, config_cls), **fixed), flags
+
+
+def add_decomposition_arguments(p, config_cls) -> None:
+    """``segment`` / ``manipulate``: the input (one decomposition or a folder of them), one flag per field of
+    ``config_cls`` (``experiments.apps.Segment`` / ``Manipulate``) and ``--out``."""
+    p.add_argument("decomposition", metavar=DECOMPOSITION_ARG,
+                   help="a decomposition written by 'branchspec decompose', or its output folder (every .npz in it)")
+    add_config_arguments(p, config_cls)
+
+
+def run_on_decomposition(args, config_cls, run_file, run_folder) -> int:
+    """Build ``config_cls`` from the flags and run ``run_folder(args, cfg)`` for a folder input, else
+    ``run_file(args, cfg)``; a library error names the flag (or the input) it concerns."""
+    flags = {**options.flags(config_cls), "decomposition": "DECOMPOSITION.npz", "folder": DECOMPOSITION_ARG}
+    with flag_errors(flags):
+        cfg = config_cls(**options.values(args, config_cls), folder="")
+        return (run_folder if Path(args.decomposition).is_dir() else run_file)(args, cfg)

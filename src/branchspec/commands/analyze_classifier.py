@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 
-from branchspec import options
-from branchspec.commands._common import at_least, existing_dir, flag_errors, writable_dir
+from branchspec.commands._common import (
+    add_config_arguments, at_least, config_from_args, existing_dir, flag_errors, writable_dir,
+)
 from branchspec.errors import UsageError
 
 NAME = "analyze-classifier"
@@ -25,9 +26,7 @@ DESCRIPTION = (
 def add_arguments(p):
     from branchspec.experiments.classifier import Analysis
 
-    options.add_options(p, Analysis, config_file=False)  # one flag per field of experiments.classifier.Analysis
-    g = p.add_argument_group(options.NOT_CONFIG)
-    g.add_argument("--out", required=True, help="output folder")
+    g = add_config_arguments(p, Analysis)  # one flag per field of experiments.classifier.Analysis, and --out
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
@@ -35,9 +34,7 @@ def run(args) -> int:
     from branchspec.experiments import classifier
     from branchspec.checkpoint import checkpoint_exists, checkpoint_paths
 
-    flags = options.flags(classifier.Analysis)
-    with flag_errors(flags):
-        analysis = classifier.Analysis(**options.values(args, classifier.Analysis), folder="")
+    analysis, flags = config_from_args(args, classifier.Analysis, folder="")
     _, state_path = checkpoint_paths(analysis.checkpoint)
     if not checkpoint_exists(state_path):
         raise UsageError(f"{flags['checkpoint']}: no such checkpoint: {state_path}")

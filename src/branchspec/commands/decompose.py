@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from branchspec import options
-from branchspec.commands._common import device_arg, flag_errors, writable_dir
+from branchspec.commands._common import (
+    add_config_arguments, config_from_args, device_arg, flag_errors, writable_dir,
+)
 
 NAME = "decompose"
 HELP = "decompose images into the ambient-space components of a trained branched generator"
@@ -20,16 +21,13 @@ DESCRIPTION = (
 def add_arguments(p):
     from branchspec.experiments.gan import Decompose
 
-    options.add_options(p, Decompose, config_file=False)  # one flag per field of experiments.gan.Decompose
-    p.add_argument_group(options.NOT_CONFIG).add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_config_arguments(p, Decompose)  # one flag per field of experiments.gan.Decompose, and --out
 
 
 def run(args) -> int:
     from branchspec.experiments import gan
 
-    flags = options.flags(gan.Decompose)
-    with flag_errors(flags):
-        d = gan.Decompose(**options.values(args, gan.Decompose))
+    d, flags = config_from_args(args, gan.Decompose)
     device_arg(d.device, flags["device"])
     out = writable_dir(args.out)
     with flag_errors(flags):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 
-from branchspec import options
-from branchspec.commands._common import flag_errors, writable_dir
+from branchspec.commands._common import add_config_arguments, config_from_args, writable_dir
 from branchspec.experiments.demo import Demo, plan
 from branchspec.report import write_report
 
@@ -24,14 +23,11 @@ DESCRIPTION = (
 
 
 def add_arguments(p):
-    options.add_options(p, Demo, config_file=False)  # one flag per field of experiments.demo.Demo
-    g = p.add_argument_group(options.NOT_CONFIG)
-    g.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
+    add_config_arguments(p, Demo, out_default="demo-out")  # one flag per field of experiments.demo.Demo, and --out
 
 
 def run(args) -> int:
-    with flag_errors(options.flags(Demo)):
-        cfg = Demo(**options.values(args, Demo))
+    cfg, _ = config_from_args(args, Demo)
     out = writable_dir(args.out)
     sections = []
     for step in plan(out, quick=cfg.quick, parts=cfg.parts, shipped=cfg.shipped):

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from branchspec import options
-from branchspec.commands._common import existing_dir, flag_errors, writable_dir
+from branchspec.commands._common import add_config_arguments, config_from_args, existing_dir, flag_errors, writable_dir
 
 NAME = "hessian"
 HELP = "exact / probe-estimated Hessian over a parameter subset of a branched checkpoint; block structure"
@@ -20,16 +19,13 @@ DESCRIPTION = (
 def add_arguments(p):
     from branchspec.experiments.hessian import Config
 
-    options.add_options(p, Config, config_file=False)  # one flag per field of experiments.hessian.Config
-    p.add_argument_group(options.NOT_CONFIG).add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_config_arguments(p, Config)  # one flag per field of experiments.hessian.Config, and --out
 
 
 def run(args) -> int:
     from branchspec.experiments import hessian
 
-    flags = options.flags(hessian.Config)
-    with flag_errors(flags):
-        cfg = hessian.Config(**options.values(args, hessian.Config))
+    cfg, flags = config_from_args(args, hessian.Config)
     if cfg.data:
         existing_dir(cfg.data, flags["data"])
     out = writable_dir(args.out)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
-from branchspec import options
-from branchspec.commands._common import existing_file, flag_errors, writable_dir
+from branchspec.commands._common import (
+    add_decomposition_arguments, existing_file, run_on_decomposition, writable_dir,
+)
 
 NAME = "manipulate"
 HELP = "sweep, sum or re-weight the components of a decomposition (.npz from 'branchspec decompose')"
@@ -27,27 +27,13 @@ def add_arguments(p):
 
     # A value starting with "-" other than a plain number reads as an option to argparse:
     # write --alphas=-1:3:9 and --gains=-1,0,2 (the '=' form), as the help says.
-    p.add_argument("decomposition", metavar="DECOMPOSITION.npz|FOLDER",
-                   help="a decomposition written by 'branchspec decompose', or its output folder (every .npz in it)")
-    options.add_options(p, Manipulate, config_file=False)  # one flag per field of experiments.apps.Manipulate
-    p.add_argument_group(options.NOT_CONFIG).add_argument("--out", required=True, metavar="DIR", help="output folder")
-
-
-def _flags() -> dict[str, str]:
-    """The library's fields -> their flags (flag_errors): Manipulate's, and the input's."""
-    from branchspec.experiments.apps import Manipulate
-
-    return {**options.flags(Manipulate), "decomposition": "DECOMPOSITION.npz", "folder": "DECOMPOSITION.npz|FOLDER"}
+    add_decomposition_arguments(p, Manipulate)  # one flag per field of experiments.apps.Manipulate
 
 
 def run(args) -> int:
     from branchspec.experiments.apps import Manipulate
 
-    with flag_errors(_flags()):
-        mc = Manipulate(**options.values(args, Manipulate), folder="")
-        if Path(args.decomposition).is_dir():
-            return _run_folder(args, mc)
-        return _run_file(args, mc)
+    return run_on_decomposition(args, Manipulate, _run_file, _run_folder)
 
 
 def _run_file(args, mc) -> int:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
-from branchspec import options
-from branchspec.commands._common import existing_file, flag_errors, writable_dir
+from branchspec.commands._common import (
+    add_decomposition_arguments, existing_file, run_on_decomposition, writable_dir,
+)
 
 NAME = "segment"
 HELP = "segment cats' eyes from a decomposition with Chan-Vese (paper App. F)"
@@ -24,27 +24,13 @@ DESCRIPTION = (
 def add_arguments(p):
     from branchspec.experiments.apps import Segment
 
-    p.add_argument("decomposition", metavar="DECOMPOSITION.npz|FOLDER",
-                   help="a decomposition written by 'branchspec decompose', or its output folder (every .npz in it)")
-    options.add_options(p, Segment, config_file=False)  # one flag per field of experiments.apps.Segment
-    p.add_argument_group(options.NOT_CONFIG).add_argument("--out", required=True, metavar="DIR", help="output folder")
-
-
-def _flags() -> dict[str, str]:
-    """The library's fields -> their flags (flag_errors): Segment's, and the input's."""
-    from branchspec.experiments.apps import Segment
-
-    return {**options.flags(Segment), "decomposition": "DECOMPOSITION.npz", "folder": "DECOMPOSITION.npz|FOLDER"}
+    add_decomposition_arguments(p, Segment)  # one flag per field of experiments.apps.Segment
 
 
 def run(args) -> int:
     from branchspec.experiments.apps import Segment
 
-    with flag_errors(_flags()):
-        sc = Segment(**options.values(args, Segment), folder="")
-        if Path(args.decomposition).is_dir():
-            return _run_folder(args, sc)
-        return _run_file(args, sc)
+    return run_on_decomposition(args, Segment, _run_file, _run_folder)
 
 
 def _run_file(args, sc) -> int:

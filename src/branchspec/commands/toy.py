@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from branchspec import options
-from branchspec.commands._common import flag_errors, writable_dir
+from branchspec.commands._common import add_config_arguments, config_from_args, writable_dir
 
 NAME = "toy"
 HELP = "train the toy problems of §4.1 for a range of M, many trials each (Figs. 2-4)"
@@ -21,15 +20,13 @@ DESCRIPTION = (
 def add_arguments(p):
     from branchspec.experiments.toy import Config
 
-    options.add_options(p, Config, config_file=False)  # one flag per field of experiments.toy.Config
-    p.add_argument_group(options.NOT_CONFIG).add_argument("--out", required=True, help="output folder")
+    add_config_arguments(p, Config)  # one flag per field of experiments.toy.Config, and --out
 
 
 def run(args) -> int:
     from branchspec.experiments import toy
 
-    with flag_errors(options.flags(toy.Config)):
-        cfg = toy.Config(**options.values(args, toy.Config))
+    cfg, _ = config_from_args(args, toy.Config)
     out = writable_dir(args.out)
     t0 = time.perf_counter()
     res = toy.run(cfg, out)
