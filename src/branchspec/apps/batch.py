@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from branchspec.apps.components import Decomposition
 from branchspec.apps.memory import LOAD_COPIES, check_manipulation, check_segmentation
 from branchspec.apps.manipulation import subset_sum, sweep
 from branchspec.apps.spatial import pair_on_eyes
-from branchspec.apps.segmentation import SegmentConfig, save_segmentation, segment
+from branchspec.apps.segmentation import LOCATOR_CHOICES, SegmentConfig, save_segmentation, segment
 from branchspec.budget import BASELINE_BYTES, array_bytes, gb, npz_arrays
 from branchspec.budget import check as budget_check
 from branchspec.errors import ConfigError, DataError
@@ -91,8 +92,11 @@ def _unit_image(dec: Decomposition) -> np.ndarray:
 def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
                    locators: Sequence[int] | None = None, target: int | None = None,
                    cfg: SegmentConfig = SegmentConfig(), progress: bool = False,
-                   eyes: dict[str, list] | None = None, eye_tol: float = 0.1) -> dict:
+                   eyes: dict[str, list] | None = None, eye_tol: float = 0.1, choose_locators: str = "image") -> dict:
     """App. F on every decomposition; per-image results in ``out_dir/NAME/``, summary ``out_dir/segment.json``.
+
+    ``choose_locators`` (when ``locators`` is None): ``"image"`` — each image's own, by peak ratio (App. F);
+    ``"folder"`` — the same two for every image, chosen by :func:`folder_locators`.
 
     An *eye pair is found* when exactly two regions are kept by the row-wise
     multiplicity-2 rule (``SegmentResult.kept == 2``). The per-image panels
@@ -115,6 +119,13 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
             if bad:
                 raise ConfigError(field, f"component(s) {bad} out of range 0..{dec.num_components - 1} for {p.name}")
     marks_of = _marks_lookup(eyes, [p.stem for p, _ in decs], Path(paths[0]).parent)
+    if choose_locators not in LOCATOR_CHOICES:
+        raise ConfigError("choose_locators", f"must be one of {LOCATOR_CHOICES}, got {choose_locators!r}")
+    choice = None
+    if locators is None and choose_locators == "folder":
+        locators, rates = folder_locators([d for _, d in decs], cfg)
+        choice = {"rule": "folder: the two components whose energy alone most often yields one eye pair (App. F rule)",
+                  "pair_rates": rates, "locators": locators}
     per, images, masks, inits, vrs = [], [], [], [], []
     bar = None
     if progress:
@@ -150,7 +161,8 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
                              if eyes is not None else None),
         "rule": "eye pair found = exactly two regions kept by the row-wise multiplicity-2 rule (App. F); eye-like = "
                 "that pair placed like the eyes of an aligned face (segmentation.pair_geometry, beyond the paper)",
-        "automatic": {"locators": locators is None, "target": target is None},
+        "automatic": {"locators": locators is None or choice is not None, "target": target is None},
+        "locator_choice": choice or {"rule": "given" if locators is not None else "image: peak ratio (App. F)"},
         "config": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
         "per_image": per, "skipped": skipped, "files": ["segment.json"] + [f"{r['name']}/" for r in per],
     }
@@ -163,6 +175,23 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
         summary["files"].append("montage.npz")
     atomic_write_text(out / "segment.json", json.dumps(summary, indent=2))
     return summary
+
+
+def folder_locators(decs: Sequence[Decomposition], cfg: SegmentConfig = SegmentConfig(), count: int = 2,
+                    sample: int = 64) -> tuple[list[int], list[float]]:
+    """The ``count`` locators of a folder: components ranked by how often their energy alone, as the locator,
+    leads App. F's row rule to exactly one pair of regions, on up to ``sample`` evenly spaced decompositions.
+
+    Beyond the paper, which picks locators per image by their peak ratio: on a generator whose face-part
+    branches are the same for every image, one choice for the folder avoids picking a lighting highlight on
+    some images. No eye position is used — only the App. F criterion itself (two regions on the same rows).
+    Returns the locators (best first) and every component's rate.
+    """
+    pick = [decs[int(i)] for i in np.linspace(0, len(decs) - 1, min(sample, len(decs))).round()]
+    rows = replace(cfg, pair_rule="rows")  # the rate of App. F's own rule, whatever the folder run keeps
+    m = min(d.num_components for d in pick)
+    rates = [float(np.mean([segment(d, [k], None, rows).kept == 2 for d in pick])) for k in range(m)]
+    return [int(k) for k in np.argsort(-np.asarray(rates), kind="stable")[:count]], rates
 
 
 def _marks_lookup(eyes: dict[str, list] | None, names: Sequence[str], folder: Path):

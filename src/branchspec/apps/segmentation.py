@@ -47,15 +47,19 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from branchspec.io import atomic_write_json, atomic_write_npz, atomic_write_via
 from branchspec.apps.components import Decomposition
 from branchspec.apps.memory import check_segmentation
+from branchspec.apps.pairs import PAIR_RULES, pair_geometry, row_pairs, strongest_pair  # noqa: F401 (re-exported)
+from branchspec.io import atomic_write_json, atomic_write_npz, atomic_write_via
 
 
 SEGMENT_ON = ("value", "energy")
 """What Chan–Vese segments: the target component's Value channel (App. F), or the locators' summed energy — a
 variant beyond the paper for small images, where an eye is a few pixels of bright and dark strokes that no
 flat target region separates (docs/apps.md)."""
+LOCATOR_CHOICES = ("image", "folder")
+"""How a folder run picks the locators: per image by peak ratio (App. F), or once for the folder
+(:func:`branchspec.apps.batch.folder_locators`, beyond the paper)."""
 MAX_ENERGY_SIGMA = 64.0  # px: the smoothing of the locator energy, at most a quarter of a 256² image
 
 
@@ -72,6 +76,7 @@ class SegmentConfig:
     pair_row_fraction: float = 0.5  # share of a component's rows that must have multiplicity 2
     segment_on: str = "value"  # "value": Chan–Vese on the target's V (App. F); "energy": on the locator energy
     energy_sigma: float = 0.0  # Gaussian smoothing (px) of the locator energy before thresholding / segmenting
+    pair_rule: str = "rows"  # "rows": App. F's row-wise multiplicity 2; "strongest": see PAIR_RULES
 
     def __post_init__(self):
         if not 0.0 < self.init_quantile < 1.0:
@@ -86,6 +91,8 @@ class SegmentConfig:
             raise ValueError(f"segment_on must be one of {SEGMENT_ON}, got {self.segment_on!r}")
         if not 0.0 <= self.energy_sigma <= MAX_ENERGY_SIGMA:
             raise ValueError(f"energy_sigma must lie in [0, {MAX_ENERGY_SIGMA:g}] px, got {self.energy_sigma}")
+        if self.pair_rule not in PAIR_RULES:
+            raise ValueError(f"pair_rule must be one of {PAIR_RULES}, got {self.pair_rule!r}")
 
 
 def value_channel(component: np.ndarray) -> np.ndarray:
@@ -176,60 +183,6 @@ def chan_vese_mask(image: np.ndarray, init: np.ndarray, cfg: SegmentConfig = Seg
     return seg
 
 
-def row_pairs(labels: np.ndarray, keep_fraction: float = 0.5) -> list[int]:
-    """Labels of the connected components with row-wise multiplicity 2 (App. F).
-
-    ``labels`` ``(H, W)`` int, 0 = background. A component is kept when at
-    least ``keep_fraction`` of the rows it occupies are crossed by exactly two
-    components.
-    """
-    ids = [i for i in np.unique(labels) if i != 0]
-    present = np.stack([(labels == i).any(axis=1) for i in ids]) if ids else np.zeros((0, labels.shape[0]), bool)  # (K, H)
-    mult = present.sum(0)  # (H,) components per row
-    keep = []
-    for j, i in enumerate(ids):
-        rows = present[j]
-        if (mult[rows] == 2).mean() >= keep_fraction:
-            keep.append(int(i))
-    return keep
-
-
-def pair_geometry(mask: np.ndarray, max_dy: float = 0.12, band: tuple[float, float] = (0.15, 0.7),
-                  max_area_ratio: float = 4.0) -> dict:
-    """Is a kept pair of regions placed like two eyes of an aligned face? (a check beyond App. F)
-
-    The App. F rule only asks for two regions on the same rows; on a poor decomposition those can be two
-    patches of the image border. On face-aligned crops (AFHQ, CelebA-HQ) two eyes lie left and right of the
-    vertical midline, at about the same height inside the ``band`` of rows (fractions of the height), with
-    comparable areas and away from the border. Returns the centroids (fractions of width / height), areas and
-    ``eye_like``; with any number of regions but two, ``eye_like`` is False.
-
-    Example:
-        >>> m = np.zeros((20, 20), bool); m[6:9, 3:6] = True; m[6:9, 13:16] = True
-        >>> pair_geometry(m)["eye_like"]
-        True
-        >>> m[:, :] = False; m[0:3, 3:6] = True; m[0:3, 13:16] = True   # two patches on the top border
-        >>> pair_geometry(m)["eye_like"]
-        False
-    """
-    h, w = mask.shape
-    lab, n = ndi.label(mask)
-    regions = []
-    for i in range(1, n + 1):
-        ys, xs = np.nonzero(lab == i)
-        border = bool(ys.min() == 0 or xs.min() == 0 or ys.max() == h - 1 or xs.max() == w - 1)
-        regions.append({"x": float(xs.mean() / w), "y": float(ys.mean() / h), "area": int(len(ys)), "border": border})
-    doc = {"regions": regions, "eye_like": False}
-    if n != 2:
-        return doc
-    a, b = sorted(regions, key=lambda r: r["x"])
-    doc["eye_like"] = bool(
-        a["x"] < 0.5 < b["x"] and abs(a["y"] - b["y"]) <= max_dy
-        and all(band[0] <= r["y"] <= band[1] and not r["border"] for r in (a, b))
-        and max(a["area"], b["area"]) <= max_area_ratio * min(a["area"], b["area"]))
-    return doc
-
-
 @dataclass(frozen=True)
 class SegmentResult:
     """The mask and how it was obtained."""
@@ -269,6 +222,8 @@ def _segment_once(dec: Decomposition, locators: list[int], target: int | None, c
             lab[comp] = 0
     regions = len(np.unique(lab)) - 1
     keep = row_pairs(lab, cfg.pair_row_fraction)
+    if cfg.pair_rule == "strongest" and len(keep) != 2:
+        keep = strongest_pair(lab, energy, cfg.pair_row_fraction)
     mask = ndi.binary_fill_holes(np.isin(lab, keep)) if keep else np.zeros_like(raw)
     return SegmentResult(mask=mask, raw=raw, init=init, locators=locators, target=target, automatic=automatic,
                          locator_scores=lscores.tolist(),

@@ -44,6 +44,7 @@ def _run_file(args, sc) -> int:
     m, shape = dec.num_components, dec.R.shape
     del dec  # the run loads it again: never two copies in memory
     sc.check(m)  # locators and target among the M components
+    sc.check_file()  # no folder-level choice for one image (before the output folder is made)
     out = writable_dir(args.out)
     res = apps.run(apps.Config(decomposition=args.decomposition, segment=sc), out)["segmentation"]
     if res["truth_resized"]:
@@ -67,7 +68,8 @@ def _run_folder(args, sc) -> int:
     out = writable_dir(args.out)
     sc = replace(sc, progress=True)  # indices are checked against each file's M in segment_folder
     doc = apps.run(apps.Config(folder=args.decomposition, segment=sc), out)["segmentation"]
-    print(f"eye pair found on {doc['pairs_found']} of {doc['images']} image(s) by the App. F rule, "
+    rule = "the App. F rule" if sc.pair_rule == "rows" else "the strongest-pair rule"
+    print(f"eye pair found on {doc['pairs_found']} of {doc['images']} image(s) by {rule}, "
           f"placed like eyes on {doc['eye_like_pairs']}"
           + (f"; {len(doc['skipped'])} file(s) skipped (not decompositions)" if doc["skipped"] else ""))
     if doc["on_eyes_fraction"] is not None:

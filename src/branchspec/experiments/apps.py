@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from branchspec.apps.manipulation import check_indices, parse_alphas, parse_gains, parse_indices
-from branchspec.apps.segmentation import MAX_ENERGY_SIGMA, SEGMENT_ON, SegmentConfig
+from branchspec.apps.segmentation import LOCATOR_CHOICES, MAX_ENERGY_SIGMA, PAIR_RULES, SEGMENT_ON, SegmentConfig
 from branchspec.apps.spatial import eye_marks
 from branchspec.errors import ConfigError
 from branchspec.experiments import common, shipped
@@ -119,6 +119,14 @@ class Segment:
                                     "strokes)", choices=SEGMENT_ON)
     energy_sigma: float = option(_S.energy_sigma, "Gaussian smoothing of the locator energy in pixels (0: none, the "
                                                   "paper)", metavar="PX")
+    pair_rule: str = option(_S.pair_rule, "regions kept: 'rows' = those with row-wise multiplicity 2 (App. F); "
+                                          "'strongest' = where that keeps other than one pair, the two regions "
+                                          "sharing rows with the most locator energy (beyond the paper)",
+                            choices=PAIR_RULES)
+    choose_locators: str = option("image", "folder mode, automatic locators: 'image' = each image's own by peak "
+                                           "ratio (App. F); 'folder' = the same two for every image, the components "
+                                           "whose energy most often yields one pair by App. F's row rule (beyond "
+                                           "the paper)", choices=LOCATOR_CHOICES)
     eyes: dict | None = option(None, "folder mode: count the images whose kept pair lies on the true eyes — "
                                      "'aligned-face' (the eye centres of utkface-128's mean face) or a JSON {image "
                                      "name: [[row, col], [row, col]]} of marked centres, fractions of the side",
@@ -147,6 +155,11 @@ class Segment:
         """A folder of decompositions has no one ground-truth mask."""
         if self.truth:
             raise ConfigError("truth", "one mask fits one image; give a single decomposition with a truth mask")
+
+    def check_file(self) -> None:
+        """One decomposition has no folder to choose locators from."""
+        if self.choose_locators == "folder":
+            raise ConfigError("choose_locators", "'folder' chooses from a folder of decompositions; give one")
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,8 @@ def run(cfg: Config, out) -> dict:
     for part in (cfg.manipulate, cfg.segment):
         if part is not None:
             part.check(dec.num_components)
+    if cfg.segment is not None:
+        cfg.segment.check_file()  # a locator choice over a folder needs a folder
     if (mc := cfg.manipulate) is not None:
         from branchspec.apps.manipulation import manipulate, sweep, write_gif
         from branchspec.figures.apps import draw_manipulation

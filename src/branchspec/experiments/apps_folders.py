@@ -63,7 +63,8 @@ def run_folder(folder: str, out: Path, segment=None, manipulate=None) -> dict:
         sc.check_folder()  # no one truth mask
         dest = out / sc.folder if sc.folder else out
         doc = segment_folder(files, dest, list(sc.locators) if sc.locators is not None else None, sc.target,
-                             segment_config(sc), progress=sc.progress, eyes=sc.eyes)
+                             segment_config(sc), progress=sc.progress, eyes=sc.eyes,
+                             choose_locators=sc.choose_locators)
         if "montage.npz" in doc["files"]:
             segmentation_montage(dest / "montage.npz", dest / "montage.png")
         summary["segmentation"] = {**{k: v for k, v in doc.items() if k not in _PER_IMAGE}, "folder": str(dest)}
@@ -80,7 +81,8 @@ def run_folder(folder: str, out: Path, segment=None, manipulate=None) -> dict:
 
 def segment_config(sc) -> SegmentConfig:
     """The Chan–Vese settings of an :class:`~branchspec.experiments.apps.Segment` (one image or a folder)."""
-    return SegmentConfig(mu=sc.mu, max_num_iter=sc.iterations, segment_on=sc.on, energy_sigma=sc.energy_sigma)
+    return SegmentConfig(mu=sc.mu, max_num_iter=sc.iterations, segment_on=sc.on, energy_sigma=sc.energy_sigma,
+                         pair_rule=sc.pair_rule)
 
 
 _f = number  # "n/a" for a missing value; a number too large, or not a number, still becomes text
