@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from sklearn.datasets import load_digits
@@ -22,23 +23,8 @@ from torch import nn
 
 from branchspec import parts
 
-
-class RowTransformer(nn.Module):
-    """Digits as 8 tokens (rows) of 8 pixels: embedding, one attention layer (4 heads), mean pool, classifier."""
-
-    def __init__(self, e: int = 32, heads: int = 4):
-        super().__init__()
-        self.embed = nn.Linear(8, e)
-        self.pos = nn.Parameter(torch.randn(8, e) * 0.1)
-        self.attn = nn.MultiheadAttention(e, heads, batch_first=True)
-        self.mlp = nn.Sequential(nn.LayerNorm(e), nn.Linear(e, 64), nn.ReLU(), nn.Linear(64, e))
-        self.head = nn.Linear(e, 10)
-
-    def forward(self, x):  # (B, 8, 8)
-        h = self.embed(x) + self.pos  # (B, L, E)
-        h = h + self.attn(h, h, h, need_weights=False)[0]
-        h = h + self.mlp(h)
-        return self.head(h.mean(1))  # (B, 10)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from attention_heads import RowTransformer  # noqa: E402  (the model of examples/attention_heads.py)
 
 
 def run(steps: int, every: int | None) -> float:
