@@ -34,6 +34,11 @@ def call(*args: str) -> None:
         sys.exit(rc)
 
 
+VARIANT = ("--on", "energy", "--energy-sigma", "1.5", "--pair-rule", "strongest", "--choose-locators", "folder")
+"""App. F beyond the paper for 64² models (docs/apps.md): Chan–Vese on the locators' energy, the strongest
+row-sharing pair, one locator choice per folder."""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, help="train-gan run folder (RUN/checkpoints/last)")
@@ -57,6 +62,7 @@ def main() -> int:
          *(["--face-regions"] if args.faces else []))
     eyes = args.eyes or ("aligned-face" if args.faces else None)
     call("segment", str(dec), "--out", str(out / "segment"), *(["--eyes", eyes] if eyes else []))
+    call("segment", str(dec), "--out", str(out / "segment-variant"), *(["--eyes", eyes] if eyes else []), *VARIANT)
     call("manipulate", str(dec), "--out", str(out / "manipulate"), "--alphas=-1:3:5", "--no-gif",
          *[a for k in args.component for a in ("--component", k)])
 
@@ -91,6 +97,9 @@ def main() -> int:
     }
     if seg.get("on_eyes_fraction") is not None:
         numbers["App. F: kept pair on the true eyes"] = f"{seg['on_eyes']} of {seg['marked_images']}"
+        var = json.loads((out / "segment-variant" / "segment.json").read_text())
+        numbers[f"App. F variant ({' '.join(VARIANT)}): kept pair on the true eyes"] = \
+            f"{var['on_eyes']} of {var['marked_images']}"
     cmd = f"python scripts/photo_gan_ship.py {' '.join(sys.argv[1:])}"
     doc = {
         "title": f"shipped {ship.name}",
