@@ -56,12 +56,13 @@ class OutputPathError(WriteError, UsageError):
     """The output path cannot take a file (a folder in the way, no permission, read-only): bad --out, exit 2."""
 
 
-def safe_stem(stem: str, limit: int = 100) -> str:
+def safe_stem(stem: str, limit: int | None = 100) -> str:
     """``stem`` as a file name that cannot leave its folder: characters other than ``A-Z a-z 0-9 _ -`` become
-    ``_``, cut to ``limit`` characters (``"cat.3000"`` → ``"cat_3000"``, ``".."`` → ``"__"``); ``""`` stays ``""``.
+    ``_``, cut to ``limit`` characters (None: not cut) (``"cat.3000"`` → ``"cat_3000"``, ``".."`` → ``"__"``);
+    ``""`` stays ``""``.
 
     The one rule for names written from user input (:func:`branchspec.apps.decompose.output_name`), so a
-    name given by the user (an eye mark's image) is found again after writing.
+    name given by the user (an eye mark's image) is found again after writing; the report's HTML ids too.
     """
     return "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "_" for c in stem)[:limit]
 

@@ -24,7 +24,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from branchspec.io import TooLarge, atomic_write_text, read_capped
+from branchspec.io import TooLarge, atomic_write_text, read_capped, safe_stem
 from branchspec.numtext import number
 
 REPORT_FILE = "report.html"
@@ -141,7 +141,7 @@ figcaption{font-size:.92em;color:#333} code{background:#f4f4f4;padding:0 .2em}
 
 def _id(key: str) -> str:
     """An HTML id/fragment from a section key: only [A-Za-z0-9_-] survive, then escaped."""
-    return html.escape("".join(c if c.isascii() and (c.isalnum() or c in "_-") else "_" for c in str(key)), quote=True)
+    return html.escape(safe_stem(str(key), limit=None), quote=True)
 
 
 def _section_html(s: Section) -> list[str]:
