@@ -47,8 +47,9 @@ def strongest_pair(labels: np.ndarray, energy: np.ndarray, row_fraction: float =
         [3, 4]
     """
     ids = [int(i) for i in np.unique(labels) if i != 0]
-    rows = {i: (labels == i).any(axis=1) for i in ids}
-    mass = {i: float(energy[labels == i].sum()) for i in ids}
+    masks = {i: labels == i for i in ids}
+    rows = {i: m.any(axis=1) for i, m in masks.items()}
+    mass = {i: float(energy[m].sum()) for i, m in masks.items()}
     best: tuple[float, list[int]] = (-np.inf, [])
     for a_pos, a in enumerate(ids):
         for b in ids[a_pos + 1:]:
