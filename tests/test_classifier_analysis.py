@@ -1,6 +1,7 @@
 """Classifier analysis functions against explicit loops (STYLE habit 4), and the analysis command."""
 
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -219,13 +220,29 @@ def test_shipped_figures_join_the_section(tmp_path):
     out = tmp_path / "out"
     classifier.run(classifier.Config(shipped=str(ship)), out)
     sec = classifier.section(out)
-    assert (out / "shipped" / "fig6.png").read_bytes() == (ship / "analysis" / "fig6.png").read_bytes()
+    assert (out / "shipped" / "ship" / "fig6.png").read_bytes() == (ship / "analysis" / "fig6.png").read_bytes()
     fig = [f for f in sec.figures if f.path.endswith("fig6.png")][0]
     assert not Path(fig.path).is_absolute() and fig.command == "branchspec analyze-classifier X"
-    assert sec.numbers["CIFAR-10, M = 16: test accuracy"] == 0.8 and "trained elsewhere" in sec.notes
+    assert sec.numbers["CIFAR-10, M = 16: test accuracy"] == 0.8
+    assert "CIFAR-10, M = 16: trained elsewhere" in sec.notes
     assert sec.numbers["CIFAR-10, M = 16: active / silent branches"] == "16 / 0"  # read from analysis.json
     assert sec.numbers["CIFAR-10, M = 16: training-split loss (un-augmented) vs floor"] == (
         "1.9516 vs 1.8949 (+0.0567); train accuracy 0.9118")
+    # a second shipped model joins the same section under its own title and numbers
+    other = tmp_path / "other"
+    shutil.copytree(ship, other)
+    doc = json.loads((other / "shipped.json").read_text())
+    (other / "shipped.json").write_text(json.dumps({**doc, "title": "CIFAR-10, SGD"}))
+    (other / "analysis" / "analysis.json").write_text(json.dumps({
+        "accuracy": 0.663, "num_active": 15, "num_silent": 1, "mean_abs_offdiag_correlation": 0.13}))
+    classifier.run(classifier.Config(shipped=(str(ship), str(other))), tmp_path / "two")
+    sec2 = classifier.section(tmp_path / "two")
+    assert sec2.numbers["CIFAR-10, M = 16: active / silent branches"] == "16 / 0"
+    assert sec2.numbers["CIFAR-10, SGD: active / silent branches"] == "15 / 1"
+    assert sorted(f.caption.split(":")[0] for f in sec2.figures if f.path.endswith("fig6.png")) == [
+        "CIFAR-10, M = 16", "CIFAR-10, SGD"]
+    with pytest.raises(ConfigError, match="share a name"):
+        classifier.Config(shipped=(str(ship), str(tmp_path / "x" / "ship")))
     (ship / "analysis" / "fig6.png").unlink()
     with pytest.raises(ConfigError, match="missing"):
         classifier.run(classifier.Config(shipped=str(ship)), tmp_path / "out2")
@@ -240,9 +257,9 @@ def test_demo_shipped_option(tmp_path, capsys):
         [step] = demo.plan(tmp_path / "out", parts=("classifier",), **kw)
         return step.config.shipped
 
-    assert shipped_of(shipped=str(tmp_path / "x")) == str(tmp_path / "x")
-    assert shipped_of(shipped="") == ""
-    assert shipped_of(quick=True) == ""
+    assert shipped_of(shipped=str(tmp_path / "x")) == (str(tmp_path / "x"),)
+    assert shipped_of(shipped="") == ()
+    assert shipped_of(quick=True) == ()
     assert main(["demo", "--out", str(tmp_path / "o"), "--parts", "classifier", "--shipped", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "--shipped" in err and "shipped.json" in err and err.count("\n") == 1

@@ -1,4 +1,5 @@
-"""The shipped §6 model ``checkpoints/cifar10-m16/last``: loads without ../shared, reproduces its accuracy with it.
+"""The shipped §6 models ``checkpoints/cifar10-m16/last`` (AdamW) and ``checkpoints/cifar10-m16-sgd/last``
+(kuangliu's SGD recipe): load without ../shared, reproduce their accuracy with it.
 
 The default test checks the file itself (weights only, the model spec, loads
 through :func:`branchspec.loading.load_model`, finite outputs). The
@@ -22,14 +23,16 @@ from branchspec.checkpoint import checkpoint_paths, checkpoint_state
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIP = ROOT / "checkpoints" / "cifar10-m16"
+SGD = ROOT / "checkpoints" / "cifar10-m16-sgd"
+SHIPS = pytest.mark.parametrize("ship", [SHIP, SGD], ids=lambda p: p.name)
 CIFAR = Path(os.environ.get("BRANCHSPEC_SHARED_DATA", ROOT.parent / "shared" / "data")) / "cifar-10-batches-py"
 
 
-def _recorded_accuracy() -> float:
+def _recorded_accuracy(ship: Path = SHIP) -> float:
     """The accuracy of the shipped weights as the training run measured it (last row of metrics.csv)."""
-    with (SHIP / "metrics.csv").open(newline="") as fh:
+    with (ship / "metrics.csv").open(newline="") as fh:
         last = list(csv.DictReader(fh))[-1]
-    state = checkpoint_state(SHIP / "last")
+    state = checkpoint_state(ship / "last")
     key = "ema_test_acc" if state.get("ema_decay") else "test_acc"  # RUN/ema exported, or RUN/last
     return float(last[key])
 
@@ -47,31 +50,49 @@ def test_shipped_checkpoint_loads_without_data():
     assert f.shape == (2, 10) and v.shape == (16, 2, 10) and torch.isfinite(v).all()
 
 
+def test_shipped_sgd_checkpoint_is_the_kuangliu_recipe_run():
+    """The SGD model: weights only, trained to the end of the recipe's 200-epoch schedule on its 2,500 images."""
+    weights, _ = checkpoint_paths(SGD / "last")
+    assert weights.stat().st_size < 8e6
+    state = checkpoint_state(SGD / "last")
+    assert state["weights_only"] is True and state["model"]["kind"] == "classifier"
+    cfg = json.loads((SGD / "config.json").read_text())
+    assert (cfg["optimizer"], cfg["lr"], cfg["weight_decay"], cfg["schedule"]) == ("sgd", 0.1, 5e-4, "cosine")
+    assert cfg["train_images"] == 2500 and cfg["departures"] == ["clamp_grad"]
+    with (SGD / "metrics.csv").open(newline="") as fh:
+        assert int(list(csv.DictReader(fh))[-1]["epoch"]) == cfg["epochs"] == 200
+    model, _ = load_model(SGD / "last")
+    v = model(torch.randn(2, 3, 32, 32), return_branches=True)[1]
+    assert v.shape == (16, 2, 10) and torch.isfinite(v).all()
+
+
 @pytest.mark.shared_data
-def test_shipped_checkpoint_reproduces_its_test_accuracy():
+@SHIPS
+def test_shipped_checkpoint_reproduces_its_test_accuracy(ship):
     if not CIFAR.is_dir():
         pytest.skip(f"no CIFAR-10 folder at {CIFAR}")
     from branchspec.data.imageset import test_set_for
     from branchspec.classifier.evaluate import evaluate
 
-    model, state = load_model(SHIP / "last")
+    model, state = load_model(ship / "last")
     test = test_set_for(state, str(CIFAR))
     assert len(test) == 1000
     res = evaluate(model, test, clamp=True)  # fp32 on this CPU
-    cfg = json.loads((SHIP / "config.json").read_text())
+    cfg = json.loads((ship / "config.json").read_text())
     # A run trained and evaluated elsewhere (CUDA, bf16 autocast) may differ by a few of the 1,000 images in fp32 on
     # a CPU; one trained here in fp32 must match exactly.
     tol = 0 if (cfg["device"], cfg["precision"]) == ("cpu", "fp32") else 3
-    assert abs(round(res["test_acc"] * 1000) - round(_recorded_accuracy() * 1000)) <= tol
+    assert abs(round(res["test_acc"] * 1000) - round(_recorded_accuracy(ship) * 1000)) <= tol
 
 
-def _analysis() -> tuple[dict, Path]:
+def _analysis(ship: Path = SHIP) -> tuple[dict, Path]:
     """The shipped analysis.json and the path of its arrays (shipped.json's "analysis" and "arrays")."""
-    ship = json.loads((SHIP / "shipped.json").read_text())
-    return json.loads((SHIP / ship["analysis"]).read_text()), SHIP / ship["arrays"]
+    doc = json.loads((ship / "shipped.json").read_text())
+    return json.loads((ship / doc["analysis"]).read_text()), ship / doc["arrays"]
 
 
-def test_shipped_analysis_npz_agrees_with_its_json():
+@SHIPS
+def test_shipped_analysis_npz_agrees_with_its_json(ship):
     """The committed arrays the shipped analysis figures are drawn from (``draw_analysis``) have the shapes of its
     analysis.json and give back its numbers: class means and covariance from the branch outputs, the labels of the
     Fig. 7 samples, one image per gallery entry shown, Hessians of the first layer's size with its largest entry."""
@@ -80,7 +101,7 @@ def test_shipped_analysis_npz_agrees_with_its_json():
     from branchspec.budget import npz_arrays
     from branchspec.compact import load_expanded
 
-    res, path = _analysis()
+    res, path = _analysis(ship)
     assert path.stat().st_size < 6e6  # small enough for git: the Hessians are packed (branchspec.compact)
     m, n, k = res["num_branches"], res["num_test"], len(res["class_names"])
     assert (m, n, k) == (16, 1000, 10)
@@ -103,7 +124,8 @@ def test_shipped_analysis_npz_agrees_with_its_json():
 
 
 @pytest.mark.shared_data
-def test_shipped_gallery_images_are_the_test_images_shown():
+@SHIPS
+def test_shipped_gallery_images_are_the_test_images_shown(ship):
     if not CIFAR.is_dir():
         pytest.skip(f"no CIFAR-10 folder at {CIFAR}")
     import numpy as np
@@ -111,8 +133,8 @@ def test_shipped_gallery_images_are_the_test_images_shown():
     from branchspec.budget import load_npz
     from branchspec.data.imageset import test_set_for
 
-    res, path = _analysis()
-    _, state = load_model(SHIP / "last")
+    res, path = _analysis(ship)
+    _, state = load_model(ship / "last")
     test = test_set_for(state, str(CIFAR))
     a = load_npz(path, keys=lambda name: name.startswith(("gallery_", "labels")))
     np.testing.assert_array_equal(a["labels"], test.labels_np)

@@ -79,7 +79,14 @@ class Config:
     progress: bool = True
     training_figure: bool = False  # draw out/training.png of the last run trained
     analysis: Analysis | None = None
-    shipped: str = ""  # a shipped model's folder (checkpoints/cifar10-m16): its saved figures join the section
+    shipped: tuple[str, ...] = ()  # shipped models' folders (checkpoints/cifar10-m16, …): their figures join the section
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shipped, str):  # one folder given as text
+            object.__setattr__(self, "shipped", (self.shipped,) if self.shipped else ())
+        names = [Path(f).name for f in self.shipped]
+        if len(set(names)) != len(names):
+            raise ConfigError("shipped", f"two shipped folders share a name: {names}")
 
 
 def shipped_folder(name: str = "cifar10-m16") -> str:
@@ -181,7 +188,7 @@ def run(cfg: Config, out) -> dict:
         if "train_split" in res:
             summary["analysis"]["train_split"] = res["train_split"]
     if cfg.shipped:
-        summary["shipped"] = _copy_shipped(Path(cfg.shipped), out / "shipped")
+        summary["shipped"] = [_copy_shipped(Path(f), out / "shipped" / Path(f).name) for f in cfg.shipped]
     resolved = replace(cfg, train=replace(cfg.train, out=str(out))) if cfg.train is not None else cfg
     return common.save(out, NAME, resolved, summary)
 
@@ -245,12 +252,13 @@ def section(out) -> Section:
               "Active branch: ‖F_k‖ ≥ 0.1·max_j ‖F_j‖ over the test set (Fig. 4 definition)."]
     if an:
         notes.append(f"Hessian: {an['hessian_note']}")
-    sh = summary.get("shipped")
-    if sh:
+    docs = summary.get("shipped", [])
+    for sh in [docs] if isinstance(docs, dict) else docs:  # a dict: one model, saved before models were a list
+        folder = out / "shipped" / (Path(sh["source"]).name if isinstance(docs, list) else "")
         for fig in sh["figures"]:
-            figs.append(Figure(rel(out / "shipped" / fig["file"]), f"{sh['title']}: {fig['caption']}", fig["command"]))
+            figs.append(Figure(rel(folder / fig["file"]), f"{sh['title']}: {fig['caption']}", fig["command"]))
         numbers.update({f"{sh['title']}: {k}": v for k, v in sh.get("numbers", {}).items()})
-        notes += sh.get("notes", [])
+        notes += [f"{sh['title']}: {n}" for n in sh.get("notes", []) if isinstance(n, str)]
     return Section(key=NAME, title="Branched classifier (§6)",
                    intro="M slim ResNet18 branches summed and trained as one classifier specialise: some branches "
                          "become experts on a few classes, others fall silent (paper §6).",

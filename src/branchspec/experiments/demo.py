@@ -46,8 +46,8 @@ class Demo:
                                     default_help=",".join(PARTS))
     shipped: str | None = option(None, "folder of a shipped CIFAR-10 model (with shipped.json) whose figures the "
                                        "classifier section shows ('none': no shipped model)", parse=_shipped,
-                                 default_help="checkpoints/cifar10-m16 of the source checkout, if the package runs "
-                                              "from one")
+                                 default_help="checkpoints/cifar10-m16 and cifar10-m16-sgd of the source checkout, "
+                                              "if the package runs from one")
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -86,9 +86,9 @@ def classifier_config(quick: bool, shipped: str | None = None) -> classifier.Con
 
     Width 1 on all 1,438 training digits for 8 epochs (AdamW 3e-3): measured to converge on digits (12
     epochs: test 0.939, train loss 1.944 against the floor 1.895; docs/classifier.md) within the demo's
-    budget. The section also shows the shipped CIFAR-10 model's saved figures: ``shipped`` (a folder with
-    ``shipped.json``), or when None ``checkpoints/cifar10-m16`` of the source checkout if the package runs
-    from one; "" shows none.
+    budget. The section also shows shipped CIFAR-10 models' saved figures: ``shipped`` (a folder with
+    ``shipped.json``), or when None those of :data:`SHIPPED_CLASSIFIERS` in the source checkout if the
+    package runs from one; "" shows none.
     """
     train = TrainConfig(data="digits", out="", width=1, epochs=1 if quick else 8, batch_size=64,
                         optimizer="adamw", lr=3e-3, engine="packed", subset=128 if quick else None, seed=0)
@@ -138,11 +138,14 @@ def apps_config(root: Path, quick: bool) -> apps.Config:
                        segment=apps.Segment(), shipped=() if quick else shipped_generators())
 
 
-def shipped_choice(quick: bool, shipped: str | None) -> str:
-    """The shipped-model folder the classifier section shows: given, the checkout's (None), or none."""
+SHIPPED_CLASSIFIERS = ("cifar10-m16", "cifar10-m16-sgd")  # the §6 CIFAR-10 models under checkpoints/ (AdamW; SGD)
+
+
+def shipped_choice(quick: bool, shipped: str | None) -> tuple[str, ...]:
+    """The shipped-model folders the classifier section shows: given, the checkout's (None), or none."""
     if shipped is not None:
-        return shipped
-    return "" if quick else classifier.shipped_folder()
+        return (shipped,) if shipped else ()
+    return () if quick else tuple(f for f in map(classifier.shipped_folder, SHIPPED_CLASSIFIERS) if f)
 
 
 def plan(root, quick: bool = False, parts=tuple(PARTS), shipped: str | None = None) -> list[Step]:
