@@ -243,6 +243,15 @@ def test_cli_precision_recorded_and_kept_on_resume(tmp_path, capsys):
     assert "precision" in capsys.readouterr().err.splitlines()[-1]
 
 
+def test_cli_sweep_keeps_its_precision_on_resume(tmp_path):
+    """A sweep resumed without --precision trains its next M in the precision its first runs were started with."""
+    base = ["train-classifier", "--data", "digits", "--out", str(tmp_path / "s"), "--width", "1", "--subset", "32",
+            "--batch-size", "32", "--epochs", "1", "--engine", "loop", "--quiet"]
+    assert main(base + ["--sweep", "1", "--precision", "bf16"]) == 0
+    assert main(base + ["--sweep", "1,2", "--resume"]) == 0
+    assert json.loads((tmp_path / "s" / "M2" / "config.json").read_text())["precision"] == "bf16"
+
+
 def test_cli_init_from_starts_at_the_given_weights(tmp_path, capsys):
     """--init-from: the new run's step 0 is the given checkpoint's weights (a weights-only export too); the EMA
     starts there; a checkpoint of another shape or a missing one is a one-line error naming --init-from."""

@@ -56,7 +56,7 @@ def run(args) -> int:
     if kw["data"] != "digits":
         existing_dir(kw["data"], FLAGS["data"])
     if "precision" not in kw:  # a resumed run keeps the precision it was started with
-        kw["precision"] = _saved_precision(Path(args.out)) if args.resume else "auto"
+        kw["precision"] = _saved_precision(Path(args.out), bool(args.sweep)) if args.resume else "auto"
     with flag_errors(FLAGS):
         cfg = TrainConfig(**{**kw, "out": str(Path(args.out))})
     at_most(cfg.num_branches, MAX_BRANCHES, FLAGS["num_branches"])
@@ -99,14 +99,19 @@ def run(args) -> int:
     return 0
 
 
-def _saved_precision(out: Path) -> str:
-    """The precision a run folder was started with (config.json), fp32 if none is recorded."""
+def _saved_precision(out: Path, sweep: bool = False) -> str:
+    """The precision a run folder was started with (its config.json; a sweep's: that of its ``M<m>/`` runs),
+    fp32 for a config.json from before precision was recorded, "auto" for a run not started yet."""
     import json
 
-    cfg = out / "config.json"
-    if cfg.is_file():
-        try:
-            return json.loads(cfg.read_text()).get("precision", "fp32")
-        except ValueError:
-            raise UsageError(f"--resume: {cfg} is not valid JSON") from None
-    return "fp32"
+    found = set()
+    for cfg in [out / "config.json"] + (sorted(out.glob("M*/config.json")) if sweep else []):
+        if cfg.is_file():
+            try:
+                found.add(json.loads(cfg.read_text()).get("precision", "fp32"))
+            except ValueError:
+                raise UsageError(f"--resume: {cfg} is not valid JSON") from None
+    if len(found) > 1:
+        raise UsageError(f"--resume: the runs in {out} were started with different precisions {sorted(found)}; "
+                         "give --precision")
+    return found.pop() if found else "auto"
