@@ -33,7 +33,9 @@ COMMANDS = [
 def page() -> str:
     parts = ["# Options of the commands\n\nGenerated from the config classes by `python scripts/build_options_doc.py`: "
              "each option is defined once, as a config field (default, help, validation), and the flags are generated "
-             "from it. The trainers' `--config FILE` sets any of theirs from TOML / JSON, flags given override it. "
+             "from it. Every command's `--config FILE` sets any of its options from TOML / JSON (keys: the field names "
+             "a run records in its config.json / experiment.json, e.g. `num_branches` for `--branches`), flags given "
+             "override it. "
              "Departures from the paper's objective are marked. The run-control flags (`--out`, `--threads`, "
              "`--resume`, …) are not part of a config; `branchspec COMMAND --help` lists them too.\n"]
     for command, cls, where in COMMANDS:

@@ -110,6 +110,29 @@ def test_every_field_has_one_flag_and_every_flag_one_field_or_none(command):
     assert set(OLD_FLAGS[command].split()) <= set(by_flag)  # every flag kept its name
 
 
+# one non-default setting per command: (field, value in a --config file, the same field's flag and another value)
+FILE_SETTINGS = {"train-classifier": ("epochs", 7, "9"), "train-gan": ("steps", 7, "9"), "hessian": ("probes", 3, "5"),
+                 "toy": ("trials", 7, "9"), "analyze-classifier": ("per_class", 3, "5"), "decompose": ("batch_size", 3, "5"),
+                 "segment": ("iterations", 7, "9"), "manipulate": ("components", [2], "3"), "demo": ("quick", True, None)}
+
+
+@pytest.mark.parametrize("command", CONFIGS)
+def test_every_config_command_reads_a_config_file_under_its_flags(command, tmp_path):
+    """--config FILE works for every command with a config: the file replaces the defaults, a flag the file."""
+    field, in_file, flag_value = FILE_SETTINGS[command]
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text(f"{field} = {json.dumps(in_file)}\n")
+    read = getattr(_config(command, REQUIRED[command] + ["--config", str(cfg_file)]), field)
+    assert read == (tuple(in_file) if isinstance(in_file, list) else in_file)
+    if flag_value is not None:
+        flag = options.flags(CONFIGS[command])[field]
+        given = _config(command, REQUIRED[command] + ["--config", str(cfg_file), flag, flag_value])
+        assert str(getattr(given, field)).strip("(),") == flag_value
+    cfg_file.write_text("no_such_field = 1\n")
+    with pytest.raises(options.UsageError, match="no_such_field"):
+        _config(command, REQUIRED[command] + ["--config", str(cfg_file)])
+
+
 @pytest.mark.parametrize("command", sorted(set(build_parser()._subparsers._group_actions[0].choices) - set(CONFIGS)))
 def test_a_command_without_a_config_has_run_control_flags_only(command):
     p = _sub(command)

@@ -282,6 +282,8 @@ def _file_value(s: Spec, value: Any, where: str) -> Any:
         return None
     if s.meta["parse"] is not None:  # text as on the command line, or the value itself (a list for a tuple)
         if isinstance(value, str) or s.meta["many"]:
+            if s.meta["many"]:  # the repeated flag's texts: a list in the file (of numbers too), or one text
+                value = [str(v) for v in value] if isinstance(value, list) else [str(value)]
             try:
                 return parsed(s, value)
             except ConfigError as exc:

@@ -135,7 +135,7 @@ DECOMPOSITION_ARG = "DECOMPOSITION.npz|FOLDER"  # the positional input of segmen
 def add_config_arguments(p, config_cls, out_default: str | None = None):
     """One flag per field of ``config_cls`` (:func:`branchspec.options.add_options`) and ``--out`` in the
     run-control group (required unless ``out_default``); returns that group for more run-control flags."""
-    options.add_options(p, config_cls, config_file=False)
+    options.add_options(p, config_cls, config_file=True)
     g = p.add_argument_group(options.NOT_CONFIG)
     if out_default is None:
         g.add_argument("--out", required=True, metavar="DIR", help="output folder")
