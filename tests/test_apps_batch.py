@@ -226,6 +226,22 @@ def test_marks_find_images_whose_written_names_changed(folder, tmp_path, capsys)
     assert err.count("\n") == 0 and err.startswith("branchspec segment: error: --eyes: none of the 1 marked images"), err
 
 
+def test_marks_follow_the_image_when_two_names_became_one(folder, tmp_path, capsys):
+    """``cat.1`` and ``cat_1`` both become ``cat_1``; decompose writes the second as ``cat_1_2`` and records each
+    name's image stem in decomposition.json: the marks of ``cat_1`` go to ``cat_1_2``, not to ``cat.1``'s file."""
+    dec = tmp_path / "dec"
+    dec.mkdir()
+    shutil.copy(folder / "b_single.npz", dec / "cat_1.npz")  # image cat.1: no pair
+    shutil.copy(folder / "a_pair.npz", dec / "cat_1_2.npz")  # image cat_1: a pair on the marked eyes
+    (dec / "decomposition.json").write_text(json.dumps({"sources": {"cat_1": "cat.1", "cat_1_2": "cat_1"}}))
+    marks = tmp_path / "marks.json"
+    marks.write_text(json.dumps({"cat_1": [[0.375, 0.27], [0.375, 0.73]]}))
+    assert main(["segment", str(dec), "--out", str(tmp_path / "s"), "--iterations", "100", "--eyes", str(marks)]) == 0
+    assert "kept pair on the true eyes: 1 of 1 marked image(s)" in capsys.readouterr().out
+    doc = json.loads((tmp_path / "s" / "segment.json").read_text())
+    assert {r["name"]: r["on_eyes"] for r in doc["per_image"]} == {"cat_1": None, "cat_1_2": True}
+
+
 def test_pair_on_eyes_by_hand():
     from branchspec.apps.spatial import EYE_CENTRES, pair_on_eyes
 

@@ -243,3 +243,5 @@ def test_hostile_image_names_stay_inside_out(setup, tmp_path, capsys):
         assert (out / n / "regen.png").is_file() and (out / n).resolve().parent == out.resolve()
     doc = json.loads((out / "decomposition.json").read_text())
     assert doc["images"] == len(stems) and (out / "grid.png").is_file()
+    assert set(doc["sources"]) == names and sorted(doc["sources"].values()) == sorted(stems)  # name -> image stem
+    assert doc["sources"]["grid_png"] == "grid.png" and {doc["sources"][n] for n in ("Cat", "cat_2")} == {"Cat", "cat"}

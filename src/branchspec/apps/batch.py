@@ -118,7 +118,8 @@ def segment_folder(paths: Sequence[str | os.PathLike], out_dir: str | os.PathLik
             bad = [k for k in ks if not 0 <= k < dec.num_components]
             if bad:
                 raise ConfigError(field, f"component(s) {bad} out of range 0..{dec.num_components - 1} for {p.name}")
-    marks_of = _marks_lookup(eyes, [p.stem for p, _ in decs], Path(paths[0]).parent)
+    folder = Path(paths[0]).parent
+    marks_of = _marks_lookup(eyes, [p.stem for p, _ in decs], folder, _source_stems(folder))
     if choose_locators not in LOCATOR_CHOICES:
         raise ConfigError("choose_locators", f"must be one of {LOCATOR_CHOICES}, got {choose_locators!r}")
     choice = None
@@ -194,17 +195,42 @@ def folder_locators(decs: Sequence[Decomposition], cfg: SegmentConfig = SegmentC
     return [int(k) for k in np.argsort(-np.asarray(rates), kind="stable")[:count]], rates
 
 
-def _marks_lookup(eyes: dict[str, list] | None, names: Sequence[str], folder: Path):
-    """The eye marks of a decomposition named ``name``: ``eyes[name]``, else the mark whose image name becomes
-    ``name`` when written (``cat.3000`` → ``cat_3000.npz``, :func:`branchspec.io.safe_stem`), else ``eyes["*"]``.
+def _source_stems(folder: Path) -> dict[str, str]:
+    """``{decomposition name: its image's stem}`` as ``decompose`` recorded it in ``folder/decomposition.json``
+    ("sources"); empty for a folder without one (decompositions written by other programs)."""
+    try:
+        doc = json.loads((folder / "decomposition.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    src = doc.get("sources") if isinstance(doc, dict) else None
+    return {str(k): str(v) for k, v in src.items()} if isinstance(src, dict) else {}
+
+
+def _marks_lookup(eyes: dict[str, list] | None, names: Sequence[str], folder: Path,
+                  sources: dict[str, str] | None = None):
+    """The eye marks of a decomposition named ``name``: those of its image's stem (``sources``, from
+    decompose's decomposition.json: ``cat.3000`` for ``cat_3000.npz``, and the right image when two stems
+    became one safe name and the second got ``_2``), else ``eyes[name]`` or the mark whose image name becomes
+    ``name`` when written (:func:`branchspec.io.safe_stem`), else ``eyes["*"]``.
     Per-image marks that name none of ``names`` are an error (field ``eyes``), not a silent 0 of 0."""
     if eyes is None:
         return lambda name: None
+    sources = sources or {}
+    stems = set(sources.values())
     safe = {safe_stem(k): v for k, v in eyes.items() if k != "*"}
-    if "*" not in eyes and eyes and not any(n in eyes or n in safe for n in names):
+
+    def of(name: str):
+        src = sources.get(name)
+        if src is not None:  # the image is known: its own marks, or marks under its written name (no image's stem)
+            if src in eyes:
+                return eyes[src]
+            return eyes[name] if name in eyes and name not in stems else eyes.get("*")
+        return eyes.get(name, safe.get(name, eyes.get("*")))
+
+    if "*" not in eyes and eyes and not any(of(n) is not None for n in names):
         raise ConfigError("eyes", f"none of the {len(eyes)} marked images (e.g. {next(iter(eyes))!r}) is among "
                                   f"the {len(names)} decompositions in {folder}")
-    return lambda name: eyes.get(name, safe.get(name, eyes.get("*")))
+    return of
 
 
 def strongest_component(dec: Decomposition) -> int:

@@ -144,6 +144,7 @@ class DecomposeResult:
 
     npz: list[Path] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # "path (reason)"
+    sources: dict[str, str] = field(default_factory=dict)  # output name -> the image's stem
     summary: dict = field(default_factory=dict)  # the content of decomposition.json
     json_path: Path | None = None
 
@@ -251,6 +252,7 @@ def decompose_images(
                 dec = Decomposition(R=r[b], components=v[:, b], output=f[b], input=xin[b],
                                     value_range=tuple(value_range), domain=d)
                 name = output_name(p.stem, used)  # always a plain name inside out_dir
+                res.sources[name] = p.stem
                 res.npz.append(dec.save(out_dir / f"{name}.npz"))
                 write_pngs(dec, out_dir / name, png_min_size)
                 stats.add(dec)
@@ -265,6 +267,7 @@ def decompose_images(
         "img_size": img_size,
         "value_range": list(value_range),
         "files": [p.name for p in res.npz],
+        "sources": dict(res.sources),  # output name -> the image's stem (segment --eyes finds marks by it)
         "domains": list(domains),
         "target_domain": domain or "own (folder name)",
     })
