@@ -133,6 +133,19 @@ def test_every_config_command_reads_a_config_file_under_its_flags(command, tmp_p
         _config(command, REQUIRED[command] + ["--config", str(cfg_file)])
 
 
+@pytest.mark.parametrize("command", ["analyze-classifier", "decompose", "hessian"])
+def test_a_required_option_may_come_from_the_config_file(command, tmp_path):
+    """--checkpoint is required: on the command line or in the --config file; neither is a one-line error."""
+    argv = REQUIRED[command]
+    i = argv.index("--checkpoint")
+    rest = argv[:i] + argv[i + 2:]
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text('checkpoint = "c"\n')
+    assert _config(command, rest + ["--config", str(cfg_file)]) == _config(command, argv)
+    with pytest.raises(options.UsageError, match="--checkpoint is required"):
+        _config(command, rest)
+
+
 @pytest.mark.parametrize("command", sorted(set(build_parser()._subparsers._group_actions[0].choices) - set(CONFIGS)))
 def test_a_command_without_a_config_has_run_control_flags_only(command):
     p = _sub(command)

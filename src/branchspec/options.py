@@ -199,7 +199,8 @@ def add_options(parser: argparse.ArgumentParser, cls: type, config_file: bool = 
             continue
         g.add_argument(s.flag, dest=s.dest, type=str if s.meta["parse"] else s.type, default=None, help=text,
                        choices=list(s.meta["choices"]) if s.meta["choices"] else None, metavar=s.meta["metavar"],
-                       required=s.meta["required"] or (s.meta["cli_only"] and s.default is dataclasses.MISSING),
+                       required=(s.meta["required"] and not config_file)  # else checked by values(): a file may set it
+                       or (s.meta["cli_only"] and s.default is dataclasses.MISSING),
                        **({"action": "append"} if s.meta["many"] == "append" else {"nargs": s.meta["many"]}))
     return flags(cls)
 
@@ -231,7 +232,7 @@ def values(args: argparse.Namespace, cls: type, ignore: tuple[str, ...] = ()) ->
     path = getattr(args, "config", None)
     out = {**(load_file(path, cls, ignore) if path else {}), **given(args, cls)}
     for s in specs(cls):
-        if s.default is dataclasses.MISSING and s.field not in out:
+        if (s.default is dataclasses.MISSING or s.meta["required"]) and s.field not in out:
             raise UsageError(f"{s.flag} is required (on the command line or in a --config file)")
     return out
 
