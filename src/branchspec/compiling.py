@@ -10,20 +10,34 @@ equal FLOPs, memory-bound in eager mode).
 The warm call runs without autograd and leaves the model as it found it: BatchNorm running statistics and
 every RNG state are restored, so a compiled run trains the same sequence of steps as an eager one (the values
 differ only by the fused kernels' rounding).
+
+``compile_mode`` is torch.compile's ``mode``: ``"reduce-overhead"`` records the compiled graph as CUDA graphs
+where the shapes are static — one launch per step instead of one per kernel, for a GPU step bound by kernel
+launches (M thin branches at a small batch); on a CPU it compiles like ``"default"``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # the configs import the modes: no torch at import time
+    from torch import nn
 
 
-def compile_after_warmup(fn: Callable[..., Any], model: nn.Module, *args: Any, **kwargs: Any) -> Callable[..., Any]:
-    """``torch.compile(fn)`` after one eager ``fn(*args, **kwargs)`` under ``no_grad`` that packs ``model``'s
-    branches; ``model``'s buffers and the CPU / CUDA RNG states are restored after it."""
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
+COMPILE_MODE_HELP = ("torch.compile mode with --compile: default; reduce-overhead (CUDA graphs where shapes are "
+                     "static: for a GPU step bound by kernel launches); max-autotune")
+
+
+def compile_after_warmup(fn: Callable[..., Any], model: nn.Module, *args: Any, compile_mode: str = "default",
+                         **kwargs: Any) -> Callable[..., Any]:
+    """``torch.compile(fn, mode=compile_mode)`` after one eager ``fn(*args, **kwargs)`` under ``no_grad`` that packs
+    ``model``'s branches; ``model``'s buffers and the CPU / CUDA RNG states are restored after it."""
+    if compile_mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+    import torch
+
     saved = {n: b.detach().clone() for n, b in model.named_buffers()}
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
@@ -37,7 +51,7 @@ def compile_after_warmup(fn: Callable[..., Any], model: nn.Module, *args: Any, *
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
-    return torch.compile(fn)
+    return torch.compile(fn, mode=None if compile_mode == "default" else compile_mode)
 
 
-__all__ = ["compile_after_warmup"]
+__all__ = ["COMPILE_MODES", "COMPILE_MODE_HELP", "compile_after_warmup"]

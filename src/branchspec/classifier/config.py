@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from branchspec.compiling import COMPILE_MODE_HELP, COMPILE_MODES
 from branchspec.engines import ENGINE_HELP, ENGINES
 from branchspec.errors import ConfigError
 from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig
@@ -93,6 +94,7 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the training forward after one eager step that packs the branches "
                                   "(compiles for a minute or two; inductor fuses the packed network's norms and "
                                   "activations)", group=RUN)
+    compile_mode: str = option("default", COMPILE_MODE_HELP, choices=COMPILE_MODES, group=RUN)
     track_every: int = option(0, "every N steps record active / silent branches, mean |corr|, every branch's norm "
                                  "and gradient norm on 256 test images to RUN/tracker.csv and RUN/tracker.jsonl "
                                  "(parts.Tracker; 0: off; the trained weights are the same with and without)",

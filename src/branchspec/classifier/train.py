@@ -297,7 +297,7 @@ def _train_step(cfg: TrainConfig, ctx: DistContext, model, net, forward, autocas
     x, y = ctx.shard(x, y)  # this process's part of the batch
     with autocast(x):
         if cfg.compile and forward is net:  # at the first step: pack eagerly, then compile
-            forward = compile_after_warmup(net, model, x)
+            forward = compile_after_warmup(net, model, x, compile_mode=cfg.compile_mode)
         f = forward(x)  # (B, C) = Σ_k v_k(x)
     loss, stats = training_loss(f, y, cfg.clamp, cfg.clamp_grad)  # fp32 loss; (4,) statistics
     b = len(y)

@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from branchspec.compiling import COMPILE_MODE_HELP, COMPILE_MODES
 from branchspec.engines import ENGINE_HELP, ENGINES
 from branchspec.errors import ConfigError
 from branchspec.models.discriminator import DiscriminatorConfig
@@ -80,6 +81,7 @@ class GanTrainConfig:
                             choices=PRECISIONS, group=RUN)
     compile: bool = option(False, "torch.compile G's training forward (compiles for about a minute; pays with "
                                   "--padding zeros)", group=RUN)
+    compile_mode: str = option("default", COMPILE_MODE_HELP, choices=COMPILE_MODES, group=RUN)
     seed: int = option(0, "seed of initialisation and data order", group=OPT)
     flip: bool = option(True, "no random horizontal flips", group=DATA)
     n_per_domain: int = option(64, "crops per domain of the embedded data", group=DATA)

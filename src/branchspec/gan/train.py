@@ -200,7 +200,8 @@ class GanTrainer:
         labels = generator_labels(self.G, y, y_trg)  # ỹ (B,), or (y, ỹ) pairs (B, 2) when source-aware
         if self.cfg.compile and self.G_forward is self.G_train:
             with self._autocast():  # packs the branches eagerly, so compile sees the packed net
-                self.G_forward = compile_after_warmup(self.G_train, self.G_train, self._layout(x), labels)
+                self.G_forward = compile_after_warmup(self.G_train, self.G_train, self._layout(x), labels,
+                                                      compile_mode=self.cfg.compile_mode)
         with self._autocast():
             x_fake = self.G_forward(self._layout(x), labels)  # (B, C, S, S)
 
