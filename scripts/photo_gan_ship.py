@@ -48,8 +48,8 @@ def main() -> int:
     ap.add_argument("--out", required=True, help="scratch folder for the full evaluation")
     ap.add_argument("--per-domain", type=int, default=100, help="val images per domain (default 100)")
     ap.add_argument("--faces", action="store_true", help="aligned faces: face-region shares, --eyes aligned-face")
-    ap.add_argument("--component", action="append", default=[], metavar="K",
-                    help="App. A: sweep component K (repeatable; default: each image's strongest)")
+    ap.add_argument("--component", default=None, metavar="K",
+                    help="App. A: sweep component K of every image (default: each image's strongest)")
     ap.add_argument("--eyes", default=None, help="marks JSON for segment --eyes (default: aligned-face with --faces)")
     args = ap.parse_args()
     out, ship = Path(args.out), Path(args.ship)
@@ -64,7 +64,7 @@ def main() -> int:
     call("segment", str(dec), "--out", str(out / "segment"), *(["--eyes", eyes] if eyes else []))
     call("segment", str(dec), "--out", str(out / "segment-variant"), *(["--eyes", eyes] if eyes else []), *VARIANT)
     call("manipulate", str(dec), "--out", str(out / "manipulate"), "--alphas=-1:3:5", "--no-gif",
-         *[a for k in args.component for a in ("--component", k)])
+         *(["--component", args.component] if args.component is not None else []))
 
     ship.mkdir(parents=True, exist_ok=True)
     call("export", "--checkpoint", ckpt, "--out", str(ship / "last"))
@@ -116,7 +116,7 @@ def main() -> int:
              "caption": "App. F eye segmentation with the automatic component choice on val images."},
             {"file": "figures/manipulate.png", "section": "apps", "command": cmd,
              "caption": "App. A: α-sweeps x(α) = R + Σ_{j≠k} v_j + α·v_k (α = −1 … 3) of "
-                        + (f"component(s) {', '.join(args.component)}" if args.component else
+                        + (f"component v{args.component}" if args.component is not None else
                            "each image's strongest component") + "."},
         ],
     }

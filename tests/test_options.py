@@ -305,7 +305,7 @@ RECIPES = sorted((ROOT / "recipes").glob("*.toml"))
 def test_the_recipes_are_there():
     names = {p.stem for p in RECIPES}
     assert {"cifar10-m16-stage1", "cifar10-m16-stage2", "cifar10-m16-sgd-kuangliu", "gan-catdog-64", "gan-utkface-64",
-            "gan-catdog-64-paper-gaussian", "gan-catdog-64-paper-diffusion", "gan-cifar4-32"} <= names
+            "gan-utkface-64-diffusion", "gan-catdog-64-paper-gaussian", "gan-catdog-64-paper-diffusion", "gan-cifar4-32"} <= names
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
@@ -329,7 +329,7 @@ def test_every_recipe_builds_its_config(recipe):
 
 def test_shipped_recipes_match_the_shipped_configs():
     for recipe, run in (("cifar10-m16-stage1", "cifar10-m16/pretrain"), ("cifar10-m16-stage2", "cifar10-m16"),
-                        ("gan-catdog-64", "gan-catdog-64"), ("gan-utkface-64", "gan-utkface-64"),
+                        ("gan-catdog-64", "gan-catdog-64"), ("gan-utkface-64-diffusion", "gan-utkface-64"),
                         ("gan-cifar4-32", "gan-cifar4-run9d"), ("cifar10-sweep-criterion", "cifar10-sweep-criterion"),
                         ("cifar10-m16-sgd-kuangliu", "cifar10-m16-sgd")):
         command = "train-gan" if recipe.startswith("gan-") else "train-classifier"
