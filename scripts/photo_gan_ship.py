@@ -34,9 +34,10 @@ def call(*args: str) -> None:
         sys.exit(rc)
 
 
-VARIANT = ("--on", "energy", "--energy-sigma", "1.5", "--pair-rule", "strongest", "--choose-locators", "folder")
-"""App. F beyond the paper for 64² models (docs/apps.md): Chan–Vese on the locators' energy, the strongest
-row-sharing pair, one locator choice per folder."""
+ENERGY = ("--on", "energy", "--energy-sigma", "1.5")
+"""App. F beyond the paper for 64² models (docs/apps.md): Chan–Vese on the locators' energy."""
+VARIANT = ENERGY + ("--pair-rule", "strongest", "--choose-locators", "folder")
+"""... with the strongest row-sharing pair and one locator choice per folder."""
 
 
 def main() -> int:
@@ -62,6 +63,7 @@ def main() -> int:
          *(["--face-regions"] if args.faces else []))
     eyes = args.eyes or ("aligned-face" if args.faces else None)
     call("segment", str(dec), "--out", str(out / "segment"), *(["--eyes", eyes] if eyes else []))
+    call("segment", str(dec), "--out", str(out / "segment-energy"), *(["--eyes", eyes] if eyes else []), *ENERGY)
     call("segment", str(dec), "--out", str(out / "segment-variant"), *(["--eyes", eyes] if eyes else []), *VARIANT)
     call("manipulate", str(dec), "--out", str(out / "manipulate"), "--alphas=-1:3:5", "--no-gif",
          *(["--component", args.component] if args.component is not None else []))
@@ -97,9 +99,10 @@ def main() -> int:
     }
     if seg.get("on_eyes_fraction") is not None:
         numbers["App. F: kept pair on the true eyes"] = f"{seg['on_eyes']} of {seg['marked_images']}"
-        var = json.loads((out / "segment-variant" / "segment.json").read_text())
-        numbers[f"App. F variant ({' '.join(VARIANT)}): kept pair on the true eyes"] = \
-            f"{var['on_eyes']} of {var['marked_images']}"
+        for name, flags in (("segment-energy", ENERGY), ("segment-variant", VARIANT)):
+            var = json.loads((out / name / "segment.json").read_text())
+            numbers[f"App. F variant ({' '.join(flags)}): kept pair on the true eyes"] = \
+                f"{var['on_eyes']} of {var['marked_images']}"
     cmd = f"python scripts/photo_gan_ship.py {' '.join(sys.argv[1:])}"
     doc = {
         "title": f"shipped {ship.name}",
