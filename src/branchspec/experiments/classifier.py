@@ -79,7 +79,7 @@ class Config:
     progress: bool = True
     training_figure: bool = False  # draw out/training.png of the last run trained
     analysis: Analysis | None = None
-    shipped: tuple[str, ...] = ()  # shipped models' folders (checkpoints/cifar10-m16, …): their figures join the section
+    shipped: tuple[str, ...] = ()  # shipped models' folders (checkpoints/cifar10-m16, …): their figures join in
 
     def __post_init__(self) -> None:
         if isinstance(self.shipped, str):  # one folder given as text
