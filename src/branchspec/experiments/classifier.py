@@ -252,14 +252,8 @@ def section(out) -> Section:
               "Active branch: ‖F_k‖ ≥ 0.1·max_j ‖F_j‖ over the test set (Fig. 4 definition)."]
     if an:
         notes.append(f"Hessian: {an['hessian_note']}")
-    docs = summary.get("shipped", [])
-    for sh in [docs] if isinstance(docs, dict) else docs:  # a dict: one model, saved before models were a list
-        folder = out / "shipped" / (Path(sh["source"]).name if isinstance(docs, list) else "")
-        for fig in sh["figures"]:
-            figs.append(Figure(rel(folder / fig["file"]), f"{sh['title']}: {fig['caption']}", fig["command"]))
-        numbers.update({f"{sh['title']}: {k}": v for k, v in sh.get("numbers", {}).items()})
-        notes += [f"{sh['title']}: {n}" for n in sh.get("notes", []) if isinstance(n, str)]
-    return Section(key=NAME, title="Branched classifier (§6)",
-                   intro="M slim ResNet18 branches summed and trained as one classifier specialise: some branches "
-                         "become experts on a few classes, others fall silent (paper §6).",
-                   numbers=numbers, figures=figs, notes=notes)
+    return shipped.with_shipped(Section(
+        key=NAME, title="Branched classifier (§6)",
+        intro="M slim ResNet18 branches summed and trained as one classifier specialise: some branches become "
+              "experts on a few classes, others fall silent (paper §6).",
+        numbers=numbers, figures=figs, notes=notes), summary.get("shipped", []), out)
