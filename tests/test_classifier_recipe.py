@@ -209,6 +209,11 @@ def test_recipe_runs_resume_exactly_and_log_diagnostics(tmp_path, recipe):
     assert a["grad_norm_min"] <= a["grad_norm_median"] <= a["grad_norm_max"] and a["grad_norm_max"] > 0
     diag = json.loads((tmp_path / "b" / "diagnostics.json").read_text())["epochs"]
     assert [r["epoch"] for r in diag] == [1, 2] and len(diag[0]["branch_grad_norm"]) == 2
+    for r in diag:  # the head is part of each branch: its norm is at most the branch's, and not zero
+        assert all(0 < h < w for h, w in zip(r["branch_head_norm"], r["branch_weight_norm"]))
+    cfg_b = T.TrainConfig(out=str(tmp_path / "b"), **TINY, **recipe)
+    spe = a["step"] // cfg_b.epochs
+    assert [r["weight_decay_exponent"] for r in diag] == pytest.approx(T.decay_exponents(cfg_b, spe))
     cfg = json.loads((tmp_path / "a" / "config.json").read_text())
     assert cfg["loss_floor"] == pytest.approx(soft_target_floor(10))
     for k, v in recipe.items():

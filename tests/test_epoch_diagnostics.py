@@ -21,3 +21,21 @@ def test_epoch_diagnostics_normalises_and_skips_old_entries(tmp_path):
     np.testing.assert_allclose(d["weight_norm"][:, 2], [0.8, 0.7])
     np.testing.assert_allclose(d["saturated"], [0.2, 0.3])
     assert draw_epoch_diagnostics(tmp_path, tmp_path / "d.png").stat().st_size > 0
+
+
+def test_head_norms_and_decay_prediction_when_logged(tmp_path):
+    epochs = [{"epoch": e, "branch_norm": [1.0, 0.5], "branch_weight_norm": [3.0, 2.0], "branch_head_norm": [1.0, 0.1 * e],
+               "weight_decay_exponent": 0.1 * e, "test_saturated": 0.5} for e in (1, 2, 3)]
+    (tmp_path / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
+    d = epoch_diagnostics(tmp_path)
+    np.testing.assert_allclose(d["head_norm"][:, 1], [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(d["decay"], [0.1, 0.2, 0.3])
+    assert draw_epoch_diagnostics(tmp_path, tmp_path / "d.png").stat().st_size > 0
+    old = tmp_path / "old"  # a run that predates both: no heads, no decay unless given
+    old.mkdir()
+    for e in epochs:
+        del e["branch_head_norm"], e["weight_decay_exponent"]
+    (old / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
+    d = epoch_diagnostics(old)
+    assert d["head_norm"].size == 0 and d["decay"].size == 0
+    assert draw_epoch_diagnostics(old, old / "d.png", decay=[0.1, 0.2, 0.3]).stat().st_size > 0

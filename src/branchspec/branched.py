@@ -330,11 +330,23 @@ class Branched(nn.Module):
         """θ_k: the parameters of branch k, ``{name: parameter}`` (§3)."""
         return dict(self.branches[k].named_parameters())
 
-    def branch_weight_norms(self) -> list[float]:
-        """‖θ_k‖₂ for every k: the norm of all of branch k's parameters — what weight decay shrinks once a
-        branch's samples sit at the clamp and its collaborative factor vanishes (§4, eq. 10)."""
+    def branch_weight_norms(self, prefix: str = "") -> list[float]:
+        """‖θ_k‖₂ for every k: the norm of branch k's parameters whose names start with ``prefix`` (all of
+        them by default) — what weight decay shrinks once a branch's samples sit at the clamp and its
+        collaborative factor vanishes (§4, eq. 10). With normalisation layers most weights are scale
+        invariant (a convolution followed by batch norm); a branch's output scale is set by the rest, e.g. its
+        last layer: ``branch_weight_norms("head.")`` for the §6 classifier.
+
+        Example:
+            >>> net = Branched(lambda: torch.nn.Linear(2, 1, bias=False), num_branches=2)
+            >>> with torch.no_grad():
+            ...     _ = net.branches[0].weight.fill_(3.0), net.branches[1].weight.fill_(0.0)
+            >>> [round(n, 3) for n in net.branch_weight_norms()], net.branch_weight_norms("bias")
+            ([4.243, 0.0], [0.0, 0.0])
+        """
         with torch.no_grad():
-            return [float(torch.sqrt(sum(((p.detach().float() ** 2).sum() for p in b.parameters()), torch.zeros(()))))
+            return [float(torch.sqrt(sum(((p.detach().float() ** 2).sum() for n, p in b.named_parameters()
+                                          if n.startswith(prefix)), torch.zeros(()))))
                     for b in self.branches]
 
     def parameters_per_branch(self) -> list[int]:

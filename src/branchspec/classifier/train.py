@@ -73,6 +73,34 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return cfg.peak_lr * schedule_factor(cfg.schedule, step, total, cfg.warmup_epochs * steps_per_epoch)
 
 
+def decay_exponents(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
+    """D(e) at the end of every epoch e = 1 … ``cfg.epochs``: a weight on which only weight decay acts (its
+    loss gradient zero, as for a branch whose samples all sit at the clamp on the right side: eq. 10's
+    collaborative factor vanishes, §4) ends epoch e at θ(0)·exp(−D(e)).
+
+    Per step t: lr_t·wd/(1 − μ) for coupled SGD with momentum μ (the momentum buffer of the decay term
+    settles at wd·θ/(1 − μ)), lr_t·wd for AdamW's own (decoupled) decay, wd·lr_t/peak lr for
+    :func:`~branchspec.classifier.recipe.decay_weights`. D grows with the number of steps, not epochs: 200 epochs of
+    2,500 images decay a weight 20× less (in the exponent) than 200 epochs of 50,000.
+
+    Example:
+        >>> cfg = TrainConfig(data="digits", out="o", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
+        ...                   schedule="constant", epochs=2)
+        >>> [round(d, 6) for d in decay_exponents(cfg, steps_per_epoch=10)]
+        [0.005, 0.01]
+    """
+    if cfg.weight_decay_mode == "decoupled":
+        per_lr = cfg.wd / cfg.peak_lr
+    else:
+        per_lr = cfg.wd / (1.0 - cfg.momentum) if cfg.optimizer == "sgd" else cfg.wd
+    out, d = [], 0.0
+    for step in range(cfg.epochs * steps_per_epoch):
+        d += per_lr * lr_at(cfg, step, steps_per_epoch)
+        if (step + 1) % steps_per_epoch == 0:
+            out.append(d)
+    return out
+
+
 def make_optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:
     """Nesterov SGD (momentum ``cfg.momentum``) or AdamW; with decoupled weight decay the
     optimiser's own decay is 0 and :func:`decay_weights` shrinks the weights in the step."""
@@ -262,6 +290,7 @@ def _end_epoch(cfg: TrainConfig, model, ema, test_set: ImageSet, sums: dict, epo
         raise NonFiniteLoss(f"non-finite test loss after epoch {epoch + 1}; stopped, {kept_note(ckpt)}")
     n = max(1, sums["n"])
     gmean = torch.tensor(sums["grad_norm"]) / max(1, sums["grad_steps"])  # (M,) mean over the sampled steps
+    branched = as_branched(model)
     last_row = {"epoch": epoch + 1, "step": step, "lr": round(lr_at(cfg, step - 1, spe), 6),
                 "train_loss": round(sums["loss"] / n, 5), "train_acc": round(sums["acc"] / n, 5),
                 "test_loss": round(ev["test_loss"], 5), "test_acc": round(ev["test_acc"], 5),
@@ -281,7 +310,8 @@ def _end_epoch(cfg: TrainConfig, model, ema, test_set: ImageSet, sums: dict, epo
         last_row["tta_test_acc"] = round(evaluate(model, test_set, cfg.clamp, cfg.eval_batch_size, tta=True,
                                                   precision=cfg.precision)["test_acc"], 5)
     return last_row, {"epoch": epoch + 1, "branch_grad_norm": gmean.tolist(), "branch_norm": ev["branch_norm"],
-                      "branch_weight_norm": as_branched(model).branch_weight_norms(), "test_saturated": ev["test_saturated"]}
+                      "branch_weight_norm": branched.branch_weight_norms(), "branch_head_norm": branched.branch_weight_norms("head."),
+                      "weight_decay_exponent": decay_exponents(cfg, spe)[epoch], "test_saturated": ev["test_saturated"]}
 
 
 def _train_step(cfg: TrainConfig, ctx: DistContext, model, net, forward, autocast, opt, ema, tracker, x, y, lr: float, *,

@@ -278,32 +278,55 @@ def branch_norm_ratios(run) -> np.ndarray:
 def epoch_diagnostics(run) -> dict[str, np.ndarray]:
     """The arrays :func:`draw_epoch_diagnostics` draws, from ``RUN/diagnostics.json``: ``epoch`` (E,),
     ``response`` (E, M) ‖F_k‖ / max_j ‖F_j‖, and over the epochs that logged them ``weight_epoch`` (E',),
-    ``weight_norm`` (E', M) ‖θ_k‖ and ``saturated`` (E',)."""
+    ``weight_norm`` (E', M) ‖θ_k‖ and ``saturated`` (E',); ``head_norm`` (E', M) the norm of each branch's
+    last layer and ``decay`` (E',) the weight-decay exponent D(e)
+    (:func:`branchspec.classifier.train.decay_exponents`), each empty when the run predates it."""
     epochs = json.loads((Path(run) / "diagnostics.json").read_text())["epochs"]
     resp = np.array([e["branch_norm"] for e in epochs], float)  # (E, M)
     have = [e for e in epochs if "branch_weight_norm" in e]
+    heads = [e["branch_head_norm"] for e in have if "branch_head_norm" in e]
+    decay = [e["weight_decay_exponent"] for e in have if "weight_decay_exponent" in e]
     return {"epoch": np.array([e["epoch"] for e in epochs]),
             "response": resp / np.maximum(resp.max(axis=1, keepdims=True), 1e-12),
             "weight_epoch": np.array([e["epoch"] for e in have]),
             "weight_norm": np.array([e["branch_weight_norm"] for e in have], float).reshape(len(have), -1),
+            "head_norm": np.array(heads if len(heads) == len(have) else [], float),
+            "decay": np.array(decay if len(decay) == len(have) else [], float),
             "saturated": np.array([e["test_saturated"] for e in have], float)}
 
 
-def draw_epoch_diagnostics(run, path, threshold: float = 0.1) -> Path:
+def draw_epoch_diagnostics(run, path, threshold: float = 0.1, decay=None) -> Path:
     """The eq. 10 mechanism over training (:func:`epoch_diagnostics`): every branch's response norm
     ‖F_k‖ / max_j ‖F_j‖ on the test set (below ``threshold``: silent, the Fig. 4 rule), every branch's weight
-    norm ‖θ_k‖, and the saturated fraction of test logits (at the clamp on the target's side: zero collaborative
-    factor, so only weight decay acts on them)."""
+    norm ‖θ_k‖ (and its last layer's, when logged), and the saturated fraction of test logits (at the clamp on
+    the target's side: zero collaborative factor, so only weight decay acts on them).
+
+    Beside the weight norms, dashed: what weight decay alone would leave of the first logged epoch's mean norm,
+    exp(−(D(e) − D(e₀))), with D the run's logged exponent or ``decay`` ((E',) over the logged epochs, for a
+    run that predates it; :func:`branchspec.classifier.train.decay_exponents` from its config)."""
     d = epoch_diagnostics(run)
-    fig, axes = new_figure(1, 3, figsize=(14, 3.4))
+    decay = d["decay"] if decay is None else np.asarray(decay, float)
+    heads = d["head_norm"].size > 0
+    fig, axes = new_figure(1, 4 if heads else 3, figsize=(18.5 if heads else 14, 3.4))
     axes[0].plot(d["epoch"], d["response"], lw=0.8)
     axes[0].axhline(threshold, color="k", ls="--", lw=1)
     axes[0].set_title("‖F_k‖ / max ‖F_j‖ per branch (test set)", fontsize=9)
+    panels = [(axes[1], d["weight_norm"], "‖θ_k‖ per branch")]
+    if heads:
+        panels.append((axes[2], d["head_norm"], "last layer's ‖θ_k‖ per branch"))
+    for ax, norms, title in panels:
+        ax.set_title(title, fontsize=9)
+        if not len(d["weight_epoch"]):
+            continue
+        ax.plot(d["weight_epoch"], norms, lw=0.8)
+        if decay.size == len(d["weight_epoch"]):
+            ax.plot(d["weight_epoch"], norms[0].mean() * np.exp(-(decay - decay[0])), "k--", lw=1.2,
+                    label="weight decay alone")
+            ax.legend(fontsize=7)
+    sat = axes[-1]
     if len(d["weight_epoch"]):
-        axes[1].plot(d["weight_epoch"], d["weight_norm"], lw=0.8)
-        axes[2].plot(d["weight_epoch"], d["saturated"], "o-", ms=3)
-    axes[1].set_title("‖θ_k‖ per branch", fontsize=9)
-    axes[2].set_title("saturated test logits (at the clamp, right side)", fontsize=9)
+        sat.plot(d["weight_epoch"], d["saturated"], "o-", ms=3)
+    sat.set_title("saturated test logits (at the clamp, right side)", fontsize=9)
     for a in axes:
         a.set_xlabel("epoch")
     return save(fig, path)
