@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from branchspec.options import option
+
 if TYPE_CHECKING:  # the configs import the modes: no torch at import time
     from torch import nn
 
@@ -28,6 +30,12 @@ if TYPE_CHECKING:  # the configs import the modes: no torch at import time
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 COMPILE_MODE_HELP = ("torch.compile mode with --compile: default; reduce-overhead (CUDA graphs where shapes are "
                      "static: for a GPU step bound by kernel launches); max-autotune")
+
+
+def compile_mode_option(group: str) -> Any:
+    """The ``--compile-mode`` field of a trainer's config (:func:`branchspec.options.option`): one definition
+    for both trainers."""
+    return option("default", COMPILE_MODE_HELP, choices=COMPILE_MODES, group=group)
 
 
 def compile_after_warmup(fn: Callable[..., Any], model: nn.Module, *args: Any, compile_mode: str = "default",
@@ -54,4 +62,4 @@ def compile_after_warmup(fn: Callable[..., Any], model: nn.Module, *args: Any, c
     return torch.compile(fn, mode=None if compile_mode == "default" else compile_mode)
 
 
-__all__ = ["COMPILE_MODES", "COMPILE_MODE_HELP", "compile_after_warmup"]
+__all__ = ["COMPILE_MODES", "COMPILE_MODE_HELP", "compile_after_warmup", "compile_mode_option"]

@@ -21,9 +21,21 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Any
+
+from branchspec.options import option
 
 PRECISIONS = ("auto", "fp32", "bf16")  # what a user may ask for
 _NATIVE_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 arithmetic
+
+
+def precision_option(group: str) -> Any:
+    """The ``--precision`` field of a trainer's config (:func:`branchspec.options.option`): one definition for
+    both trainers."""
+    return option("auto", "auto (bf16 on CUDA and on CPUs with native bf16, AVX512-BF16/AMX; fp32 otherwise), "
+                          "fp32, or bf16 autocast of the forward pass (weights, optimiser state and losses stay "
+                          "fp32); recorded resolved", default_help="auto; --resume keeps the run's",
+                  choices=PRECISIONS, group=group)
 
 
 @functools.lru_cache(maxsize=1)

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from branchspec.compiling import COMPILE_MODE_HELP, COMPILE_MODES
+from branchspec.compiling import compile_mode_option
 from branchspec.engines import ENGINE_HELP, ENGINES
 from branchspec.errors import ConfigError
 from branchspec.models.resnet import DEFAULT_WIDTH, ClassifierConfig
 from branchspec.options import check_fields, departures, option
-from branchspec.precision import PRECISIONS, resolve_precision  # ("auto", "fp32", "bf16")
+from branchspec.precision import PRECISIONS, precision_option, resolve_precision  # ("auto", "fp32", "bf16")
 from branchspec.train.distributed import DEVICES
 from branchspec.classifier.recipe import FLIPS, SCHEDULES
 from branchspec.losses import CLAMP_GRADS
@@ -72,10 +72,7 @@ class TrainConfig:
     clamp_grad: str = option("hard", "gradient of the §6 clamp: hard (the paper) or pass-inward (same loss value; a "
                                      "clamped logit gets its gradient when descent moves it back into [-1, 1]) — not "
                                      "the paper's training", choices=CLAMP_GRADS, departure=True)
-    precision: str = option("auto", "auto (bf16 on CUDA and on CPUs with native bf16, AVX512-BF16/AMX; fp32 "
-                                    "otherwise), fp32, or bf16 autocast of the forward pass (weights, optimiser and "
-                                    "loss stay fp32); recorded resolved",
-                            default_help="auto; --resume keeps the run's", choices=PRECISIONS, group=RUN)
+    precision: str = precision_option(RUN)
     device: str = option("cpu", "cpu, cuda or auto; under torchrun: gloo on CPU, nccl on CUDA (one GPU per "
                                 "LOCAL_RANK)", choices=DEVICES, group=RUN)
     subset: int | None = option(None, "train on the first N training images", group=DATA)
@@ -94,7 +91,7 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the training forward after one eager step that packs the branches "
                                   "(compiles for a minute or two; inductor fuses the packed network's norms and "
                                   "activations)", group=RUN)
-    compile_mode: str = option("default", COMPILE_MODE_HELP, choices=COMPILE_MODES, group=RUN)
+    compile_mode: str = compile_mode_option(RUN)
     track_every: int = option(0, "every N steps record active / silent branches, mean |corr|, every branch's norm "
                                  "and gradient norm on 256 test images to RUN/tracker.csv and RUN/tracker.jsonl "
                                  "(parts.Tracker; 0: off; the trained weights are the same with and without)",

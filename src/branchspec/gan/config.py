@@ -17,14 +17,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from branchspec.compiling import COMPILE_MODE_HELP, COMPILE_MODES
+from branchspec.compiling import compile_mode_option
 from branchspec.engines import ENGINE_HELP, ENGINES
 from branchspec.errors import ConfigError
 from branchspec.models.discriminator import DiscriminatorConfig
 from branchspec.models.generator import RESIDUALS, GeneratorConfig
 from branchspec.models.layers import INITS, PADDINGS
 from branchspec.options import check_fields, departures, option
-from branchspec.precision import PRECISIONS, resolve_precision
+from branchspec.precision import PRECISIONS, precision_option, resolve_precision  # PRECISIONS: re-exported
 from branchspec.checkpoint import CheckpointError, checkpoint_state
 
 # Config fields that may change when resuming (they do not change the trajectory).
@@ -75,13 +75,10 @@ class GanTrainConfig:
     init: str = option("he", "initialisation of G's branches and D: StarGAN-v2's he_init or torch's defaults",
                        choices=INITS, group=MODEL)
     engine: str = option("packed", ENGINE_HELP, choices=ENGINES, group=MODEL)
-    precision: str = option("auto", "auto (bf16 on CUDA and on CPUs with native bf16, AVX512-BF16/AMX; fp32 "
-                                    "otherwise), fp32, or bf16 autocast with fp32 weights, optimiser state and losses; "
-                                    "recorded resolved", default_help="auto; --resume keeps the run's",
-                            choices=PRECISIONS, group=RUN)
+    precision: str = precision_option(RUN)
     compile: bool = option(False, "torch.compile G's training forward (compiles for about a minute; pays with "
                                   "--padding zeros)", group=RUN)
-    compile_mode: str = option("default", COMPILE_MODE_HELP, choices=COMPILE_MODES, group=RUN)
+    compile_mode: str = compile_mode_option(RUN)
     seed: int = option(0, "seed of initialisation and data order", group=OPT)
     flip: bool = option(True, "no random horizontal flips", group=DATA)
     n_per_domain: int = option(64, "crops per domain of the embedded data", group=DATA)
