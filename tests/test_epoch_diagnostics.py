@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from branchspec.figures.classifier import draw_epoch_diagnostics, epoch_diagnostics
+from branchspec.figures.classifier import draw_epoch_diagnostics, draw_silence_over_training, epoch_diagnostics, silence_curves
 
 
 def test_epoch_diagnostics_normalises_and_skips_old_entries(tmp_path):
@@ -39,3 +39,20 @@ def test_head_norms_and_decay_prediction_when_logged(tmp_path):
     d = epoch_diagnostics(old)
     assert d["head_norm"].size == 0 and d["decay"].size == 0
     assert draw_epoch_diagnostics(old, old / "d.png", decay=[0.1, 0.2, 0.3]).stat().st_size > 0
+
+
+def test_silence_curves_count_branches_under_the_threshold(tmp_path):
+    runs = {}
+    for name, last in (("a", [4.0, 4.0, 4.0]), ("b", [4.0, 0.3, 0.2])):
+        run = tmp_path / name
+        run.mkdir()
+        epochs = [{"epoch": 1, "branch_norm": [4.0, 2.0, 0.2]}, {"epoch": 2, "branch_norm": last}]
+        (run / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
+        (run / "metrics.csv").write_text("epoch,train_clamped\n1,0.1\n2,0.5\n")
+        runs[name] = run
+    a, b = silence_curves(runs["a"]), silence_curves(runs["b"])
+    assert a["silent"].tolist() == [1, 0] and b["silent"].tolist() == [1, 2]
+    np.testing.assert_allclose(a["weakest"], [0.05, 1.0])
+    np.testing.assert_allclose(b["weakest"], [0.05, 0.05])
+    assert silence_curves(runs["b"], threshold=0.06)["silent"].tolist() == [1, 1]
+    assert draw_silence_over_training(runs, tmp_path / "s.png").stat().st_size > 0

@@ -266,6 +266,46 @@ def draw_branch_norms(runs: dict, path, threshold: float = 0.1) -> Path:
     return save(fig, path)
 
 
+def silence_curves(run, threshold: float = 0.1) -> dict[str, np.ndarray]:
+    """Per epoch of a run (``RUN/diagnostics.json``): ``epoch`` (E,), ``silent`` (E,) the branches under
+    ``threshold`` of the strongest (the Fig. 4 rule on the test responses) and ``weakest`` (E,) the weakest
+    branch's ‖F_k‖ / max_j ‖F_j‖.
+
+    Example (norms 4, 2, 0.2 then 4, 4, 4: one silent branch, then none)::
+
+        silence_curves(RUN) == {"epoch": [1, 2], "silent": [1, 0], "weakest": [0.05, 1.0]}
+    """
+    d = epoch_diagnostics(run)
+    return {"epoch": d["epoch"], "silent": (d["response"] < threshold).sum(axis=1),
+            "weakest": d["response"].min(axis=1)}
+
+
+def draw_silence_over_training(runs: dict, path, threshold: float = 0.1) -> Path:
+    """Silence as training goes, several runs on one set of axes (an M sweep, two recipes): per epoch the
+    silent branches as a fraction of M (Fig. 4 rule), the weakest branch's ‖F_k‖ / max ‖F_j‖ on a log scale
+    with the threshold dashed, and the fraction of training logits at the clamp (``metrics.csv``; eq. 10's
+    collaborative factor is 0 on a correctly saturated logit).
+
+    ``runs`` maps a label (``"M=32"``) to a run folder; an unfinished run draws the epochs it has."""
+    fig, axes = new_figure(1, 3, figsize=(15, 3.4))
+    for label, run in runs.items():
+        c = silence_curves(run, threshold)
+        m = epoch_diagnostics(run)["response"].shape[1]
+        mk = "o" if len(c["epoch"]) < 5 else None  # a run just started: its points, not an invisible line
+        axes[0].plot(c["epoch"], c["silent"] / m, lw=0.9, marker=mk, label=f"{label} ({len(c['epoch'])} ep.)")
+        axes[1].semilogy(c["epoch"], np.maximum(c["weakest"], 1e-4), lw=0.9, marker=mk, label=label)
+        with (Path(run) / "metrics.csv").open() as fh:
+            rows = list(csv.DictReader(fh))
+        axes[2].plot([int(r["epoch"]) for r in rows], [float(r["train_clamped"]) for r in rows], lw=0.9, label=label)
+    axes[1].axhline(threshold, color="k", ls="--", lw=1)
+    for ax, t in zip(axes, ("silent branches / M (test set)", "weakest ‖F_k‖ / max ‖F_j‖",
+                            "training logits at the clamp")):
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[0].legend(fontsize=7)
+    return save(fig, path)
+
+
 def branch_norm_ratios(run) -> np.ndarray:
     """``(M,)`` ‖F_k‖ / max_j ‖F_j‖ of a run's last logged epoch (``RUN/diagnostics.json``), in descending order.
 
@@ -289,7 +329,7 @@ def epoch_diagnostics(run) -> dict[str, np.ndarray]:
     return {"epoch": np.array([e["epoch"] for e in epochs]),
             "response": resp / np.maximum(resp.max(axis=1, keepdims=True), 1e-12),
             "weight_epoch": np.array([e["epoch"] for e in have]),
-            "weight_norm": np.array([e["branch_weight_norm"] for e in have], float).reshape(len(have), -1),
+            "weight_norm": np.array([e["branch_weight_norm"] for e in have], float).reshape(len(have), resp.shape[1]),
             "head_norm": np.array(heads if len(heads) == len(have) else [], float),
             "decay": np.array(decay if len(decay) == len(have) else [], float),
             "saturated": np.array([e["test_saturated"] for e in have], float)}
