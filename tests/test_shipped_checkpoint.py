@@ -18,13 +18,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from branchspec.branched import as_branched
 from branchspec.loading import load_model
 from branchspec.checkpoint import checkpoint_paths, checkpoint_state
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIP = ROOT / "checkpoints" / "cifar10-m16"
 SGD = ROOT / "checkpoints" / "cifar10-m16-sgd"
-SHIPS = pytest.mark.parametrize("ship", [SHIP, SGD], ids=lambda p: p.name)
+SGD_WD = ROOT / "checkpoints" / "cifar10-m16-sgd-wd"
+SHIPS = pytest.mark.parametrize("ship", [SHIP, SGD, SGD_WD], ids=lambda p: p.name)
 CIFAR = Path(os.environ.get("BRANCHSPEC_SHARED_DATA", ROOT.parent / "shared" / "data")) / "cifar-10-batches-py"
 
 
@@ -64,6 +66,24 @@ def test_shipped_sgd_checkpoint_is_the_kuangliu_recipe_run():
     model, _ = load_model(SGD / "last")
     v = model(torch.randn(2, 3, 32, 32), return_branches=True)[1]
     assert v.shape == (16, 2, 10) and torch.isfinite(v).all()
+
+
+def test_shipped_full_decay_budget_model_has_four_branches_turned_off():
+    """The SGD model with weight decay 1e-2 (the decay budget of 50,000 images): in branches 2, 3, 6 and 15 every
+    weight before the last layer decayed away, so each outputs one constant vector whatever the image; every
+    other branch kept its convolutions."""
+    cfg = json.loads((SGD_WD / "config.json").read_text())
+    assert (cfg["optimizer"], cfg["lr"], cfg["weight_decay"], cfg["train_images"]) == ("sgd", 0.1, 1e-2, 2500)
+    model, _ = load_model(SGD_WD / "last")
+    conv = [float(torch.sqrt(sum((p.float() ** 2).sum() for n, p in b.named_parameters() if ".conv" in n or
+                                 n.startswith("stem.0") or "shortcut.0" in n))) for b in as_branched(model).branches]
+    off = [k for k in range(16) if conv[k] < 1e-2]
+    assert off == [2, 3, 6, 15] and min(c for k, c in enumerate(conv) if k not in off) > 0.1
+    model.eval()
+    with torch.no_grad():
+        v = model(torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0)), return_branches=True)[1]
+    spread = v.std(dim=1).amax(dim=1)  # (M,) how much each branch's output varies over the images
+    assert all(spread[k] < 1e-6 * spread.max() for k in off) and v[off].abs().amax() > 0  # a constant: the bias
 
 
 @pytest.mark.shared_data

@@ -138,7 +138,7 @@ def apps_config(root: Path, quick: bool) -> apps.Config:
                        segment=apps.Segment(), shipped=() if quick else shipped_generators())
 
 
-SHIPPED_CLASSIFIERS = ("cifar10-m16", "cifar10-m16-sgd")  # the §6 CIFAR-10 models under checkpoints/ (AdamW; SGD)
+SHIPPED_CLASSIFIERS = ("cifar10-m16", "cifar10-m16-sgd", "cifar10-m16-sgd-wd")  # §6 CIFAR-10 models in checkpoints/ (AdamW; SGD; SGD, full decay budget)
 
 
 def shipped_choice(quick: bool, shipped: str | None) -> tuple[str, ...]:
