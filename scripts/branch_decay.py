@@ -18,22 +18,22 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from branchspec.checkpoint import load_checkpoint
+from branchspec.branched import as_branched
+from branchspec.classifier.config import RUN_RECORD_KEYS
 from branchspec.classifier.train import TrainConfig, decay_exponents
 from branchspec.figures.classifier import draw_epoch_diagnostics, epoch_diagnostics
+from branchspec.loading import load_model
+from branchspec.options import load_file
 
 
 def run_config(run: Path) -> tuple[TrainConfig, int]:
-    """The run's TrainConfig (from config.json) and its steps per epoch (from metrics.csv)."""
-    saved = json.loads((run / "config.json").read_text())
-    names = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in names})
+    """The run's TrainConfig (its config.json, read as ``--config`` reads it) and its steps per epoch
+    (from metrics.csv)."""
+    cfg = TrainConfig(**load_file(run / "config.json", TrainConfig, ignore=RUN_RECORD_KEYS), out=str(run))
     with open(run / "metrics.csv") as f:
         first = next(csv.DictReader(f))
     return cfg, int(first["step"]) // int(first["epoch"])
@@ -41,23 +41,16 @@ def run_config(run: Path) -> tuple[TrainConfig, int]:
 
 def branch_table(run: Path) -> dict:
     """Per-branch response ratio (last logged epoch), weight norm and head norm of the last checkpoint."""
-    tensors, state = load_checkpoint(run / "last")
-    m = state["model"]["config"]["num_branches"]
-
-    def norm(k: int, part: str) -> float:
-        pre = f"model.branches.{k}."
-        ps = [t.float() for n, t in tensors.items() if n.startswith(pre + part) and t.is_floating_point()
-              and "running_" not in n]
-        return float(torch.sqrt(sum((p ** 2).sum() for p in ps)))
-
-    d = epoch_diagnostics(run)
-    resp = d["response"][-1]  # (M,)
-    head = np.array([norm(k, "head.") for k in range(m)])
+    model, state = load_model(run / "last")
+    branched = as_branched(model)
+    weights = np.array(branched.branch_weight_norms())
+    head = np.array(branched.branch_weight_norms("head."))
+    resp = epoch_diagnostics(run)["response"][-1]  # (M,)
     order = np.argsort(-resp)
     rank = lambda a: np.argsort(np.argsort(a))  # noqa: E731
     rho = float(np.corrcoef(rank(resp), rank(head))[0, 1])
     return {"epoch": int(state["epoch"]), "branches": [
-        {"branch": int(k), "response": round(float(resp[k]), 4), "weight_norm": round(norm(int(k), ""), 3),
+        {"branch": int(k), "response": round(float(resp[k]), 4), "weight_norm": round(float(weights[k]), 3),
          "head_norm": round(float(head[k]), 4)} for k in order], "rank_corr_head_response": round(rho, 3)}
 
 

@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -73,7 +74,8 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return cfg.peak_lr * schedule_factor(cfg.schedule, step, total, cfg.warmup_epochs * steps_per_epoch)
 
 
-def decay_exponents(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
+@functools.lru_cache(maxsize=4)
+def decay_exponents(cfg: TrainConfig, steps_per_epoch: int) -> tuple[float, ...]:
     """D(e) at the end of every epoch e = 1 … ``cfg.epochs``: a weight on which only weight decay acts (its
     loss gradient zero, as for a branch whose samples all sit at the clamp on the right side: eq. 10's
     collaborative factor vanishes, §4) ends epoch e at θ(0)·exp(−D(e)).
@@ -81,7 +83,8 @@ def decay_exponents(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
     Per step t: lr_t·wd/(1 − μ) for coupled SGD with momentum μ (the momentum buffer of the decay term
     settles at wd·θ/(1 − μ)), lr_t·wd for AdamW's own (decoupled) decay, wd·lr_t/peak lr for
     :func:`~branchspec.classifier.recipe.decay_weights`. D grows with the number of steps, not epochs: 200 epochs of
-    2,500 images decay a weight 20× less (in the exponent) than 200 epochs of 50,000.
+    2,500 images decay a weight 20× less (in the exponent) than 200 epochs of 50,000. Cached: the trainer
+    reads it at every epoch's end.
 
     Example:
         >>> cfg = TrainConfig(data="digits", out="o", optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4,
@@ -98,7 +101,7 @@ def decay_exponents(cfg: TrainConfig, steps_per_epoch: int) -> list[float]:
         d += per_lr * lr_at(cfg, step, steps_per_epoch)
         if (step + 1) % steps_per_epoch == 0:
             out.append(d)
-    return out
+    return tuple(out)
 
 
 def make_optimizer(cfg: TrainConfig, model) -> torch.optim.Optimizer:

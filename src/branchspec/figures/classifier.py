@@ -275,7 +275,11 @@ def silence_curves(run, threshold: float = 0.1) -> dict[str, np.ndarray]:
 
         silence_curves(RUN) == {"epoch": [1, 2], "silent": [1, 0], "weakest": [0.05, 1.0]}
     """
-    d = epoch_diagnostics(run)
+    return _silence(epoch_diagnostics(run), threshold)
+
+
+def _silence(d: dict[str, np.ndarray], threshold: float) -> dict[str, np.ndarray]:
+    """:func:`silence_curves` from a run's :func:`epoch_diagnostics`."""
     return {"epoch": d["epoch"], "silent": (d["response"] < threshold).sum(axis=1),
             "weakest": d["response"].min(axis=1)}
 
@@ -289,8 +293,8 @@ def draw_silence_over_training(runs: dict, path, threshold: float = 0.1) -> Path
     ``runs`` maps a label (``"M=32"``) to a run folder; an unfinished run draws the epochs it has."""
     fig, axes = new_figure(1, 3, figsize=(15, 3.4))
     for label, run in runs.items():
-        c = silence_curves(run, threshold)
-        m = epoch_diagnostics(run)["response"].shape[1]
+        d = epoch_diagnostics(run)
+        c, m = _silence(d, threshold), d["response"].shape[1]
         mk = "o" if len(c["epoch"]) < 5 else None  # a run just started: its points, not an invisible line
         axes[0].plot(c["epoch"], c["silent"] / m, lw=0.9, marker=mk, label=f"{label} ({len(c['epoch'])} ep.)")
         axes[1].semilogy(c["epoch"], np.maximum(c["weakest"], 1e-4), lw=0.9, marker=mk, label=label)
