@@ -25,7 +25,7 @@ import numpy as np
 from branchspec.branched import as_branched
 from branchspec.classifier.config import RUN_RECORD_KEYS
 from branchspec.classifier.train import TrainConfig, decay_exponents
-from branchspec.figures.classifier import draw_epoch_diagnostics, epoch_diagnostics
+from branchspec.figures.classifier_epochs import draw_epoch_diagnostics, epoch_diagnostics
 from branchspec.loading import load_model
 from branchspec.options import load_file
 

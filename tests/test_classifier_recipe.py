@@ -411,7 +411,7 @@ def test_cli_engine_choices_come_from_branched_engines():
 
 
 def test_branch_norm_ratios_and_figure_from_saved_diagnostics(tmp_path, drawn):
-    from branchspec.figures.classifier import branch_norm_ratios, draw_branch_norms
+    from branchspec.figures.classifier_epochs import branch_norm_ratios, draw_branch_norms
 
     run = tmp_path / "run"
     run.mkdir()

@@ -6,7 +6,8 @@ import json
 
 import numpy as np
 
-from branchspec.figures.classifier import draw_epoch_diagnostics, draw_silence_over_training, epoch_diagnostics, silence_curves
+from branchspec.figures.classifier_epochs import (draw_epoch_diagnostics, draw_silence_over_training, draw_silence_vs_m,
+                                                 epoch_diagnostics, silence_curves, silence_vs_m)
 
 
 def test_epoch_diagnostics_normalises_and_skips_old_entries(tmp_path):
@@ -56,3 +57,19 @@ def test_silence_curves_count_branches_under_the_threshold(tmp_path):
     np.testing.assert_allclose(b["weakest"], [0.05, 0.05])
     assert silence_curves(runs["b"], threshold=0.06)["silent"].tolist() == [1, 1]
     assert draw_silence_over_training(runs, tmp_path / "s.png").stat().st_size > 0
+
+
+def test_silence_vs_m_counts_per_epoch_and_marks_unreached_epochs(tmp_path):
+    runs = {}
+    for m, norms in ((2, [[1.0, 0.5]] * 3), (4, [[1.0, 0.5, 0.4, 0.3], [1.0, 0.5, 0.05, 0.3]])):
+        run = tmp_path / f"M{m}"
+        run.mkdir()
+        epochs = [{"epoch": e + 1, "branch_norm": n} for e, n in enumerate(norms)]
+        (run / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
+        runs[m] = run
+    s = silence_vs_m(runs, epochs=[2, 3])
+    assert s["M"].tolist() == [2, 4] and s["last"].tolist() == [3, 2]
+    np.testing.assert_array_equal(s["silent"], [[0, 1], [0, np.nan]])  # M = 4 has not reached epoch 3
+    np.testing.assert_array_equal(s["active"], [[2, 3], [2, np.nan]])
+    assert silence_vs_m(runs)["epoch"].tolist() == [1, 2]  # by default only epochs every run has
+    assert draw_silence_vs_m(runs, tmp_path / "m.png").stat().st_size > 0
