@@ -1,0 +1,54 @@
+"""Fig. 5 (left) / Fig. 17 from §6 M sweeps as they train: the figures and numbers of the kuangliu record.
+
+Each SWEEP is a ``train-classifier --sweep`` folder (``SWEEP/M<m>/`` run folders, finished or not). Writes
+
+* ``OUT/<sweep>-vs-m.png`` — #active and #silent branches vs M at the given epochs (``draw_silence_vs_m``;
+  an epoch a run has not reached is left out of its line);
+* ``OUT/silence.png`` — every run's silent fraction, weakest branch and clamped training logits per epoch
+  (``draw_silence_over_training``), labelled ``<sweep> M=<m>``;
+* ``OUT/sweep-silence.json`` — per sweep: M, the epochs, #active and #silent (null: not reached) and each
+  run's last logged epoch.
+
+Usage: python scripts/sweep_silence.py OUT EPOCHS SWEEP [SWEEP ...]   (EPOCHS e.g. 10,50,100,200)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from branchspec.figures.classifier_epochs import draw_silence_over_training, draw_silence_vs_m, silence_vs_m
+
+
+def sweep_runs(sweep: Path) -> dict[int, Path]:
+    """M -> run folder for the runs of ``sweep`` that have logged an epoch."""
+    runs = {int(p.name[1:]): p for p in sweep.glob("M*") if p.name[1:].isdigit() and (p / "diagnostics.json").exists()}
+    if not runs:
+        sys.exit(f"{sweep}: no M<m>/diagnostics.json under it; not a train-classifier --sweep folder")
+    return dict(sorted(runs.items()))
+
+
+def main(out: Path, epochs: list[int], sweeps: list[Path]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table, curves = {}, {}
+    for sweep in sweeps:
+        runs = sweep_runs(sweep)
+        reached = [e for e in epochs if e <= max(silence_vs_m(runs, [1])["last"])]
+        s = silence_vs_m(runs, reached)
+        draw_silence_vs_m(runs, out / f"{sweep.name}-vs-m.png", reached)
+        nan_to_none = lambda a: [[None if np.isnan(v) else int(v) for v in row] for row in a]  # noqa: E731
+        table[sweep.name] = {"M": s["M"].tolist(), "epoch": s["epoch"].tolist(), "active": nan_to_none(s["active"]),
+                             "silent": nan_to_none(s["silent"]), "last_epoch": s["last"].tolist()}
+        curves.update({f"{sweep.name} M={m}": run for m, run in runs.items()})
+    draw_silence_over_training(curves, out / "silence.png")
+    lines = ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in table.items())  # a sweep per line
+    (out / "sweep-silence.json").write_text("{\n" + lines + "\n}\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 4:
+        sys.exit(__doc__)
+    main(Path(sys.argv[1]), [int(e) for e in sys.argv[2].split(",")], [Path(p) for p in sys.argv[3:]])
