@@ -9,11 +9,13 @@ Each SWEEP is a ``train-classifier --sweep`` folder (``SWEEP/M<m>/`` run folders
 * ``OUT/sweep-silence.json`` — per sweep: M, the epochs, #active and #silent (null: not reached) and each
   run's last logged epoch.
 
-Usage: python scripts/sweep_silence.py OUT EPOCHS SWEEP [SWEEP ...]   (EPOCHS e.g. 10,50,100,200)
+Usage: python scripts/sweep_silence.py OUT EPOCHS SWEEP [SWEEP ...] [--window W]   (EPOCHS e.g. 10,50,100,200;
+W: silent in at least half of the last W epochs, for runs whose per-epoch count flickers)
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -31,17 +33,17 @@ def sweep_runs(sweep: Path) -> dict[int, Path]:
     return dict(sorted(runs.items()))
 
 
-def main(out: Path, epochs: list[int], sweeps: list[Path]) -> None:
+def main(out: Path, epochs: list[int], sweeps: list[Path], window: int = 1) -> None:
     out.mkdir(parents=True, exist_ok=True)
     table, curves = {}, {}
     for sweep in sweeps:
         runs = sweep_runs(sweep)
         reached = [e for e in epochs if e <= max(silence_vs_m(runs, [1])["last"])]
-        s = silence_vs_m(runs, reached)
-        draw_silence_vs_m(runs, out / f"{sweep.name}-vs-m.png", reached)
+        s = silence_vs_m(runs, reached, window=window)
+        draw_silence_vs_m(runs, out / f"{sweep.name}-vs-m.png", reached, window=window)
         nan_to_none = lambda a: [[None if np.isnan(v) else int(v) for v in row] for row in a]  # noqa: E731
         table[sweep.name] = {"M": s["M"].tolist(), "epoch": s["epoch"].tolist(), "active": nan_to_none(s["active"]),
-                             "silent": nan_to_none(s["silent"]), "last_epoch": s["last"].tolist()}
+                             "silent": nan_to_none(s["silent"]), "last_epoch": s["last"].tolist(), "window": window}
         curves.update({f"{sweep.name} M={m}": run for m, run in runs.items()})
     draw_silence_over_training(curves, out / "silence.png")
     lines = ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in table.items())  # a sweep per line
@@ -49,6 +51,10 @@ def main(out: Path, epochs: list[int], sweeps: list[Path]) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 4:
-        sys.exit(__doc__)
-    main(Path(sys.argv[1]), [int(e) for e in sys.argv[2].split(",")], [Path(p) for p in sys.argv[3:]])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("epochs", type=lambda t: [int(e) for e in t.split(",")], help="e.g. 10,50,100,200")
+    ap.add_argument("sweeps", type=Path, nargs="+")
+    ap.add_argument("--window", type=int, default=1, help="silent in at least half of the last W epochs")
+    a = ap.parse_args()
+    main(a.out, a.epochs, a.sweeps, a.window)

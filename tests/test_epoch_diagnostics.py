@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from branchspec.figures.classifier_epochs import (draw_epoch_diagnostics, draw_silence_over_training, draw_silence_vs_m,
                                                  epoch_diagnostics, silence_curves, silence_vs_m)
@@ -73,3 +74,16 @@ def test_silence_vs_m_counts_per_epoch_and_marks_unreached_epochs(tmp_path):
     np.testing.assert_array_equal(s["active"], [[2, 3], [2, np.nan]])
     assert silence_vs_m(runs)["epoch"].tolist() == [1, 2]  # by default only epochs every run has
     assert draw_silence_vs_m(runs, tmp_path / "m.png").stat().st_size > 0
+
+
+def test_silence_vs_m_window_reads_the_majority_of_the_last_epochs(tmp_path):
+    norms = [[1.0, 0.05], [1.0, 0.05], [1.0, 0.5], [1.0, 0.05]]  # branch 2 under the threshold at epochs 1, 2, 4
+    (tmp_path / "diagnostics.json").write_text(json.dumps({"epochs": [{"epoch": e + 1, "branch_norm": n}
+                                                                       for e, n in enumerate(norms)]}))
+    runs = {2: tmp_path}
+    assert silence_vs_m(runs, [3])["silent"].tolist() == [[0]]  # the plain rule: that epoch alone
+    assert silence_vs_m(runs, [3], window=3)["silent"].tolist() == [[1]]  # 2 of epochs 1-3
+    assert silence_vs_m(runs, [3], window=2)["silent"].tolist() == [[1]]  # 1 of 2: half counts
+    assert silence_vs_m(runs, [4], window=3)["silent"].tolist() == [[1]]  # epochs 2-4: 2 of 3
+    with pytest.raises(ValueError, match="window"):
+        silence_vs_m(runs, [3], window=0)

@@ -150,36 +150,44 @@ def draw_epoch_diagnostics(run, path, threshold: float = 0.1, decay=None) -> Pat
     return save(fig, path)
 
 
-def silence_vs_m(runs: dict, epochs=None, threshold: float = 0.1) -> dict[str, np.ndarray]:
+def silence_vs_m(runs: dict, epochs=None, threshold: float = 0.1, window: int = 1) -> dict[str, np.ndarray]:
     """Fig. 5 (left) / Fig. 17 at chosen epochs of an M sweep: #active and #silent branches (Fig. 4 rule on
     the test responses, as :func:`silence_curves`) per M, per epoch.
 
     ``runs`` maps M to a run folder (``SWEEP/M<m>``); ``epochs`` defaults to four epochs up to the last one
-    every run has logged. Returns ``M`` (R,), ``epoch`` (T,), ``active`` and ``silent`` (T, R) — NaN where
-    a run has not reached the epoch — and ``last`` (R,) each run's last logged epoch.
+    every run has logged. With ``window`` w > 1 a branch counts as silent at epoch e when it is under the
+    threshold in at least half of the epochs e − w + 1 … e (a run whose per-epoch count flickers, e.g. under
+    strong weight decay, read over its last w epochs). Returns ``M`` (R,), ``epoch`` (T,), ``active`` and
+    ``silent`` (T, R) — NaN where a run has not reached the epoch — and ``last`` (R,) each run's last logged
+    epoch.
 
     Example (runs of M = 2 and 4, the second with one branch under the threshold at epoch 3)::
 
         silence_vs_m({2: A, 4: B}, epochs=[3])["silent"] == [[0, 1]]
     """
+    if window < 1:
+        raise ValueError(f"window: must be at least 1, got {window}")
     ms = sorted(runs)
-    curves = [silence_curves(runs[m], threshold) for m in ms]
-    last = np.array([int(c["epoch"][-1]) for c in curves])
+    diags = [epoch_diagnostics(runs[m]) for m in ms]
+    last = np.array([int(d["epoch"][-1]) for d in diags])
     if epochs is None:
         epochs = np.unique(np.linspace(1, last.min(), 4).round().astype(int))
     epochs = np.asarray(epochs, int)
     silent = np.full((len(epochs), len(ms)), np.nan)
-    for j, c in enumerate(curves):
-        at = {int(e): s for e, s in zip(c["epoch"], c["silent"])}
-        silent[:, j] = [at.get(int(e), np.nan) for e in epochs]
+    for j, d in enumerate(diags):
+        under = d["response"] < threshold  # (E, M) the Fig. 4 rule per logged epoch
+        for i, e in enumerate(epochs):
+            rows = (d["epoch"] > e - window) & (d["epoch"] <= e)
+            if e in d["epoch"]:
+                silent[i, j] = (under[rows].mean(axis=0) >= 0.5).sum()
     return {"M": np.array(ms), "epoch": epochs, "active": np.array(ms, float)[None, :] - silent, "silent": silent,
             "last": last}
 
 
-def draw_silence_vs_m(runs: dict, path, epochs=None, threshold: float = 0.1) -> Path:
+def draw_silence_vs_m(runs: dict, path, epochs=None, threshold: float = 0.1, window: int = 1) -> Path:
     """:func:`silence_vs_m` drawn as Fig. 17: #active (solid) and #silent (dashed) vs M on log axes, one
     colour per epoch; the legend names each run's last logged epoch, so a sweep still training reads as such."""
-    s = silence_vs_m(runs, epochs, threshold)
+    s = silence_vs_m(runs, epochs, threshold, window)
     fig, axes = new_figure(1, 1, figsize=(6.4, 4.0), squeeze=False)
     a = axes[0, 0]
     for i, e in enumerate(s["epoch"]):
@@ -193,6 +201,7 @@ def draw_silence_vs_m(runs: dict, path, epochs=None, threshold: float = 0.1) -> 
     a.set_xlabel("M (branches)")
     a.set_ylabel("# branches")
     trained = ", ".join(f"M={m}: {e}" for m, e in zip(s["M"], s["last"]))
-    a.set_title(f"active / silent vs M (Fig. 5 left, 17)\nepochs logged — {trained}", fontsize=8)
+    rule = "" if window == 1 else f", silent in ≥ half of the last {window} epochs"
+    a.set_title(f"active / silent vs M (Fig. 5 left, 17{rule})\nepochs logged — {trained}", fontsize=8)
     a.legend(fontsize=6, ncol=2)
     return save(fig, path)
