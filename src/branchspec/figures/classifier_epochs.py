@@ -188,7 +188,7 @@ def draw_silence_vs_m(runs: dict, path, epochs=None, threshold: float = 0.1, win
     """:func:`silence_vs_m` drawn as Fig. 17: #active (solid) and #silent (dashed) vs M on log axes, one
     colour per epoch; the legend names each run's last logged epoch, so a sweep still training reads as such."""
     s = silence_vs_m(runs, epochs, threshold, window)
-    fig, axes = new_figure(1, 1, figsize=(6.4, 4.0), squeeze=False)
+    fig, axes = new_figure(1, 1, figsize=(8.2, 4.0), squeeze=False)
     a = axes[0, 0]
     for i, e in enumerate(s["epoch"]):
         col = f"C{i % 10}"
@@ -203,5 +203,5 @@ def draw_silence_vs_m(runs: dict, path, epochs=None, threshold: float = 0.1, win
     trained = ", ".join(f"M={m}: {e}" for m, e in zip(s["M"], s["last"]))
     rule = "" if window == 1 else f", silent in ≥ half of the last {window} epochs"
     a.set_title(f"active / silent vs M (Fig. 5 left, 17{rule})\nepochs logged — {trained}", fontsize=8)
-    a.legend(fontsize=6, ncol=2)
+    a.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, off the lines
     return save(fig, path)
