@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from branchspec.figures.classifier_epochs import (draw_epoch_diagnostics, draw_silence_over_training, draw_silence_vs_m,
-                                                 epoch_diagnostics, silence_curves, silence_vs_m)
+                                                 epoch_diagnostics, silence_curves, silence_vs_m, turned_off)
 
 
 def test_epoch_diagnostics_normalises_and_skips_old_entries(tmp_path):
@@ -87,3 +87,18 @@ def test_silence_vs_m_window_reads_the_majority_of_the_last_epochs(tmp_path):
     assert silence_vs_m(runs, [4], window=3)["silent"].tolist() == [[1]]  # epochs 2-4: 2 of 3
     with pytest.raises(ValueError, match="window"):
         silence_vs_m(runs, [3], window=0)
+
+
+def test_turned_off_reads_the_weights_before_the_last_layer(tmp_path):
+    # branch 1: total norm sqrt(0.5^2 + 0.3^2), then only its last layer (0.3) is left; branch 0 keeps its body
+    body = [[1.0, 0.5], [1.0, 0.005], [1.0, 0.002]]
+    epochs = [{"epoch": e + 1, "branch_norm": [1.0, 0.1], "branch_weight_norm": np.hypot(b, 0.3).tolist(),
+               "branch_head_norm": [0.3, 0.3], "test_saturated": 0.0} for e, b in enumerate(body)]
+    (tmp_path / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
+    t = turned_off(tmp_path)
+    assert t["off"].tolist() == [0, 1, 1] and t["since"] == {1: 2}
+    assert turned_off(tmp_path, tol=1e-3)["off"].tolist() == [0, 0, 0]
+    for e in epochs:
+        del e["branch_head_norm"]
+    (tmp_path / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
+    assert turned_off(tmp_path)["off"].size == 0  # a run that did not log its last layers

@@ -113,6 +113,30 @@ def epoch_diagnostics(run) -> dict[str, np.ndarray]:
             "saturated": np.array([e["test_saturated"] for e in have], float)}
 
 
+def turned_off(run, tol: float = 1e-2) -> dict:
+    """Branches "turned off" (§6, Fig. 6) in the strict sense, per logged epoch of a run: every weight before the
+    last layer gone, so the branch outputs its last layer's bias, one constant, whatever the image.
+
+    The norm of those weights is sqrt(‖θ_k‖² − ‖head_k‖²) from the logged ``weight_norm`` and ``head_norm``
+    (:func:`epoch_diagnostics`); a branch is off when it is under ``tol``. Unlike the Fig. 4 rule this does not
+    flicker with the test responses. Returns ``epoch`` (E',), ``off`` (E',) the count per epoch and ``since``
+    {branch: first epoch of the last stretch under ``tol``} for the branches off at the last logged epoch;
+    empty arrays when the run did not log last-layer norms.
+
+    Example (branch 1's body norm 0.5, 0.005, 0.002 over three epochs): ``off == [0, 1, 1]``, ``since == {1: 2}``.
+    """
+    d = epoch_diagnostics(run)
+    if not d["head_norm"].size:
+        return {"epoch": np.array([], int), "off": np.array([], int), "since": {}}
+    body = np.sqrt(np.maximum(d["weight_norm"] ** 2 - d["head_norm"] ** 2, 0.0))  # (E', M)
+    off = body < tol
+    since = {}
+    for k in np.flatnonzero(off[-1]):
+        on = np.flatnonzero(~off[:, k])
+        since[int(k)] = int(d["weight_epoch"][on[-1] + 1 if on.size else 0])
+    return {"epoch": d["weight_epoch"], "off": off.sum(axis=1), "since": since}
+
+
 def draw_epoch_diagnostics(run, path, threshold: float = 0.1, decay=None) -> Path:
     """The eq. 10 mechanism over training (:func:`epoch_diagnostics`): every branch's response norm
     ‖F_k‖ / max_j ‖F_j‖ on the test set (below ``threshold``: silent, the Fig. 4 rule), every branch's weight
