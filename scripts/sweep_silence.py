@@ -9,8 +9,9 @@ Each SWEEP is a ``train-classifier --sweep`` folder (``SWEEP/M<m>/`` run folders
 * ``OUT/sweep-silence.json`` — per sweep: M, the epochs, #active and #silent (null: not reached) and each
   run's last logged epoch.
 
-Usage: python scripts/sweep_silence.py OUT EPOCHS SWEEP [SWEEP ...] [--window W]   (EPOCHS e.g. 10,50,100,200;
-W: silent in at least half of the last W epochs, for runs whose per-epoch count flickers)
+Usage: python scripts/sweep_silence.py OUT EPOCHS SWEEP [SWEEP ...] [--window W] [--turned-off]   (EPOCHS e.g.
+10,50,100,200; W: silent in at least half of the last W epochs, for runs whose per-epoch count flickers;
+--turned-off: count the branches whose weights before the last layer are gone, for runs that logged them)
 """
 
 from __future__ import annotations
@@ -33,17 +34,19 @@ def sweep_runs(sweep: Path) -> dict[int, Path]:
     return dict(sorted(runs.items()))
 
 
-def main(out: Path, epochs: list[int], sweeps: list[Path], window: int = 1) -> None:
+def main(out: Path, epochs: list[int], sweeps: list[Path], window: int = 1, turned_off: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
     table, curves = {}, {}
     for sweep in sweeps:
         runs = sweep_runs(sweep)
         reached = [e for e in epochs if e <= max(silence_vs_m(runs, [1])["last"])]
-        s = silence_vs_m(runs, reached, window=window)
-        draw_silence_vs_m(runs, out / f"{sweep.name}-vs-m.png", reached, window=window)
+        rule = dict(threshold=1e-2, rule="weights") if turned_off else {}
+        s = silence_vs_m(runs, reached, window=window, **rule)
+        draw_silence_vs_m(runs, out / f"{sweep.name}-vs-m.png", reached, window=window, **rule)
         nan_to_none = lambda a: [[None if np.isnan(v) else int(v) for v in row] for row in a]  # noqa: E731
         table[sweep.name] = {"M": s["M"].tolist(), "epoch": s["epoch"].tolist(), "active": nan_to_none(s["active"]),
-                             "silent": nan_to_none(s["silent"]), "last_epoch": s["last"].tolist(), "window": window}
+                             "silent": nan_to_none(s["silent"]), "last_epoch": s["last"].tolist(), "window": window,
+                             "rule": "turned off (weights before the last layer < 0.01)" if turned_off else "Fig. 4"}
         curves.update({f"{sweep.name} M={m}": run for m, run in runs.items()})
     draw_silence_over_training(curves, out / "silence.png")
     lines = ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in table.items())  # a sweep per line
@@ -56,5 +59,7 @@ if __name__ == "__main__":
     ap.add_argument("epochs", type=lambda t: [int(e) for e in t.split(",")], help="e.g. 10,50,100,200")
     ap.add_argument("sweeps", type=Path, nargs="+")
     ap.add_argument("--window", type=int, default=1, help="silent in at least half of the last W epochs")
+    ap.add_argument("--turned-off", action="store_true",
+                    help="count branches whose weights before the last layer are gone (turned_off) instead of the Fig. 4 rule")
     a = ap.parse_args()
-    main(a.out, a.epochs, a.sweeps, a.window)
+    main(a.out, a.epochs, a.sweeps, a.window, a.turned_off)

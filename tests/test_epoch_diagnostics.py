@@ -102,3 +102,16 @@ def test_turned_off_reads_the_weights_before_the_last_layer(tmp_path):
         del e["branch_head_norm"]
     (tmp_path / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
     assert turned_off(tmp_path)["off"].size == 0  # a run that did not log its last layers
+
+
+def test_silence_vs_m_by_weights_counts_turned_off_branches(tmp_path):
+    body = [[1.0, 0.5], [1.0, 0.005], [1.0, 0.002]]  # branch 1 off from epoch 2; its response stays 0.5
+    epochs = [{"epoch": e + 1, "branch_norm": [1.0, 0.5], "branch_weight_norm": np.hypot(b, 0.3).tolist(),
+               "branch_head_norm": [0.3, 0.3], "test_saturated": 0.0} for e, b in enumerate(body)]
+    (tmp_path / "diagnostics.json").write_text(json.dumps({"epochs": epochs}))
+    runs = {2: tmp_path}
+    assert silence_vs_m(runs, [1, 3])["silent"].tolist() == [[0], [0]]  # by the responses: never silent
+    assert silence_vs_m(runs, [1, 3], threshold=1e-2, rule="weights")["silent"].tolist() == [[0], [1]]
+    assert draw_silence_vs_m(runs, tmp_path / "w.png", [3], 1e-2, rule="weights").stat().st_size > 0
+    with pytest.raises(ValueError, match="rule"):
+        silence_vs_m(runs, [3], rule="centred")

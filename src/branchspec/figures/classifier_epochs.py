@@ -113,6 +113,11 @@ def epoch_diagnostics(run) -> dict[str, np.ndarray]:
             "saturated": np.array([e["test_saturated"] for e in have], float)}
 
 
+def _off(d: dict[str, np.ndarray], tol: float) -> np.ndarray:
+    """(E', M) bool: the weights before the last layer, sqrt(‖θ_k‖² − ‖head_k‖²), under ``tol`` (:func:`turned_off`)."""
+    return np.sqrt(np.maximum(d["weight_norm"] ** 2 - d["head_norm"] ** 2, 0.0)) < tol
+
+
 def turned_off(run, tol: float = 1e-2) -> dict:
     """Branches "turned off" (§6, Fig. 6) in the strict sense, per logged epoch of a run: every weight before the
     last layer gone, so the branch outputs its last layer's bias, one constant, whatever the image.
@@ -128,8 +133,7 @@ def turned_off(run, tol: float = 1e-2) -> dict:
     d = epoch_diagnostics(run)
     if not d["head_norm"].size:
         return {"epoch": np.array([], int), "off": np.array([], int), "since": {}}
-    body = np.sqrt(np.maximum(d["weight_norm"] ** 2 - d["head_norm"] ** 2, 0.0))  # (E', M)
-    off = body < tol
+    off = _off(d, tol)
     since = {}
     for k in np.flatnonzero(off[-1]):
         on = np.flatnonzero(~off[:, k])
@@ -174,14 +178,17 @@ def draw_epoch_diagnostics(run, path, threshold: float = 0.1, decay=None) -> Pat
     return save(fig, path)
 
 
-def silence_vs_m(runs: dict, epochs=None, threshold: float = 0.1, window: int = 1) -> dict[str, np.ndarray]:
+def silence_vs_m(runs: dict, epochs=None, threshold: float = 0.1, window: int = 1,
+                 rule: str = "response") -> dict[str, np.ndarray]:
     """Fig. 5 (left) / Fig. 17 at chosen epochs of an M sweep: #active and #silent branches (Fig. 4 rule on
     the test responses, as :func:`silence_curves`) per M, per epoch.
 
     ``runs`` maps M to a run folder (``SWEEP/M<m>``); ``epochs`` defaults to four epochs up to the last one
     every run has logged. With ``window`` w > 1 a branch counts as silent at epoch e when it is under the
     threshold in at least half of the epochs e − w + 1 … e (a run whose per-epoch count flickers, e.g. under
-    strong weight decay, read over its last w epochs). Returns ``M`` (R,), ``epoch`` (T,), ``active`` and
+    strong weight decay, read over its last w epochs). ``rule="weights"`` counts instead the branches turned
+    off (:func:`turned_off` with ``threshold`` as its tolerance, e.g. 1e-2; runs that logged their last layers'
+    norms). Returns ``M`` (R,), ``epoch`` (T,), ``active`` and
     ``silent`` (T, R) — NaN where a run has not reached the epoch — and ``last`` (R,) each run's last logged
     epoch.
 
@@ -191,6 +198,8 @@ def silence_vs_m(runs: dict, epochs=None, threshold: float = 0.1, window: int = 
     """
     if window < 1:
         raise ValueError(f"window: must be at least 1, got {window}")
+    if rule not in ("response", "weights"):
+        raise ValueError(f"rule: 'response' (Fig. 4) or 'weights' (turned off), got {rule!r}")
     ms = sorted(runs)
     diags = [epoch_diagnostics(runs[m]) for m in ms]
     last = np.array([int(d["epoch"][-1]) for d in diags])
@@ -199,19 +208,23 @@ def silence_vs_m(runs: dict, epochs=None, threshold: float = 0.1, window: int = 
     epochs = np.asarray(epochs, int)
     silent = np.full((len(epochs), len(ms)), np.nan)
     for j, d in enumerate(diags):
-        under = d["response"] < threshold  # (E, M) the Fig. 4 rule per logged epoch
+        if rule == "weights" and not d["head_norm"].size:
+            raise ValueError(f"rule='weights': {runs[ms[j]]} did not log its last layers' norms")
+        logged = d["epoch"] if rule == "response" else d["weight_epoch"]
+        under = d["response"] < threshold if rule == "response" else _off(d, threshold)  # (E, M) per logged epoch
         for i, e in enumerate(epochs):
-            rows = (d["epoch"] > e - window) & (d["epoch"] <= e)
-            if e in d["epoch"]:
+            rows = (logged > e - window) & (logged <= e)
+            if e in logged:
                 silent[i, j] = (under[rows].mean(axis=0) >= 0.5).sum()
     return {"M": np.array(ms), "epoch": epochs, "active": np.array(ms, float)[None, :] - silent, "silent": silent,
             "last": last}
 
 
-def draw_silence_vs_m(runs: dict, path, epochs=None, threshold: float = 0.1, window: int = 1) -> Path:
+def draw_silence_vs_m(runs: dict, path, epochs=None, threshold: float = 0.1, window: int = 1,
+                      rule: str = "response") -> Path:
     """:func:`silence_vs_m` drawn as Fig. 17: #active (solid) and #silent (dashed) vs M on log axes, one
     colour per epoch; the legend names each run's last logged epoch, so a sweep still training reads as such."""
-    s = silence_vs_m(runs, epochs, threshold, window)
+    s = silence_vs_m(runs, epochs, threshold, window, rule)
     fig, axes = new_figure(1, 1, figsize=(8.2, 4.0), squeeze=False)
     a = axes[0, 0]
     for i, e in enumerate(s["epoch"]):
@@ -225,7 +238,8 @@ def draw_silence_vs_m(runs: dict, path, epochs=None, threshold: float = 0.1, win
     a.set_xlabel("M (branches)")
     a.set_ylabel("# branches")
     trained = ", ".join(f"M={m}: {e}" for m, e in zip(s["M"], s["last"]))
-    rule = "" if window == 1 else f", silent in ≥ half of the last {window} epochs"
-    a.set_title(f"active / silent vs M (Fig. 5 left, 17{rule})\nepochs logged — {trained}", fontsize=8)
+    how = (", silent: turned off" if rule == "weights" else "") + (
+        f", in ≥ half of the last {window} epochs" if window > 1 else "")
+    a.set_title(f"active / silent vs M (Fig. 5 left, 17{how})\nepochs logged — {trained}", fontsize=8)
     a.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, off the lines
     return save(fig, path)
