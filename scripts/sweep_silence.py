@@ -60,6 +60,7 @@ if __name__ == "__main__":
     ap.add_argument("sweeps", type=Path, nargs="+")
     ap.add_argument("--window", type=int, default=1, help="silent in at least half of the last W epochs")
     ap.add_argument("--turned-off", action="store_true",
-                    help="count branches whose weights before the last layer are gone (turned_off) instead of the Fig. 4 rule")
+                    help="count the branches whose weights before the last layer are gone (turned_off), "
+                         "not the Fig. 4 rule")
     a = ap.parse_args()
     main(a.out, a.epochs, a.sweeps, a.window, a.turned_off)

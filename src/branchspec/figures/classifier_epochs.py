@@ -114,7 +114,8 @@ def epoch_diagnostics(run) -> dict[str, np.ndarray]:
 
 
 def _off(d: dict[str, np.ndarray], tol: float) -> np.ndarray:
-    """(E', M) bool: the weights before the last layer, sqrt(‖θ_k‖² − ‖head_k‖²), under ``tol`` (:func:`turned_off`)."""
+    """(E', M) bool: the weights before the last layer, sqrt(‖θ_k‖² − ‖head_k‖²), under ``tol``
+    (:func:`turned_off`)."""
     return np.sqrt(np.maximum(d["weight_norm"] ** 2 - d["head_norm"] ** 2, 0.0)) < tol
 
 
