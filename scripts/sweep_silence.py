@@ -2,7 +2,7 @@
 
 Each SWEEP is a ``train-classifier --sweep`` folder (``SWEEP/M<m>/`` run folders, finished or not). Writes
 
-* ``OUT/<sweep>-vs-m.png`` — #active and #silent branches vs M at the given epochs (``draw_silence_vs_m``;
+* ``OUT/<sweep>-vs-m.png`` — #active and #silent branches vs M at the given epochs (``draw_silence_counts``;
   an epoch a run has not reached is left out of its line);
 * ``OUT/silence.png`` — every run's silent fraction, weakest branch and clamped training logits per epoch
   (``draw_silence_over_training``), labelled ``<sweep> M=<m>``;
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from branchspec.figures.classifier_epochs import draw_silence_over_training, draw_silence_vs_m, silence_vs_m
+from branchspec.figures.classifier_epochs import draw_silence_counts, draw_silence_over_training, silence_vs_m
 
 
 def sweep_runs(sweep: Path) -> dict[int, Path]:
@@ -34,19 +34,25 @@ def sweep_runs(sweep: Path) -> dict[int, Path]:
     return dict(sorted(runs.items()))
 
 
+def as_json(s: dict) -> dict:
+    """A sweep's :func:`silence_vs_m` counts as JSON: unreached epochs as null."""
+    ints = lambda a: [[None if np.isnan(v) else int(v) for v in row] for row in a]  # noqa: E731
+    return {"M": s["M"].tolist(), "epoch": s["epoch"].tolist(), "active": ints(s["active"]), "silent": ints(s["silent"]),
+            "last_epoch": s["last"].tolist(), "window": s["window"],
+            "rule": "turned off (weights before the last layer < 0.01)" if s["rule"] == "weights" else "Fig. 4"}
+
+
 def main(out: Path, epochs: list[int], sweeps: list[Path], window: int = 1, turned_off: bool = False) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    rule = dict(threshold=1e-2, rule="weights") if turned_off else {}
     table, curves = {}, {}
     for sweep in sweeps:
         runs = sweep_runs(sweep)
-        reached = [e for e in epochs if e <= max(silence_vs_m(runs, [1])["last"])]
-        rule = dict(threshold=1e-2, rule="weights") if turned_off else {}
-        s = silence_vs_m(runs, reached, window=window, **rule)
-        draw_silence_vs_m(runs, out / f"{sweep.name}-vs-m.png", reached, window=window, **rule)
-        nan_to_none = lambda a: [[None if np.isnan(v) else int(v) for v in row] for row in a]  # noqa: E731
-        table[sweep.name] = {"M": s["M"].tolist(), "epoch": s["epoch"].tolist(), "active": nan_to_none(s["active"]),
-                             "silent": nan_to_none(s["silent"]), "last_epoch": s["last"].tolist(), "window": window,
-                             "rule": "turned off (weights before the last layer < 0.01)" if turned_off else "Fig. 4"}
+        s = silence_vs_m(runs, epochs, window=window, **rule)
+        reached = ~np.isnan(s["silent"]).all(axis=1)  # (T,) epochs some run has logged
+        s.update(epoch=s["epoch"][reached], active=s["active"][reached], silent=s["silent"][reached])
+        draw_silence_counts(s, out / f"{sweep.name}-vs-m.png")
+        table[sweep.name] = as_json(s)
         curves.update({f"{sweep.name} M={m}": run for m, run in runs.items()})
     draw_silence_over_training(curves, out / "silence.png")
     lines = ",\n".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in table.items())  # a sweep per line

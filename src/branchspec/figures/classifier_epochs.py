@@ -189,9 +189,9 @@ def silence_vs_m(runs: dict, epochs=None, threshold: float = 0.1, window: int = 
     threshold in at least half of the epochs e − w + 1 … e (a run whose per-epoch count flickers, e.g. under
     strong weight decay, read over its last w epochs). ``rule="weights"`` counts instead the branches turned
     off (:func:`turned_off` with ``threshold`` as its tolerance, e.g. 1e-2; runs that logged their last layers'
-    norms). Returns ``M`` (R,), ``epoch`` (T,), ``active`` and
-    ``silent`` (T, R) — NaN where a run has not reached the epoch — and ``last`` (R,) each run's last logged
-    epoch.
+    norms). Returns ``M`` (R,), ``epoch`` (T,), ``active`` and ``silent`` (T, R) — NaN where a run has not
+    reached the epoch —, ``last`` (R,) each run's last logged epoch, and the ``rule`` and ``window`` used
+    (:func:`draw_silence_counts` draws it).
 
     Example (runs of M = 2 and 4, the second with one branch under the threshold at epoch 3)::
 
@@ -214,18 +214,22 @@ def silence_vs_m(runs: dict, epochs=None, threshold: float = 0.1, window: int = 
         logged = d["epoch"] if rule == "response" else d["weight_epoch"]
         under = d["response"] < threshold if rule == "response" else _off(d, threshold)  # (E, M) per logged epoch
         for i, e in enumerate(epochs):
-            rows = (logged > e - window) & (logged <= e)
             if e in logged:
+                rows = (logged > e - window) & (logged <= e)
                 silent[i, j] = (under[rows].mean(axis=0) >= 0.5).sum()
     return {"M": np.array(ms), "epoch": epochs, "active": np.array(ms, float)[None, :] - silent, "silent": silent,
-            "last": last}
+            "last": last, "rule": rule, "window": window}
 
 
 def draw_silence_vs_m(runs: dict, path, epochs=None, threshold: float = 0.1, window: int = 1,
                       rule: str = "response") -> Path:
-    """:func:`silence_vs_m` drawn as Fig. 17: #active (solid) and #silent (dashed) vs M on log axes, one
-    colour per epoch; the legend names each run's last logged epoch, so a sweep still training reads as such."""
-    s = silence_vs_m(runs, epochs, threshold, window, rule)
+    """:func:`silence_vs_m` drawn as Fig. 17 (:func:`draw_silence_counts`)."""
+    return draw_silence_counts(silence_vs_m(runs, epochs, threshold, window, rule), path)
+
+
+def draw_silence_counts(s: dict, path) -> Path:
+    """Counts of :func:`silence_vs_m` as Fig. 17: #active (solid) and #silent (dashed) vs M on log axes, one
+    colour per epoch; the title names each run's last logged epoch, so a sweep still training reads as such."""
     fig, axes = new_figure(1, 1, figsize=(8.2, 4.0), squeeze=False)
     a = axes[0, 0]
     for i, e in enumerate(s["epoch"]):
@@ -239,8 +243,8 @@ def draw_silence_vs_m(runs: dict, path, epochs=None, threshold: float = 0.1, win
     a.set_xlabel("M (branches)")
     a.set_ylabel("# branches")
     trained = ", ".join(f"M={m}: {e}" for m, e in zip(s["M"], s["last"]))
-    how = (", silent: turned off" if rule == "weights" else "") + (
-        f", in ≥ half of the last {window} epochs" if window > 1 else "")
+    how = (", silent: turned off" if s["rule"] == "weights" else "") + (
+        f", in ≥ half of the last {s['window']} epochs" if s["window"] > 1 else "")
     a.set_title(f"active / silent vs M (Fig. 5 left, 17{how})\nepochs logged — {trained}", fontsize=8)
     a.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, off the lines
     return save(fig, path)
