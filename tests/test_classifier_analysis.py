@@ -147,6 +147,18 @@ def test_sweep_records_activity_per_m(tmp_path, drawn):
     assert m_active.tolist() == [1, 2] and active.tolist() == saved["active"] and silent.tolist() == saved["silent"]
     for ims, cov in zip(fig.images[1:], saved["covariance"]):  # one covariance panel per M
         np.testing.assert_allclose(ims[0], cov)
+    from branchspec.figures.classifier import draw_sweep_outputs, sweep_outputs
+
+    drawn.clear()
+    draw_sweep_outputs(tmp_path / "sweep.json", tmp_path / "sweep-outputs.png")  # Fig. 17 left
+    (fig,) = drawn
+    fig.check_png(tmp_path / "sweep-outputs.png")
+    rows = sweep_outputs(tmp_path / "sweep.json")
+    for r, ims, cm, silent in zip(rows, fig.images, saved["class_means"], saved["silent"]):
+        cm = np.asarray(cm)
+        true_class = cm[:, np.arange(cm.shape[1]), np.arange(cm.shape[1])]
+        np.testing.assert_allclose(ims[0], true_class[r["order"]])  # every branch, strongest first
+        assert r["silent"] == silent and r["ratio"][0] == 1.0 and np.all(np.diff(r["ratio"]) <= 0)
     again = run_sweep(cfg, [1, 2], tmp_path, progress=False, log=lambda s: None)  # finished runs are reused
     assert again["test_acc"] == saved["test_acc"]
 

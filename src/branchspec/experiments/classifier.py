@@ -145,11 +145,12 @@ def run(cfg: Config, out) -> dict:
         tc = replace(cfg.train, out=str(out))
         if cfg.sweep:
             from branchspec.classifier.analysis_run import run_sweep
-            from branchspec.figures.classifier import draw_sweep
+            from branchspec.figures.classifier import draw_sweep, draw_sweep_outputs
 
             rows = run_sweep(tc, list(cfg.sweep), out, resume=cfg.resume, progress=cfg.progress,
                              procs=cfg.sweep_procs, threads=cfg.sweep_threads)
             draw_sweep(out / "sweep.json", out / "sweep.png")
+            draw_sweep_outputs(out / "sweep.json", out / "sweep-outputs.png")
             summary["sweep"] = {k: rows[k] for k in ("M", "active", "silent", "test_acc")}
             run_dir = out / f"M{max(cfg.sweep)}"
         else:

@@ -200,6 +200,45 @@ def draw_sweep(sweep_json, path) -> Path:
     return save(fig, path)
 
 
+def sweep_outputs(sweep_json, threshold: float = 0.1) -> list[dict]:
+    """Fig. 17 left's data from a ``sweep.json``, per M: each branch's mean output for the true class
+    (``true_class``, ``(M, K)``: the left panel of Fig. 6), its response norm ``‖F_k‖ = sqrt(Cov_kk)``
+    relative to the strongest (``ratio``), both in order of decreasing norm (``order``: the branch indices),
+    and ``silent``, how many of them fall below ``threshold`` (the Fig. 4 rule the sweep counted with)."""
+    s = json.loads(Path(sweep_json).read_text())
+    rows = []
+    for m, cm, cov in zip(s["M"], s["class_means"], s["covariance"]):
+        cm = np.asarray(cm, dtype=float)  # (M, K, C)
+        k = cm.shape[1]
+        norms = np.sqrt(np.clip(np.diagonal(np.asarray(cov, dtype=float)), 0, None))
+        ratio = norms / (norms.max() or 1.0)
+        order = np.argsort(-ratio, kind="stable")
+        rows.append({"M": m, "order": order, "ratio": ratio[order], "silent": int((ratio < threshold).sum()),
+                     "true_class": cm[:, np.arange(k), np.arange(k)][order]})
+    return rows
+
+
+def draw_sweep_outputs(sweep_json, path, threshold: float = 0.1) -> Path:
+    """Fig. 17 left: for every M of a sweep, the branches' mean true-class outputs per class (Fig. 6 left),
+    strongest branch on top; a dashed line separates the silent branches (below ``threshold`` of the strongest
+    response norm, Fig. 4's rule). Drawn from ``sweep.json`` alone (:func:`sweep_outputs`)."""
+    s = json.loads(Path(sweep_json).read_text())
+    rows = sweep_outputs(sweep_json, threshold)
+    names = s.get("class_names") or [str(c) for c in range(rows[0]["true_class"].shape[1])]
+    fig, axes = new_figure(1, len(rows), figsize=(2.6 * len(rows) + 1, 6.0), squeeze=False)
+    for ax, r in zip(axes[0], rows):
+        im = _sym(ax, r["true_class"], f"M={r['M']}: {r['M'] - r['silent']} active / {r['silent']} silent",
+                  "class", "branch (by ‖F_k‖)")
+        ax.set_xticks(range(len(names)), names, rotation=90, fontsize=6)
+        ax.set_yticks([])
+        if r["silent"]:
+            ax.axhline(r["M"] - r["silent"] - 0.5, color="k", ls="--", lw=0.8)
+        fig.colorbar(im, ax=ax, shrink=0.5)
+    fig.suptitle("Fig. 17 left: mean true-class output of every branch, per M (dashed: silent below)",
+                 fontsize=10)
+    return save(fig, path)
+
+
 def draw_training(metrics_csv, path) -> Path:
     """Train / test accuracy per epoch from a run's ``metrics.csv``."""
     with Path(metrics_csv).open() as fh:
