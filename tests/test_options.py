@@ -332,7 +332,8 @@ def test_shipped_recipes_match_the_shipped_configs():
                         ("gan-catdog-64", "gan-catdog-64"), ("gan-utkface-64-diffusion", "gan-utkface-64"),
                         ("gan-cifar4-32", "gan-cifar4-run9d"), ("cifar10-sweep-criterion", "cifar10-sweep-criterion"),
                         ("cifar10-m16-sgd-kuangliu", "cifar10-m16-sgd"),
-                        ("cifar10-m16-sgd-kuangliu-wd-matched", "cifar10-m16-sgd-wd")):
+                        ("cifar10-m16-sgd-kuangliu-wd-matched", "cifar10-m16-sgd-wd"),
+                        ("cifar10-m16-sgd-kuangliu-wd-matched", "cifar10-m32-sgd-wd")):
         command = "train-gan" if recipe.startswith("gan-") else "train-classifier"
         cfg = dataclasses.asdict(_config(command, ["--config", str(ROOT / "recipes" / f"{recipe}.toml"), "--out", "x"]))
         saved = json.loads(next((ROOT / "checkpoints" / run).glob("config*.json")).read_text())

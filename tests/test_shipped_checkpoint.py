@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIP = ROOT / "checkpoints" / "cifar10-m16"
 SGD = ROOT / "checkpoints" / "cifar10-m16-sgd"
 SGD_WD = ROOT / "checkpoints" / "cifar10-m16-sgd-wd"
-SHIPS = pytest.mark.parametrize("ship", [SHIP, SGD, SGD_WD], ids=lambda p: p.name)
+SGD_WD32 = ROOT / "checkpoints" / "cifar10-m32-sgd-wd"
+SHIPS = pytest.mark.parametrize("ship", [SHIP, SGD, SGD_WD, SGD_WD32], ids=lambda p: p.name)
+# the matched-budget models' turned-off branches: every weight before the last layer decayed away
+TURNED_OFF = {SGD_WD: [2, 3, 6, 15], SGD_WD32: [0, 1, 2, 3, 5, 6, 7, 8, 10, 14, 16, 18, 19, 21, 22, 24, 27, 29]}
 CIFAR = Path(os.environ.get("BRANCHSPEC_SHARED_DATA", ROOT.parent / "shared" / "data")) / "cifar-10-batches-py"
 
 
@@ -68,17 +71,24 @@ def test_shipped_sgd_checkpoint_is_the_kuangliu_recipe_run():
     assert v.shape == (16, 2, 10) and torch.isfinite(v).all()
 
 
-def test_shipped_full_decay_budget_model_has_four_branches_turned_off():
-    """The SGD model with weight decay 1e-2 (the decay budget of 50,000 images): in branches 2, 3, 6 and 15 every
-    weight before the last layer decayed away, so each outputs one constant vector whatever the image; every
-    other branch kept its convolutions."""
-    cfg = json.loads((SGD_WD / "config.json").read_text())
+@pytest.mark.parametrize("ship", list(TURNED_OFF), ids=lambda p: p.name)
+def test_shipped_full_decay_budget_models_have_branches_turned_off(ship):
+    """The SGD models with weight decay 1e-2 (the decay budget of 50,000 images), M = 16 and 32: in 4 of 16 and
+    18 of 32 branches every weight before the last layer decayed away, so each outputs one constant vector
+    whatever the image; every other branch kept its convolutions (Fig. 17's shape: 12 and 14 stay on)."""
+    cfg = json.loads((ship / "config.json").read_text())
     assert (cfg["optimizer"], cfg["lr"], cfg["weight_decay"], cfg["train_images"]) == ("sgd", 0.1, 1e-2, 2500)
-    model, _ = load_model(SGD_WD / "last")
-    conv = [float(torch.sqrt(sum((p.float() ** 2).sum() for n, p in b.named_parameters() if ".conv" in n or
-                                 n.startswith("stem.0") or "shortcut.0" in n))) for b in as_branched(model).branches]
-    off = [k for k in range(16) if conv[k] < 1e-2]
-    assert off == [2, 3, 6, 15] and min(c for k, c in enumerate(conv) if k not in off) > 0.1
+    weights, _ = checkpoint_paths(ship / "last")
+    assert weights.stat().st_size < 12e6 and checkpoint_state(ship / "last")["weights_only"] is True
+    model, _ = load_model(ship / "last")
+    m = model.num_branches
+    with torch.no_grad():
+        conv = [float(torch.sqrt(sum((p.float() ** 2).sum() for n, p in b.named_parameters()
+                                     if ".conv" in n or n.startswith("stem.0") or "shortcut.0" in n)))
+                for b in as_branched(model).branches]
+    off = [k for k in range(m) if conv[k] < 1e-2]
+    assert m == cfg["num_branches"] and off == TURNED_OFF[ship]
+    assert min(c for k, c in enumerate(conv) if k not in off) > 0.1
     model.eval()
     with torch.no_grad():
         v = model(torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0)), return_branches=True)[1]
@@ -122,9 +132,10 @@ def test_shipped_analysis_npz_agrees_with_its_json(ship):
     from branchspec.compact import load_expanded
 
     res, path = _analysis(ship)
-    assert path.stat().st_size < 6e6  # small enough for git: the Hessians are packed (branchspec.compact)
     m, n, k = res["num_branches"], res["num_test"], len(res["class_names"])
-    assert (m, n, k) == (16, 1000, 10)
+    assert m == json.loads((ship / "config.json").read_text())["num_branches"] and (n, k) == (1000, 10)
+    # small enough for git: the Hessians are packed (branchspec.compact); M = 32's two 4,320² take 7.0 MB
+    assert path.stat().st_size < {16: 6e6, 32: 8e6}[m]
     assert npz_arrays(path)["outputs"] == ((m, n, k), "<f4")  # read from the header, before loading
     a = load_expanded(path)
     v, labels = a["outputs"].astype(np.float64), a["labels"]  # (M, N, C), (N,)
@@ -139,7 +150,7 @@ def test_shipped_analysis_npz_agrees_with_its_json(ship):
     for tag in ("init", "trained"):
         h, saved = a[f"hessian_{tag}"], res["hessian"][tag]
         size = saved["boundaries"][-1]
-        assert h.shape == (size, size) == (2160, 2160) and (h == h.T).all()
+        assert h.shape == (size, size) == (135 * m, 135 * m) and (h == h.T).all()  # 3·3·3·5 stem weights a branch
         assert float(np.abs(h).max()) == pytest.approx(saved["summary"]["max_abs_entry"], rel=1e-5)
 
 

@@ -138,7 +138,8 @@ def apps_config(root: Path, quick: bool) -> apps.Config:
                        segment=apps.Segment(), shipped=() if quick else shipped_generators())
 
 
-SHIPPED_CLASSIFIERS = ("cifar10-m16", "cifar10-m16-sgd", "cifar10-m16-sgd-wd")  # §6 CIFAR-10 models in checkpoints/ (AdamW; SGD; SGD, full decay budget)
+SHIPPED_CLASSIFIERS = ("cifar10-m16", "cifar10-m16-sgd", "cifar10-m16-sgd-wd",  # §6 CIFAR-10 models in checkpoints/
+                       "cifar10-m32-sgd-wd")  # (AdamW; SGD; SGD with the full decay budget, M = 16 and 32)
 
 
 def shipped_choice(quick: bool, shipped: str | None) -> tuple[str, ...]:
