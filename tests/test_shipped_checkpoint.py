@@ -1,5 +1,6 @@
-"""The shipped §6 models ``checkpoints/cifar10-m16/last`` (AdamW) and ``checkpoints/cifar10-m16-sgd/last``
-(kuangliu's SGD recipe): load without ../shared, reproduce their accuracy with it.
+"""The shipped §6 models ``checkpoints/cifar10-m16/last`` (AdamW), ``checkpoints/cifar10-m16-sgd/last``
+(kuangliu's SGD recipe) and ``cifar10-m16-sgd-wd`` / ``cifar10-m32-sgd-wd`` (that recipe with the full set's
+weight-decay budget): load without ../shared, reproduce their accuracy with it.
 
 The default test checks the file itself (weights only, the model spec, loads
 through :func:`branchspec.loading.load_model`, finite outputs). The
@@ -94,6 +95,8 @@ def test_shipped_full_decay_budget_models_have_branches_turned_off(ship):
         v = model(torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(0)), return_branches=True)[1]
     spread = v.std(dim=1).amax(dim=1)  # (M,) how much each branch's output varies over the images
     assert all(spread[k] < 1e-6 * spread.max() for k in off) and v[off].abs().amax() > 0  # a constant: the bias
+    # and one and the same constant in every turned-off branch: each last-layer bias gets the gradient ∂L/∂f
+    assert (v[off] - v[off[0]]).abs().amax() < 1e-4 * v[off[0]].abs().amax()
 
 
 @pytest.mark.shared_data

@@ -205,7 +205,10 @@ def sweep_outputs(sweep_json, threshold: float = 0.1) -> list[dict]:
     (``true_class``, ``(M, K)``: the left panel of Fig. 6), its response norm ``‖F_k‖ = sqrt(Cov_kk)``
     relative to the strongest (``ratio``), both in order of decreasing norm (``order``: the branch indices),
     and ``silent``, how many of them fall below ``threshold`` (the Fig. 4 rule the sweep counted with)."""
-    s = json.loads(Path(sweep_json).read_text())
+    return _sweep_outputs(json.loads(Path(sweep_json).read_text()), threshold)
+
+
+def _sweep_outputs(s: dict, threshold: float) -> list[dict]:
     rows = []
     for m, cm, cov in zip(s["M"], s["class_means"], s["covariance"]):
         cm = np.asarray(cm, dtype=float)  # (M, K, C)
@@ -223,7 +226,7 @@ def draw_sweep_outputs(sweep_json, path, threshold: float = 0.1) -> Path:
     strongest branch on top; a dashed line separates the silent branches (below ``threshold`` of the strongest
     response norm, Fig. 4's rule). Drawn from ``sweep.json`` alone (:func:`sweep_outputs`)."""
     s = json.loads(Path(sweep_json).read_text())
-    rows = sweep_outputs(sweep_json, threshold)
+    rows = _sweep_outputs(s, threshold)
     names = s.get("class_names") or [str(c) for c in range(rows[0]["true_class"].shape[1])]
     fig, axes = new_figure(1, len(rows), figsize=(2.6 * len(rows) + 1, 6.0), squeeze=False)
     for ax, r in zip(axes[0], rows):
