@@ -58,6 +58,18 @@ def test_covariance_and_activity_loop(outputs):
     active = [k for k in range(5) if norms[k] >= 0.1 * max(norms)]
     assert s["active_branches"] == active and s["silent_branches"] == [3]
     assert s["num_active"] + s["num_silent"] == 5
+    centred = [float((V[k] - V[k].mean(0)).pow(2).sum().sqrt()) for k in range(5)]
+    assert s["centred_branch_norms"] == pytest.approx(centred, rel=1e-4)
+    assert s["num_silent_centred"] == sum(c < 0.1 * max(centred) for c in centred)
+
+
+def test_a_constant_branch_is_silent_only_with_its_mean_removed():
+    """A branch whose weights before the last layer are gone outputs its bias for every input: the paper's
+    uncentred norm (Fig. 4) counts that constant as response, the centred count as silence."""
+    V = torch.randn(3, 50, 4, generator=torch.Generator().manual_seed(0))
+    V[2] = torch.tensor([0.9, -0.5, 0.3, 0.7])  # one constant vector, well above 10 % of the others
+    s = A.covariance_summary(V)
+    assert s["num_silent"] == 0 and s["num_silent_centred"] == 1 and s["centred_branch_norms"][2] < 1e-5
 
 
 def test_ablation_loop_and_matches_model_silenced():

@@ -141,11 +141,21 @@ def top_confident(V: Tensor, labels: Tensor, branch: int, cls: int, fraction: fl
 
 
 def covariance_summary(V: Tensor, fraction: float = 0.1) -> dict:
-    """Covariance F·Fᵀ, correlation and active / silent counts of the branch responses (Fig. 5 panels 1–2)."""
+    """Covariance F·Fᵀ, correlation and active / silent counts of the branch responses (Fig. 5 panels 1–2).
+
+    Beside the paper's rule (Fig. 4: ‖F_k‖ under ``fraction`` of the largest), ``num_silent_centred`` counts the
+    branches whose response *varies* with the input by less than that: the same rule on each branch's outputs
+    minus their mean over the samples (``centred_branch_norms``). A branch that outputs one constant vector
+    — its weights before the last layer decayed away, the bias left — is silent by this count whatever its
+    constant's size, while the paper's uncentred norm counts the constant as response.
+    """
     F = response(V)  # (M, N·C)
     act = metrics.activity(F, fraction)
     corr = metrics.correlation(F)
+    centred = metrics.branch_norms(response(V - V.mean(dim=1, keepdim=True)))  # (M,) input-dependent part
     return {
+        "centred_branch_norms": centred.tolist(),
+        "num_silent_centred": int((~metrics.active_by_norm(centred, fraction)).sum()),
         "covariance": metrics.covariance(F).tolist(),
         "correlation": corr.tolist(),
         "mean_abs_offdiag_correlation": metrics.mean_abs_offdiag(corr),

@@ -171,16 +171,18 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
     ``num_branches`` and ``out`` are replaced per M. ``resume=True`` skips
     finished runs and continues unfinished ones; ``procs`` > 1 trains the runs
     on that many processes (:mod:`branchspec.classifier.sweep`). Writes
-    ``out/sweep.json`` (drawn by ``branchspec.figures.classifier.draw_sweep``) with, per M, the epochs trained
-    and the loss and accuracy on the (un-augmented) images it trained on, beside the floor H(p): with
-    ``cfg.stop_loss`` every M is trained to the same train-loss criterion (issue #10), not the same epochs.
+    ``out/sweep.json`` (drawn by ``branchspec.figures.classifier.draw_sweep``) with, per M, #active / #silent
+    (Fig. 4 rule; ``silent_centred``: with each branch's mean output removed, :func:`covariance_summary`), the
+    epochs trained and the loss and accuracy on the (un-augmented) images it trained on, beside the floor H(p):
+    with ``cfg.stop_loss`` every M is trained to the same train-loss criterion, not the same epochs.
     """
     from branchspec.classifier.sweep import train_runs
 
     out = Path(out)
     cfgs = [replace(cfg, num_branches=m, out=str(out / f"M{m}")) for m in ms]
     train_runs(cfgs, resume=resume, procs=procs, threads=threads, progress=progress, log=log)
-    rows = {"M": [], "active": [], "silent": [], "test_acc": [], "covariance": [], "class_means": [], "class_names": None,
+    rows = {"M": [], "active": [], "silent": [], "silent_centred": [], "test_acc": [], "covariance": [],
+            "class_means": [], "class_names": None,
             "epochs": [], "train_split_loss": [], "train_split_acc": [], "loss_floor": None, "stop_loss": cfg.stop_loss}
     for m in ms:
         model, state = load_model(out / f"M{m}" / "last")
@@ -190,6 +192,7 @@ def run_sweep(cfg, ms: list[int], out: Path, resume: bool = False, progress: boo
         rows["M"].append(m)
         rows["active"].append(summ["num_active"])
         rows["silent"].append(summ["num_silent"])
+        rows["silent_centred"].append(summ["num_silent_centred"])
         rows["test_acc"].append(A.accuracy(V, labels, clamp=cfg.clamp))
         rows["covariance"].append(summ["covariance"])
         rows["class_means"].append(A.class_means(V, labels, test.num_classes).tolist())

@@ -36,7 +36,7 @@ def loss_reached(stop_loss: float | None, floor: float, row: dict) -> bool:
     """Whether a metrics row's epoch train loss lies within ``stop_loss`` of the floor H(p) (§6).
 
     The stopping rule of ``--stop-loss``: every run of a sweep trained to the
-    same criterion (issue #10) instead of the same number of epochs. ``row``
+    same criterion instead of the same number of epochs. ``row``
     is a metrics.csv row (numbers or the strings read back from the CSV); an
     empty row (no epoch yet) or ``stop_loss=None`` never stops.
 

@@ -46,8 +46,8 @@ def run(args) -> int:
     analysis = replace(analysis, checkpoint=str(state_path))
     with flag_errors(flags):  # a pair outside the model's branches / classes names the flag
         res = classifier.run(classifier.Config(analysis=analysis), out)["analysis"]
-    print(f"accuracy {res['accuracy']:.4f}; {res['num_active']} active, {res['num_silent']} silent branches; "
-          f"{Path(out) / 'analysis.json'}")
+    print(f"accuracy {res['accuracy']:.4f}; {res['num_active']} active, {res['num_silent']} silent branches "
+          f"({res['num_silent_centred']} with their mean output removed); {Path(out) / 'analysis.json'}")
     if "train_split" in res:
         t = res["train_split"]
         print(f"training split ({t['images']} images, un-augmented): loss {t['loss']:.4f} "

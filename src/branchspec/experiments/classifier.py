@@ -123,6 +123,8 @@ def _analysis_numbers(res: dict) -> dict:
     out = {"test accuracy (analysis)": number(res["accuracy"], ".4f"),
            "active / silent branches": f"{number(res['num_active'])} / {number(res['num_silent'])}",
            "mean |correlation| between branches": number(res["mean_abs_offdiag_correlation"], ".3f")}
+    if "num_silent_centred" in res:  # analyses written before it lack the count
+        out["silent with each branch's mean output removed (input-independent)"] = number(res["num_silent_centred"])
     h = res.get("hessian", {})
     if h.get("available") and "init" in h and "trained" in h:
         out["first-layer Hessian block diagonality, init → trained"] = (
@@ -182,7 +184,7 @@ def run(cfg: Config, out) -> dict:
         summary["analysis"] = {
             "folder": str(dest), "checkpoint": ckpt, "data": data, "accuracy": res["accuracy"],
             "num_branches": res["num_branches"], "num_active": res["num_active"], "num_silent": res["num_silent"],
-            "mean_abs_offdiag_correlation": res["mean_abs_offdiag_correlation"],
+            "num_silent_centred": res["num_silent_centred"], "mean_abs_offdiag_correlation": res["mean_abs_offdiag_correlation"],
             "keep_top": {str(k): v for k, v in keep.items()},
             "hessian_note": res["hessian"].get("note", "computed with branchspec.hessian"),
         }
