@@ -239,6 +239,8 @@ def section(out) -> Section:
         how = f" ({t['data']}, {t['subset'] or 'all'} training images, {t['epochs']} epochs)" if t else ""
         numbers[f"test accuracy, M = {m}{how}"] = round(an["accuracy"], 4)
         numbers[f"active / silent branches, M = {m}"] = f"{an['num_active']} / {an['num_silent']}"
+        if "num_silent_centred" in an:
+            numbers[f"silent with each branch's mean output removed, M = {m}"] = an["num_silent_centred"]
     if "sweep" in summary:
         sw = summary["sweep"]
         numbers["active per M"] = json.dumps(dict(zip(map(str, sw["M"]), sw["active"])))
