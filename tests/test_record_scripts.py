@@ -47,3 +47,40 @@ def test_branch_decay_gives_the_decay_budget_of_the_shipped_run(tmp_path):
     assert row["steps_per_epoch"] == 19 and row["epoch"] == 200
     assert abs(row["decay_exponent_end"] - 19.0) < 0.05 and abs(row["decay_exponent_50000_images"] - 391.0) < 0.1
     assert (tmp_path / "cifar10-m32-sgd-wd-diagnostics.png").stat().st_size > 10_000
+
+
+RESULTS = ROOT / "results" / "kuangliu"
+# The record's runs as committed: finished runs shipped under checkpoints/, the rest as their logs in results/.
+def _logs(prefix: str) -> dict[str, Path]:
+    return {"diagnostics.json": RESULTS / f"{prefix}-diagnostics.json", "metrics.csv": RESULTS / f"{prefix}-metrics.csv"}
+
+
+def _shipped(run: Path) -> dict[str, Path]:
+    return {name: run / name for name in ("diagnostics.json", "metrics.csv")}
+
+
+RECORD_LOGS = {
+    "kl-sweep": {16: _shipped(ROOT / "checkpoints" / "cifar10-m16-sgd"), 32: _logs("kl-m32"), 64: _logs("kl-m64")},
+    "kl-sweep-wd": {16: _shipped(SHIPPED[16]), 32: _shipped(SHIPPED[32]), 64: _logs("kl-m64-wd")},
+}
+
+
+def test_the_record_counts_follow_from_the_committed_logs(tmp_path):
+    """results/kuangliu/sweep-silence.json and sweep-wd-turned-off.json — the Fig. 5-left / Fig. 17 counts of both
+    sweeps, M = 64 included where its run ended (epoch 176 and 63) — are what the script gives from the logs."""
+    for sweep, logs in RECORD_LOGS.items():
+        for m, log in logs.items():
+            (tmp_path / sweep / f"M{m}").mkdir(parents=True)
+            for name, path in log.items():
+                (tmp_path / sweep / f"M{m}" / name).symlink_to(path)
+    res = _script("sweep_silence.py", tmp_path / "fig4", "10,25,50,75,100,125,150,175,200", tmp_path / "kl-sweep",
+                  tmp_path / "kl-sweep-wd", "--window", "10")
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads((tmp_path / "fig4" / "sweep-silence.json").read_text())
+    assert got == json.loads((RESULTS / "sweep-silence.json").read_text())
+    assert got["kl-sweep"]["last_epoch"] == [200, 200, 176]
+    assert got["kl-sweep"]["silent"][-2] == [0, 2, 14] and got["kl-sweep"]["active"][-2] == [16, 30, 50]
+    res = _script("sweep_silence.py", tmp_path / "off", "10,25,50,60", tmp_path / "kl-sweep-wd", "--turned-off")
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = json.loads((tmp_path / "off" / "sweep-silence.json").read_text())
+    assert got == json.loads((RESULTS / "sweep-wd-turned-off.json").read_text())
