@@ -15,6 +15,7 @@ import sys
 from branchspec import __version__
 from branchspec.budget import check_threads
 from branchspec.errors import BranchspecError, ConfigError, UsageError
+from branchspec.heap import keep_freed_memory
 
 # Sub-command modules, in the order --help lists them.
 COMMANDS = [
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    keep_freed_memory()  # large freed blocks stay for the next step (heap.py), unless the environment chooses
     try:
         check_numbers(args)
         return int(args._run(args) or 0)

@@ -34,6 +34,7 @@ from branchspec.classifier.runfiles import check_resume
 from branchspec.classifier.recipe import loss_reached
 from branchspec.losses import soft_target_floor
 from branchspec.train.memory import classifier_training_bytes
+from branchspec.heap import keep_freed_memory
 
 
 def pending(cfg: TrainConfig, resume: bool) -> bool:
@@ -76,6 +77,7 @@ def _run_in_worker(cfg: TrainConfig, gpu: int | None, threads: int | None, paren
     threads, watch the parent (:func:`_exit_with_parent`), train (resuming a started run), and send back
     ``None`` or the one-line error."""
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    keep_freed_memory()  # a spawned process: the parent's malloc settings do not carry over
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     if threads:

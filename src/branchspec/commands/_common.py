@@ -6,12 +6,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 from branchspec import options, textlists
 from branchspec.errors import BranchspecError, ConfigError, UsageError
 from branchspec.io import probe_writable
+from branchspec.precision import emulated_bf16
 
 MAX_BRANCHES = 4096  # M: the paper uses up to 32; larger is refused before anything is built
 MAX_IMG_SIZE = 1024  # image side: the paper's largest is 256
@@ -28,6 +30,13 @@ def writable_dir(path: str | os.PathLike, arg: str = "--out") -> Path:
     except OSError as exc:
         raise UsageError(f"{arg}: cannot write to {p} ({exc.strerror or exc})") from None
     return p
+
+
+def warn_emulated_bf16(prog: str, precision: str, device: str) -> None:
+    """``PROG: warning: ...`` on stderr when a run is about to use bf16 that this CPU only emulates."""
+    line = emulated_bf16(precision, device)
+    if line:
+        print(f"{prog}: warning: {line}", file=sys.stderr)
 
 
 def device_arg(device: str, arg: str = "--device") -> str:

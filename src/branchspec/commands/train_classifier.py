@@ -8,7 +8,8 @@ import torch
 
 from branchspec import options
 from branchspec.commands._common import (
-    MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, existing_dir, flag_errors, int_range, writable_dir,
+    MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, existing_dir, flag_errors, int_range, warn_emulated_bf16,
+    writable_dir,
 )
 from branchspec.errors import UsageError
 from branchspec.classifier.config import RUN_RECORD_KEYS, TrainConfig
@@ -72,6 +73,7 @@ def run(args) -> int:
         if args.sweep:
             raise UsageError("--init-from: one model's weights cannot start a sweep over M; drop --sweep")
     out = writable_dir(args.out)
+    warn_emulated_bf16(getattr(args, "_prog", "branchspec"), cfg.precision, cfg.device)
     if args.threads is not None:
         torch.set_num_threads(at_least(args.threads, 1, "--threads"))
     elif args.resume and not args.sweep:

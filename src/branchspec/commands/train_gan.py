@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 from branchspec import options
-from branchspec.commands._common import MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, flag_errors, writable_dir
+from branchspec.commands._common import (
+    MAX_BRANCHES, MAX_IMG_SIZE, at_least, at_most, flag_errors, warn_emulated_bf16, writable_dir,
+)
 from branchspec.errors import UsageError
 from branchspec.gan.config import GanTrainConfig
 
@@ -64,6 +66,7 @@ def run(args) -> int:
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device available")
     out = writable_dir(args.out, "--out")
+    warn_emulated_bf16(getattr(args, "_prog", "branchspec"), cfg.precision, cfg.device)
     if args.resume and not checkpoint_exists(out / "checkpoints" / "last"):
         raise UsageError(f"--resume: no checkpoint {out / 'checkpoints' / 'last.json'}")
     if args.threads is not None:
