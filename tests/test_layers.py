@@ -18,8 +18,8 @@ PKG = "branchspec"
 # the longest prefix listed; "" is the package's own __init__ only: the facade re-exporting the public
 # API of every floor, so it sits on top (no module imports names from it).
 FLOORS = [
-    ("services", ["errors", "io", "options", "textlists", "numtext", "compiling", "budget", "heap", "compact", "lazy", "seeds",
-                  "precision", "padding", "losses", "checkpoint", "checkpoint_content"]),
+    ("services", ["errors", "io", "options", "textlists", "numtext", "compiling", "budget", "heap", "compact", "lazy",
+                  "seeds", "precision", "padding", "losses", "checkpoint", "checkpoint_content"]),
     ("core", ["branched", "engines", "packed", "packed_check", "metrics"]),
     ("blocks", ["models", "data", "toy", "hessian", "parts", "loading"]),
     ("methods", ["train", "classifier", "gan", "apps"]),
