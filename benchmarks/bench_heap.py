@@ -4,8 +4,8 @@ default (``BRANCHSPEC_HEAP=system``): speed, kernel time and peak resident memor
 Each configuration runs as users run it, one process per measurement, the two settings in turn (A B A B …)
 ``PAIRS`` times; the rows give medians. ``train-classifier`` (the §6 model, M = 16 packed and loop, and the dense
 M = 1 of equal FLOPs, 2,560 CIFAR-10 images, batch 128, 2 threads): images/s of the second epoch.
-``train-gan`` (the cat ↔ dog recipe at 64², M = 9, batch 8, 2 threads, ``--precision auto``): seconds per step over steps 6–30
-from its log. Kernel (sys) seconds and peak RSS per process come from ``os.wait4``.
+``train-gan`` (the cat ↔ dog recipe at 64², M = 9, batch 8, 2 threads, ``--precision auto``): seconds per step
+over steps 6–30 from its log. Kernel (sys) seconds and peak RSS per process come from ``os.wait4``.
 
     python benchmarks/bench_heap.py [--quick]
     python benchmarks/run.py heap            # as rows of the benchmark table
@@ -30,12 +30,12 @@ PAIRS = 2
 def _process(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Run ``cmd``; ``(kernel seconds, peak RSS in MiB)`` of that process (Linux ``ru_maxrss`` is KiB)."""
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)  # reaps it, with its own resource usage
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
+        pid = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env).pid
+        _, status, usage = os.wait4(pid, 0)  # reaps it, with its own resource usage
+        code = os.waitstatus_to_exitcode(status)
+        if code != 0:
             err.seek(0)
-            raise RuntimeError(f"{' '.join(cmd[2:4])} exited {proc.returncode}: {err.read()[-500:]!r}")
+            raise RuntimeError(f"{' '.join(cmd[2:4])} exited {code}: {err.read()[-500:]!r}")
     return usage.ru_stime, usage.ru_maxrss / 1024
 
 
@@ -59,14 +59,15 @@ def _gan(quick: bool, env: dict[str, str]) -> dict[str, float] | None:
     steps = 4 if quick else 30
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "branchspec", "train-gan", "--config", str(ROOT / "recipes" / "gan-catdog-64.toml"),
-               "--steps", str(steps), "--threads", "2", "--out", str(out), "--log-every", "1",
-               "--sample-every", str(10 * steps), "--precision", "auto"]  # the recipe pins the bf16 of an AMX CPU
+        recipe = ROOT / "recipes" / "gan-catdog-64.toml"
+        cmd = [sys.executable, "-m", "branchspec", "train-gan", "--config", str(recipe), "--steps", str(steps),
+               "--threads", "2", "--out", str(out), "--log-every", "1", "--sample-every", str(10 * steps),
+               "--precision", "auto"]  # the recipe pins the bf16 of an AMX CPU
         if quick:
             cmd += ["--data", "embedded", "--img-size", "32"]
         sys_s, rss = _process(cmd, env)
-        times = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
-        stamps = [r["time_s"] for r in times if "time_s" in r]
+        logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if line.strip()]
+        stamps = [r["time_s"] for r in logged if "time_s" in r]
     first = 1 if quick else 5
     per_step = (stamps[-1] - stamps[first]) / (len(stamps) - 1 - first) if len(stamps) > first + 1 else float("nan")
     return {"speed": per_step, "sys": sys_s, "rss": rss}

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from branchspec.heap import environment_choice
+from branchspec.heap import environment_choice, glibc
 
 PROBE = """
 import ctypes, sys
@@ -33,13 +33,6 @@ print(outcome, mapped)
 """
 
 
-def _glibc() -> bool:
-    try:
-        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
-    except (ValueError, OSError, AttributeError):
-        return False
-
-
 def _probe(call: bool, **env: str) -> tuple[str, int]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "BRANCHSPEC_HEAP"}
     res = subprocess.run([sys.executable, "-c", PROBE, "call" if call else "skip"], capture_output=True, text=True,
@@ -49,7 +42,7 @@ def _probe(call: bool, **env: str) -> tuple[str, int]:
     return outcome, int(mapped)
 
 
-@pytest.mark.skipif(not _glibc(), reason="glibc's malloc only")
+@pytest.mark.skipif(not glibc(), reason="glibc's malloc only")
 def test_a_large_block_comes_from_the_heap_once_kept():
     assert _probe(call=False) == ("not called", 1)  # glibc's default: a 64 MiB block is its own mapping
     assert _probe(call=True) == ("kept", 0)

@@ -14,12 +14,28 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "kuangliu"
 SHIPPED = {16: ROOT / "checkpoints" / "cifar10-m16-sgd-wd", 32: ROOT / "checkpoints" / "cifar10-m32-sgd-wd"}
 
 
 def _script(name: str, *args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)], capture_output=True,
                           text=True, timeout=300)
+
+
+def _logs(prefix: str) -> dict[str, Path]:
+    return {name: RESULTS / f"{prefix}-{name}" for name in ("diagnostics.json", "metrics.csv")}
+
+
+def _shipped(run: Path) -> dict[str, Path]:
+    return {name: run / name for name in ("diagnostics.json", "metrics.csv")}
+
+
+# The record's runs as committed: finished runs shipped under checkpoints/, the rest as their logs in results/.
+RECORD_LOGS = {
+    "kl-sweep": {16: _shipped(ROOT / "checkpoints" / "cifar10-m16-sgd"), 32: _logs("kl-m32"), 64: _logs("kl-m64")},
+    "kl-sweep-wd": {16: _shipped(SHIPPED[16]), 32: _shipped(SHIPPED[32]), 64: _logs("kl-m64-wd")},
+}
 
 
 def test_sweep_silence_gives_fig17_of_the_shipped_matched_budget_sweep(tmp_path):
@@ -47,22 +63,6 @@ def test_branch_decay_gives_the_decay_budget_of_the_shipped_run(tmp_path):
     assert row["steps_per_epoch"] == 19 and row["epoch"] == 200
     assert abs(row["decay_exponent_end"] - 19.0) < 0.05 and abs(row["decay_exponent_50000_images"] - 391.0) < 0.1
     assert (tmp_path / "cifar10-m32-sgd-wd-diagnostics.png").stat().st_size > 10_000
-
-
-RESULTS = ROOT / "results" / "kuangliu"
-# The record's runs as committed: finished runs shipped under checkpoints/, the rest as their logs in results/.
-def _logs(prefix: str) -> dict[str, Path]:
-    return {"diagnostics.json": RESULTS / f"{prefix}-diagnostics.json", "metrics.csv": RESULTS / f"{prefix}-metrics.csv"}
-
-
-def _shipped(run: Path) -> dict[str, Path]:
-    return {name: run / name for name in ("diagnostics.json", "metrics.csv")}
-
-
-RECORD_LOGS = {
-    "kl-sweep": {16: _shipped(ROOT / "checkpoints" / "cifar10-m16-sgd"), 32: _logs("kl-m32"), 64: _logs("kl-m64")},
-    "kl-sweep-wd": {16: _shipped(SHIPPED[16]), 32: _shipped(SHIPPED[32]), 64: _logs("kl-m64-wd")},
-}
 
 
 def test_the_record_counts_follow_from_the_committed_logs(tmp_path):

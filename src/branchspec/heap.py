@@ -40,6 +40,14 @@ PRELOADED_ALLOCATORS = ("jemalloc", "tcmalloc", "mimalloc")
 _applied: str | None = None  # the outcome of the first call in this process: mallopt is process-wide
 
 
+def glibc() -> bool:
+    """True if this process runs on glibc (whose ``mallopt`` :func:`keep_freed_memory` calls)."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (ValueError, OSError, AttributeError):  # no such confstr name: not glibc
+        return False
+
+
 def environment_choice(env: Mapping[str, str]) -> str | None:
     """Why ``env``'s own allocator settings win over :func:`keep_freed_memory`, or ``None``."""
     if env.get(ENV, "").strip().lower() == "system":
@@ -66,17 +74,12 @@ def keep_freed_memory() -> str:
     if _applied is not None:
         return _applied
     why = environment_choice(os.environ)
+    if why is None and not glibc():
+        why = "not glibc"
     if why is None:
-        try:
-            libc = os.confstr("CS_GNU_LIBC_VERSION") or ""
-        except (ValueError, OSError, AttributeError):  # not a glibc system
-            libc = ""
-        if not libc.startswith("glibc"):
-            why = "not glibc"
-        else:
-            mallopt = ctypes.CDLL(None).mallopt
-            mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-            ok = mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
-            why = None if ok else "mallopt refused"
+        mallopt = ctypes.CDLL(None).mallopt
+        mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+        ok = mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1
+        why = None if ok else "mallopt refused"
     _applied = "kept" if why is None else f"left to the system: {why}"
     return _applied

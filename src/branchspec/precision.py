@@ -70,11 +70,14 @@ def resolve_precision(requested: str, device: str) -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
     if requested != "auto":
         return requested
+    return "bf16" if _on_cuda(device) or native_bf16_cpu() else "fp32"
+
+
+def _on_cuda(device: str) -> bool:
+    """``device`` ("cpu", "cuda[:i]", "auto") means CUDA: named, or "auto" with a GPU present."""
     import torch
 
-    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
-        return "bf16"
-    return "bf16" if native_bf16_cpu() else "fp32"
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
 def emulated_bf16(precision: str, device: str) -> str | None:
@@ -86,12 +89,10 @@ def emulated_bf16(precision: str, device: str) -> str | None:
     >>> emulated_bf16("fp32", "cpu") is None
     True
     """
+    if precision != "bf16" or _on_cuda(device) or native_bf16_cpu():
+        return None
     import torch
 
-    if precision != "bf16" or device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
-        return None
-    if native_bf16_cpu():
-        return None
     return (f"bf16 on a CPU without native bf16 ({torch.backends.cpu.get_cpu_capability()}) is emulated and several "
             "times slower than fp32; --precision auto picks fp32 here")
 
